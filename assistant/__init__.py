@@ -1,0 +1,1 @@
+"""Dialogue manager, model engine and media handling for the local multimodal assistant."""

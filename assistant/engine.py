@@ -1,0 +1,110 @@
+"""The in-process transformers engine for Qwen2.5-Omni Thinker models.
+
+Contract: `stream(model_input, stop)` yields text chunks and ends early once `stop` is set.
+Knows nothing of storage, conversations on disk, or the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteriaList
+
+from assistant.errors import GenerationError
+from assistant.prompt import ModelInput
+from assistant.streaming import ChunkStreamer, StopOnEvent
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 1024
+DEFAULT_STREAM_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    model: str
+    quant: str
+    device: str
+    demo: bool
+
+
+class TransformersEngine:
+    input_kinds = frozenset({"text", "image", "audio"})
+
+    def __init__(
+        self,
+        model,
+        processor,
+        info: EngineInfo,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        stream_timeout_s: float = DEFAULT_STREAM_TIMEOUT_S,
+        generation_kwargs: dict | None = None,
+    ):
+        self.model = model
+        self.processor = processor
+        self.info = info
+        self.max_new_tokens = max_new_tokens
+        self.stream_timeout_s = stream_timeout_s
+        self.generation_kwargs = dict(generation_kwargs or {})
+        # One generation at a time: the model is shared by every browser session.
+        self._lock = threading.Lock()
+        self._float_dtype = next(model.model.visual.parameters()).dtype
+
+    def prepare(self, model_input: ModelInput):
+        """Run the processor: chat template, placeholder expansion, pixel and audio features."""
+        text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(
+            text=[text],
+            images=model_input.images or None,
+            audio=model_input.audios or None,
+            return_tensors="pt",
+            padding=True,
+        )
+        return inputs.to(self.model.device)
+
+    def _generate_args(self, inputs) -> dict:
+        args = {key: value for key, value in inputs.items()}
+        for key in ("pixel_values", "input_features"):
+            if key in args:
+                args[key] = args[key].to(self._float_dtype)
+        return {**args, "max_new_tokens": self.max_new_tokens, **self.generation_kwargs}
+
+    def generate_text(self, model_input: ModelInput) -> str:
+        """The whole answer at once (no streaming)."""
+        with self._lock, torch.inference_mode():
+            inputs = self.prepare(model_input)
+            output = self.model.generate(**self._generate_args(inputs))
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        return self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+    def stream(self, model_input: ModelInput, stop: threading.Event) -> Iterator[str]:
+        with self._lock:
+            inputs = self.prepare(model_input)
+            streamer = ChunkStreamer(self.processor.tokenizer, timeout=self.stream_timeout_s)
+            abandoned = threading.Event()
+            args = self._generate_args(inputs)
+            args["streamer"] = streamer
+            args["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(stop, abandoned)])
+            worker = threading.Thread(target=self._run, args=(args, streamer), name="generate", daemon=True)
+            worker.start()
+            try:
+                yield from streamer
+            finally:
+                abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
+                worker.join(timeout=self.stream_timeout_s)
+
+    def _run(self, args: dict, streamer: ChunkStreamer) -> None:
+        try:
+            with torch.inference_mode():
+                self.model.generate(**args)
+        except torch.OutOfMemoryError:
+            log.exception("generation ran out of memory")
+            streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))
+        except Exception as error:  # reported to the consumer, with the traceback in the log
+            log.exception("generation failed")
+            streamer.fail(GenerationError(f"The model failed while answering: {type(error).__name__}: {error}"))

@@ -1,0 +1,73 @@
+"""Loads the engine in a background thread so the page is up before the model is; reports progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from assistant.engine import TransformersEngine
+from assistant.errors import AssistantError
+
+log = logging.getLogger(__name__)
+
+
+class Phase(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class HostState:
+    phase: Phase
+    message: str
+    fraction: float | None = None
+
+
+class ModelHost:
+    def __init__(self, load: Callable[[Callable[[str, float | None], None]], TransformersEngine]):
+        self._load = load
+        self._state = HostState(Phase.LOADING, "Starting…")
+        self._engine: TransformersEngine | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
+
+    def start(self) -> ModelHost:
+        self._thread.start()
+        return self
+
+    @property
+    def state(self) -> HostState:
+        return self._state
+
+    @property
+    def engine(self) -> TransformersEngine | None:
+        return self._engine
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once loading has ended (ready or failed)."""
+        return self._ready.wait(timeout)
+
+    def _progress(self, message: str, fraction: float | None) -> None:
+        self._state = HostState(Phase.LOADING, message, fraction)
+        log.info(message)
+
+    def _run(self) -> None:
+        try:
+            engine = self._load(self._progress)
+        except AssistantError as error:
+            self._state = HostState(Phase.FAILED, str(error))
+            log.error("%s", error)
+        except Exception as error:  # an unexpected failure: the page says so, the log keeps the traceback
+            log.exception("model loading failed")
+            self._state = HostState(Phase.FAILED, f"The model failed to load: {type(error).__name__}: {error}")
+        else:
+            self._engine = engine
+            info = engine.info
+            self._state = HostState(Phase.READY, f"{info.model} · {info.quant} · {info.device}", 1.0)
+            log.info("model ready: %s", self._state.message)
+        finally:
+            self._ready.set()

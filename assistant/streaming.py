@@ -1,0 +1,76 @@
+"""Bridge from `model.generate` in a worker thread to a consumer iterating text chunks."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import torch
+from transformers import StoppingCriteria
+from transformers.generation.streamers import BaseStreamer
+
+from assistant.errors import GenerationError
+
+_END = object()
+
+
+class ChunkStreamer(BaseStreamer):
+    """Yields each new piece of decoded text as tokens arrive, never half a UTF-8 character.
+
+    Byte-level tokens can end inside a multi-byte character; the decoder then ends in U+FFFD, and
+    that tail is held back until the next token completes it (or generation ends).
+    """
+
+    def __init__(self, tokenizer, timeout: float):
+        self._tokenizer = tokenizer
+        self._timeout = timeout
+        self._queue: queue.Queue = queue.Queue()
+        self._ids: list[int] = []
+        self._emitted = 0
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() first hands over the prompt
+            self._prompt_seen = True
+            return
+        self._ids.extend(value.reshape(-1).tolist())
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        if not text.endswith("\ufffd"):
+            self._emit(text)
+
+    def end(self) -> None:
+        self._emit(self._tokenizer.decode(self._ids, skip_special_tokens=True))
+        self._queue.put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        self._queue.put(error)
+
+    def _emit(self, text: str) -> None:
+        if len(text) > self._emitted:
+            self._queue.put(text[self._emitted :])
+            self._emitted = len(text)
+
+    def __iter__(self):
+        while True:
+            try:
+                item = self._queue.get(timeout=self._timeout)
+            except queue.Empty:
+                raise GenerationError(
+                    f"The model produced nothing for {self._timeout:.0f} seconds, so the answer was abandoned."
+                ) from None
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class StopOnEvent(StoppingCriteria):
+    """Ends generation after the current token once any of the events is set."""
+
+    def __init__(self, *events: threading.Event):
+        self._events = events
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        stop = any(event.is_set() for event in self._events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)

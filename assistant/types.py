@@ -1,0 +1,67 @@
+"""Domain types shared by the dialogue manager, storage and UI; plain data, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Status(StrEnum):
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """An uploaded file that passed validation and is ready to be stored."""
+
+    path: Path
+    filename: str
+    kind: MediaKind
+    mime: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A stored file, content-addressed by the sha256 of its bytes."""
+
+    sha256: str
+    kind: MediaKind
+    mime: str
+    filename: str
+    size_bytes: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: str
+    role: Role
+    text: str
+    status: Status
+    attachments: tuple[Attachment, ...] = ()
+    error: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,1 @@
+"""Conversation history in SQL (SQLAlchemy + Alembic) and attachment files on disk; knows nothing of models or UI."""

@@ -1,0 +1,71 @@
+"""ORM tables. Changing them needs a new Alembic revision in storage/migrations/versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversation"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    messages: Mapped[list[MessageRow]] = relationship(
+        back_populates="conversation", cascade="all, delete-orphan", passive_deletes=True, order_by="MessageRow.position"
+    )
+
+    __table_args__ = (Index("ix_conversation_updated_at", "updated_at"),)
+
+
+class MessageRow(Base):
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    conversation: Mapped[ConversationRow] = relationship(back_populates="messages")
+    links: Mapped[list[MessageAttachmentRow]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="MessageAttachmentRow.position"
+    )
+
+    __table_args__ = (UniqueConstraint("conversation_id", "position", name="uq_message_conversation_position"),)
+
+
+class AttachmentRow(Base):
+    __tablename__ = "attachment"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    mime: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class MessageAttachmentRow(Base):
+    __tablename__ = "message_attachment"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    attachment_sha256: Mapped[str] = mapped_column(ForeignKey("attachment.sha256", ondelete="RESTRICT"))
+    filename: Mapped[str] = mapped_column(String(255))
+
+    attachment: Mapped[AttachmentRow] = relationship()
+
+    __table_args__ = (Index("ix_message_attachment_sha256", "attachment_sha256"),)

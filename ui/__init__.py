@@ -1,0 +1,1 @@
+"""The Gradio web UI; holds no model or SQL code."""

@@ -1,0 +1,138 @@
+"""The chat page: handler functions, then a Blocks declaration that only wires them (see STYLE.md)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
+from assistant.errors import AssistantError
+from assistant.model_host import ModelHost, Phase
+from assistant.types import Status
+from ui import render
+
+TITLE = "Local Assistant"
+
+
+class ChatHandlers:
+    """Event handlers; per-browser-session state lives in gr.State or is keyed by session hash."""
+
+    def __init__(self, dialogue: DialogueManager, host: ModelHost, demo: bool):
+        self.dialogue = dialogue
+        self.host = host
+        self.demo = demo
+        self._stops: dict[str, threading.Event] = {}
+
+    def conversation_choices(self) -> list[tuple[str, str]]:
+        return [(c.title, c.id) for c in self.dialogue.repository.list_conversations()]
+
+    def on_load(self):
+        return render.status_markdown(self.host.state, self.demo), gr.Radio(choices=self.conversation_choices())
+
+    def refresh_status(self):
+        state = self.host.state
+        return render.status_markdown(state, self.demo), gr.Timer(active=state.phase is Phase.LOADING)
+
+    def new_chat(self):
+        return None, [], gr.Radio(value=None), gr.MultimodalTextbox(value=None, interactive=True)
+
+    def open_conversation(self, conversation_id: str | None):
+        if not conversation_id:
+            return None, []
+        try:
+            messages = self.dialogue.repository.get_messages(conversation_id)
+        except AssistantError as error:
+            raise gr.Error(str(error)) from None
+        return conversation_id, render.chat_messages(messages)
+
+    def stop(self, request: gr.Request):
+        event = self._stops.get(request.session_hash)
+        if event is not None:
+            event.set()
+
+    def respond(self, value: dict | None, conversation_id: str | None, request: gr.Request):
+        """Yields (chatbot, textbox, conversation_id, conversation list, stop button) as the turn goes on."""
+        value = value or {}
+        text = value.get("text") or ""
+        uploads = [(Path(path), Path(path).name) for path in value.get("files") or []]
+        stop = self._stops[request.session_hash] = threading.Event()
+        history: list[dict] = []
+        events = self.dialogue.send(conversation_id, text, uploads, stop)
+        try:
+            for event in events:
+                if isinstance(event, UserTurnSaved):
+                    conversation_id = event.conversation.id
+                    history = render.chat_messages(self.dialogue.repository.get_messages(conversation_id))
+                    history.append({"role": "assistant", "content": render.THINKING})
+                    yield (
+                        history,
+                        gr.MultimodalTextbox(value=None, interactive=False),
+                        conversation_id,
+                        gr.Radio(choices=self.conversation_choices(), value=conversation_id),
+                        gr.Button(interactive=True),
+                    )
+                    continue
+                if isinstance(event, WaitingForModel):
+                    history[-1] = {"role": "assistant", "content": render.waiting_text(event.status)}
+                elif isinstance(event, ReplyDelta):
+                    history[-1] = {"role": "assistant", "content": event.text}
+                elif isinstance(event, ReplyFinished):
+                    history[-1] = render.chat_message(event.message)
+                    if event.message.status is Status.ERROR:
+                        gr.Warning(event.message.error or "The answer failed.")
+                yield history, gr.MultimodalTextbox(), conversation_id, gr.Radio(), gr.Button()
+        except AssistantError as error:
+            # Raised before anything was saved (bad input): the textbox keeps what the user typed.
+            raise gr.Error(str(error), print_exception=False) from None
+        finally:
+            events.close()
+            self._stops.pop(request.session_hash, None)
+        yield (
+            history,
+            gr.MultimodalTextbox(interactive=True),
+            conversation_id,
+            gr.Radio(choices=self.conversation_choices(), value=conversation_id),
+            gr.Button(interactive=False),
+        )
+
+
+def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.Blocks:
+    handlers = ChatHandlers(dialogue, host, demo)
+    with gr.Blocks(title=TITLE) as app:
+        conversation_id = gr.State(None)
+        with gr.Sidebar(open=True, label="Conversations"):
+            new_chat = gr.Button("➕ New chat", elem_id="new-chat", variant="primary")
+            conversations = gr.Radio(label="Conversations", choices=[], elem_id="conversation-list")
+        status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
+        chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"])
+        with gr.Row(equal_height=True):
+            textbox = gr.MultimodalTextbox(
+                sources=["upload", "microphone"],
+                file_types=["image", "audio"],
+                file_count="multiple",
+                placeholder="Message (Enter to send, Shift+Enter for a new line); attach images or audio, or record",
+                show_label=False,
+                elem_id="composer",
+                lines=1,
+                max_lines=12,
+                autofocus=True,
+                scale=12,
+            )
+            stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
+        timer = gr.Timer(1.0)
+
+        app.load(handlers.on_load, outputs=[status, conversations])
+        timer.tick(handlers.refresh_status, outputs=[status, timer])
+        textbox.submit(
+            handlers.respond,
+            inputs=[textbox, conversation_id],
+            outputs=[chatbot, textbox, conversation_id, conversations, stop],
+            concurrency_limit=16,
+            show_progress="hidden",
+        )
+        stop.click(handlers.stop, concurrency_limit=None, show_progress="hidden")
+        new_chat.click(handlers.new_chat, outputs=[conversation_id, chatbot, conversations, textbox])
+        conversations.input(handlers.open_conversation, inputs=[conversations], outputs=[conversation_id, chatbot])
+    return app
