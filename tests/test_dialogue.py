@@ -1,0 +1,176 @@
+"""The dialogue manager with the real engine, real storage and real media."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import assistant.dialogue as dialogue_module
+from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
+from assistant.engine import TransformersEngine
+from assistant.errors import InvalidInput, ModelLoadError
+from assistant.media import MediaLoader
+from assistant.model_host import ModelHost, Phase
+from assistant.types import MediaKind, Role, Status
+from tests.conftest import GREEDY
+
+
+class RecordingEngine(TransformersEngine):
+    """The real engine, also keeping what each turn fed the processor and what came out of it."""
+
+    def __init__(self, inner: TransformersEngine, max_new_tokens: int = 24):
+        super().__init__(inner.model, inner.processor, inner.info, max_new_tokens=max_new_tokens, generation_kwargs=GREEDY)
+        self.inputs = []
+        self.prepared = []
+
+    def prepare(self, model_input):
+        self.inputs.append(model_input)
+        prepared = super().prepare(model_input)
+        self.prepared.append(prepared)
+        return prepared
+
+
+def ready_host(engine) -> ModelHost:
+    host = ModelHost(lambda progress: engine).start()
+    assert host.wait(10) and host.state.phase is Phase.READY
+    return host
+
+
+def run(manager, conversation_id, text, uploads=(), stop=None):
+    return list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
+
+
+def test_turn_two_sends_turn_one_media_and_answer(engine, repository, png_file, speech_wav):
+    recording = RecordingEngine(engine)
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader())
+    first = run(manager, None, "What is in this picture?", [(png_file, "car.png"), (speech_wav, "q.wav")])
+    conversation_id = first[0].conversation.id
+    answer_one = first[-1].message.text
+    assert answer_one.strip()
+
+    second = run(manager, conversation_id, "What colour was the car in the first picture?")
+    assert isinstance(second[-1], ReplyFinished) and second[-1].message.status is Status.COMPLETE
+
+    turn_two = recording.prepared[-1]
+    processor = engine.processor
+    ids = turn_two["input_ids"][0]
+    # Turn 1's image and audio are model inputs again on turn 2, not just remembered as text.
+    assert turn_two["image_grid_thw"].shape[0] == 1
+    assert (ids == processor.image_token_id).sum() == turn_two["image_grid_thw"][0].prod() // 4
+    assert turn_two["input_features"].shape[0] == 1
+    assert (ids == processor.audio_token_id).sum() > 25
+    prompt = processor.tokenizer.decode(ids)
+    assert prompt.count("<|vision_bos|>") == 1 and prompt.count("<|audio_bos|>") == 1
+    assert prompt.index("<|vision_bos|>") < prompt.index("What is in this picture?") < prompt.index("first picture")
+    assert f"<|im_start|>assistant\n{answer_one}<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+    saved = repository.get_messages(conversation_id)
+    assert [m.role for m in saved] == [Role.USER, Role.ASSISTANT, Role.USER, Role.ASSISTANT]
+    assert [a.kind for a in saved[0].attachments] == [MediaKind.IMAGE, MediaKind.AUDIO]
+
+
+def test_events_arrive_in_order_and_the_answer_is_saved(engine, repository):
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    events = run(manager, None, "Hello")
+    assert isinstance(events[0], UserTurnSaved)
+    deltas = [e for e in events if isinstance(e, ReplyDelta)]
+    assert len(deltas) > 1 and all(b.text.startswith(a.text) for a, b in zip(deltas, deltas[1:]))
+    final = events[-1].message
+    assert final.text == deltas[-1].text and final.status is Status.COMPLETE
+    assert repository.get_messages(final.conversation_id)[-1] == final
+    assert repository.list_conversations()[0].title == "Hello"
+
+
+def test_stop_keeps_the_partial_answer(engine, repository):
+    long = RecordingEngine(engine, max_new_tokens=200)
+    manager = DialogueManager(repository, ready_host(long), MediaLoader())
+    stop = threading.Event()
+    seen = ""
+    for event in manager.send(None, "Tell me a long story", [], stop):
+        if isinstance(event, ReplyDelta):
+            seen = event.text
+            stop.set()
+        last = event
+    assert isinstance(last, ReplyFinished)
+    assert last.message.status is Status.STOPPED
+    assert last.message.text == seen and seen
+    assert len(long.processor.tokenizer(seen)["input_ids"]) < 20
+
+
+def test_answer_is_saved_while_it_streams(engine, repository, monkeypatch):
+    monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    snapshots = []
+    for event in manager.send(None, "Hi", [], threading.Event()):
+        if isinstance(event, UserTurnSaved):
+            conversation_id = event.conversation.id
+        if isinstance(event, ReplyDelta):
+            stored = repository.get_messages(conversation_id)[-1]
+            snapshots.append((stored.status, stored.text, event.text))
+    assert len(snapshots) > 2
+    status, stored_text, _ = snapshots[-1]
+    assert status is Status.STREAMING
+    # Saved up to the previous chunk at least (the save happens before each chunk is handed on).
+    assert all(shown.startswith(stored) and stored for _, stored, shown in snapshots[1:])
+
+
+def test_closing_the_page_mid_answer_keeps_what_was_said(engine, repository):
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=200)), MediaLoader())
+    events = manager.send(None, "Hi", [], threading.Event())
+    for event in events:
+        if isinstance(event, ReplyDelta):
+            break
+    events.close()  # what Gradio does when the browser goes away
+    [_, reply] = repository.get_messages(repository.list_conversations()[0].id)
+    assert reply.status is Status.STOPPED and reply.text == event.text
+
+
+def test_messages_sent_while_loading_wait_then_get_answered(engine, repository):
+    release = threading.Event()
+
+    def slow_load(progress):
+        progress("Loading weights…", 0.5)
+        release.wait(10)
+        return engine
+
+    manager = DialogueManager(repository, ModelHost(slow_load).start(), MediaLoader())
+    events = manager.send(None, "Are you there?", [], threading.Event())
+    assert isinstance(next(events), UserTurnSaved)
+    waiting = next(events)
+    assert isinstance(waiting, WaitingForModel) and "Loading weights" in waiting.status
+    assert [m.role for m in repository.get_messages(repository.list_conversations()[0].id)] == [Role.USER]
+    release.set()
+    rest = list(events)
+    assert rest[-1].message.status is Status.COMPLETE and rest[-1].message.text
+
+
+def test_model_that_failed_to_load_gives_an_error_answer_and_keeps_the_message(repository):
+    def failing_load(progress):
+        raise ModelLoadError("Could not load the model “x”. Start with --demo …")
+
+    manager = DialogueManager(repository, ModelHost(failing_load).start(), MediaLoader())
+    events = run(manager, None, "hello?")
+    final = events[-1].message
+    assert final.status is Status.ERROR and "--demo" in final.error
+    user, _ = repository.get_messages(final.conversation_id)
+    assert user.text == "hello?"
+
+
+def test_bad_input_saves_nothing(engine, repository, tmp_path):
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"nope")
+    with pytest.raises(InvalidInput, match="fake.png"):
+        run(manager, None, "look", [(fake, "fake.png")])
+    assert repository.list_conversations() == []
+
+
+def test_bad_input_in_an_existing_conversation_loses_nothing(engine, repository, tmp_path):
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    conversation_id = run(manager, None, "first")[0].conversation.id
+    before = repository.get_messages(conversation_id)
+    with pytest.raises(InvalidInput):
+        run(manager, conversation_id, "x" * 1_000_000)
+    assert repository.get_messages(conversation_id) == before

@@ -1,0 +1,155 @@
+"""The real engine on the demo checkpoint: multimodal answers, fp32 and bnb 4-bit, streaming, Stop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from assistant.engine import TransformersEngine
+from assistant.errors import GenerationError
+from assistant.loader import ModelSpec, Quant, cannot_fetch, fetch, load_engine, resolve_quant
+from assistant.media import decode_audio, load_image
+from assistant.prompt import ModelInput
+from assistant.streaming import ChunkStreamer
+from tests.conftest import GREEDY
+
+
+def multimodal_input(png_file, speech_wav) -> ModelInput:
+    return ModelInput(
+        conversation=[
+            {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "What is this?"}]}
+        ],
+        images=[load_image(png_file)],
+        audios=[decode_audio(speech_wav)],
+    )
+
+
+def test_processor_expands_image_and_audio_placeholders(engine, png_file, speech_wav):
+    model_input = multimodal_input(png_file, speech_wav)
+    inputs = engine.prepare(model_input)
+    processor = engine.processor
+    ids = inputs["input_ids"][0]
+    grid = inputs["image_grid_thw"][0]
+    assert (ids == processor.image_token_id).sum() == grid.prod() // 4  # 2x2 patches merged
+    seconds = len(model_input.audios[0]) / 16000
+    audio_tokens = int((ids == processor.audio_token_id).sum())
+    assert abs(audio_tokens - 25 * seconds) <= 2  # ~25 audio tokens per second of real audio
+    assert inputs["input_features"].shape[:2] == (1, 128)
+    assert inputs["pixel_values"].shape[0] == grid.prod()
+
+
+def test_demo_model_answers_image_audio_and_text_in_fp32(engine, png_file, speech_wav):
+    assert engine.model.dtype == torch.float32
+    answer = engine.generate_text(multimodal_input(png_file, speech_wav))
+    assert answer.strip()
+
+
+def test_answer_depends_on_the_image(engine, png_file, speech_wav, tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "blue.png"
+    Image.new("RGB", (96, 64), (10, 10, 240)).save(other)
+    red = engine.generate_text(multimodal_input(png_file, speech_wav))
+    blue = engine.generate_text(multimodal_input(other, speech_wav))
+    assert red != blue  # the vision tower really feeds the language model
+
+
+def test_streamed_text_equals_non_streamed_greedy_text(engine, png_file, speech_wav):
+    model_input = multimodal_input(png_file, speech_wav)
+    chunks = list(engine.stream(model_input, threading.Event()))
+    assert len(chunks) > 1
+    assert "".join(chunks) == engine.generate_text(model_input)
+
+
+def test_stop_ends_generation_early(engine, png_file, speech_wav):
+    long = TransformersEngine(engine.model, engine.processor, engine.info, max_new_tokens=200, generation_kwargs=GREEDY)
+    model_input = multimodal_input(png_file, speech_wav)
+    full = long.generate_text(model_input)
+    assert len(engine.processor.tokenizer(full)["input_ids"]) > 50, "precondition: the demo model talks for a while"
+    stop = threading.Event()
+    chunks = []
+    for chunk in long.stream(model_input, stop):
+        chunks.append(chunk)
+        if len(chunks) == 3:
+            stop.set()
+    stopped = "".join(chunks)
+    assert full.startswith(stopped)
+    assert len(stopped) < len(full) / 3
+
+
+def test_chunks_never_split_a_utf8_character(engine):
+    tokenizer = engine.processor.tokenizer
+    text = "Ωmega 漢字 🚀 жук ok"  # characters the demo tokenizer never saw: one token per byte
+    ids = tokenizer(text)["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert any("\ufffd" in piece for piece in pieces), "precondition: some tokens end mid-character"
+    streamer = ChunkStreamer(tokenizer, timeout=5)
+    streamer.put(torch.tensor([[1, 2]]))  # the prompt, which the streamer skips
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    chunks = list(streamer)
+    assert all("\ufffd" not in chunk for chunk in chunks)
+    assert "".join(chunks) == text
+    assert len(chunks) > 3
+
+
+def test_a_failing_generation_reaches_the_caller(engine, png_file, speech_wav):
+    broken = TransformersEngine(
+        engine.model, engine.processor, engine.info, max_new_tokens=4, generation_kwargs={"num_beams": 0}
+    )
+    with pytest.raises(GenerationError, match="failed while answering"):
+        list(broken.stream(multimodal_input(png_file, speech_wav), threading.Event()))
+
+
+def test_silent_generation_times_out_instead_of_hanging(engine):
+    streamer = ChunkStreamer(engine.processor.tokenizer, timeout=0.2)
+    with pytest.raises(GenerationError, match="produced nothing"):
+        list(streamer)
+
+
+def test_4bit_nf4_loads_and_answers_on_cpu(demo_model_dir, png_file, speech_wav):
+    import bitsandbytes as bnb
+
+    engine = load_engine(
+        ModelSpec(str(demo_model_dir), Quant.NF4, demo=True), lambda *_: None, max_new_tokens=12, generation_kwargs=GREEDY
+    )
+    model = engine.model
+    language = [m for n, m in model.named_modules() if n.startswith("model.language_model") and isinstance(m, torch.nn.Linear)]
+    assert language and all(isinstance(m, bnb.nn.Linear4bit) for m in language)
+    for tower in ("model.audio_tower", "model.visual", "lm_head"):
+        linears = [m for n, m in model.named_modules() if n.startswith(tower) and isinstance(m, torch.nn.Linear)]
+        assert linears and not any(isinstance(m, bnb.nn.Linear4bit) for m in linears), tower
+    assert model.model.language_model.layers[0].mlp.down_proj.weight.quant_type == "nf4"
+    assert engine.info.quant == "4bit"
+    model_input = multimodal_input(png_file, speech_wav)
+    answer = engine.generate_text(model_input)
+    assert answer.strip()
+    assert "".join(engine.stream(model_input, threading.Event())) == answer
+
+
+def test_auto_quant_is_nf4_on_cuda_and_none_on_cpu():
+    assert resolve_quant(Quant.AUTO, cuda=True) is Quant.NF4
+    assert resolve_quant(Quant.AUTO, cuda=False) is Quant.NONE
+    assert resolve_quant(Quant.INT8, cuda=False) is Quant.INT8
+
+
+def test_unfetchable_model_says_what_to_do(tmp_path):
+    with pytest.raises(type(cannot_fetch("x", "y")), match="--demo.*--model PATH"):
+        fetch("no-such-org/no-such-model", lambda *_: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(type(cannot_fetch("x", "y")), match="no config.json"):
+        fetch(str(tmp_path / "empty"), lambda *_: None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_loads_4bit_bf16_on_cuda(demo_model_dir, png_file, speech_wav):
+    engine = load_engine(ModelSpec(str(demo_model_dir), Quant.AUTO, demo=True), lambda *_: None, max_new_tokens=12, generation_kwargs=GREEDY)
+    assert engine.info.quant == "4bit"
+    assert engine.model.device.type == "cuda"
+    assert next(engine.model.model.visual.parameters()).dtype == torch.bfloat16
+    model_input = multimodal_input(png_file, speech_wav)
+    assert "".join(engine.stream(model_input, threading.Event())) == engine.generate_text(model_input)

@@ -1,0 +1,127 @@
+"""Storage on a real SQLite file: round trip, content addressing, cascades, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import inspect, text
+
+from assistant.errors import ConversationNotFound
+from assistant.types import MediaFile, MediaKind, Role, Status
+from storage.database import create_db_engine, migrate, sqlite_url
+from storage.repository import INTERRUPTED, make_title
+
+
+def image(png_file, name="car.png"):
+    return MediaFile(path=png_file, filename=name, kind=MediaKind.IMAGE, mime="image/png")
+
+
+def audio(wav, name="q.wav"):
+    return MediaFile(path=wav, filename=name, kind=MediaKind.AUDIO, mime="audio/wav")
+
+
+def test_round_trip_with_attachments(repository, png_file, speech_wav):
+    conversation = repository.create_conversation("Cars")
+    repository.add_user_message(conversation.id, "What is this?", [audio(speech_wav), image(png_file)])
+    reply = repository.start_assistant_message(conversation.id)
+    repository.update_message_text(reply.id, "A red")
+    repository.finish_message(reply.id, "A red car.", Status.COMPLETE)
+
+    user, answer = repository.get_messages(conversation.id)
+    assert (user.role, user.text, user.status) == (Role.USER, "What is this?", Status.COMPLETE)
+    assert [(a.kind, a.filename) for a in user.attachments] == [(MediaKind.AUDIO, "q.wav"), (MediaKind.IMAGE, "car.png")]
+    assert user.attachments[1].path.read_bytes() == png_file.read_bytes()
+    assert user.attachments[0].path.read_bytes() == speech_wav.read_bytes()
+    assert (answer.role, answer.text, answer.status) == (Role.ASSISTANT, "A red car.", Status.COMPLETE)
+
+
+def test_same_image_twice_is_stored_once(repository, png_file, tmp_path):
+    conversation = repository.create_conversation("Twice")
+    repository.add_user_message(conversation.id, "one", [image(png_file, "a.png")])
+    repository.add_user_message(conversation.id, "two", [image(png_file, "b.png"), image(png_file, "c.png")])
+
+    blobs = [p for p in (tmp_path / "files").rglob("*") if p.is_file()]
+    assert len(blobs) == 1
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    assert db.execute("select count(*) from attachment").fetchone() == (1,)
+    assert db.execute("select count(*) from message_attachment").fetchone() == (3,)
+    names = [a.filename for m in repository.get_messages(conversation.id) for a in m.attachments]
+    assert names == ["a.png", "b.png", "c.png"]
+
+
+def test_conversations_are_listed_newest_first(repository):
+    first = repository.create_conversation("first")
+    second = repository.create_conversation("second")
+    assert [c.title for c in repository.list_conversations()] == ["second", "first"]
+    repository.add_user_message(first.id, "bump", [])
+    assert [c.id for c in repository.list_conversations()] == [first.id, second.id]
+
+
+def test_titles_come_from_the_first_line():
+    assert make_title("\n  Hello there\nsecond line", []) == "Hello there"
+    long = make_title("word " * 40, [])
+    assert len(long) <= 60 and long.endswith("…")
+
+
+def test_unknown_conversation_is_an_error_not_none(repository):
+    with pytest.raises(ConversationNotFound):
+        repository.get_messages("nope")
+
+
+def test_deleting_a_conversation_cascades(repository, png_file, tmp_path):
+    conversation = repository.create_conversation("gone")
+    repository.add_user_message(conversation.id, "x", [image(png_file)])
+    engine = create_db_engine(sqlite_url(tmp_path / "db.sqlite3"))
+    with engine.begin() as connection:
+        connection.execute(text("delete from conversation"))
+        assert connection.execute(text("select count(*) from message")).scalar() == 0
+        assert connection.execute(text("select count(*) from message_attachment")).scalar() == 0
+
+
+def test_interrupted_answers_keep_their_text(repository):
+    conversation = repository.create_conversation("crash")
+    reply = repository.start_assistant_message(conversation.id)
+    repository.update_message_text(reply.id, "half an ans")
+    assert repository.mark_interrupted() == 1
+    [message] = repository.get_messages(conversation.id)
+    assert (message.text, message.status, message.error) == ("half an ans", Status.ERROR, INTERRUPTED)
+
+
+def test_migration_from_empty_to_head_and_back(tmp_path):
+    engine = create_db_engine(sqlite_url(tmp_path / "fresh.sqlite3"))
+    migrate(engine)
+    tables = set(inspect(engine).get_table_names())
+    assert {"conversation", "message", "attachment", "message_attachment", "alembic_version"} <= tables
+    with engine.connect() as connection:
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert connection.execute(text("pragma journal_mode")).scalar() == "wal"
+        assert connection.execute(text("pragma foreign_keys")).scalar() == 1
+    indexes = {i["name"] for i in inspect(engine).get_indexes("conversation")}
+    assert "ix_conversation_updated_at" in indexes
+    migrate(engine)  # at head already: a no-op, as at every later startup
+
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.database import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+
+
+def test_orm_schema_matches_the_migration(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.schema import Base
+
+    engine = create_db_engine(sqlite_url(tmp_path / "cmp.sqlite3"))
+    migrate(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
