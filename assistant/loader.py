@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from assistant.engine import EngineInfo, TransformersEngine
+from typing import TYPE_CHECKING
+
 from assistant.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from assistant.engine import TransformersEngine
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,8 @@ def _file_progress(source: str, progress: Progress):
 def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> TransformersEngine:
     import torch
     from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+
+    from assistant.engine import EngineInfo, TransformersEngine
 
     path = fetch(spec.source, progress)
     cuda = torch.cuda.is_available()

@@ -1,0 +1,41 @@
+"""run.py as a user starts it: options, a model that cannot be fetched, refusing an open port without login."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+
+from tests.conftest import ROOT
+
+
+def test_help_lists_the_options():
+    out = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for option in ("--model", "--quant", "--demo", "--data-dir", "--db", "--host", "--port"):
+        assert option in out
+
+
+def test_unfetchable_model_is_one_clear_line_and_the_page_still_comes_up(start_app, tmp_path):
+    app = start_app("--model", "no-such-org/no-such-model", "--data-dir", str(tmp_path / "data"))
+    app.wait_for_page()
+    app.wait_for_log("Could not load the model")
+    output = app.output()
+    assert "Traceback" not in output
+    [line] = [line for line in output.splitlines() if "Could not load the model" in line]
+    assert "--demo" in line and "--model PATH" in line and "no-such-org/no-such-model" in line
+    with urllib.request.urlopen(app.url) as response:  # the page keeps serving (and shows the same line)
+        assert response.status == 200
+
+
+def test_listening_beyond_loopback_requires_a_login(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "--host", "0.0.0.0", "--demo", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "--auth" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "conversations.sqlite3").exists()
