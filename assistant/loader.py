@@ -136,5 +136,6 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         log.debug("loading failed", exc_info=True)
         raise cannot_fetch(spec.source, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
     model.eval()
-    info = EngineInfo(model=spec.source, quant=quant.value, device=device, demo=spec.demo)
+    name = "demo model (random weights)" if spec.demo else spec.source
+    info = EngineInfo(model=name, quant=quant.value, device=device, demo=spec.demo)
     return TransformersEngine(model, processor, info, **engine_kwargs)

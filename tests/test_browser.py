@@ -232,6 +232,20 @@ def test_bad_file_shows_message_and_keeps_text(browser, start_app, demo_model_di
     expect(page.locator('#composer [aria-label="File thumbnail"]')).to_have_count(1)  # the file stays too
     expect(page.locator("#chat .message-row")).to_have_count(0)
     assert open_repository(data_dir).list_conversations() == []
+
+    # The chat's own trash button starts a new conversation instead of silently continuing the old one.
+    open_page(page, app.url)
+    page.locator("#composer textarea").fill("first chat")
+    page.locator("#composer textarea").press("Enter")
+    wait_for_answer(page, 1)
+    page.locator("#chat").hover()
+    page.locator('#chat button[aria-label="Clear"]').click()
+    expect(page.locator("#chat .message-row")).to_have_count(0)
+    page.locator("#composer textarea").fill("second chat")
+    page.locator("#composer textarea").press("Enter")
+    wait_for_answer(page, 1)
+    titles = [c.title for c in open_repository(data_dir).list_conversations()]
+    assert titles == ["second chat", "first chat"]
     page.close()
 
 

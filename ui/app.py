@@ -53,25 +53,28 @@ class ChatHandlers:
             event.set()
 
     def respond(self, value: dict | None, conversation_id: str | None, request: gr.Request):
-        """Yields (chatbot, textbox, conversation_id, conversation list, stop button) as the turn goes on."""
+        """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat) as the turn goes on."""
         value = value or {}
         text = value.get("text") or ""
         uploads = [(Path(path), Path(path).name) for path in value.get("files") or []]
         stop = self._stops[request.session_hash] = threading.Event()
         history: list[dict] = []
         events = self.dialogue.send(conversation_id, text, uploads, stop)
+        unchanged = (gr.MultimodalTextbox(), gr.Radio(), gr.Button(), gr.Button())
         try:
             for event in events:
                 if isinstance(event, UserTurnSaved):
                     conversation_id = event.conversation.id
                     history = render.chat_messages(self.dialogue.repository.get_messages(conversation_id))
                     history.append({"role": "assistant", "content": render.THINKING})
+                    # While answering, switching conversations would mix two chats on one page.
                     yield (
                         history,
                         gr.MultimodalTextbox(value=None, interactive=False),
                         conversation_id,
-                        gr.Radio(choices=self.conversation_choices(), value=conversation_id),
+                        gr.Radio(choices=self.conversation_choices(), value=conversation_id, interactive=False),
                         gr.Button(interactive=True),
+                        gr.Button(interactive=False),
                     )
                     continue
                 if isinstance(event, WaitingForModel):
@@ -82,19 +85,21 @@ class ChatHandlers:
                     history[-1] = render.chat_message(event.message)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
-                yield history, gr.MultimodalTextbox(), conversation_id, gr.Radio(), gr.Button()
+                yield history, unchanged[0], conversation_id, *unchanged[1:]
         except AssistantError as error:
             # Raised before anything was saved (bad input): the textbox keeps what the user typed.
             raise gr.Error(str(error), print_exception=False) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)
-        yield (
-            history,
+
+    def enable_input(self, conversation_id: str | None):
+        """Runs after every turn, also one that failed, so the page never stays locked."""
+        return (
             gr.MultimodalTextbox(interactive=True),
-            conversation_id,
-            gr.Radio(choices=self.conversation_choices(), value=conversation_id),
+            gr.Radio(choices=self.conversation_choices(), value=conversation_id, interactive=True),
             gr.Button(interactive=False),
+            gr.Button(interactive=True),
         )
 
 
@@ -128,11 +133,13 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
         textbox.submit(
             handlers.respond,
             inputs=[textbox, conversation_id],
-            outputs=[chatbot, textbox, conversation_id, conversations, stop],
+            outputs=[chatbot, textbox, conversation_id, conversations, stop, new_chat],
             concurrency_limit=16,
             show_progress="hidden",
-        )
+        ).then(handlers.enable_input, inputs=[conversation_id], outputs=[textbox, conversations, stop, new_chat])
         stop.click(handlers.stop, concurrency_limit=None, show_progress="hidden")
         new_chat.click(handlers.new_chat, outputs=[conversation_id, chatbot, conversations, textbox])
+        # The chat's own trash button only empties the display: make it start a new chat, like the button.
+        chatbot.clear(handlers.new_chat, outputs=[conversation_id, chatbot, conversations, textbox])
         conversations.input(handlers.open_conversation, inputs=[conversations], outputs=[conversation_id, chatbot])
     return app
