@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_SEED = 1234
 DEMO_VOCAB_SIZE = 640  # learned byte-level BPE entries before special tokens
 
@@ -110,6 +110,12 @@ def build_demo_model(path: Path) -> None:
 
     torch.manual_seed(DEMO_SEED)
     model = Qwen2_5OmniForConditionalGeneration(config).eval()
+    # Random weights end most answers within a few tokens; zeroing the end-of-turn rows of the head
+    # gives those tokens logit 0, below the best random logit, so the demo talks until
+    # max_new_tokens and streaming and Stop are visible.
+    with torch.no_grad():
+        for token in ("<|im_end|>", "<|endoftext|>"):
+            model.thinker.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
     model.save_pretrained(path)
     processor.save_pretrained(path)
     (path / "demo_model.json").write_text(

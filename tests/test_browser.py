@@ -241,6 +241,7 @@ def test_bad_file_shows_message_and_keeps_text(browser, start_app, demo_model_di
     page.locator("#chat").hover()
     page.locator('#chat button[aria-label="Clear"]').click()
     expect(page.locator("#chat .message-row")).to_have_count(0)
+    expect(page.locator("#conversation-list input:checked")).to_have_count(0)  # the server forgot the chat
     page.locator("#composer textarea").fill("second chat")
     page.locator("#composer textarea").press("Enter")
     wait_for_answer(page, 1)
@@ -317,3 +318,38 @@ def test_microphone_recording_is_sent_as_audio(browser, start_app, demo_model_di
     # Not compared with the bubble character for character: the recording (so the gibberish answer) differs
     # from run to run, and Markdown rendering may drop characters such as * _ < from it.
     assert answer.text.strip()
+
+
+def test_stop_button_keeps_the_partial_answer_marked_as_stopped(browser, start_app, demo_model_dir, tmp_path):
+    from assistant.types import Status
+    from ui.render import STOPPED_MARK
+
+    data_dir = tmp_path / "data"
+    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir), "--max-new-tokens", "4000")
+    app.wait_for_page()
+    app.wait_for_log("model ready")
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    open_page(page, app.url)
+
+    page.locator("#composer textarea").fill("Tell me a long story")
+    page.locator("#composer textarea").press("Enter")
+    expect(page.locator("#stop")).to_be_enabled()
+    page.wait_for_function(
+        "() => { const b = document.querySelectorAll('#chat .message-row.bot-row');"
+        " return b.length && b[b.length - 1].textContent.trim().length > 10; }"
+    )
+    page.locator("#stop").click()
+    wait_for_answer(page, 1)
+
+    bot = page.locator("#chat .message-row.bot-row").last
+    expect(bot).to_contain_text("Stopped")
+    repository = open_repository(data_dir)
+    [conversation] = repository.list_conversations()
+    _, reply = repository.get_messages(conversation.id)
+    assert reply.status is Status.STOPPED
+    assert reply.text.strip()
+    # Stopped long before the 4000-token budget: the click reached the generating thread.
+    assert len(reply.text) < 4000
+    assert STOPPED_MARK.strip("*⏹ ") in bot.text_content()
+    page.close()

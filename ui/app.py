@@ -36,7 +36,8 @@ class ChatHandlers:
         return render.status_markdown(state, self.demo), gr.Timer(active=state.phase is Phase.LOADING)
 
     def new_chat(self):
-        return None, [], gr.Radio(value=None), gr.MultimodalTextbox(value=None, interactive=True)
+        # A draft in the composer stays: the user may have typed it for the new chat.
+        return None, [], gr.Radio(value=None)
 
     def open_conversation(self, conversation_id: str | None):
         if not conversation_id:
@@ -138,8 +139,8 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
             show_progress="hidden",
         ).then(handlers.enable_input, inputs=[conversation_id], outputs=[textbox, conversations, stop, new_chat])
         stop.click(handlers.stop, concurrency_limit=None, show_progress="hidden")
-        new_chat.click(handlers.new_chat, outputs=[conversation_id, chatbot, conversations, textbox])
+        new_chat.click(handlers.new_chat, outputs=[conversation_id, chatbot, conversations])
         # The chat's own trash button only empties the display: make it start a new chat, like the button.
-        chatbot.clear(handlers.new_chat, outputs=[conversation_id, chatbot, conversations, textbox])
+        chatbot.clear(handlers.new_chat, outputs=[conversation_id, chatbot, conversations])
         conversations.input(handlers.open_conversation, inputs=[conversations], outputs=[conversation_id, chatbot])
     return app
