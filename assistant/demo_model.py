@@ -9,6 +9,7 @@ real model. Its weights are random: its answers are meaningless. Knows nothing o
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -86,13 +87,9 @@ def ensure_demo_model(path: Path) -> Path:
         return path
     tmp = path.with_name(path.name + ".partial")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     build_demo_model(tmp)
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
     tmp.rename(path)  # atomic: a crash mid-build never leaves a half-written checkpoint in place
     return path

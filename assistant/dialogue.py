@@ -109,7 +109,4 @@ class DialogueManager:
             raise
         finally:
             self.repository.finish_message(reply.id, text, status, error)
-        yield ReplyFinished(self._saved(conversation_id, reply.id))
-
-    def _saved(self, conversation_id: str, message_id: int) -> Message:
-        return next(m for m in self.repository.get_messages(conversation_id) if m.id == message_id)
+        yield ReplyFinished(self.repository.get_message(reply.id))

@@ -68,7 +68,7 @@ class TransformersEngine:
         return inputs.to(self.model.device)
 
     def _generate_args(self, inputs) -> dict:
-        args = {key: value for key, value in inputs.items()}
+        args = dict(inputs)
         for key in ("pixel_values", "input_features"):
             if key in args:
                 args[key] = args[key].to(self._float_dtype)

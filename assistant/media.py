@@ -58,7 +58,8 @@ def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia |
                 return None
             if container.streams.video and not _is_audio_container(container.format.name):
                 raise InvalidInput(f"“{filename}” is a video; video files are not supported yet.")
-            mime = _AUDIO_MIME.get(container.format.name.split(",")[0], "audio/" + container.format.name.split(",")[0])
+            name = container.format.name.split(",")[0]
+            mime = _AUDIO_MIME.get(name, f"audio/{name}")
     except av.error.FFmpegError:
         return None
     # Containers often lack a reliable duration (browser recordings); decode, but no further than the limit.

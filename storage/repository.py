@@ -66,6 +66,17 @@ class ConversationRepository:
             ).all()
             return [self._message(row) for row in rows]
 
+    def get_message(self, message_id: int) -> Message:
+        with self._sessions() as session:
+            row = session.scalar(
+                select(MessageRow)
+                .where(MessageRow.id == message_id)
+                .options(selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment))
+            )
+            if row is None:
+                raise LookupError(f"message {message_id} does not exist")
+            return self._message(row)
+
     def add_user_message(self, conversation_id: str, text: str, files: Sequence[MediaFile]) -> Message:
         """Store the files (once each, by content) and the message, in order, in one transaction."""
         stored = [(file, *self._blobs.put(file.path, file.mime)) for file in files]

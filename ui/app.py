@@ -61,7 +61,6 @@ class ChatHandlers:
         stop = self._stops[request.session_hash] = threading.Event()
         history: list[dict] = []
         events = self.dialogue.send(conversation_id, text, uploads, stop)
-        unchanged = (gr.MultimodalTextbox(), gr.Radio(), gr.Button(), gr.Button())
         try:
             for event in events:
                 if isinstance(event, UserTurnSaved):
@@ -86,7 +85,7 @@ class ChatHandlers:
                     history[-1] = render.chat_message(event.message)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
-                yield history, unchanged[0], conversation_id, *unchanged[1:]
+                yield history, gr.MultimodalTextbox(), conversation_id, gr.Radio(), gr.Button(), gr.Button()
         except AssistantError as error:
             # Raised before anything was saved (bad input): the textbox keeps what the user typed.
             raise gr.Error(str(error), print_exception=False) from None
