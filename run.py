@@ -39,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get("ASSISTANT_ALLOWED_HOSTS", ""),
+        help="comma-separated extra host names the page may be reached as (besides loopback and --host), "
+        "e.g. a LAN name; requests for any other Host header are refused (or set ASSISTANT_ALLOWED_HOSTS)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer, in tokens")
     parser.add_argument(
         "--auth",
@@ -81,21 +87,26 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "uploads"))
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # a local assistant sends nothing anywhere
 
     from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
+    import gradio as gr
+
+    from assistant import limits
     from assistant.dialogue import DialogueManager
     from assistant.engine import DEFAULT_MAX_NEW_TOKENS
     from assistant.loader import load_engine
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
+    from assistant.turn_queue import TurnQueue
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.repository import ConversationRepository
+    from ui import security
     from ui.app import build_app
 
-    repository = ConversationRepository(
-        open_database(args.db or sqlite_url(data_dir / "conversations.sqlite3")), BlobStore(data_dir / "files")
-    )
+    blobs = BlobStore(data_dir / "files")
+    repository = ConversationRepository(open_database(args.db or sqlite_url(data_dir / "conversations.sqlite3")), blobs)
     interrupted = repository.mark_interrupted()
     if interrupted:
         logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
@@ -111,13 +122,18 @@ def main(argv: list[str] | None = None) -> None:
         return load_engine(ModelSpec(source, Quant(args.quant), demo=demo), progress, max_new_tokens=max_new_tokens)
 
     host = ModelHost(load).start()
-    dialogue = DialogueManager(repository, host, MediaLoader())
+    dialogue = DialogueManager(repository, host, MediaLoader(), TurnQueue())
     app = build_app(dialogue, host, demo=demo)
+    # Stored files are immutable (content-addressed): served in place, never copied or re-hashed by Gradio.
+    gr.set_static_paths([blobs.root])
+    hosts = security.allowed_hosts(args.host, args.allowed_hosts.split(","))
     app.queue(default_concurrency_limit=16).launch(
         server_name=args.host,
         server_port=args.port,
         auth=auth,
-        allowed_paths=[str(data_dir / "files")],
+        allowed_paths=[str(blobs.root)],
+        max_file_size=limits.MAX_FILE_BYTES,
+        app_kwargs={"middleware": security.middleware(hosts)},
         show_error=False,
         footer_links=[],
     )

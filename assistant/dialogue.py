@@ -1,28 +1,40 @@
 """DialogueManager: one user turn, from validation to a saved, streamed answer.
 
-Order of work: validate, save the user's message and files, wait for the model, stream the answer
-(saved at least every SAVE_INTERVAL_S), finalize it as complete, stopped or error. Knows nothing of
-Gradio or SQL.
+Order of work: validate, save the user's message and files, wait for the model to load, wait for the
+turn's place in the queue, build the inputs, stream the answer (saved at least every SAVE_INTERVAL_S),
+finalize it as complete, stopped or error. Once the user's message is saved, every outcome, an
+unexpected exception included, ends in a saved answer. Knows nothing of Gradio or SQL; the repository
+is handed in.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assistant.errors import AssistantError
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
-from assistant.types import ConversationSummary, Message, Status
+from assistant.turn_queue import Ticket, TurnQueue
 from assistant.validation import validate_turn
-from storage.repository import ConversationRepository, make_title
+from domain.errors import AssistantError
+from domain.types import ConversationSummary, MediaFile, Message, Status
+
+if TYPE_CHECKING:
+    from storage.repository import ConversationRepository
+
+log = logging.getLogger(__name__)
 
 SAVE_INTERVAL_S = 1.0
 WAIT_POLL_S = 0.5
+# How soon Stop takes effect on a queued turn.
+QUEUE_POLL_S = 0.1
+TITLE_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,11 @@ class WaitingForModel:
 
 
 @dataclass(frozen=True)
+class Queued:
+    ahead: int  # answers to finish before this one starts
+
+
+@dataclass(frozen=True)
 class ReplyDelta:
     text: str  # the whole answer so far
 
@@ -46,15 +63,36 @@ class ReplyFinished:
     message: Message
 
 
-Event = UserTurnSaved | WaitingForModel | ReplyDelta | ReplyFinished
+Event = UserTurnSaved | WaitingForModel | Queued | ReplyDelta | ReplyFinished
+
+
+def make_title(text: str, files: Sequence[MediaFile]) -> str:
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not line:
+        line = files[0].filename if files else "New chat"
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 class DialogueManager:
-    def __init__(self, repository: ConversationRepository, host: ModelHost, media: MediaLoader, system_prompt: str | None = None):
+    def __init__(
+        self,
+        repository: ConversationRepository,
+        host: ModelHost,
+        media: MediaLoader,
+        queue: TurnQueue,
+        system_prompt: str | None = None,
+    ):
         self.repository = repository
         self.host = host
         self.media = media
+        self.queue = queue
         self.system_prompt = system_prompt
+
+    def list_conversations(self) -> list[ConversationSummary]:
+        return self.repository.list_conversations()
+
+    def get_messages(self, conversation_id: str) -> list[Message]:
+        return self.repository.get_messages(conversation_id)
 
     def send(
         self,
@@ -64,24 +102,21 @@ class DialogueManager:
         stop: threading.Event,
     ) -> Iterator[Event]:
         """Raises InvalidInput before saving anything; after that, every outcome ends in ReplyFinished."""
-        files = validate_turn(text, uploads)
-        if conversation_id is None:
-            conversation = self.repository.create_conversation(make_title(text, files))
-        else:
-            conversation = self.repository.get_conversation(conversation_id)
-        user = self.repository.add_user_message(conversation.id, text, files)
-        yield UserTurnSaved(self.repository.get_conversation(conversation.id), user)
+        text, files = validate_turn(text, uploads)
+        user = self.repository.add_user_message(conversation_id, text, files, new_title=make_title(text, files))
+        yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
         while not self.host.wait(WAIT_POLL_S):
             if stop.is_set():
                 break
             yield WaitingForModel(self.host.state.message)
-        yield from self._answer(conversation.id, stop)
+        yield from self._answer(user.conversation_id, stop)
 
     def _answer(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
         reply = self.repository.start_assistant_message(conversation_id)
         text, status, error = "", Status.COMPLETE, None
         last_save = time.monotonic()
+        ticket: Ticket | None = None
         try:
             engine = self.host.engine
             if stop.is_set():
@@ -89,24 +124,42 @@ class DialogueManager:
             elif self.host.state.phase is not Phase.READY or engine is None:
                 status, error = Status.ERROR, self.host.state.message
             else:
-                history = self.repository.get_messages(conversation_id)
-                model_input = build_model_input(history, self.media, self.system_prompt)
-                for chunk in engine.stream(model_input, stop):
-                    text += chunk
-                    if time.monotonic() - last_save >= SAVE_INTERVAL_S:
-                        self.repository.update_message_text(reply.id, text)
-                        last_save = time.monotonic()
-                    yield ReplyDelta(text)
+                ticket = self.queue.join()
+                yield from self._wait_for_turn(ticket, stop)
                 if stop.is_set():
                     status = Status.STOPPED
+                else:
+                    # Built only now: a queued turn holds no decoded media or tensors while it waits.
+                    history = self.repository.get_messages(conversation_id)
+                    model_input = build_model_input(history, self.media, self.system_prompt)
+                    for chunk in engine.stream(model_input, stop, on_finished=ticket.release):
+                        text += chunk
+                        if time.monotonic() - last_save >= SAVE_INTERVAL_S:
+                            self.repository.update_message_text(reply.id, text)
+                            last_save = time.monotonic()
+                        yield ReplyDelta(text)
+                    if stop.is_set():
+                        status = Status.STOPPED
         except AssistantError as failure:
             status, error = Status.ERROR, str(failure)
         except GeneratorExit:
             status = Status.STOPPED  # the page went away mid-answer: keep what was said
             raise
-        except Exception as failure:
+        except Exception as failure:  # a bug or a broken dependency: the turn still ends, saved and shown
+            log.exception("answering failed")
             status, error = Status.ERROR, f"Something went wrong while answering: {type(failure).__name__}: {failure}"
-            raise
         finally:
+            if ticket is not None:
+                ticket.release()
             self.repository.finish_message(reply.id, text, status, error)
         yield ReplyFinished(self.repository.get_message(reply.id))
+
+    def _wait_for_turn(self, ticket: Ticket, stop: threading.Event) -> Iterator[Queued]:
+        shown = 0
+        while not ticket.wait(QUEUE_POLL_S if shown else 0):
+            if stop.is_set():
+                return
+            place = ticket.place
+            if place != shown:
+                shown = place
+                yield Queued(place)

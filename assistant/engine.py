@@ -1,20 +1,21 @@
 """The in-process transformers engine for Qwen2.5-Omni Thinker models.
 
-Contract: `stream(model_input, stop)` yields text chunks and ends early once `stop` is set.
-Knows nothing of storage, conversations on disk, or the UI.
+Contract: `stream(model_input, stop, on_finished)` yields text chunks and ends early once `stop` is set;
+`on_finished` runs in the generating thread the moment generation ends, however slowly the chunks are
+consumed. Knows nothing of storage, conversations on disk, queueing, or the UI.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteriaList
 
-from assistant.errors import GenerationError
+from domain.errors import GenerationError
 from assistant.prompt import ModelInput
 from assistant.streaming import ChunkStreamer, StopOnEvent
 
@@ -29,12 +30,9 @@ class EngineInfo:
     model: str
     quant: str
     device: str
-    demo: bool
 
 
 class TransformersEngine:
-    input_kinds = frozenset({"text", "image", "audio"})
-
     def __init__(
         self,
         model,
@@ -51,8 +49,9 @@ class TransformersEngine:
         self.max_new_tokens = max_new_tokens
         self.stream_timeout_s = stream_timeout_s
         self.generation_kwargs = dict(generation_kwargs or {})
-        # One generation at a time: the model is shared by every browser session.
-        self._lock = threading.Lock()
+        # One generation at a time: the model is shared by every browser session. Released by the generating
+        # thread when generate() returns, not when the consumer has read the last chunk.
+        self._busy = threading.Lock()
         self._float_dtype = next(model.model.visual.parameters()).dtype
 
     def prepare(self, model_input: ModelInput):
@@ -74,31 +73,31 @@ class TransformersEngine:
                 args[key] = args[key].to(self._float_dtype)
         return {**args, "max_new_tokens": self.max_new_tokens, **self.generation_kwargs}
 
-    def generate_text(self, model_input: ModelInput) -> str:
-        """The whole answer at once (no streaming)."""
-        with self._lock, torch.inference_mode():
-            inputs = self.prepare(model_input)
-            output = self.model.generate(**self._generate_args(inputs))
-        new_tokens = output[0, inputs["input_ids"].shape[1] :]
-        return self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True)
-
-    def stream(self, model_input: ModelInput, stop: threading.Event) -> Iterator[str]:
-        with self._lock:
+    def stream(
+        self, model_input: ModelInput, stop: threading.Event, on_finished: Callable[[], None] | None = None
+    ) -> Iterator[str]:
+        self._busy.acquire()
+        try:
             inputs = self.prepare(model_input)
             streamer = ChunkStreamer(self.processor.tokenizer, timeout=self.stream_timeout_s)
             abandoned = threading.Event()
             args = self._generate_args(inputs)
             args["streamer"] = streamer
             args["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(stop, abandoned)])
-            worker = threading.Thread(target=self._run, args=(args, streamer), name="generate", daemon=True)
+            worker = threading.Thread(target=self._run, args=(args, streamer, on_finished), name="generate", daemon=True)
             worker.start()
-            try:
-                yield from streamer
-            finally:
-                abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
-                worker.join(timeout=self.stream_timeout_s)
+        except BaseException:
+            self._busy.release()
+            if on_finished is not None:
+                on_finished()
+            raise
+        try:
+            yield from streamer
+        finally:
+            abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
+            worker.join(timeout=self.stream_timeout_s)
 
-    def _run(self, args: dict, streamer: ChunkStreamer) -> None:
+    def _run(self, args: dict, streamer: ChunkStreamer, on_finished: Callable[[], None] | None) -> None:
         try:
             with torch.inference_mode():
                 self.model.generate(**args)
@@ -108,3 +107,7 @@ class TransformersEngine:
         except Exception as error:  # reported to the consumer, with the traceback in the log
             log.exception("generation failed")
             streamer.fail(GenerationError(f"The model failed while answering: {type(error).__name__}: {error}"))
+        finally:
+            self._busy.release()
+            if on_finished is not None:
+                on_finished()

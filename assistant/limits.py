@@ -3,10 +3,11 @@
 MAX_MESSAGE_CHARS = 20_000
 MAX_FILES_PER_MESSAGE = 8
 MAX_FILE_BYTES = 25 * 1024 * 1024
-# Decompression-bomb guard; the processor downsizes anything under this to the model's pixel budget.
+# A guard against decompression bombs; the processor scales every image to the model's pixel budget anyway.
 MAX_IMAGE_PIXELS = 50_000_000
+# Qwen2-VL's image processor (smart_resize) refuses images more elongated than this.
+MAX_IMAGE_ASPECT_RATIO = 200
+# Smaller images make the processor guess the channel axis wrongly (a 3×3 RGB array looks channels-first).
+MIN_IMAGE_SIDE = 4
 # The Whisper-derived audio encoder sees 30 s windows; the feature extractor truncates past that.
 MAX_AUDIO_SECONDS = 30.0
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".opus", ".webm", ".m4a", ".aac", ".flac")

@@ -7,10 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from assistant.errors import ModelLoadError
+from domain.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from assistant.engine import TransformersEngine
@@ -137,5 +136,5 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         raise cannot_fetch(spec.source, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
     model.eval()
     name = "demo model (random weights)" if spec.demo else spec.source
-    info = EngineInfo(model=name, quant=quant.value, device=device, demo=spec.demo)
+    info = EngineInfo(model=name, quant=quant.value, device=device)
     return TransformersEngine(model, processor, info, **engine_kwargs)

@@ -1,7 +1,8 @@
 """Read images and audio files into what the model processor takes; knows nothing of storage or models.
 
-Images: anything Pillow opens, EXIF orientation applied, RGB. Audio: anything FFmpeg (inside PyAV)
-decodes, as 16 kHz mono float32.
+Images: anything Pillow opens, EXIF orientation applied, RGB (first frame of animations). Audio:
+anything FFmpeg (inside PyAV) decodes, as 16 kHz mono float32. Every failure to read a file is an
+InvalidInput naming it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.errors import InvalidInput
-from assistant.types import MediaKind
+from domain.errors import InvalidInput
+from domain.types import MediaKind
 
 SAMPLE_RATE = 16_000
 
@@ -22,31 +23,41 @@ SAMPLE_RATE = 16_000
 class ProbedMedia:
     kind: MediaKind
     mime: str
-    pixels: int = 0
+    width: int = 0
+    height: int = 0
     seconds: float = 0.0
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
 
 
 def probe(path: Path, filename: str, max_audio_seconds: float) -> ProbedMedia:
-    """Tell what a file is without decoding more than needed; raise InvalidInput if it is neither kind."""
-    image = _probe_image(path)
+    """Tell what a file is from its header (audio: decoded up to the limit); raise InvalidInput if neither kind."""
+    image = _probe_image(path, filename)
     if image is not None:
         return image
     audio = _probe_audio(path, filename, max_audio_seconds)
     if audio is not None:
         return audio
-    raise InvalidInput(f"“{filename}” is not an image or audio file this app can read.")
+    raise InvalidInput(f"“{filename}” is not an image or audio file this app can read.", filename)
 
 
-def _probe_image(path: Path) -> ProbedMedia | None:
+def _probe_image(path: Path, filename: str) -> ProbedMedia | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             width, height = image.size
             mime = Image.MIME.get(image.format or "", "image/" + (image.format or "unknown").lower())
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        # Pillow refuses to even open images past twice its own limit; say what is wrong, not "unreadable".
+        raise InvalidInput(
+            f"“{filename}” has too many pixels (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels).", filename
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
-    return ProbedMedia(kind=MediaKind.IMAGE, mime=mime, pixels=width * height)
+    return ProbedMedia(kind=MediaKind.IMAGE, mime=mime, width=width, height=height)
 
 
 def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia | None:
@@ -56,22 +67,27 @@ def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia |
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 return None
-            if container.streams.video and not _is_audio_container(container.format.name):
-                raise InvalidInput(f"“{filename}” is a video; video files are not supported yet.")
+            if any(not _is_cover_art(stream) for stream in container.streams.video):
+                raise InvalidInput(f"“{filename}” is a video; video files are not supported yet.", filename)
             name = container.format.name.split(",")[0]
             mime = _AUDIO_MIME.get(name, f"audio/{name}")
     except av.error.FFmpegError:
         return None
     # Containers often lack a reliable duration (browser recordings); decode, but no further than the limit.
-    seconds = len(decode_audio(path, max_seconds=max_seconds + 1.0)) / SAMPLE_RATE
+    try:
+        seconds = len(decode_audio(path, max_seconds=max_seconds + 1.0)) / SAMPLE_RATE
+    except InvalidInput:
+        raise InvalidInput(f"“{filename}” is damaged: its audio cannot be decoded.", filename) from None
     if seconds == 0:
-        raise InvalidInput(f"“{filename}” contains no audio.")
+        raise InvalidInput(f"“{filename}” contains no audio.", filename)
     return ProbedMedia(kind=MediaKind.AUDIO, mime=mime, seconds=seconds)
 
 
-def _is_audio_container(name: str) -> bool:
-    # Cover art in mp3/m4a/flac shows up as a video stream.
-    return any(part in {"mp3", "flac", "ogg", "wav"} for part in name.split(","))
+def _is_cover_art(stream) -> bool:
+    # Album art in mp3/m4a/flac is a one-picture "video" stream flagged as an attached picture.
+    from av.stream import Disposition
+
+    return bool(stream.disposition & Disposition.attached_pic)
 
 
 _AUDIO_MIME = {
@@ -85,19 +101,40 @@ _AUDIO_MIME = {
 }
 
 
-def load_image(path: Path):
-    """Open an image with its EXIF orientation applied, as RGB."""
-    from PIL import Image, ImageOps
+def load_image(path: Path, filename: str | None = None):
+    """Decode the whole image (first frame) with its EXIF orientation applied, as RGB; InvalidInput if it cannot."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "P"):
-            # Composite transparency onto white rather than letting convert() turn it black.
-            rgba = image.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            return background
-        return image.convert("RGB")
+    name = filename or Path(path).name
+    try:
+        with Image.open(path) as image:
+            image.load()  # the header alone says nothing of a truncated body
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except FileNotFoundError:
+        raise InvalidInput(f"“{name}” is missing from the file store.", filename) from None
+    except Image.DecompressionBombError:
+        raise InvalidInput(f"“{name}” has too many pixels.", filename) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise InvalidInput(f"“{name}” is damaged or incomplete and cannot be read as an image ({error}).", filename) from None
+
+
+def _to_rgb(image):
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        # Composite transparency onto white rather than letting convert() turn it black.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16/32-bit and float greyscale: convert("RGB") would clip everything above 255 to white.
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 255.0)
+        grey = np.clip(values / peak * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")
 
 
 def decode_audio(path: Path, max_seconds: float | None = None) -> np.ndarray:
@@ -107,19 +144,24 @@ def decode_audio(path: Path, max_seconds: float | None = None) -> np.ndarray:
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     total = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunk = out.to_ndarray().reshape(-1)
-                chunks.append(chunk)
-                total += len(chunk)
-            if limit is not None and total >= limit:
-                break
-        else:
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                if limit is not None and total >= limit:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
+    except FileNotFoundError:
+        raise InvalidInput(f"“{Path(path).name}” is missing from the file store.") from None
+    except (av.error.FFmpegError, IndexError, ValueError) as error:
+        raise InvalidInput(f"“{Path(path).name}” cannot be decoded as audio ({error}).") from None
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
     return audio if limit is None else audio[:limit]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from assistant.engine import TransformersEngine
-from assistant.errors import AssistantError
+from domain.errors import AssistantError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import torch
 from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
-from assistant.errors import GenerationError
+from domain.errors import GenerationError
 
 _END = object()
 

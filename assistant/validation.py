@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 from assistant import limits
-from assistant.errors import InvalidInput
-from assistant.media import probe
-from assistant.types import MediaFile, MediaKind
+from assistant.media import load_image, probe
+from domain.errors import InvalidInput
+from domain.types import MediaFile, MediaKind
+
+# Tab, newline and carriage return are text; other control characters are invisible noise (or terminal escapes).
+_KEPT_CONTROLS = {"\t", "\n", "\r"}
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
-def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> list[MediaFile]:
-    """Check the text and each (path, filename) upload against `assistant.limits`; return the files typed."""
+def clean_text(text: str) -> str:
+    """The message as it will be saved: valid UTF-8, without control characters other than tab and newlines."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "The message contains characters that are not valid text (a broken emoji or a lone surrogate); "
+            "please retype or paste it again."
+        ) from None
+    return "".join(c for c in text if c in _KEPT_CONTROLS or unicodedata.category(c) != "Cc")
+
+
+def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> tuple[str, list[MediaFile]]:
+    """Check the text and each (path, filename) upload against `assistant.limits`; return the cleaned text and typed files."""
+    text = clean_text(text)
     if not text.strip() and not uploads:
         raise InvalidInput("Type a message or attach an image or audio file.")
     if len(text) > limits.MAX_MESSAGE_CHARS:
@@ -23,27 +41,56 @@ def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> list[MediaF
         raise InvalidInput(
             f"{len(uploads)} files are attached; a message can carry at most {limits.MAX_FILES_PER_MESSAGE}."
         )
-    files = []
-    for path, filename in uploads:
-        path = Path(path)
-        if not path.is_file():
-            raise InvalidInput(f"“{filename}” did not arrive; please attach it again.")
-        size = path.stat().st_size
-        if size > limits.MAX_FILE_BYTES:
-            raise InvalidInput(
-                f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limits.MAX_FILE_BYTES / 2**20:.0f} MB per file."
-            )
-        if size == 0:
-            raise InvalidInput(f"“{filename}” is empty.")
-        media = probe(path, filename, max_audio_seconds=limits.MAX_AUDIO_SECONDS)
-        if media.kind is MediaKind.IMAGE and media.pixels > limits.MAX_IMAGE_PIXELS:
+    return text, [_validate_file(Path(path), clean_filename(filename)) for path, filename in uploads]
+
+
+def clean_filename(filename: str) -> str:
+    """The name shown to people: no directories, no control characters, valid UTF-8, at most 255 characters."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.encode("utf-8", "replace").decode("utf-8")
+    # Bidirectional overrides could make "gpj.exe" look like "exe.jpg"; they have no place in a file name.
+    name = "".join(c for c in name if unicodedata.category(c) != "Cc" and c not in _BIDI_CONTROLS).strip()
+    return (name or "file")[:255]
+
+
+def _validate_file(path: Path, filename: str) -> MediaFile:
+    if not path.is_file():
+        raise InvalidInput(f"“{filename}” did not arrive; please attach it again.", filename)
+    size = path.stat().st_size
+    if size > limits.MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limits.MAX_FILE_BYTES / 2**20:.0f} MB per file.",
+            filename,
+        )
+    if size == 0:
+        raise InvalidInput(f"“{filename}” is empty.", filename)
+    media = probe(path, filename, max_audio_seconds=limits.MAX_AUDIO_SECONDS)
+    if media.kind is MediaKind.IMAGE:
+        if media.pixels > limits.MAX_IMAGE_PIXELS:
             raise InvalidInput(
                 f"“{filename}” has {media.pixels / 1e6:.0f} megapixels; the limit is "
-                f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels."
+                f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.",
+                filename,
             )
-        if media.kind is MediaKind.AUDIO and media.seconds > limits.MAX_AUDIO_SECONDS:
-            raise InvalidInput(
-                f"“{filename}” is longer than {limits.MAX_AUDIO_SECONDS:.0f} seconds, the most one clip can be."
-            )
-        files.append(MediaFile(path=path, filename=filename, kind=media.kind, mime=media.mime))
-    return files
+        check_image_shape(media.width, media.height, filename)
+        load_image(path, filename)  # decode it all now: a truncated file must not reach the conversation
+    elif media.seconds > limits.MAX_AUDIO_SECONDS:
+        raise InvalidInput(
+            f"“{filename}” is longer than {limits.MAX_AUDIO_SECONDS:.0f} seconds, the most one clip can be.", filename
+        )
+    return MediaFile(path=path, filename=filename, kind=media.kind, mime=media.mime)
+
+
+def check_image_shape(width: int, height: int, filename: str) -> None:
+    """What the vision processor accepts: raise InvalidInput for images too small or too elongated."""
+    if min(width, height) < limits.MIN_IMAGE_SIDE:
+        raise InvalidInput(
+            f"“{filename}” is {width}×{height} pixels; each side must be at least {limits.MIN_IMAGE_SIDE} pixels.",
+            filename,
+        )
+    if max(width, height) / min(width, height) > limits.MAX_IMAGE_ASPECT_RATIO:
+        raise InvalidInput(
+            f"“{filename}” is {width}×{height} pixels; the model reads images at most "
+            f"{limits.MAX_IMAGE_ASPECT_RATIO} times longer than wide.",
+            filename,
+        )

@@ -7,7 +7,16 @@ import mimetypes
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    path: Path
+    created: bool  # False when an intact copy was already there
 
 
 class BlobStore:
@@ -19,22 +28,51 @@ class BlobStore:
         # The extension lets browsers (and Gradio) tell an image from an audio clip.
         return self.root / sha256[:2] / (sha256 + suffix_for(mime))
 
-    def put(self, source: Path, mime: str) -> tuple[str, int]:
-        """Store the file's bytes (once); return (sha256, size)."""
-        digest = hashlib.sha256()
-        with open(source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        sha256 = digest.hexdigest()
+    def put(self, source: Path, mime: str) -> StoredBlob:
+        """Store the file's bytes durably, once; an existing copy is trusted only if its size and hash match."""
+        sha256, size = file_digest(source)
         target = self.path_for(sha256, mime)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Copy to a temporary name and rename: readers never see a half-written blob.
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-            os.close(fd)
-            shutil.copyfile(source, tmp)
+        if target.is_file() and target.stat().st_size == size and file_digest(target)[0] == sha256:
+            return StoredBlob(sha256, size, target, created=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Copy to a temporary name, flush it to the disk, then rename: after a crash or power cut the blob
+        # is either absent or whole, never empty or half-written.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, target)
-        return sha256, target.stat().st_size
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        return StoredBlob(sha256, size, target, created=True)
+
+    def discard(self, blob: StoredBlob) -> None:
+        """Remove a blob this store just created and nothing refers to."""
+        if blob.created:
+            blob.path.unlink(missing_ok=True)
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself lives in the directory entry; without this a power cut can forget it.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _SUFFIXES = {"image/jpeg": ".jpg", "audio/mpeg": ".mp3", "audio/wav": ".wav", "audio/webm": ".webm", "audio/mp4": ".m4a"}

@@ -1,13 +1,24 @@
-"""Open the database: engine with SQLite pragmas, migrations to head, a session factory."""
+"""Open the database: engine with SQLite pragmas, migrations to head, session factories for reads and writes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_IMMEDIATE = "sqlite_begin_immediate"
+
+
+@dataclass(frozen=True)
+class Database:
+    """`read` sessions see a snapshot; `write` sessions hold SQLite's write lock from their first statement."""
+
+    engine: Engine
+    read: sessionmaker[Session]
+    write: sessionmaker[Session]
 
 
 def sqlite_url(path: Path) -> str:
@@ -17,16 +28,26 @@ def sqlite_url(path: Path) -> str:
 def create_db_engine(url: str) -> Engine:
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    # pysqlite's own implicit BEGIN is deferred; _sqlite_begin emits the BEGIN itself instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    # A deferred transaction that reads, then writes, fails at once with "database is locked" if another
+    # writer committed in between (busy_timeout does not apply); IMMEDIATE takes the lock up front and waits.
+    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
@@ -41,7 +62,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def open_database(url: str) -> sessionmaker[Session]:
+def open_database(url: str) -> Database:
     engine = create_db_engine(url)
     migrate(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    writer = engine.execution_options(**{_IMMEDIATE: True})
+    return Database(engine, sessionmaker(engine, expire_on_commit=False), sessionmaker(writer, expire_on_commit=False))

@@ -1,114 +1,138 @@
 """ConversationRepository: every read and write of conversations, messages and attachments.
 
-Returns the domain types of assistant.types, never ORM rows.
+Returns the domain types of domain.types, never ORM rows. Every write transaction takes SQLite's write
+lock up front (see storage.database), so concurrent writers queue instead of racing.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, selectinload
 
-from assistant.errors import ConversationNotFound
-from assistant.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, Status
-from storage.blobs import BlobStore
+from domain.errors import ConversationNotFound
+from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, Status
+from storage.blobs import BlobStore, StoredBlob
+from storage.database import Database
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
 
-TITLE_CHARS = 60
+log = logging.getLogger(__name__)
+
 INTERRUPTED = "The app stopped before this answer was finished."
+# Loads a message's attachments with it, in one extra query per batch.
+_WITH_ATTACHMENTS = selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment)
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def make_title(text: str, files: Sequence[MediaFile]) -> str:
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    if not line:
-        line = files[0].filename if files else "New chat"
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
 class ConversationRepository:
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore):
-        self._sessions = sessions
+    def __init__(self, database: Database, blobs: BlobStore):
+        self._read = database.read
+        self._write = database.write
         self._blobs = blobs
 
     def create_conversation(self, title: str) -> ConversationSummary:
-        now = _now()
-        row = ConversationRow(id=uuid.uuid4().hex, title=title[:200], created_at=now, updated_at=now)
-        with self._sessions.begin() as session:
-            session.add(row)
-        return _summary(row)
+        with self._write.begin() as session:
+            return _summary(self._new_conversation(session, title))
 
-    def list_conversations(self, limit: int = 500) -> list[ConversationSummary]:
-        with self._sessions() as session:
-            rows = session.scalars(
-                select(ConversationRow).order_by(ConversationRow.updated_at.desc()).limit(limit)
-            ).all()
+    def list_conversations(self) -> list[ConversationSummary]:
+        """All of them, most recently active first."""
+        with self._read() as session:
+            rows = session.scalars(select(ConversationRow).order_by(ConversationRow.updated_at.desc())).all()
             return [_summary(row) for row in rows]
 
     def get_conversation(self, conversation_id: str) -> ConversationSummary:
-        with self._sessions() as session:
+        with self._read() as session:
             return _summary(self._conversation(session, conversation_id))
 
     def get_messages(self, conversation_id: str) -> list[Message]:
-        with self._sessions() as session:
+        with self._read() as session:
             self._conversation(session, conversation_id)
             rows = session.scalars(
                 select(MessageRow)
                 .where(MessageRow.conversation_id == conversation_id)
                 .order_by(MessageRow.position)
-                .options(selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment))
+                .options(_WITH_ATTACHMENTS)
             ).all()
             return [self._message(row) for row in rows]
 
     def get_message(self, message_id: int) -> Message:
-        with self._sessions() as session:
-            row = session.scalar(
-                select(MessageRow)
-                .where(MessageRow.id == message_id)
-                .options(selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment))
-            )
+        with self._read() as session:
+            row = session.scalar(select(MessageRow).where(MessageRow.id == message_id).options(_WITH_ATTACHMENTS))
             if row is None:
                 raise LookupError(f"message {message_id} does not exist")
             return self._message(row)
 
-    def add_user_message(self, conversation_id: str, text: str, files: Sequence[MediaFile]) -> Message:
-        """Store the files (once each, by content) and the message, in order, in one transaction."""
-        stored = [(file, *self._blobs.put(file.path, file.mime)) for file in files]
-        with self._sessions.begin() as session:
-            conversation = self._conversation(session, conversation_id)
-            row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE)
-            for position, (file, sha256, size) in enumerate(stored):
-                if session.get(AttachmentRow, sha256) is None:
-                    session.add(
-                        AttachmentRow(sha256=sha256, kind=file.kind.value, mime=file.mime, size_bytes=size, created_at=row.created_at)
+    def add_user_message(
+        self, conversation_id: str | None, text: str, files: Sequence[MediaFile], *, new_title: str = "New chat"
+    ) -> Message:
+        """Store the files (once each, by content) and the message, in order, in one transaction.
+
+        With no conversation id, the conversation titled `new_title` is created in that same transaction:
+        a failure leaves neither an empty conversation nor files nothing refers to.
+        """
+        stored: list[StoredBlob] = []
+        try:
+            # The write lock is held while the files are copied, so no other writer can link a blob
+            # that a failure here is about to remove.
+            with self._write.begin() as session:
+                if conversation_id is None:
+                    conversation = self._new_conversation(session, new_title)
+                else:
+                    conversation = self._conversation(session, conversation_id)
+                row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE)
+                for position, file in enumerate(files):
+                    blob = self._blobs.put(file.path, file.mime)
+                    stored.append(blob)
+                    if session.get(AttachmentRow, blob.sha256) is None:
+                        session.add(
+                            AttachmentRow(
+                                sha256=blob.sha256, kind=file.kind.value, mime=file.mime, size_bytes=blob.size, created_at=row.created_at
+                            )
+                        )
+                        session.flush()
+                    row.links.append(
+                        MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=file.filename[:255])
                     )
-                    session.flush()
-                row.links.append(
-                    MessageAttachmentRow(position=position, attachment_sha256=sha256, filename=file.filename[:255])
-                )
-            session.flush()
-            session.refresh(row)
-            return self._message(row)
+                session.flush()
+                session.refresh(row)
+                return self._message(row)
+        except BaseException:
+            self._discard_unreferenced(stored)
+            raise
+
+    def _discard_unreferenced(self, blobs: Sequence[StoredBlob]) -> None:
+        created = [blob for blob in blobs if blob.created]
+        if not created:
+            return
+        try:
+            # Under the write lock: no other writer can link one of these between the check and the unlink.
+            with self._write.begin() as session:
+                for blob in created:
+                    if session.get(AttachmentRow, blob.sha256) is None:
+                        self._blobs.discard(blob)
+        except Exception:
+            log.exception("could not remove the files of a message that was not saved")
 
     def start_assistant_message(self, conversation_id: str) -> Message:
-        with self._sessions.begin() as session:
+        with self._write.begin() as session:
             conversation = self._conversation(session, conversation_id)
             row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING)
             session.flush()
             return self._message(row)
 
     def update_message_text(self, message_id: int, text: str) -> None:
-        with self._sessions.begin() as session:
+        with self._write.begin() as session:
             session.execute(update(MessageRow).where(MessageRow.id == message_id).values(content=text, updated_at=_now()))
 
     def finish_message(self, message_id: int, text: str, status: Status, error: str | None = None) -> None:
-        with self._sessions.begin() as session:
+        with self._write.begin() as session:
             session.execute(
                 update(MessageRow)
                 .where(MessageRow.id == message_id)
@@ -117,7 +141,7 @@ class ConversationRepository:
 
     def mark_interrupted(self) -> int:
         """Answers left streaming by a crash keep their text and are marked as errors; returns how many."""
-        with self._sessions.begin() as session:
+        with self._write.begin() as session:
             result = session.execute(
                 update(MessageRow)
                 .where(MessageRow.status == Status.STREAMING.value)
@@ -129,6 +153,12 @@ class ConversationRepository:
         row = session.get(ConversationRow, conversation_id)
         if row is None:
             raise ConversationNotFound(f"Conversation {conversation_id} does not exist.")
+        return row
+
+    def _new_conversation(self, session: Session, title: str) -> ConversationRow:
+        now = _now()
+        row = ConversationRow(id=uuid.uuid4().hex, title=title[:200], created_at=now, updated_at=now)
+        session.add(row)
         return row
 
     def _new_message(self, session: Session, conversation: ConversationRow, role: Role, text: str, status: Status) -> MessageRow:

@@ -21,6 +21,20 @@ sys.path.insert(0, str(ROOT))
 GREEDY = {"do_sample": False}
 
 
+def generate_whole(engine, model_input) -> str:
+    """The reference answer: the same inputs through transformers' own generate(), no streamer, no threads."""
+    import torch
+
+    with torch.inference_mode():
+        inputs = engine.prepare(model_input)
+        args = dict(inputs)
+        for key in ("pixel_values", "input_features"):
+            if key in args:
+                args[key] = args[key].to(next(engine.model.model.visual.parameters()).dtype)
+        output = engine.model.generate(**args, max_new_tokens=engine.max_new_tokens, **engine.generation_kwargs)
+    return engine.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory) -> Path:
     from assistant.demo_model import ensure_demo_model

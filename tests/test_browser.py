@@ -123,7 +123,7 @@ RECORD_BOT_TEXTS = """() => {
 
 
 def test_chat_with_image_streams_and_survives_restart(browser, start_app, demo_model_dir, png_file, tmp_path):
-    from assistant.types import MediaKind, Role, Status
+    from domain.types import MediaKind, Role, Status
 
     data_dir = tmp_path / "data"
     app = start_ready_app(start_app, demo_model_dir, data_dir)
@@ -209,7 +209,7 @@ def test_chat_with_image_streams_and_survives_restart(browser, start_app, demo_m
     page.close()
 
 
-def test_bad_file_shows_message_and_keeps_text(browser, start_app, demo_model_dir, tmp_path):
+def test_bad_file_is_refused_by_name_and_the_text_kept(browser, start_app, demo_model_dir, tmp_path):
     data_dir = tmp_path / "data"
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"not an image")
@@ -229,9 +229,11 @@ def test_bad_file_shows_message_and_keeps_text(browser, start_app, demo_model_di
     expect(toast).to_contain_text("not an image or audio file")
     expect(page.locator("#composer textarea")).to_have_value("keep me")
     expect(page.locator("#composer textarea")).to_be_enabled()
-    expect(page.locator('#composer [aria-label="File thumbnail"]')).to_have_count(1)  # the file stays too
+    # The file at fault leaves the composer and the server's upload folder; nothing was saved.
+    expect(page.locator('#composer [aria-label="File thumbnail"]')).to_have_count(0)
     expect(page.locator("#chat .message-row")).to_have_count(0)
     assert open_repository(data_dir).list_conversations() == []
+    assert [p.name for p in (data_dir / "uploads").rglob("*") if p.is_file()] == []
 
     # The chat's own trash button starts a new conversation instead of silently continuing the old one.
     open_page(page, app.url)
@@ -252,7 +254,7 @@ def test_bad_file_shows_message_and_keeps_text(browser, start_app, demo_model_di
 
 def test_microphone_recording_is_sent_as_audio(browser, start_app, demo_model_dir, speech_wav, tmp_path):
     from assistant.media import decode_audio
-    from assistant.types import MediaKind, Role, Status
+    from domain.types import MediaKind, Role, Status
 
     wav48 = tmp_path / "speech-48k.wav"
     subprocess.run(["sox", str(speech_wav), "-r", "48000", "-c", "1", str(wav48)], check=True)
@@ -321,7 +323,7 @@ def test_microphone_recording_is_sent_as_audio(browser, start_app, demo_model_di
 
 
 def test_stop_button_keeps_the_partial_answer_marked_as_stopped(browser, start_app, demo_model_dir, tmp_path):
-    from assistant.types import Status
+    from domain.types import Status
     from ui.render import STOPPED_MARK
 
     data_dir = tmp_path / "data"

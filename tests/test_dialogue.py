@@ -9,10 +9,11 @@ import pytest
 import assistant.dialogue as dialogue_module
 from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
 from assistant.engine import TransformersEngine
-from assistant.errors import InvalidInput, ModelLoadError
+from domain.errors import InvalidInput, ModelLoadError
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
-from assistant.types import MediaKind, Role, Status
+from assistant.turn_queue import TurnQueue
+from domain.types import MediaKind, Role, Status
 from tests.conftest import GREEDY
 
 
@@ -43,7 +44,7 @@ def run(manager, conversation_id, text, uploads=(), stop=None):
 
 def test_turn_two_sends_turn_one_media_and_answer(engine, repository, png_file, speech_wav):
     recording = RecordingEngine(engine)
-    manager = DialogueManager(repository, ready_host(recording), MediaLoader())
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
     first = run(manager, None, "What is in this picture?", [(png_file, "car.png"), (speech_wav, "q.wav")])
     conversation_id = first[0].conversation.id
     answer_one = first[-1].message.text
@@ -72,7 +73,7 @@ def test_turn_two_sends_turn_one_media_and_answer(engine, repository, png_file, 
 
 
 def test_events_arrive_in_order_and_the_answer_is_saved(engine, repository):
-    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
     events = run(manager, None, "Hello")
     assert isinstance(events[0], UserTurnSaved)
     deltas = [e for e in events if isinstance(e, ReplyDelta)]
@@ -85,7 +86,7 @@ def test_events_arrive_in_order_and_the_answer_is_saved(engine, repository):
 
 def test_stop_keeps_the_partial_answer(engine, repository):
     long = RecordingEngine(engine, max_new_tokens=200)
-    manager = DialogueManager(repository, ready_host(long), MediaLoader())
+    manager = DialogueManager(repository, ready_host(long), MediaLoader(), TurnQueue())
     stop = threading.Event()
     seen = ""
     for event in manager.send(None, "Tell me a long story", [], stop):
@@ -101,7 +102,7 @@ def test_stop_keeps_the_partial_answer(engine, repository):
 
 def test_answer_is_saved_while_it_streams(engine, repository, monkeypatch):
     monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
-    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
     snapshots = []
     for event in manager.send(None, "Hi", [], threading.Event()):
         if isinstance(event, UserTurnSaved):
@@ -117,7 +118,7 @@ def test_answer_is_saved_while_it_streams(engine, repository, monkeypatch):
 
 
 def test_closing_the_page_mid_answer_keeps_what_was_said(engine, repository):
-    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=200)), MediaLoader())
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=200)), MediaLoader(), TurnQueue())
     events = manager.send(None, "Hi", [], threading.Event())
     for event in events:
         if isinstance(event, ReplyDelta):
@@ -135,7 +136,7 @@ def test_messages_sent_while_loading_wait_then_get_answered(engine, repository):
         release.wait(10)
         return engine
 
-    manager = DialogueManager(repository, ModelHost(slow_load).start(), MediaLoader())
+    manager = DialogueManager(repository, ModelHost(slow_load).start(), MediaLoader(), TurnQueue())
     events = manager.send(None, "Are you there?", [], threading.Event())
     assert isinstance(next(events), UserTurnSaved)
     waiting = next(events)
@@ -150,7 +151,7 @@ def test_model_that_failed_to_load_gives_an_error_answer_and_keeps_the_message(r
     def failing_load(progress):
         raise ModelLoadError("Could not load the model “x”. Start with --demo …")
 
-    manager = DialogueManager(repository, ModelHost(failing_load).start(), MediaLoader())
+    manager = DialogueManager(repository, ModelHost(failing_load).start(), MediaLoader(), TurnQueue())
     events = run(manager, None, "hello?")
     final = events[-1].message
     assert final.status is Status.ERROR and "--demo" in final.error
@@ -159,7 +160,7 @@ def test_model_that_failed_to_load_gives_an_error_answer_and_keeps_the_message(r
 
 
 def test_bad_input_saves_nothing(engine, repository, tmp_path):
-    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"nope")
     with pytest.raises(InvalidInput, match="fake.png"):
@@ -168,7 +169,7 @@ def test_bad_input_saves_nothing(engine, repository, tmp_path):
 
 
 def test_bad_input_in_an_existing_conversation_loses_nothing(engine, repository, tmp_path):
-    manager = DialogueManager(repository, ready_host(engine), MediaLoader())
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
     conversation_id = run(manager, None, "first")[0].conversation.id
     before = repository.get_messages(conversation_id)
     with pytest.raises(InvalidInput):

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from assistant.engine import TransformersEngine
-from assistant.errors import GenerationError
 from assistant.loader import ModelSpec, Quant, cannot_fetch, fetch, load_engine, resolve_quant
 from assistant.media import decode_audio, load_image
 from assistant.prompt import ModelInput
 from assistant.streaming import ChunkStreamer
-from tests.conftest import GREEDY
+from domain.errors import GenerationError
+from tests.conftest import GREEDY, generate_whole
 
 
 def multimodal_input(png_file, speech_wav) -> ModelInput:
@@ -42,7 +42,7 @@ def test_processor_expands_image_and_audio_placeholders(engine, png_file, speech
 
 def test_demo_model_answers_image_audio_and_text_in_fp32(engine, png_file, speech_wav):
     assert engine.model.dtype == torch.float32
-    answer = engine.generate_text(multimodal_input(png_file, speech_wav))
+    answer = generate_whole(engine, multimodal_input(png_file, speech_wav))
     assert answer.strip()
 
 
@@ -51,8 +51,8 @@ def test_answer_depends_on_the_image(engine, png_file, speech_wav, tmp_path):
 
     other = tmp_path / "blue.png"
     Image.new("RGB", (96, 64), (10, 10, 240)).save(other)
-    red = engine.generate_text(multimodal_input(png_file, speech_wav))
-    blue = engine.generate_text(multimodal_input(other, speech_wav))
+    red = generate_whole(engine, multimodal_input(png_file, speech_wav))
+    blue = generate_whole(engine, multimodal_input(other, speech_wav))
     assert red != blue  # the vision tower really feeds the language model
 
 
@@ -60,13 +60,13 @@ def test_streamed_text_equals_non_streamed_greedy_text(engine, png_file, speech_
     model_input = multimodal_input(png_file, speech_wav)
     chunks = list(engine.stream(model_input, threading.Event()))
     assert len(chunks) > 1
-    assert "".join(chunks) == engine.generate_text(model_input)
+    assert "".join(chunks) == generate_whole(engine, model_input)
 
 
 def test_stop_ends_generation_early(engine, png_file, speech_wav):
     long = TransformersEngine(engine.model, engine.processor, engine.info, max_new_tokens=200, generation_kwargs=GREEDY)
     model_input = multimodal_input(png_file, speech_wav)
-    full = long.generate_text(model_input)
+    full = generate_whole(long, model_input)
     assert len(engine.processor.tokenizer(full)["input_ids"]) > 50, "precondition: the demo model talks for a while"
     stop = threading.Event()
     chunks = []
@@ -125,7 +125,7 @@ def test_4bit_nf4_loads_and_answers_on_cpu(demo_model_dir, png_file, speech_wav)
     assert model.model.language_model.layers[0].mlp.down_proj.weight.quant_type == "nf4"
     assert engine.info.quant == "4bit"
     model_input = multimodal_input(png_file, speech_wav)
-    answer = engine.generate_text(model_input)
+    answer = generate_whole(engine, model_input)
     assert answer.strip()
     assert "".join(engine.stream(model_input, threading.Event())) == answer
 
@@ -152,4 +152,4 @@ def test_auto_loads_4bit_bf16_on_cuda(demo_model_dir, png_file, speech_wav):
     assert engine.model.device.type == "cuda"
     assert next(engine.model.model.visual.parameters()).dtype == torch.bfloat16
     model_input = multimodal_input(png_file, speech_wav)
-    assert "".join(engine.stream(model_input, threading.Event())) == engine.generate_text(model_input)
+    assert "".join(engine.stream(model_input, threading.Event())) == generate_whole(engine, model_input)

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from assistant import limits
-from assistant.errors import InvalidInput
+from domain.errors import InvalidInput
 from assistant.media import SAMPLE_RATE, decode_audio, load_image
-from assistant.types import MediaKind
+from domain.types import MediaKind
 from assistant.validation import validate_turn
 from tests.media_factory import FORMATS, write_tone
 
@@ -23,12 +23,12 @@ def test_audio_formats_decode_to_16k_mono_float32(tmp_path, suffix, fmt, codec, 
     # The 440 Hz tone survives resampling: its spectrum peaks there.
     spectrum = np.abs(np.fft.rfft(audio[:SAMPLE_RATE]))  # one second: 1 Hz per bin
     assert abs(int(np.argmax(spectrum)) - 440) < 5
-    [file] = validate_turn("", [(path, path.name)])
+    _, [file] = validate_turn("", [(path, path.name)])
     assert file.kind is MediaKind.AUDIO
 
 
 def test_speech_from_espeak_is_audio(speech_wav):
-    [file] = validate_turn("listen", [(speech_wav, "q.wav")])
+    _, [file] = validate_turn("listen", [(speech_wav, "q.wav")])
     assert file.kind is MediaKind.AUDIO and file.mime == "audio/wav"
 
 
@@ -53,12 +53,12 @@ def test_transparent_png_is_composited_on_white(tmp_path):
 def test_image_formats_are_images(tmp_path, fmt):
     path = tmp_path / f"img.{fmt.lower()}"
     Image.new("RGB", (30, 30), (1, 2, 3)).save(path, format=fmt)
-    [file] = validate_turn("", [(path, path.name)])
+    _, [file] = validate_turn("", [(path, path.name)])
     assert file.kind is MediaKind.IMAGE
 
 
 def test_several_files_keep_their_order(tmp_path, png_file, speech_wav):
-    files = validate_turn("two", [(speech_wav, "a.wav"), (png_file, "b.png")])
+    _, files = validate_turn("two", [(speech_wav, "a.wav"), (png_file, "b.png")])
     assert [f.filename for f in files] == ["a.wav", "b.png"]
     assert [f.kind for f in files] == [MediaKind.AUDIO, MediaKind.IMAGE]
 

@@ -7,10 +7,11 @@ import sqlite3
 import pytest
 from sqlalchemy import inspect, text
 
-from assistant.errors import ConversationNotFound
-from assistant.types import MediaFile, MediaKind, Role, Status
+from domain.errors import ConversationNotFound
+from domain.types import MediaFile, MediaKind, Role, Status
 from storage.database import create_db_engine, migrate, sqlite_url
-from storage.repository import INTERRUPTED, make_title
+from assistant.dialogue import make_title
+from storage.repository import INTERRUPTED
 
 
 def image(png_file, name="car.png"):

@@ -1,19 +1,33 @@
-"""The chat page: handler functions, then a Blocks declaration that only wires them (see STYLE.md)."""
+"""The chat page: handler functions, then a Blocks declaration that only wires them.
+
+The page streams only what changes: attachments are served from the blob store as static files (never
+copied or hashed per update) and answer updates are coalesced to at most one per MIN_UPDATE_INTERVAL_S.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
 
-from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
-from assistant.errors import AssistantError
+from assistant.dialogue import DialogueManager, Queued, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
 from assistant.model_host import ModelHost, Phase
-from assistant.types import Status
+from assistant.validation import clean_filename
+from domain.errors import AssistantError, InvalidInput
+from domain.types import Status
 from ui import render
+from ui.uploads import discard_uploads
+
+log = logging.getLogger(__name__)
 
 TITLE = "Local Assistant"
+# At most ~20 updates a second: faster is invisible, and each one costs the server a round of work.
+MIN_UPDATE_INTERVAL_S = 0.05
+# Uploads left in a composer that was never sent are swept after a day (checked hourly).
+UPLOAD_SWEEP = (3600, 86400)
 
 
 class ChatHandlers:
@@ -26,7 +40,7 @@ class ChatHandlers:
         self._stops: dict[str, threading.Event] = {}
 
     def conversation_choices(self) -> list[tuple[str, str]]:
-        return [(c.title, c.id) for c in self.dialogue.repository.list_conversations()]
+        return [(c.title, c.id) for c in self.dialogue.list_conversations()]
 
     def on_load(self):
         return render.status_markdown(self.host.state, self.demo), gr.Radio(choices=self.conversation_choices())
@@ -43,7 +57,7 @@ class ChatHandlers:
         if not conversation_id:
             return None, []
         try:
-            messages = self.dialogue.repository.get_messages(conversation_id)
+            messages = self.dialogue.get_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error)) from None
         return conversation_id, render.chat_messages(messages)
@@ -57,15 +71,17 @@ class ChatHandlers:
         """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat) as the turn goes on."""
         value = value or {}
         text = value.get("text") or ""
-        uploads = [(Path(path), Path(path).name) for path in value.get("files") or []]
+        paths = [str(path) for path in value.get("files") or []]
         stop = self._stops[request.session_hash] = threading.Event()
+        events = self.dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop)
         history: list[dict] = []
-        events = self.dialogue.send(conversation_id, text, uploads, stop)
+        last_update = 0.0
         try:
             for event in events:
                 if isinstance(event, UserTurnSaved):
+                    discard_uploads(paths)  # stored as blobs now
                     conversation_id = event.conversation.id
-                    history = render.chat_messages(self.dialogue.repository.get_messages(conversation_id))
+                    history = render.chat_messages(self.dialogue.get_messages(conversation_id))
                     history.append({"role": "assistant", "content": render.THINKING})
                     # While answering, switching conversations would mix two chats on one page.
                     yield (
@@ -79,22 +95,37 @@ class ChatHandlers:
                     continue
                 if isinstance(event, WaitingForModel):
                     history[-1] = {"role": "assistant", "content": render.waiting_text(event.status)}
+                elif isinstance(event, Queued):
+                    history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead)}
                 elif isinstance(event, ReplyDelta):
-                    history[-1] = {"role": "assistant", "content": event.text}
+                    if time.monotonic() - last_update < MIN_UPDATE_INTERVAL_S:
+                        continue  # the next update (or ReplyFinished) carries this text too
+                    history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
                     history[-1] = render.chat_message(event.message)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
-                yield history, gr.MultimodalTextbox(), conversation_id, gr.Radio(), gr.Button(), gr.Button()
-        except AssistantError as error:
-            # Raised before anything was saved (bad input): the textbox keeps what the user typed.
+                last_update = time.monotonic()
+                yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        except InvalidInput as error:
+            # Refused before anything was saved: the text stays; a file at fault leaves the composer (and the disk).
+            if error.filename is not None:
+                bad = [p for p in paths if clean_filename(Path(p).name) == error.filename]
+                discard_uploads(bad)
+                kept = [p for p in paths if p not in bad]
+                yield gr.skip(), {"text": text, "files": kept}, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             raise gr.Error(str(error), print_exception=False) from None
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        except Exception as error:  # e.g. the database is unreachable: say so, the page unlocks after
+            log.exception("the turn failed before its answer started")
+            raise gr.Error(f"Your message could not be handled: {type(error).__name__}: {error}", print_exception=False) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)
 
     def enable_input(self, conversation_id: str | None):
-        """Runs after every turn, also one that failed, so the page never stays locked."""
+        """Runs after every turn, also one that failed (`.then`, not `.success`), to unlock the page."""
         return (
             gr.MultimodalTextbox(interactive=True),
             gr.Radio(choices=self.conversation_choices(), value=conversation_id, interactive=True),
@@ -103,9 +134,16 @@ class ChatHandlers:
         )
 
 
+def local_theme() -> gr.themes.Base:
+    # The default theme fetches fonts from Google; a local assistant loads nothing from elsewhere.
+    system = ["ui-sans-serif", "system-ui", "sans-serif"]
+    mono = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
+    return gr.themes.Default(font=system, font_mono=mono)
+
+
 def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.Blocks:
     handlers = ChatHandlers(dialogue, host, demo)
-    with gr.Blocks(title=TITLE) as app:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         with gr.Sidebar(open=True, label="Conversations"):
             new_chat = gr.Button("➕ New chat", elem_id="new-chat", variant="primary")

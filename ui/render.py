@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from assistant.model_host import HostState, Phase
-from assistant.types import Message, Role, Status
+from domain.types import Message, Role, Status
 
 STOPPED_MARK = "⏹ *Stopped*"
 THINKING = "…"
+EMPTY_ANSWER = "*(The model ended its answer without saying anything.)*"
 DEMO_NOTICE = (
     "🧪 **Demo model**: tiny and randomly initialised, so its answers are meaningless. "
     "Start with `--model` to chat with a real model."
 )
+
+# ![alt](http://…), ![alt](//…): a remote image would be fetched as soon as the chat is shown, so text
+# in a file or an answer could send chat contents anywhere. Shown as a link instead (the page's
+# Content-Security-Policy blocks remote images in raw HTML too).
+_REMOTE_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(\s*<?((?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//[^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def defuse_remote_images(text: str) -> str:
+    return _REMOTE_IMAGE.sub(lambda m: f"[🖼 {m.group(1) or 'image'}]({m.group(2)})", text)
 
 
 def chat_messages(messages: Sequence[Message]) -> list[dict]:
@@ -25,22 +36,34 @@ def chat_message(message: Message) -> dict:
             {"path": str(a.path), "mime_type": a.mime, "orig_name": a.filename} for a in message.attachments
         ]
         if message.text:
-            content.append(message.text)
+            content.append(defuse_remote_images(message.text))
         return {"role": "user", "content": content}
     return {"role": "assistant", "content": answer_text(message.text, message.status, message.error)}
 
 
 def answer_text(text: str, status: Status, error: str | None = None) -> str:
+    text = defuse_remote_images(text)
     if status is Status.STOPPED:
         return f"{text}\n\n{STOPPED_MARK}" if text else STOPPED_MARK
     if status is Status.ERROR:
         notice = f"⚠️ {error or 'The answer failed.'}"
         return f"{text}\n\n{notice}" if text else notice
-    return text or THINKING
+    if status is Status.STREAMING:
+        return text or THINKING
+    return text if text.strip() else EMPTY_ANSWER
+
+
+def streaming_text(text: str) -> str:
+    return answer_text(text, Status.STREAMING)
 
 
 def waiting_text(status: str) -> str:
     return f"⏳ Your message is saved; the model is still loading ({status}). The answer starts when it is ready."
+
+
+def queued_text(ahead: int) -> str:
+    answers = "answer" if ahead == 1 else "answers"
+    return f"⏳ Queued: {ahead} {answers} for other chats before yours. **⏹ Stop** cancels."
 
 
 def status_markdown(state: HostState, demo: bool) -> str:

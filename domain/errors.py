@@ -1,12 +1,18 @@
 """Errors whose message is meant for the person using the app; only ui/ (and the API) display them."""
 
+from __future__ import annotations
+
 
 class AssistantError(Exception):
     """Base class: str(error) is a complete sentence a user can act on."""
 
 
 class InvalidInput(AssistantError):
-    """The message or one of its files breaks a limit or cannot be read."""
+    """The message or one of its files breaks a limit or cannot be read; `filename` names the file at fault."""
+
+    def __init__(self, message: str, filename: str | None = None):
+        super().__init__(message)
+        self.filename = filename
 
 
 class ModelLoadError(AssistantError):
