@@ -5,9 +5,8 @@ MAX_FILES_PER_MESSAGE = 8
 MAX_FILE_BYTES = 25 * 1024 * 1024
 # A guard against decompression bombs; the processor scales every image to the model's pixel budget anyway.
 MAX_IMAGE_PIXELS = 50_000_000
-# Qwen2-VL's image processor (smart_resize) refuses images more elongated than this.
+# Qwen2-VL's image processor (smart_resize) refuses images more elongated than this. It scales tiny
+# images up (1×1 works), so there is no minimum side.
 MAX_IMAGE_ASPECT_RATIO = 200
-# Smaller images make the processor guess the channel axis wrongly (a 3×3 RGB array looks channels-first).
-MIN_IMAGE_SIDE = 4
 # The Whisper-derived audio encoder sees 30 s windows; the feature extractor truncates past that.
 MAX_AUDIO_SECONDS = 30.0

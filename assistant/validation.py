@@ -82,12 +82,7 @@ def _validate_file(path: Path, filename: str) -> MediaFile:
 
 
 def check_image_shape(width: int, height: int, filename: str) -> None:
-    """What the vision processor accepts: raise InvalidInput for images too small or too elongated."""
-    if min(width, height) < limits.MIN_IMAGE_SIDE:
-        raise InvalidInput(
-            f"“{filename}” is {width}×{height} pixels; each side must be at least {limits.MIN_IMAGE_SIDE} pixels.",
-            filename,
-        )
+    """What the vision processor accepts: raise InvalidInput for images too elongated."""
     if max(width, height) / min(width, height) > limits.MAX_IMAGE_ASPECT_RATIO:
         raise InvalidInput(
             f"“{filename}” is {width}×{height} pixels; the model reads images at most "

@@ -43,3 +43,125 @@ def write_tone(path: Path, seconds: float, rate: int = 44100, fmt: str = "wav", 
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+# --- images and files that once broke conversations, made on the spot ----------------------------------
+
+
+def png(path: Path, size=(96, 64), color=(220, 20, 20), mode="RGB") -> Path:
+    from PIL import Image
+
+    Image.new(mode, size, color).save(path)
+    return path
+
+
+def truncated(path: Path, source: Path, keep: float = 0.6) -> Path:
+    """The first part of a valid file: its header still parses."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def noisy_image(path: Path, size=(64, 64), fmt: str | None = None) -> Path:
+    """Random pixels, so that compression leaves a body worth truncating."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, format=fmt)
+    return path
+
+
+def bomb_png(path: Path, size=(20_000, 10_000)) -> Path:
+    """A PNG whose header claims `size` pixels (200 MP by default) in a file of a few kB."""
+    from PIL import Image
+
+    Image.new("1", size).save(path, optimize=True)
+    return path
+
+
+def animated_gif(path: Path) -> Path:
+    from PIL import Image
+
+    frames = [Image.new("RGB", (40, 30), color) for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return path
+
+
+def sixteen_bit_png(path: Path) -> Path:
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (32, 1))
+    Image.fromarray(ramp, mode="I;16").save(path)
+    return path
+
+
+def cmyk_jpeg(path: Path) -> Path:
+    from PIL import Image
+
+    Image.new("CMYK", (48, 32), (0, 255, 255, 0)).save(path, format="JPEG")
+    return path
+
+
+def m4a_with_cover_art(path: Path, seconds: float = 1.0) -> Path:
+    """AAC audio in MP4 with an album cover (a one-picture video stream flagged as an attached picture)."""
+    import av
+    from av.stream import Disposition
+
+    rate = 44100
+    with av.open(str(path), "w", format="mp4") as container:
+        audio = container.add_stream("aac", rate=rate, layout="mono")
+        cover = container.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24").reformat(format="yuvj420p")
+        for packet in [*cover.encode(picture), *cover.encode(None)]:
+            container.mux(packet)
+        t = np.arange(int(seconds * rate)) / rate
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        step = audio.codec_context.frame_size or 1024
+        for start in range(0, len(wave), step):
+            frame = av.AudioFrame.from_ndarray(wave[None, start : start + step].copy(), format="fltp", layout="mono")
+            frame.sample_rate = rate
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return path
+
+
+def video_with_sound(path: Path, seconds: float = 1.0) -> Path:
+    """A WebM video (VP8 frames and an Opus track): a video, even when named like audio."""
+    import av
+
+    rate, fps = 48000, 10
+    with av.open(str(path), "w", format="webm") as container:
+        video = container.add_stream("libvpx", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("libopus", rate=rate, layout="mono")
+        for i in range(int(seconds * fps)):
+            image = np.full((48, 64, 3), i * 20 % 256, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        step = audio.codec_context.frame_size or 960
+        silence = np.zeros((1, int(seconds * rate)), np.float32)
+        for start in range(0, silence.shape[1], step):
+            frame = av.AudioFrame.from_ndarray(silence[:, start : start + step].copy(), format="flt", layout="mono")
+            frame.sample_rate = rate
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return path
+
+
+def silence_wav(path: Path, seconds: float = 2.0) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"\0\0" * int(seconds * 16000))
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -175,3 +176,139 @@ def test_bad_input_in_an_existing_conversation_loses_nothing(engine, repository,
     with pytest.raises(InvalidInput):
         run(manager, conversation_id, "x" * 1_000_000)
     assert repository.get_messages(conversation_id) == before
+
+
+# --- hardening: a bad file, an unexpected failure, a queue -----------------------------------------------
+
+
+class FailingEngine(RecordingEngine):
+    """The real engine with a bug planted in it: an exception that is not an AssistantError."""
+
+    def prepare(self, model_input):
+        raise RuntimeError("planted bug")
+
+
+def test_an_unexpected_exception_ends_the_turn_as_a_saved_error(engine, repository):
+    manager = DialogueManager(repository, ready_host(FailingEngine(engine)), MediaLoader(), TurnQueue())
+    events = run(manager, None, "Hello")  # must not raise
+    final = events[-1]
+    assert isinstance(final, ReplyFinished) and final.message.status is Status.ERROR
+    assert "RuntimeError: planted bug" in final.message.error
+    assert repository.get_messages(final.message.conversation_id)[-1] == final.message
+    assert len(manager.queue) == 0  # and the model is free again
+
+
+def test_an_unreadable_earlier_file_becomes_a_note_and_the_answer_still_comes(engine, repository, png_file, speech_wav):
+    recording = RecordingEngine(engine)
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
+    first = run(manager, None, "look and listen", [(png_file, "car.png"), (speech_wav, "q.wav")])
+    conversation_id = first[0].conversation.id
+    image, audio = first[0].message.attachments
+    image.path.write_bytes(image.path.read_bytes()[:60])  # corrupted on disk: the header survives, the pixels do not
+    audio.path.unlink()  # deleted
+
+    # After a restart (nothing decoded in memory any more):
+    manager = DialogueManager(repository, manager.host, MediaLoader(), TurnQueue())
+    final = run(manager, conversation_id, "and now?")[-1]
+    assert final.message.status is Status.COMPLETE and final.message.text
+    prompt = engine.processor.tokenizer.decode(recording.prepared[-1]["input_ids"][0])
+    assert "The image “car.png” attached here can no longer be read" in prompt
+    assert "The audio “q.wav” attached here can no longer be read" in prompt
+    assert "<|vision_bos|>" not in prompt and "<|audio_bos|>" not in prompt
+
+
+def test_an_image_saved_before_the_shape_check_no_longer_breaks_its_conversation(engine, repository, tmp_path):
+    from domain.types import MediaFile
+    from tests.media_factory import png
+
+    # What the old validation let through: the processor refuses a 402×2 image on every later turn.
+    line = png(tmp_path / "line.png", (402, 2))
+    conversation = repository.create_conversation("old")
+    repository.add_user_message(conversation.id, "a line", [MediaFile(line, "line.png", MediaKind.IMAGE, "image/png")])
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
+    final = run(manager, conversation.id, "text only")[-1]
+    assert final.message.status is Status.COMPLETE and final.message.text
+
+
+def test_a_failure_while_storing_files_leaves_no_conversation_and_no_files(engine, repository, tmp_path, monkeypatch):
+    from storage.blobs import BlobStore
+    from tests.media_factory import png
+
+    first, second = png(tmp_path / "a.png"), png(tmp_path / "b.png", color=(0, 0, 255))
+    real_put = BlobStore.put
+    calls = []
+
+    def put_then_fail(self, source, mime):
+        calls.append(source)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_put(self, source, mime)
+
+    monkeypatch.setattr(BlobStore, "put", put_then_fail)
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
+    with pytest.raises(OSError, match="No space left"):
+        run(manager, None, "two pictures", [(first, "a.png"), (second, "b.png")])
+    assert len(calls) == 2
+    assert repository.list_conversations() == []
+    assert [p for p in (tmp_path / "files").rglob("*") if p.is_file()] == []
+
+
+def test_lone_surrogate_saves_nothing(engine, repository):
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
+    with pytest.raises(InvalidInput, match="not valid text"):
+        run(manager, None, "hi \ud83d")
+    assert repository.list_conversations() == []
+
+
+def start_long_turn(manager, text="Tell me a long story"):
+    """Start a turn in a thread, return (its events list, its thread, the stop event)."""
+    events: list = []
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: events.extend(manager.send(None, text, [], stop)), daemon=True)
+    thread.start()
+    return events, thread, stop
+
+
+def test_a_waiting_turn_shows_its_place_and_stop_cancels_it_at_once(engine, repository):
+    from assistant.dialogue import Queued
+
+    long = RecordingEngine(engine, max_new_tokens=4000)
+    manager = DialogueManager(repository, ready_host(long), MediaLoader(), TurnQueue())
+    first_events, first, first_stop = start_long_turn(manager)
+    deadline = time.monotonic() + 20
+    while not any(isinstance(e, ReplyDelta) for e in first_events):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    stop = threading.Event()
+    waiting = manager.send(None, "me next", [], stop)
+    assert isinstance(next(waiting), UserTurnSaved)
+    queued = next(waiting)
+    assert queued == Queued(ahead=1)
+    prepared = len(long.inputs)
+    stop.set()
+    started = time.monotonic()
+    rest = list(waiting)
+    assert time.monotonic() - started < 0.5  # at once, not when the other answer ends
+    assert rest[-1].message.status is Status.STOPPED
+    assert len(long.inputs) == prepared  # its inputs were never built
+    assert first.is_alive()  # the other answer goes on
+    first_stop.set()
+    first.join(20)
+    assert first_events[-1].message.status is Status.STOPPED
+
+
+def test_the_model_is_handed_on_when_generation_ends_not_when_the_reader_is_done(engine, repository):
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=16)), MediaLoader(), TurnQueue())
+    slow_reader = manager.send(None, "first", [], threading.Event())
+    for event in slow_reader:
+        if isinstance(event, ReplyDelta):
+            break  # this reader now dawdles (a slow page) while the model finishes
+    deadline = time.monotonic() + 20
+    while len(manager.queue):
+        assert time.monotonic() < deadline, "the queue was not released when generation ended"
+        time.sleep(0.01)
+    second = run(manager, None, "second")  # gets the model though the first page has not read its answer
+    assert second[-1].message.status is Status.COMPLETE
+    rest = list(slow_reader)
+    assert rest[-1].message.status is Status.COMPLETE

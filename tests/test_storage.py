@@ -126,3 +126,69 @@ def test_orm_schema_matches_the_migration(tmp_path):
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
+
+
+def test_concurrent_writers_to_one_conversation_never_collide(repository):
+    import threading
+
+    conversation = repository.create_conversation("busy")
+    failures: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def writer(n: int) -> None:
+        start.wait()
+        for i in range(100):
+            try:
+                if i % 2:
+                    repository.add_user_message(conversation.id, f"{n}-{i}", [])
+                else:
+                    reply = repository.start_assistant_message(conversation.id)
+                    repository.finish_message(reply.id, f"{n}-{i}", Status.COMPLETE)
+            except BaseException as error:  # collected, so that one failure does not hide the count
+                failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    messages = repository.get_messages(conversation.id)
+    assert len(messages) == 600
+    assert sorted(m.text for m in messages) == sorted(f"{n}-{i}" for n in range(6) for i in range(100))
+
+
+def test_a_damaged_blob_on_disk_is_replaced_not_trusted(repository, png_file, tmp_path):
+    conversation = repository.create_conversation("power cut")
+    [stored] = repository.add_user_message(conversation.id, "one", [image(png_file)]).attachments
+    stored.path.write_bytes(b"")  # what a power cut between write and rename could leave
+    repository.add_user_message(conversation.id, "again", [image(png_file)])
+    assert stored.path.read_bytes() == png_file.read_bytes()
+    # Same size, different bytes: caught by the hash.
+    data = bytearray(png_file.read_bytes())
+    data[-5] ^= 0xFF
+    stored.path.write_bytes(bytes(data))
+    repository.add_user_message(conversation.id, "and again", [image(png_file)])
+    assert stored.path.read_bytes() == png_file.read_bytes()
+
+
+def test_blobs_are_written_through_a_temporary_file_and_fsynced(tmp_path, png_file, monkeypatch):
+    import os
+
+    from storage.blobs import BlobStore
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    blob = BlobStore(tmp_path / "files").put(png_file, "image/png")
+    assert blob.created and blob.path.read_bytes() == png_file.read_bytes()
+    # The file's bytes before the rename (under its temporary name), then the folder holding the new name.
+    assert len(synced) == 2 and ".incoming-" in synced[0] and synced[1] == str(blob.path.parent)
+    assert not list(blob.path.parent.glob(".incoming-*"))
+
+
+def test_every_conversation_is_listed(repository):
+    for i in range(520):
+        repository.create_conversation(f"chat {i}")
+    titles = [c.title for c in repository.list_conversations()]
+    assert len(titles) == 520 and titles[-1] == "chat 0"
