@@ -1,122 +1,29 @@
-"""End-to-end tests: `python run.py` with the demo checkpoint, driven through the real page in headless Chromium.
-
-Selectors relied on (Gradio 6.31 DOM, checked by hand):
-  #model-status                                    the status Markdown ("Model ready", "Demo model")
-  #composer textarea / #composer input[type=file]  the MultimodalTextbox's text and file input
-  #composer [aria-label="File thumbnail"]          an attached file in the composer, before sending
-  #composer button[aria-label=...]                 "Record audio", "Start recording", "Stop recording",
-                                                   "Attach audio", "Submit"
-  #chat .message-row.user-row / .bot-row           chat bubbles
-  #stop                                            the Stop button (disabled when no answer is running)
-  #conversation-list label                         one past conversation, by title
-  [data-testid="toast-text"].error                 the toast gr.Error shows
-"""
+"""End-to-end tests: `python run.py` with the demo checkpoint, driven through the real page in headless Chromium (selectors: tests/browser_helpers.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.browser_helpers import (
+    RECORD_BOT_TEXTS,
+    ROOT,
+    TIMEOUT_MS,
+    VIEWPORT,
+    expect,
+    image_loaded,
+    normalise,
+    open_page,
+    open_repository,
+    start_ready_app,
+    wait_for_answer,
+)
 from tests.conftest import CHROMIUM_FLAGS
 
-ROOT = Path(__file__).resolve().parent.parent
-VIEWPORT = {"width": 1280, "height": 900}
-TIMEOUT_MS = 30_000
-expect.set_options(timeout=15_000)
-
 pytestmark = pytest.mark.browser
-
-
-# --- helpers ---------------------------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.split())
-
-
-def open_repository(data_dir: Path):
-    from storage.blobs import BlobStore
-    from storage.database import open_database, sqlite_url
-    from storage.repository import ConversationRepository
-
-    return ConversationRepository(
-        open_database(sqlite_url(data_dir / "conversations.sqlite3")), BlobStore(data_dir / "files")
-    )
-
-
-def start_ready_app(start_app, demo_model_dir: Path, data_dir: Path):
-    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir))
-    app.wait_for_page()
-    app.wait_for_log("model ready")
-    return app
-
-
-def open_page(page: Page, url: str) -> None:
-    page.goto(url, wait_until="load")
-    page.wait_for_selector("#composer textarea")
-    expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
-
-
-def wait_for_answer(page: Page, bot_rows: int) -> None:
-    """Until the turn is over: `bot_rows` answers shown, Stop disabled again, composer enabled and empty.
-
-    Counting the bot rows matters: before the first update arrives the Stop button is also disabled and
-    the composer enabled (but not yet emptied).
-    """
-    try:
-        page.wait_for_function(
-            """(n) => {
-                const stop = document.querySelector('#stop');
-                const box = document.querySelector('#composer textarea');
-                const bots = document.querySelectorAll('#chat .message-row.bot-row');
-                return bots.length === n && stop && stop.disabled && box && !box.disabled && box.value === '';
-            }""",
-            arg=bot_rows,
-            timeout=TIMEOUT_MS,
-        )
-    except PlaywrightTimeoutError:
-        state = page.evaluate(
-            """() => ({
-                bot_rows: document.querySelectorAll('#chat .message-row.bot-row').length,
-                user_rows: document.querySelectorAll('#chat .message-row.user-row').length,
-                stop_disabled: document.querySelector('#stop')?.disabled,
-                composer_disabled: document.querySelector('#composer textarea')?.disabled,
-                composer_text: document.querySelector('#composer textarea')?.value,
-                toasts: [...document.querySelectorAll('[data-testid="toast-text"]')].map(t => t.textContent),
-            })"""
-        )
-        raise AssertionError(f"the answer did not finish with {bot_rows} answer(s) shown; page state: {state}") from None
-
-
-def image_loaded(page: Page, selector: str) -> None:
-    page.wait_for_function(
-        "(sel) => { const img = document.querySelector(sel); return !!img && img.complete && img.naturalWidth > 0; }",
-        arg=selector,
-        timeout=TIMEOUT_MS,
-    )
-
-
-RECORD_BOT_TEXTS = """() => {
-    window.__seen = [];
-    window.__times = [];
-    const chat = document.querySelector('#chat');
-    const record = () => {
-        const rows = chat.querySelectorAll('.message-row.bot-row');
-        if (!rows.length) return;
-        const text = rows[rows.length - 1].textContent;
-        if (!window.__seen.includes(text)) {
-            window.__seen.push(text);
-            window.__times.push(performance.now());
-        }
-    };
-    new MutationObserver(record).observe(chat, {subtree: true, childList: true, characterData: true});
-}"""
 
 
 # --- tests -----------------------------------------------------------------------------------------------
@@ -170,6 +77,8 @@ def test_chat_with_image_streams_and_survives_restart(browser, start_app, demo_m
     assert question.attachments[0].path.read_bytes() == png_file.read_bytes()
     assert answer.status is Status.COMPLETE
     assert normalise(answer.text) == bot_text
+    # Stored once, as a blob: the upload is gone and Gradio keeps no copy of its own.
+    assert [p for p in (data_dir / "uploads").rglob("*") if p.is_file()] == []
 
     # A crash (SIGKILL), then a second run on the same data: the conversation is listed and opens again.
     app.kill()
