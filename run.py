@@ -104,9 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     from storage.repository import ConversationRepository
     from ui import security
     from ui.app import build_app
+    from ui.uploads import clear_stale_uploads
 
     blobs = BlobStore(data_dir / "files")
     repository = ConversationRepository(open_database(args.db or sqlite_url(data_dir / "conversations.sqlite3")), blobs)
+    stale = clear_stale_uploads(data_dir / "uploads")
+    if stale:
+        logging.info("deleted %d upload(s) an earlier run left unsent", stale)
     interrupted = repository.mark_interrupted()
     if interrupted:
         logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)

@@ -19,6 +19,9 @@ from tests.conftest import AppProcess
 @pytest.fixture(scope="module")
 def app(demo_model_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("server-data")
+    stale = data_dir / "uploads" / "0123abcd" / "left-in-a-composer.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
     process = AppProcess(
         ["--model", str(demo_model_dir), "--data-dir", str(data_dir), "--allowed-hosts", "my-box.lan, other.lan"],
         data_dir.parent / "server.log",
@@ -105,6 +108,11 @@ def upload(app, name: str, size: int) -> tuple[int, bytes]:
 
 def uploaded_files(app) -> list[Path]:
     return [p for p in (app.data_dir / "uploads").rglob("*") if p.is_file()]
+
+
+def test_uploads_left_by_an_earlier_run_are_deleted_at_startup(app):
+    assert not (app.data_dir / "uploads" / "0123abcd").exists()
+    assert "deleted 1 upload(s) an earlier run left unsent" in app.output()
 
 
 def test_an_upload_over_the_limit_is_refused_as_it_arrives(app):

@@ -28,3 +28,17 @@ def discard_uploads(paths: Iterable[str | Path]) -> None:
                 path.parent.rmdir()
         except OSError:
             log.warning("could not delete the upload %s", path, exc_info=True)
+
+
+def clear_stale_uploads(own_folder: Path) -> int:
+    """At startup: uploads left by an earlier run belong to pages that are gone. Only in the app's own folder."""
+    import shutil
+
+    root = upload_folder()
+    if root != Path(own_folder).resolve() or not root.is_dir():
+        return 0  # GRADIO_TEMP_DIR points elsewhere: not ours to empty
+    removed = 0
+    for entry in root.iterdir():
+        removed += sum(1 for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else 1
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return removed
