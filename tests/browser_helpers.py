@@ -39,11 +39,22 @@ def open_repository(data_dir: Path):
     )
 
 
-def start_ready_app(start_app, demo_model_dir: Path, data_dir: Path):
-    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir))
+def start_ready_app(start_app, demo_model_dir: Path, data_dir: Path, *args: str):
+    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir), *args)
     app.wait_for_page()
     app.wait_for_log("model ready")
     return app
+
+
+def start_long_answer(page: Page, text: str = "Tell me a long story") -> None:
+    """Send `text` and return once the answer is visibly streaming (Stop enabled, a few words shown)."""
+    page.locator("#composer textarea").fill(text)
+    page.locator("#composer textarea").press("Enter")
+    expect(page.locator("#stop")).to_be_enabled()
+    page.wait_for_function(
+        "() => { const b = document.querySelectorAll('#chat .message-row.bot-row');"
+        " return b.length && b[b.length - 1].textContent.trim().length > 10; }"
+    )
 
 
 def open_page(page: Page, url: str) -> None:

@@ -21,8 +21,7 @@ def write_tone(path: Path, seconds: float, rate: int = 44100, fmt: str = "wav", 
     import av
 
     channels = 2 if layout == "stereo" else 1
-    t = np.arange(int(seconds * rate)) / rate
-    wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    wave = _sine(seconds, rate)
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
         frame_format = "s16" if codec.startswith("pcm") else stream.codec_context.format.name
@@ -116,16 +115,7 @@ def m4a_with_cover_art(path: Path, seconds: float = 1.0) -> Path:
         picture = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24").reformat(format="yuvj420p")
         for packet in [*cover.encode(picture), *cover.encode(None)]:
             container.mux(packet)
-        t = np.arange(int(seconds * rate)) / rate
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        step = audio.codec_context.frame_size or 1024
-        for start in range(0, len(wave), step):
-            frame = av.AudioFrame.from_ndarray(wave[None, start : start + step].copy(), format="fltp", layout="mono")
-            frame.sample_rate = rate
-            for packet in audio.encode(frame):
-                container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
+        _mux_mono(container, audio, _sine(seconds, rate), rate, "fltp")
     return path
 
 
@@ -144,16 +134,27 @@ def video_with_sound(path: Path, seconds: float = 1.0) -> Path:
                 container.mux(packet)
         for packet in video.encode(None):
             container.mux(packet)
-        step = audio.codec_context.frame_size or 960
-        silence = np.zeros((1, int(seconds * rate)), np.float32)
-        for start in range(0, silence.shape[1], step):
-            frame = av.AudioFrame.from_ndarray(silence[:, start : start + step].copy(), format="flt", layout="mono")
-            frame.sample_rate = rate
-            for packet in audio.encode(frame):
-                container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
+        _mux_mono(container, audio, np.zeros(int(seconds * rate), np.float32), rate, "flt")
     return path
+
+
+def _sine(seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def _mux_mono(container, stream, wave: np.ndarray, rate: int, frame_format: str) -> None:
+    """Encode mono float32 samples into `stream` a codec frame at a time, then flush it."""
+    import av
+
+    step = stream.codec_context.frame_size or 1024
+    for start in range(0, len(wave), step):
+        frame = av.AudioFrame.from_ndarray(wave[None, start : start + step].copy(), format=frame_format, layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def silence_wav(path: Path, seconds: float = 2.0) -> Path:

@@ -18,6 +18,7 @@ from tests.browser_helpers import (
     normalise,
     open_page,
     open_repository,
+    start_long_answer,
     start_ready_app,
     wait_for_answer,
 )
@@ -236,20 +237,12 @@ def test_stop_button_keeps_the_partial_answer_marked_as_stopped(browser, start_a
     from ui.render import STOPPED_MARK
 
     data_dir = tmp_path / "data"
-    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir), "--max-new-tokens", "4000")
-    app.wait_for_page()
-    app.wait_for_log("model ready")
+    app = start_ready_app(start_app, demo_model_dir, data_dir, "--max-new-tokens", "4000")
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(TIMEOUT_MS)
     open_page(page, app.url)
 
-    page.locator("#composer textarea").fill("Tell me a long story")
-    page.locator("#composer textarea").press("Enter")
-    expect(page.locator("#stop")).to_be_enabled()
-    page.wait_for_function(
-        "() => { const b = document.querySelectorAll('#chat .message-row.bot-row');"
-        " return b.length && b[b.length - 1].textContent.trim().length > 10; }"
-    )
+    start_long_answer(page)
     page.locator("#stop").click()
     wait_for_answer(page, 1)
 

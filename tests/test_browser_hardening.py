@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from domain.types import Status
-from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, open_page, open_repository, start_ready_app, wait_for_answer
+from tests.browser_helpers import (
+    TIMEOUT_MS,
+    VIEWPORT,
+    expect,
+    open_page,
+    open_repository,
+    start_long_answer,
+    start_ready_app,
+    wait_for_answer,
+)
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
@@ -107,22 +116,14 @@ def test_messages_and_answers_load_nothing_remote_and_run_no_script(browser, sta
 
 def test_a_turn_waiting_for_another_chat_shows_its_place_and_stop_cancels_it(browser, start_app, demo_model_dir, tmp_path):
     data_dir = tmp_path / "data"
-    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir), "--max-new-tokens", "4000")
-    app.wait_for_page()
-    app.wait_for_log("model ready")
+    app = start_ready_app(start_app, demo_model_dir, data_dir, "--max-new-tokens", "4000")
     first = browser.new_page(viewport=VIEWPORT)
     second = browser.new_page(viewport=VIEWPORT)
     for page in (first, second):
         page.set_default_timeout(TIMEOUT_MS)
         open_page(page, app.url)
 
-    first.locator("#composer textarea").fill("Tell me a long story")
-    first.locator("#composer textarea").press("Enter")
-    expect(first.locator("#stop")).to_be_enabled()
-    first.wait_for_function(
-        "() => { const b = document.querySelectorAll('#chat .message-row.bot-row');"
-        " return b.length && b[b.length - 1].textContent.trim().length > 10; }"
-    )
+    start_long_answer(first)
     second.locator("#composer textarea").fill("Me too")
     second.locator("#composer textarea").press("Enter")
     bubble = second.locator("#chat .message-row.bot-row")
