@@ -19,6 +19,7 @@ from tests.browser_helpers import (
     start_ready_app,
     wait_for_answer,
 )
+from tests import media_factory as make
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
@@ -94,10 +95,22 @@ def test_messages_and_answers_load_nothing_remote_and_run_no_script(browser, sta
     page.locator("#conversation-list label", has_text="injected").click()
     expect(page.locator("#chat .message-row.bot-row")).to_have_count(1)
     expect(page.locator("#chat .message-row.bot-row")).to_contain_text("chart")  # shown as a link
-    # The same text typed by the user, then sent.
+    # The same text typed by the user and sent, with files whose names are HTML.
     page.locator("#composer textarea").fill(hostile_text(listener.url))
+    png, wav = tmp_path / "x.png", tmp_path / "x.wav"
+    make.png(png)
+    make.silence_wav(wav, 1.0)
+    page.set_input_files(
+        "#composer input[type=file]",
+        [
+            {"name": "<img src=x onerror=\"window.__pwned='png name'\">.png", "mimeType": "image/png", "buffer": png.read_bytes()},
+            {"name": "<svg onload=\"window.__pwned='wav name'\">.wav", "mimeType": "audio/wav", "buffer": wav.read_bytes()},
+        ],
+    )
+    expect(page.locator('#composer [aria-label="File thumbnail"]')).to_have_count(2)
     page.locator("#composer textarea").press("Enter")
     wait_for_answer(page, bot_rows=2)
+    expect(page.locator('#chat .message-row.user-row img[src*="/gradio_api/file="]')).to_have_count(1)
     page.wait_for_timeout(1000)  # time for any stray fetch to arrive
 
     for link in page.locator("#chat a").all():
