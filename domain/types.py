@@ -65,3 +65,15 @@ class ConversationSummary:
     title: str
     created_at: datetime
     updated_at: datetime
+    pinned: bool = False
+    archived: bool = False
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A message whose text matches a search, with the words around the match."""
+
+    conversation_id: str
+    conversation_title: str
+    message_id: int
+    snippet: str

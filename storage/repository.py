@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from domain.errors import ConversationNotFound
-from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, Status
+from domain.errors import ConversationNotFound, InvalidInput
+from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database
+from storage.search import search_messages
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,64 @@ class ConversationRepository:
         with self._write.begin() as session:
             return _summary(self._new_conversation(session, title))
 
-    def list_conversations(self) -> list[ConversationSummary]:
-        """All of them, most recently active first."""
+    def list_conversations(self, archived: bool = False) -> list[ConversationSummary]:
+        """All of them (or all archived ones): pinned first, then most recently active first."""
         with self._read() as session:
-            rows = session.scalars(select(ConversationRow).order_by(ConversationRow.updated_at.desc())).all()
+            rows = session.scalars(
+                select(ConversationRow)
+                .where(ConversationRow.archived == archived)
+                .order_by(ConversationRow.pinned.desc(), ConversationRow.updated_at.desc())
+            ).all()
             return [_summary(row) for row in rows]
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages whose text contains `query`, newest first (archived conversations included)."""
+        return search_messages(self._read, query, limit)
+
+    def rename_conversation(self, conversation_id: str, title: str) -> ConversationSummary:
+        title = " ".join(title.split())
+        if not title:
+            raise InvalidInput("A conversation needs a title.")
+        return self._change(conversation_id, title=title[:200])
+
+    def set_pinned(self, conversation_id: str, pinned: bool) -> ConversationSummary:
+        return self._change(conversation_id, pinned=pinned)
+
+    def set_archived(self, conversation_id: str, archived: bool) -> ConversationSummary:
+        return self._change(conversation_id, archived=archived)
+
+    def _change(self, conversation_id: str, **values) -> ConversationSummary:
+        # Title, pin and archive are not activity: updated_at (the list's order) stays.
+        with self._write.begin() as session:
+            row = self._conversation(session, conversation_id)
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.flush()
+            return _summary(row)
+
+    def delete_conversation(self, conversation_id: str) -> int:
+        """Delete it with its messages, and every stored file no other message uses; return how many files went."""
+        with self._write.begin() as session:
+            row = self._conversation(session, conversation_id)
+            used = select(MessageAttachmentRow.attachment_sha256).join(MessageRow).where(
+                MessageRow.conversation_id == conversation_id
+            )
+            candidates = set(session.scalars(used).all())
+            session.delete(row)
+            session.flush()
+            still_used = set(
+                session.scalars(
+                    select(MessageAttachmentRow.attachment_sha256).where(MessageAttachmentRow.attachment_sha256.in_(candidates))
+                ).all()
+            )
+            orphans = session.scalars(select(AttachmentRow).where(AttachmentRow.sha256.in_(candidates - still_used))).all()
+            for attachment in orphans:
+                session.delete(attachment)
+            session.flush()
+            # Still under the write lock, so no other writer can link one of these files meanwhile.
+            for attachment in orphans:
+                self._blobs.path_for(attachment.sha256, attachment.mime).unlink(missing_ok=True)
+            return len(orphans)
 
     def get_conversation(self, conversation_id: str) -> ConversationSummary:
         with self._read() as session:
@@ -202,4 +256,11 @@ class ConversationRepository:
 
 
 def _summary(row: ConversationRow) -> ConversationSummary:
-    return ConversationSummary(id=row.id, title=row.title, created_at=row.created_at, updated_at=row.updated_at)
+    return ConversationSummary(
+        id=row.id,
+        title=row.title,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        pinned=bool(row.pinned),
+        archived=bool(row.archived),
+    )

@@ -1,10 +1,14 @@
-"""ORM tables. Changing them needs a new Alembic revision in storage/migrations/versions."""
+"""ORM tables. Changing them needs a new Alembic revision in storage/migrations/versions.
+
+Not declared here: the FTS5 index `message_fts` and its triggers (revision 0002), which SQLAlchemy
+cannot express; storage.search queries them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -19,12 +23,17 @@ class ConversationRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    pinned: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
     messages: Mapped[list[MessageRow]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", passive_deletes=True, order_by="MessageRow.position"
     )
 
-    __table_args__ = (Index("ix_conversation_updated_at", "updated_at"),)
+    __table_args__ = (
+        Index("ix_conversation_updated_at", "updated_at"),
+        Index("ix_conversation_list", "archived", "pinned", "updated_at"),
+    )
 
 
 class MessageRow(Base):

@@ -95,7 +95,7 @@ def test_migration_from_empty_to_head_and_back(tmp_path):
     tables = set(inspect(engine).get_table_names())
     assert {"conversation", "message", "attachment", "message_attachment", "alembic_version"} <= tables
     with engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0002"
         assert connection.execute(text("pragma journal_mode")).scalar() == "wal"
         assert connection.execute(text("pragma foreign_keys")).scalar() == 1
     indexes = {i["name"] for i in inspect(engine).get_indexes("conversation")}
@@ -124,7 +124,11 @@ def test_orm_schema_matches_the_migration(tmp_path):
     engine = create_db_engine(sqlite_url(tmp_path / "cmp.sqlite3"))
     migrate(engine)
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        # The FTS5 index (a virtual table and its shadow tables) is SQL the ORM cannot declare.
+        context = MigrationContext.configure(
+            connection, opts={"include_name": lambda name, kind, parent: not (name or "").startswith("message_fts")}
+        )
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 

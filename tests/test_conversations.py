@@ -1,0 +1,135 @@
+"""Managing conversations in storage: pin, archive, rename, delete with its files, search, and the 0002 upgrade."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from domain.errors import ConversationNotFound, InvalidInput
+from domain.types import MediaFile, MediaKind, Status
+from storage.database import create_db_engine, migrate, sqlite_url
+from tests.media_factory import png
+
+
+def image(path, name="p.png"):
+    return MediaFile(path=path, filename=name, kind=MediaKind.IMAGE, mime="image/png")
+
+
+def chat(repository, title, *texts, files=()):
+    conversation = repository.create_conversation(title)
+    for i, text in enumerate(texts):
+        repository.add_user_message(conversation.id, text, files if i == 0 else [])
+        reply = repository.start_assistant_message(conversation.id)
+        repository.finish_message(reply.id, f"reply {i}", Status.COMPLETE)
+    return conversation
+
+
+def test_pinned_first_then_newest_and_archived_apart(repository):
+    old, middle, new = (chat(repository, t, "hi") for t in ("old", "middle", "new"))
+    repository.set_pinned(old.id, True)
+    repository.set_archived(middle.id, True)
+    assert [(c.title, c.pinned) for c in repository.list_conversations()] == [("old", True), ("new", False)]
+    assert [c.title for c in repository.list_conversations(archived=True)] == ["middle"]
+    repository.set_archived(middle.id, False)
+    repository.set_pinned(old.id, False)
+    assert [c.title for c in repository.list_conversations()] == ["new", "middle", "old"]
+
+
+def test_rename_keeps_the_order_and_refuses_an_empty_title(repository):
+    first, second = chat(repository, "first", "a"), chat(repository, "second", "b")
+    assert repository.rename_conversation(first.id, "  Trip   to Rome \n").title == "Trip to Rome"
+    assert [c.title for c in repository.list_conversations()] == ["second", "Trip to Rome"]
+    with pytest.raises(InvalidInput, match="needs a title"):
+        repository.rename_conversation(first.id, " \n ")
+    with pytest.raises(ConversationNotFound):
+        repository.rename_conversation("nope", "x")
+
+
+def test_delete_removes_messages_and_only_the_files_nobody_else_uses(repository, tmp_path):
+    shared, own = png(tmp_path / "shared.png"), png(tmp_path / "own.png", color=(0, 0, 255))
+    keep = chat(repository, "keep", "look", files=[image(shared)])
+    gone = chat(repository, "gone", "look", "again", files=[image(shared), image(own)])
+    shared_blob, own_blob = repository.get_messages(gone.id)[0].attachments
+    assert repository.delete_conversation(gone.id) == 1
+    assert not own_blob.path.exists() and shared_blob.path.exists()
+    assert [c.id for c in repository.list_conversations()] == [keep.id]
+    with pytest.raises(ConversationNotFound):
+        repository.get_messages(gone.id)
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    assert db.execute("select count(*) from message where conversation_id = ?", (gone.id,)).fetchone() == (0,)
+    assert db.execute("select count(*) from attachment").fetchone() == (1,)
+    assert repository.search("again") == []  # the index forgot it too
+    assert repository.get_messages(keep.id)[0].attachments[0].path.read_bytes() == shared.read_bytes()
+
+
+def test_search_finds_any_message_text_with_a_snippet(repository):
+    trip = chat(repository, "Holidays", "Where should we go?", "What about the Colosseum in Rome at night?")
+    chat(repository, "Cooking", "How long do I boil an egg?")
+    [hit] = repository.search("colosseum")
+    assert (hit.conversation_id, hit.conversation_title) == (trip.id, "Holidays")
+    assert "Colosseum in Rome" in hit.snippet
+    assert [h.snippet for h in repository.search("how long DO")] == ["How long do I boil an egg?"]
+    assert repository.search("nothing like this") == [] and repository.search("   ") == []
+
+
+@pytest.mark.parametrize("query", ["北京", "长城", "京看长", "東京タワー", "한국어"])
+def test_search_finds_substrings_of_text_without_spaces(repository, query):
+    cjk = chat(repository, "CJK", "我们今天去北京看长城", "東京タワーに行きました", "한국어를 공부합니다")
+    hits = repository.search(query)
+    assert [h.conversation_id for h in hits] == [cjk.id] and query in hits[0].snippet
+
+
+def test_search_treats_wildcards_literally(repository):
+    chat(repository, "percent", "100% sure", "snake_case name")
+    assert len(repository.search("100%")) == 1 and repository.search("1000%") == []
+    assert len(repository.search("e_c")) == 1 and repository.search("e%c") == []
+
+
+def test_the_index_follows_edits_of_a_streaming_answer(repository):
+    conversation = repository.create_conversation("live")
+    reply = repository.start_assistant_message(conversation.id)
+    repository.update_message_text(reply.id, "partial words")
+    assert [h.message_id for h in repository.search("partial")] == [reply.id]
+    repository.finish_message(reply.id, "final words", Status.COMPLETE)
+    assert repository.search("partial") == []
+    assert [h.message_id for h in repository.search("final")] == [reply.id]
+
+
+def test_upgrading_a_0001_database_keeps_everything_and_indexes_it(tmp_path, png_file):
+    from storage.blobs import BlobStore
+    from storage.database import open_database
+    from storage.repository import ConversationRepository
+
+    path = tmp_path / "old.sqlite3"
+    engine = create_db_engine(sqlite_url(path))
+    migrate(engine, "0001")
+    db = sqlite3.connect(path)
+    db.execute("insert into conversation values ('c1', 'Old chat', '2025-01-01 10:00:00', '2025-01-02 10:00:00')")
+    db.execute(
+        "insert into message (conversation_id, position, role, content, status, error, created_at, updated_at) values "
+        "('c1', 0, 'user', 'what is in this photo of Kyoto?', 'complete', null, '2025-01-01 10:00:00', '2025-01-01 10:00:00'),"
+        "('c1', 1, 'assistant', 'A temple.', 'complete', null, '2025-01-01 10:00:01', '2025-01-01 10:00:01')"
+    )
+    blobs = BlobStore(tmp_path / "files")
+    blob = blobs.put(png_file, "image/png")
+    db.execute("insert into attachment values (?, 'image', 'image/png', ?, '2025-01-01 10:00:00')", (blob.sha256, blob.size))
+    db.execute("insert into message_attachment values (1, 0, ?, 'kyoto.png')", (blob.sha256,))
+    db.commit()
+    db.close()
+    engine.dispose()
+
+    repository = ConversationRepository(open_database(sqlite_url(path)), blobs)  # upgrades to head
+    [conversation] = repository.list_conversations()
+    assert (conversation.title, conversation.pinned, conversation.archived) == ("Old chat", False, False)
+    question, answer = repository.get_messages("c1")
+    assert (question.text, answer.text) == ("what is in this photo of Kyoto?", "A temple.")
+    assert [(a.filename, a.sha256) for a in question.attachments] == [("kyoto.png", blob.sha256)]
+    assert [h.message_id for h in repository.search("kyoto")] == [question.id]  # old messages are searchable
+
+
+def test_five_hundred_conversations_list_quickly_enough_to_use(repository):
+    for i in range(500):
+        repository.create_conversation(f"chat {i}")
+    conversations = repository.list_conversations()
+    assert len(conversations) == 500 and conversations[0].title == "chat 499"
