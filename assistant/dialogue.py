@@ -22,8 +22,8 @@ from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
 from assistant.validation import validate_turn
-from domain.errors import AssistantError
-from domain.types import ConversationSummary, MediaFile, Message, Status
+from domain.errors import AssistantError, ConversationBusy
+from domain.types import ConversationSummary, MediaFile, Message, SearchHit, Status
 
 if TYPE_CHECKING:
     from storage.repository import ConversationRepository
@@ -87,12 +87,38 @@ class DialogueManager:
         self.media = media
         self.queue = queue
         self.system_prompt = system_prompt
+        self._answering: set[str] = set()  # conversations with an answer in progress
+        self._answering_lock = threading.Lock()
 
-    def list_conversations(self) -> list[ConversationSummary]:
-        return self.repository.list_conversations()
+    # --- the few queries and changes the page needs besides a turn ---
+
+    def list_conversations(self, archived: bool = False) -> list[ConversationSummary]:
+        return self.repository.list_conversations(archived=archived)
+
+    def get_conversation(self, conversation_id: str) -> ConversationSummary:
+        return self.repository.get_conversation(conversation_id)
 
     def get_messages(self, conversation_id: str) -> list[Message]:
         return self.repository.get_messages(conversation_id)
+
+    def search(self, query: str) -> list[SearchHit]:
+        return self.repository.search(query)
+
+    def rename(self, conversation_id: str, title: str) -> ConversationSummary:
+        return self.repository.rename_conversation(conversation_id, title)
+
+    def set_pinned(self, conversation_id: str, pinned: bool) -> ConversationSummary:
+        return self.repository.set_pinned(conversation_id, pinned)
+
+    def set_archived(self, conversation_id: str, archived: bool) -> ConversationSummary:
+        return self.repository.set_archived(conversation_id, archived)
+
+    def delete(self, conversation_id: str) -> None:
+        """Delete a conversation and the files only it used; refused while one of its answers is being written."""
+        with self._answering_lock:
+            if conversation_id in self._answering:
+                raise ConversationBusy("This conversation is being answered; stop the answer first, then delete it.")
+            self.repository.delete_conversation(conversation_id)
 
     def send(
         self,
@@ -113,6 +139,15 @@ class DialogueManager:
         yield from self._answer(user.conversation_id, stop)
 
     def _answer(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
+        with self._answering_lock:
+            self._answering.add(conversation_id)
+        try:
+            yield from self._write_answer(conversation_id, stop)
+        finally:
+            with self._answering_lock:
+                self._answering.discard(conversation_id)
+
+    def _write_answer(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
         reply = self.repository.start_assistant_message(conversation_id)
         text, status, error = "", Status.COMPLETE, None
         last_save = time.monotonic()

@@ -25,3 +25,7 @@ class GenerationError(AssistantError):
 
 class ConversationNotFound(AssistantError):
     """No conversation has the given id."""
+
+
+class ConversationBusy(AssistantError):
+    """The conversation has an answer in progress, so it cannot be changed that way now."""

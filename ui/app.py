@@ -18,7 +18,8 @@ from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.types import Status
-from ui import render
+from ui import render, sidebar
+from ui.sidebar import SidebarHandlers
 from ui.uploads import discard_uploads
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,11 @@ class ChatHandlers:
         self.dialogue = dialogue
         self.host = host
         self.demo = demo
+        self.sidebar = SidebarHandlers(dialogue)
         self._stops: dict[str, threading.Event] = {}
 
-    def conversation_choices(self) -> list[tuple[str, str]]:
-        return [(c.title, c.id) for c in self.dialogue.list_conversations()]
-
     def on_load(self):
-        return render.status_markdown(self.host.state, self.demo), gr.Radio(choices=self.conversation_choices())
+        return render.status_markdown(self.host.state, self.demo), self.sidebar.conversation_list(None, archived=False)
 
     def refresh_status(self):
         state = self.host.state
@@ -51,7 +50,7 @@ class ChatHandlers:
 
     def new_chat(self):
         # A draft in the composer stays: the user may have typed it for the new chat.
-        return None, [], gr.Radio(value=None)
+        return None, [], gr.Radio(value=None), gr.Group(visible=False)
 
     def open_conversation(self, conversation_id: str | None):
         if not conversation_id:
@@ -67,8 +66,8 @@ class ChatHandlers:
         if event is not None:
             event.set()
 
-    def respond(self, value: dict | None, conversation_id: str | None, request: gr.Request):
-        """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat) as the turn goes on."""
+    def respond(self, value: dict | None, conversation_id: str | None, archived: bool, request: gr.Request):
+        """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat, search results) as the turn goes on."""
         value = value or {}
         text = value.get("text") or ""
         paths = [str(path) for path in value.get("files") or []]
@@ -83,14 +82,15 @@ class ChatHandlers:
                     conversation_id = event.conversation.id
                     history = render.chat_messages(self.dialogue.get_messages(conversation_id))
                     history.append({"role": "assistant", "content": render.THINKING})
-                    # While answering, switching conversations would mix two chats on one page.
+                    # While answering, opening another conversation (list or search result) would mix two chats.
                     yield (
                         history,
                         gr.MultimodalTextbox(value=None, interactive=False),
                         conversation_id,
-                        gr.Radio(choices=self.conversation_choices(), value=conversation_id, interactive=False),
+                        self.sidebar.conversation_list(conversation_id, archived, interactive=False),
                         gr.Button(interactive=True),
                         gr.Button(interactive=False),
+                        gr.Radio(interactive=False),
                     )
                     continue
                 if isinstance(event, WaitingForModel):
@@ -106,14 +106,14 @@ class ChatHandlers:
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
                 last_update = time.monotonic()
-                yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield history, *[gr.skip()] * 6
         except InvalidInput as error:
             # Refused before anything was saved: the text stays; a file at fault leaves the composer (and the disk).
             if error.filename is not None:
                 bad = [p for p in paths if clean_filename(Path(p).name) == error.filename]
                 discard_uploads(bad)
                 kept = [p for p in paths if p not in bad]
-                yield gr.skip(), {"text": text, "files": kept}, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield gr.skip(), {"text": text, "files": kept}, *[gr.skip()] * 5
             raise gr.Error(str(error), print_exception=False) from None
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
@@ -124,30 +124,23 @@ class ChatHandlers:
             events.close()
             self._stops.pop(request.session_hash, None)
 
-    def enable_input(self, conversation_id: str | None):
+    def enable_input(self, conversation_id: str | None, archived: bool):
         """Runs after every turn, also one that failed (`.then`, not `.success`), to unlock the page."""
         return (
             gr.MultimodalTextbox(interactive=True),
-            gr.Radio(choices=self.conversation_choices(), value=conversation_id, interactive=True),
+            self.sidebar.conversation_list(conversation_id, archived),
             gr.Button(interactive=False),
             gr.Button(interactive=True),
+            gr.Radio(interactive=True),
         )
-
-
-def local_theme() -> gr.themes.Base:
-    # The default theme fetches fonts from Google; a local assistant loads nothing from elsewhere.
-    system = ["ui-sans-serif", "system-ui", "sans-serif"]
-    mono = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
-    return gr.themes.Default(font=system, font_mono=mono)
 
 
 def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.Blocks:
     handlers = ChatHandlers(dialogue, host, demo)
+    side = handlers.sidebar
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
-        with gr.Sidebar(open=True, label="Conversations"):
-            new_chat = gr.Button("➕ New chat", elem_id="new-chat", variant="primary")
-            conversations = gr.Radio(label="Conversations", choices=[], elem_id="conversation-list")
+        bar = sidebar.build_sidebar()
         status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
         chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"])
         with gr.Row(equal_height=True):
@@ -165,19 +158,57 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
             )
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
         timer = gr.Timer(1.0)
+        actions = [bar.actions, bar.rename, bar.pin, bar.archive]
 
-        app.load(handlers.on_load, outputs=[status, conversations])
+        app.load(handlers.on_load, outputs=[status, bar.conversations])
         timer.tick(handlers.refresh_status, outputs=[status, timer])
         textbox.submit(
             handlers.respond,
-            inputs=[textbox, conversation_id],
-            outputs=[chatbot, textbox, conversation_id, conversations, stop, new_chat],
+            inputs=[textbox, conversation_id, bar.show_archived],
+            outputs=[chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results],
             concurrency_limit=16,
             show_progress="hidden",
-        ).then(handlers.enable_input, inputs=[conversation_id], outputs=[textbox, conversations, stop, new_chat])
+        ).then(
+            handlers.enable_input,
+            inputs=[conversation_id, bar.show_archived],
+            outputs=[textbox, bar.conversations, stop, bar.new_chat, bar.results],
+        ).then(side.actions, inputs=[conversation_id], outputs=actions)
         stop.click(handlers.stop, concurrency_limit=None, show_progress="hidden")
-        new_chat.click(handlers.new_chat, outputs=[conversation_id, chatbot, conversations])
+        new_chat_outputs = [conversation_id, chatbot, bar.conversations, bar.actions]
+        bar.new_chat.click(handlers.new_chat, outputs=new_chat_outputs)
         # The chat's own trash button only empties the display: make it start a new chat, like the button.
-        chatbot.clear(handlers.new_chat, outputs=[conversation_id, chatbot, conversations])
-        conversations.input(handlers.open_conversation, inputs=[conversations], outputs=[conversation_id, chatbot])
+        chatbot.clear(handlers.new_chat, outputs=new_chat_outputs)
+        bar.conversations.input(
+            handlers.open_conversation, inputs=[bar.conversations], outputs=[conversation_id, chatbot]
+        ).then(side.actions, inputs=[conversation_id], outputs=actions)
+
+        # Search: results as you type; choosing one opens its conversation at that message.
+        # .change, not .input: text from an input method (Chinese, Japanese, Korean) or a paste counts too.
+        bar.search.change(
+            side.search, inputs=[bar.search], outputs=[bar.results], trigger_mode="always_last", show_progress="hidden"
+        )
+        bar.results.input(
+            side.open_result, inputs=[bar.results], outputs=[conversation_id, chatbot, bar.scroll_to]
+        ).then(
+            side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
+        ).then(side.actions, inputs=[conversation_id], outputs=actions).then(
+            None, inputs=[bar.scroll_to], js=sidebar.SCROLL_TO_MESSAGE_JS
+        )
+
+        # The open conversation's actions.
+        bar.show_archived.change(
+            side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
+        )
+        bar.rename.submit(side.rename, inputs=[conversation_id, bar.rename, bar.show_archived], outputs=[bar.conversations])
+        bar.pin.click(side.toggle_pin, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations, bar.pin])
+        bar.archive.click(
+            side.toggle_archive, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations, bar.archive]
+        )
+        bar.delete.click(side.ask_delete, inputs=[conversation_id], outputs=[bar.confirm_row])
+        bar.cancel_delete.click(lambda: gr.Row(visible=False), outputs=[bar.confirm_row])
+        bar.confirm_delete.click(
+            side.delete,
+            inputs=[conversation_id, bar.show_archived],
+            outputs=[conversation_id, chatbot, bar.conversations, bar.confirm_row, bar.actions],
+        )
     return app

@@ -1,0 +1,168 @@
+"""The sidebar: conversation list (pinned first, archived apart), search over every message, and the open
+conversation's rename, pin, archive and delete. Handlers, then the declaration; ui/app.py wires it to the chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from assistant.dialogue import DialogueManager
+from domain.errors import AssistantError
+from domain.types import ConversationSummary
+from ui import render
+
+# Scrolls the chat to the message a search result points at, and marks it for a moment.
+SCROLL_TO_MESSAGE_JS = """(index) => {
+    if (index === null || index === undefined || index < 0) return;
+    let tries = 0;
+    const go = () => {
+        const rows = document.querySelectorAll('#chat .message-row');
+        if (rows.length <= index) { if (++tries < 40) setTimeout(go, 50); return; }
+        const row = rows[index];
+        // The chat scrolls itself to the bottom once it has rendered new messages: scroll after it, too.
+        for (const delay of [0, 200, 500, 1000]) setTimeout(() => row.scrollIntoView({block: 'center'}), delay);
+        row.classList.add('search-hit');
+        row.style.outline = '3px solid var(--color-accent)';
+        setTimeout(() => { row.classList.remove('search-hit'); row.style.outline = ''; }, 4000);
+    };
+    go();
+}"""
+
+
+def title_label(conversation: ConversationSummary) -> str:
+    return f"📌 {conversation.title}" if conversation.pinned else conversation.title
+
+
+@dataclass
+class Sidebar:
+    """The components, for ui/app.py to wire."""
+
+    new_chat: gr.Button
+    search: gr.Textbox
+    results: gr.Radio
+    conversations: gr.Radio
+    show_archived: gr.Checkbox
+    actions: gr.Group
+    rename: gr.Textbox
+    pin: gr.Button
+    archive: gr.Button
+    delete: gr.Button
+    confirm_row: gr.Row
+    confirm_delete: gr.Button
+    cancel_delete: gr.Button
+    scroll_to: gr.Number
+
+
+class SidebarHandlers:
+    def __init__(self, dialogue: DialogueManager):
+        self.dialogue = dialogue
+
+    def choices(self, archived: bool = False) -> list[tuple[str, str]]:
+        return [(title_label(c), c.id) for c in self.dialogue.list_conversations(archived=archived)]
+
+    def conversation_list(self, conversation_id: str | None, archived: bool, interactive: bool = True) -> gr.Radio:
+        choices = self.choices(archived)
+        value = conversation_id if conversation_id in {value for _, value in choices} else None
+        return gr.Radio(choices=choices, value=value, interactive=interactive)
+
+    def actions(self, conversation_id: str | None):
+        """(actions group, rename box, pin button, archive button) for the open conversation, hidden for a new chat."""
+        if not conversation_id:
+            return gr.Group(visible=False), gr.Textbox(value=""), gr.Button(), gr.Button()
+        conversation = self.dialogue.get_conversation(conversation_id)
+        return (
+            gr.Group(visible=True),
+            gr.Textbox(value=conversation.title),
+            gr.Button("Unpin" if conversation.pinned else "📌 Pin"),
+            gr.Button("Unarchive" if conversation.archived else "🗄 Archive"),
+        )
+
+    def search(self, query: str):
+        query = (query or "").strip()
+        if not query:
+            return gr.Radio(choices=[], value=None, visible=False)
+        hits = self.dialogue.search(query)
+        choices = [(f"{hit.conversation_title} — {hit.snippet}", f"{hit.conversation_id}:{hit.message_id}") for hit in hits]
+        label = f"{len(hits)} message{'s' if len(hits) != 1 else ''} found" if hits else "No message contains that"
+        return gr.Radio(choices=choices, value=None, visible=True, label=label)
+
+    def open_result(self, choice: str | None):
+        """(conversation id, chat, message index to scroll to) for a chosen search result."""
+        if not choice:
+            return gr.skip(), gr.skip(), -1
+        conversation_id, _, message_id = choice.partition(":")
+        try:
+            messages = self.dialogue.get_messages(conversation_id)
+        except AssistantError as error:
+            raise gr.Error(str(error)) from None
+        index = next((i for i, m in enumerate(messages) if str(m.id) == message_id), -1)
+        return conversation_id, render.chat_messages(messages), index
+
+    def rename(self, conversation_id: str | None, title: str, archived: bool):
+        if not conversation_id:
+            return gr.skip()
+        try:
+            self.dialogue.rename(conversation_id, title)
+        except AssistantError as error:
+            raise gr.Error(str(error)) from None
+        return self.conversation_list(conversation_id, archived)
+
+    def toggle_pin(self, conversation_id: str | None, archived: bool):
+        if not conversation_id:
+            return gr.skip(), gr.skip()
+        conversation = self.dialogue.get_conversation(conversation_id)
+        self.dialogue.set_pinned(conversation_id, not conversation.pinned)
+        return self.conversation_list(conversation_id, archived), gr.Button("📌 Pin" if conversation.pinned else "Unpin")
+
+    def toggle_archive(self, conversation_id: str | None, archived: bool):
+        """Archiving moves the conversation out of the list being shown; the chat stays open."""
+        if not conversation_id:
+            return gr.skip(), gr.skip()
+        conversation = self.dialogue.get_conversation(conversation_id)
+        self.dialogue.set_archived(conversation_id, not conversation.archived)
+        return self.conversation_list(conversation_id, archived), gr.Button(
+            "🗄 Archive" if conversation.archived else "Unarchive"
+        )
+
+    def ask_delete(self, conversation_id: str | None):
+        return gr.Row(visible=bool(conversation_id))
+
+    def delete(self, conversation_id: str | None, archived: bool):
+        """(conversation id, chat, list, confirm row, actions group) after deleting the open conversation."""
+        if not conversation_id:
+            return None, [], self.conversation_list(None, archived), gr.Row(visible=False), gr.Group(visible=False)
+        try:
+            self.dialogue.delete(conversation_id)
+        except AssistantError as error:
+            raise gr.Error(str(error)) from None
+        gr.Info("Conversation deleted.")
+        return None, [], self.conversation_list(None, archived), gr.Row(visible=False), gr.Group(visible=False)
+
+
+def build_sidebar() -> Sidebar:
+    """Declare the sidebar's components (inside a `with gr.Blocks()` block)."""
+    with gr.Sidebar(open=True, label="Conversations"):
+        new_chat = gr.Button("➕ New chat", elem_id="new-chat", variant="primary")
+        search = gr.Textbox(
+            elem_id="search", placeholder="🔍 Search all messages", show_label=False, max_lines=1, submit_btn=False
+        )
+        results = gr.Radio(choices=[], elem_id="search-results", visible=False, label="Results")
+        conversations = gr.Radio(label="Conversations", choices=[], elem_id="conversation-list")
+        show_archived = gr.Checkbox(label="Show archived", value=False, elem_id="show-archived")
+        with gr.Group(visible=False, elem_id="conversation-actions") as actions:
+            rename = gr.Textbox(label="Title (Enter to rename)", elem_id="rename", max_lines=1)
+            with gr.Row():
+                pin = gr.Button("📌 Pin", elem_id="pin", size="sm")
+                archive = gr.Button("🗄 Archive", elem_id="archive", size="sm")
+                delete = gr.Button("🗑 Delete", elem_id="delete", size="sm", variant="stop")
+        with gr.Row(visible=False, elem_id="confirm-delete-row") as confirm_row:
+            gr.Markdown("Delete this conversation and the files only it uses? This cannot be undone.")
+            confirm_delete = gr.Button("Delete for good", elem_id="confirm-delete", variant="stop", size="sm")
+            cancel_delete = gr.Button("Cancel", elem_id="cancel-delete", size="sm")
+        scroll_to = gr.Number(value=-1, visible=False)
+    return Sidebar(
+        new_chat, search, results, conversations, show_archived, actions, rename, pin, archive, delete,
+        confirm_row, confirm_delete, cancel_delete, scroll_to,
+    )  # fmt: skip
