@@ -21,9 +21,9 @@ from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
-from assistant.validation import validate_turn
-from domain.errors import AssistantError, ConversationBusy
-from domain.types import ConversationSummary, MediaFile, Message, SearchHit, Status
+from assistant.validation import validate_text, validate_turn
+from domain.errors import AssistantError, ConversationBusy, InvalidInput
+from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
 
 if TYPE_CHECKING:
     from storage.repository import ConversationRepository
@@ -132,23 +132,47 @@ class DialogueManager:
         user = self.repository.add_user_message(conversation_id, text, files, new_title=make_title(text, files))
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
+        yield from self._answer(user, stop)
+
+    def regenerate(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
+        """A new answer to the last question of the active branch; the earlier answers stay as other versions."""
+        path = self.repository.get_messages(conversation_id)
+        question = next((m for m in reversed(path) if m.role is Role.USER), None)
+        if question is None:
+            raise InvalidInput("There is no question in this conversation to answer again.")
+        yield UserTurnSaved(self.repository.get_conversation(conversation_id), question)
+        yield from self._answer(question, stop)
+
+    def edit(self, message_id: int, text: str, stop: threading.Event) -> Iterator[Event]:
+        """A new version of one of the user's messages (its files kept), answered; the old branch stays reachable."""
+        original = self.repository.get_message(message_id)
+        text = validate_text(text, has_files=bool(original.attachments))
+        user = self.repository.edit_user_message(message_id, text)
+        yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
+        yield from self._answer(user, stop)
+
+    def switch_version(self, message_id: int, step: int) -> None:
+        self.repository.switch_version(message_id, step)
+
+    def fork(self, message_id: int) -> ConversationSummary:
+        return self.repository.fork(message_id)
+
+    def _answer(self, question: Message, stop: threading.Event) -> Iterator[Event]:
         while not self.host.wait(WAIT_POLL_S):
             if stop.is_set():
                 break
             yield WaitingForModel(self.host.state.message)
-        yield from self._answer(user.conversation_id, stop)
-
-    def _answer(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
         with self._answering_lock:
-            self._answering.add(conversation_id)
+            self._answering.add(question.conversation_id)
         try:
-            yield from self._write_answer(conversation_id, stop)
+            yield from self._write_answer(question, stop)
         finally:
             with self._answering_lock:
-                self._answering.discard(conversation_id)
+                self._answering.discard(question.conversation_id)
 
-    def _write_answer(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
-        reply = self.repository.start_assistant_message(conversation_id)
+    def _write_answer(self, question: Message, stop: threading.Event) -> Iterator[Event]:
+        # The answer hangs under this question, even if another tab has added to the conversation meanwhile.
+        reply = self.repository.start_assistant_message(question.conversation_id, parent_id=question.id)
         text, status, error = "", Status.COMPLETE, None
         last_save = time.monotonic()
         ticket: Ticket | None = None
@@ -165,7 +189,7 @@ class DialogueManager:
                     status = Status.STOPPED
                 else:
                     # Built only now: a queued turn holds no decoded media or tensors while it waits.
-                    history = self.repository.get_messages(conversation_id)
+                    history = self.repository.get_path(reply.id)
                     model_input = build_model_input(history, self.media, self.system_prompt)
                     for chunk in engine.stream(model_input, stop, on_finished=ticket.release):
                         text += chunk

@@ -28,15 +28,19 @@ def clean_text(text: str) -> str:
     return "".join(c for c in text if c in _KEPT_CONTROLS or unicodedata.category(c) != "Cc")
 
 
-def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> tuple[str, list[MediaFile]]:
-    """Check the text and each (path, filename) upload against `assistant.limits`; return the cleaned text and typed files."""
+def validate_text(text: str, has_files: bool) -> str:
+    """The message text as it will be saved; InvalidInput if it is empty (with no files) or too long."""
     text = clean_text(text)
-    if not text.strip() and not uploads:
+    if not text.strip() and not has_files:
         raise InvalidInput("Type a message or attach an image or audio file.")
     if len(text) > limits.MAX_MESSAGE_CHARS:
-        raise InvalidInput(
-            f"The message is {len(text):,} characters long; the limit is {limits.MAX_MESSAGE_CHARS:,}."
-        )
+        raise InvalidInput(f"The message is {len(text):,} characters long; the limit is {limits.MAX_MESSAGE_CHARS:,}.")
+    return text
+
+
+def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> tuple[str, list[MediaFile]]:
+    """Check the text and each (path, filename) upload against `assistant.limits`; return the cleaned text and typed files."""
+    text = validate_text(text, has_files=bool(uploads))
     if len(uploads) > limits.MAX_FILES_PER_MESSAGE:
         raise InvalidInput(
             f"{len(uploads)} files are attached; a message can carry at most {limits.MAX_FILES_PER_MESSAGE}."

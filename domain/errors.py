@@ -27,5 +27,9 @@ class ConversationNotFound(AssistantError):
     """No conversation has the given id."""
 
 
+class MessageNotFound(AssistantError):
+    """No message has the given id."""
+
+
 class ConversationBusy(AssistantError):
     """The conversation has an answer in progress, so it cannot be changed that way now."""

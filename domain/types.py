@@ -57,6 +57,9 @@ class Message:
     attachments: tuple[Attachment, ...] = ()
     error: str | None = None
     created_at: datetime | None = None
+    parent_id: int | None = None
+    version: int = 1  # which of its parent's children of the same turn this is (1-based) …
+    versions: int = 1  # … and how many there are: regenerated answers, edited questions
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from domain.errors import ConversationNotFound, InvalidInput
+from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
 from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database
@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "The app stopped before this answer was finished."
 # Loads a message's attachments with it, in one extra query per batch.
 _WITH_ATTACHMENTS = selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment)
+
+
+class _Leaf:
+    """The type of LEAF: 'after the conversation's current leaf'."""
+
+
+LEAF = _Leaf()
 
 
 def _now() -> datetime:
@@ -106,25 +113,32 @@ class ConversationRepository:
             return _summary(self._conversation(session, conversation_id))
 
     def get_messages(self, conversation_id: str) -> list[Message]:
+        """The active branch, root first: the path from the conversation's current leaf up to its first message."""
         with self._read() as session:
-            self._conversation(session, conversation_id)
-            rows = session.scalars(
-                select(MessageRow)
-                .where(MessageRow.conversation_id == conversation_id)
-                .order_by(MessageRow.position)
-                .options(_WITH_ATTACHMENTS)
-            ).all()
-            return [self._message(row) for row in rows]
+            conversation = self._conversation(session, conversation_id)
+            rows = {row.id: row for row in self._rows(session, conversation_id)}
+            return [self._message(row, rows) for row in _path(rows, conversation.current_leaf_id)]
+
+    def get_path(self, message_id: int) -> list[Message]:
+        """The branch from the first message down to this one (what the model sees when answering it)."""
+        with self._read() as session:
+            row = self._message_row(session, message_id)
+            rows = {r.id: r for r in self._rows(session, row.conversation_id)}
+            return [self._message(r, rows) for r in _path(rows, message_id)]
 
     def get_message(self, message_id: int) -> Message:
         with self._read() as session:
-            row = session.scalar(select(MessageRow).where(MessageRow.id == message_id).options(_WITH_ATTACHMENTS))
-            if row is None:
-                raise LookupError(f"message {message_id} does not exist")
-            return self._message(row)
+            row = self._message_row(session, message_id)
+            return self._message(row, {r.id: r for r in self._rows(session, row.conversation_id)})
 
     def add_user_message(
-        self, conversation_id: str | None, text: str, files: Sequence[MediaFile], *, new_title: str = "New chat"
+        self,
+        conversation_id: str | None,
+        text: str,
+        files: Sequence[MediaFile],
+        *,
+        new_title: str = "New chat",
+        parent_id: int | None | _Leaf = LEAF,
     ) -> Message:
         """Store the files (once each, by content) and the message, in order, in one transaction.
 
@@ -140,7 +154,7 @@ class ConversationRepository:
                     conversation = self._new_conversation(session, new_title)
                 else:
                     conversation = self._conversation(session, conversation_id)
-                row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE)
+                row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE, parent_id)
                 for position, file in enumerate(files):
                     blob = self._blobs.put(file.path, file.mime)
                     stored.append(blob)
@@ -174,12 +188,63 @@ class ConversationRepository:
         except Exception:
             log.exception("could not remove the files of a message that was not saved")
 
-    def start_assistant_message(self, conversation_id: str) -> Message:
+    def start_assistant_message(self, conversation_id: str, parent_id: int | None | _Leaf = LEAF) -> Message:
+        """An empty, streaming answer to `parent_id` (by default the current leaf); it becomes the leaf."""
         with self._write.begin() as session:
             conversation = self._conversation(session, conversation_id)
-            row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING)
-            session.flush()
+            row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING, parent_id)
             return self._message(row)
+
+    def edit_user_message(self, message_id: int, text: str) -> Message:
+        """A new version of a user message: same parent, same files, new text; the new branch becomes current."""
+        with self._write.begin() as session:
+            original = self._message_row(session, message_id)
+            if original.role != Role.USER.value:
+                raise InvalidInput("Only your own messages can be edited.")
+            conversation = self._conversation(session, original.conversation_id)
+            row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE, original.parent_id)
+            for link in original.links:
+                row.links.append(
+                    MessageAttachmentRow(position=link.position, attachment_sha256=link.attachment_sha256, filename=link.filename)
+                )
+            session.flush()
+            session.refresh(row)
+            return self._message(row)
+
+    def switch_version(self, message_id: int, step: int) -> None:
+        """Show the message `step` versions before or after this one (an edit or regeneration), with its latest branch."""
+        with self._write.begin() as session:
+            row = self._message_row(session, message_id)
+            rows = {r.id: r for r in self._rows(session, row.conversation_id)}
+            siblings = _children(rows, row.parent_id, row.role)
+            index = siblings.index(row) + step
+            if not 0 <= index < len(siblings):
+                return
+            leaf = siblings[index]
+            while children := _children(rows, leaf.id):
+                leaf = children[-1]  # the most recent continuation
+            self._conversation(session, row.conversation_id).current_leaf_id = leaf.id
+
+    def fork(self, message_id: int) -> ConversationSummary:
+        """A new conversation holding the active path up to and including this message (files shared, not copied)."""
+        with self._write.begin() as session:
+            row = self._message_row(session, message_id)
+            source = self._conversation(session, row.conversation_id)
+            rows = {r.id: r for r in self._rows(session, row.conversation_id)}
+            fork = self._new_conversation(session, f"{source.title} (fork)")
+            session.flush()
+            parent_id = None
+            for original in _path(rows, message_id):
+                copy = self._new_message(
+                    session, fork, Role(original.role), original.content, Status(original.status), parent_id, original.error
+                )
+                for link in original.links:
+                    copy.links.append(
+                        MessageAttachmentRow(position=link.position, attachment_sha256=link.attachment_sha256, filename=link.filename)
+                    )
+                session.flush()
+                parent_id = copy.id
+            return _summary(fork)
 
     def update_message_text(self, message_id: int, text: str) -> None:
         with self._write.begin() as session:
@@ -215,23 +280,53 @@ class ConversationRepository:
         session.add(row)
         return row
 
-    def _new_message(self, session: Session, conversation: ConversationRow, role: Role, text: str, status: Status) -> MessageRow:
+    def _new_message(
+        self,
+        session: Session,
+        conversation: ConversationRow,
+        role: Role,
+        text: str,
+        status: Status,
+        parent_id: int | None | _Leaf = LEAF,
+        error: str | None = None,
+    ) -> MessageRow:
+        """Append a message under `parent_id` (LEAF: the current leaf) and make it the conversation's leaf."""
         last = session.scalar(select(func.max(MessageRow.position)).where(MessageRow.conversation_id == conversation.id))
         now = _now()
         row = MessageRow(
             conversation_id=conversation.id,
             position=0 if last is None else last + 1,
+            parent_id=conversation.current_leaf_id if parent_id is LEAF else parent_id,
             role=role.value,
             content=text,
             status=status.value,
+            error=error,
             created_at=now,
             updated_at=now,
         )
         session.add(row)
+        session.flush()
+        conversation.current_leaf_id = row.id
         conversation.updated_at = now
         return row
 
-    def _message(self, row: MessageRow) -> Message:
+    def _rows(self, session: Session, conversation_id: str) -> Sequence[MessageRow]:
+        return session.scalars(
+            select(MessageRow)
+            .where(MessageRow.conversation_id == conversation_id)
+            .order_by(MessageRow.position)
+            .options(_WITH_ATTACHMENTS)
+        ).all()
+
+    def _message_row(self, session: Session, message_id: int) -> MessageRow:
+        row = session.scalar(select(MessageRow).where(MessageRow.id == message_id).options(_WITH_ATTACHMENTS))
+        if row is None:
+            raise MessageNotFound(f"Message {message_id} does not exist.")
+        return row
+
+    def _message(self, row: MessageRow, rows: dict[int, MessageRow] | None = None) -> Message:
+        """The domain message; with all of its conversation's `rows`, also which version of its turn it is."""
+        siblings = _children(rows, row.parent_id, row.role) if rows is not None else [row]
         attachments = tuple(
             Attachment(
                 sha256=link.attachment.sha256,
@@ -252,7 +347,23 @@ class ConversationRepository:
             attachments=attachments,
             error=row.error,
             created_at=row.created_at,
+            parent_id=row.parent_id,
+            version=siblings.index(row) + 1 if row in siblings else 1,
+            versions=max(len(siblings), 1),
         )
+
+
+def _children(rows: dict[int, MessageRow], parent_id: int | None, role: str | None = None) -> list[MessageRow]:
+    """A message's children in order of insertion (optionally only those of one role: the versions of a turn)."""
+    return [r for r in rows.values() if r.parent_id == parent_id and (role is None or r.role == role)]
+
+
+def _path(rows: dict[int, MessageRow], leaf_id: int | None) -> list[MessageRow]:
+    path = []
+    while leaf_id is not None and leaf_id in rows:
+        path.append(rows[leaf_id])
+        leaf_id = rows[leaf_id].parent_id
+    return path[::-1]
 
 
 def _summary(row: ConversationRow) -> ConversationSummary:

@@ -25,6 +25,8 @@ class ConversationRow(Base):
     updated_at: Mapped[datetime]
     pinned: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     archived: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    # The last message of the branch being shown; the model sees the path from the root to it.
+    current_leaf_id: Mapped[int | None] = mapped_column(Integer)
 
     messages: Mapped[list[MessageRow]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", passive_deletes=True, order_by="MessageRow.position"
@@ -41,7 +43,8 @@ class MessageRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
-    position: Mapped[int]
+    position: Mapped[int]  # order of insertion in the conversation, across all branches
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
@@ -54,7 +57,10 @@ class MessageRow(Base):
         cascade="all, delete-orphan", passive_deletes=True, order_by="MessageAttachmentRow.position"
     )
 
-    __table_args__ = (UniqueConstraint("conversation_id", "position", name="uq_message_conversation_position"),)
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "position", name="uq_message_conversation_position"),
+        Index("ix_message_parent_id", "parent_id"),
+    )
 
 
 class AttachmentRow(Base):

@@ -133,3 +133,89 @@ def test_five_hundred_conversations_list_quickly_enough_to_use(repository):
         repository.create_conversation(f"chat {i}")
     conversations = repository.list_conversations()
     assert len(conversations) == 500 and conversations[0].title == "chat 499"
+
+
+# --- the tree: regenerate, edit, fork ---------------------------------------------------------------------
+
+
+def turn(repository, conversation_id, text, answer, parent=None):
+    from storage.repository import LEAF
+
+    user = repository.add_user_message(conversation_id, text, [], parent_id=LEAF if parent is None else parent)
+    reply = repository.start_assistant_message(conversation_id, parent_id=user.id)
+    repository.finish_message(reply.id, answer, Status.COMPLETE)
+    return user, repository.get_message(reply.id)
+
+
+def texts(messages):
+    return [m.text for m in messages]
+
+
+def test_regenerated_answers_are_versions_of_one_turn(repository):
+    conversation = repository.create_conversation("tree")
+    q1, a1 = turn(repository, conversation.id, "q1", "a1")
+    again = repository.start_assistant_message(conversation.id, parent_id=q1.id)
+    repository.finish_message(again.id, "a1 again", Status.COMPLETE)
+    path = repository.get_messages(conversation.id)
+    assert texts(path) == ["q1", "a1 again"]
+    assert (path[1].version, path[1].versions) == (2, 2)
+    repository.switch_version(again.id, -1)
+    path = repository.get_messages(conversation.id)
+    assert texts(path) == ["q1", "a1"] and (path[1].version, path[1].versions) == (1, 2)
+    repository.switch_version(a1.id, -1)  # before the first: nothing changes
+    assert texts(repository.get_messages(conversation.id)) == ["q1", "a1"]
+
+
+def test_editing_a_question_branches_and_the_old_branch_stays_reachable(repository, png_file):
+    conversation = repository.create_conversation("tree")
+    q1 = repository.add_user_message(conversation.id, "look", [MediaFile(png_file, "p.png", MediaKind.IMAGE, "image/png")])
+    a1 = repository.start_assistant_message(conversation.id, parent_id=q1.id)
+    repository.finish_message(a1.id, "a red square", Status.COMPLETE)
+    turn(repository, conversation.id, "and the colour?", "red")
+    edited = repository.edit_user_message(q1.id, "look closely")
+    assert [a.sha256 for a in edited.attachments] == [a.sha256 for a in q1.attachments]  # files kept
+    path = repository.get_messages(conversation.id)
+    assert texts(path) == ["look closely"] and (path[0].version, path[0].versions) == (2, 2)
+    repository.switch_version(edited.id, -1)  # back to the old branch, down to its latest message
+    assert texts(repository.get_messages(conversation.id)) == ["look", "a red square", "and the colour?", "red"]
+    repository.switch_version(q1.id, +1)
+    assert texts(repository.get_messages(conversation.id)) == ["look closely"]
+
+
+def test_fork_copies_the_path_up_to_a_message(repository):
+    conversation = repository.create_conversation("Origin")
+    q1, a1 = turn(repository, conversation.id, "q1", "a1")
+    turn(repository, conversation.id, "q2", "a2")
+    fork = repository.fork(a1.id)
+    assert fork.title == "Origin (fork)" and fork.id != conversation.id
+    forked = repository.get_messages(fork.id)
+    assert texts(forked) == ["q1", "a1"] and all(m.conversation_id == fork.id for m in forked)
+    turn(repository, fork.id, "q2 in the fork", "other")
+    assert texts(repository.get_messages(conversation.id)) == ["q1", "a1", "q2", "a2"]  # the original is untouched
+
+
+def test_upgrading_a_0002_database_turns_history_into_one_branch(tmp_path):
+    from storage.blobs import BlobStore
+    from storage.database import open_database
+    from storage.repository import ConversationRepository
+
+    path = tmp_path / "v2.sqlite3"
+    engine = create_db_engine(sqlite_url(path))
+    migrate(engine, "0002")
+    db = sqlite3.connect(path)
+    db.execute("insert into conversation (id, title, created_at, updated_at) values ('c1', 'Two turns', '2025-01-01', '2025-01-01')")
+    for position, (role, content) in enumerate([("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]):
+        db.execute(
+            "insert into message (conversation_id, position, role, content, status, created_at, updated_at) "
+            "values ('c1', ?, ?, ?, 'complete', '2025-01-01', '2025-01-01')",
+            (position, role, content),
+        )
+    db.commit()
+    db.close()
+    engine.dispose()
+    repository = ConversationRepository(open_database(sqlite_url(path)), BlobStore(tmp_path / "files"))
+    path_messages = repository.get_messages("c1")
+    assert texts(path_messages) == ["q1", "a1", "q2", "a2"]
+    assert [m.parent_id for m in path_messages] == [None] + [m.id for m in path_messages[:-1]]
+    turn(repository, "c1", "q3", "a3")  # continues from the old leaf
+    assert texts(repository.get_messages("c1"))[-2:] == ["q3", "a3"]

@@ -312,3 +312,55 @@ def test_the_model_is_handed_on_when_generation_ends_not_when_the_reader_is_done
     assert second[-1].message.status is Status.COMPLETE
     rest = list(slow_reader)
     assert rest[-1].message.status is Status.COMPLETE
+
+
+# --- branches --------------------------------------------------------------------------------------------
+
+
+def test_regenerate_answers_the_same_question_again_without_the_old_answer(engine, repository):
+    recording = RecordingEngine(engine)
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
+    first = run(manager, None, "Hello there")
+    conversation_id, old = first[0].conversation.id, first[-1].message
+    events = list(manager.regenerate(conversation_id, threading.Event()))
+    new = events[-1].message
+    assert new.status is Status.COMPLETE and new.id != old.id and new.parent_id == old.parent_id
+    path = repository.get_messages(conversation_id)
+    assert [m.id for m in path] == [old.parent_id, new.id] and (path[-1].version, path[-1].versions) == (2, 2)
+    prompt = engine.processor.tokenizer.decode(recording.prepared[-1]["input_ids"][0])
+    assert old.text not in prompt and prompt.count("Hello there") == 1
+
+
+def test_edit_continues_from_the_edited_question_with_its_files(engine, repository, png_file):
+    recording = RecordingEngine(engine)
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
+    first = run(manager, None, "What is this?", [(png_file, "car.png")])
+    conversation_id, question = first[0].conversation.id, first[0].message
+    run(manager, conversation_id, "Second question")
+    events = list(manager.edit(question.id, "What colour is this?", threading.Event()))
+    assert events[-1].message.status is Status.COMPLETE
+    path = repository.get_messages(conversation_id)
+    assert [m.text for m in path][0] == "What colour is this?" and len(path) == 2
+    assert [a.filename for a in path[0].attachments] == ["car.png"]
+    prompt = engine.processor.tokenizer.decode(recording.prepared[-1]["input_ids"][0])
+    assert "What colour is this?" in prompt and "<|vision_bos|>" in prompt
+    assert "What is this?" not in prompt and "Second question" not in prompt
+    # With its image kept, a question may lose its text; a text-only one may not.
+    assert list(manager.edit(path[0].id, "  ", threading.Event()))[-1].message.status is Status.COMPLETE
+    text_only = run(manager, None, "just words")[0].message
+    with pytest.raises(InvalidInput, match="Type a message"):
+        list(manager.edit(text_only.id, "  \n", threading.Event()))
+
+
+def test_a_conversation_being_answered_cannot_be_deleted(engine, repository):
+    from domain.errors import ConversationBusy
+
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=200)), MediaLoader(), TurnQueue())
+    events = manager.send(None, "Tell me a story", [], threading.Event())
+    saved = next(events)
+    next(e for e in events if isinstance(e, ReplyDelta))
+    with pytest.raises(ConversationBusy, match="stop the answer first"):
+        manager.delete(saved.conversation.id)
+    list(events)
+    manager.delete(saved.conversation.id)
+    assert repository.list_conversations() == []
