@@ -152,6 +152,10 @@ class DialogueManager:
         yield from self._answer(user, stop)
 
     def switch_version(self, message_id: int, step: int) -> None:
+        message = self.repository.get_message(message_id)
+        with self._answering_lock:
+            if message.conversation_id in self._answering:
+                raise ConversationBusy("Wait for the answer (or stop it) before switching versions.")
         self.repository.switch_version(message_id, step)
 
     def fork(self, message_id: int) -> ConversationSummary:

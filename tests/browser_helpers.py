@@ -29,6 +29,16 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def answer_shown(bubble) -> str:
+    """An answer bubble's text, normalised, without the footer of links under it (‹ n / m ›, ⑂ fork)."""
+    import re
+
+    from ui.render import FORK_LABEL
+
+    text = normalise(bubble.text_content()).removesuffix(FORK_LABEL).rstrip(" ·")
+    return re.sub(r"\s*‹ \d+ / \d+ ›$", "", text)
+
+
 def open_repository(data_dir: Path):
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url

@@ -10,6 +10,7 @@ import pytest
 
 from tests.browser_helpers import (
     RECORD_BOT_TEXTS,
+    answer_shown,
     ROOT,
     TIMEOUT_MS,
     VIEWPORT,
@@ -54,7 +55,7 @@ def test_chat_with_image_streams_and_survives_restart(browser, start_app, demo_m
     expect(user).to_contain_text("What is in this picture?")
     expect(user.locator("img")).to_have_count(1)
     image_loaded(page, "#chat .message-row.user-row img")
-    bot_text = normalise(bot.text_content())
+    bot_text = answer_shown(bot)
     assert bot_text, "the answer bubble is empty"
     assert bot_text != "…", "the answer bubble still shows the thinking mark"
 
@@ -94,7 +95,7 @@ def test_chat_with_image_streams_and_survives_restart(browser, start_app, demo_m
     expect(user.locator("img")).to_have_count(1)
     image_loaded(page, "#chat .message-row.user-row img")
     expect(bot).to_have_count(1)
-    assert normalise(bot.text_content()) == bot_text
+    assert answer_shown(bot) == bot_text
     if os.environ.get("SAVE_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
@@ -115,7 +116,7 @@ def test_chat_with_image_streams_and_survives_restart(browser, start_app, demo_m
         (Role.ASSISTANT, Status.COMPLETE),
     ]
     assert messages[2].text == "And the colour?"
-    assert normalise(messages[3].text) == normalise(bot.nth(1).text_content())
+    assert normalise(messages[3].text) == answer_shown(bot.nth(1))
     page.close()
 
 

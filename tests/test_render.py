@@ -10,24 +10,28 @@ def answer(text: str, status: Status = Status.COMPLETE, error: str | None = None
     return Message(id=1, conversation_id="c", role=Role.ASSISTANT, text=text, status=status, error=error)
 
 
+def shown(message: Message) -> str:
+    """What the chat shows, without the footer of links under it."""
+    return render.chat_message(message)["content"].removesuffix(render.message_footer(message))
+
+
 def test_a_complete_but_empty_answer_says_so_instead_of_thinking_forever():
     for text in ("", "  \n"):
-        shown = render.chat_message(answer(text))["content"]
-        assert shown == render.EMPTY_ANSWER and shown != render.THINKING
+        assert shown(answer(text)) == render.EMPTY_ANSWER != render.THINKING
     assert render.streaming_text("") == render.THINKING
 
 
 def test_stopped_and_failed_answers_keep_their_text():
-    assert render.chat_message(answer("Half", Status.STOPPED))["content"] == f"Half\n\n{render.STOPPED_MARK}"
-    assert render.chat_message(answer("", Status.ERROR, "boom"))["content"] == "⚠️ boom"
+    assert shown(answer("Half", Status.STOPPED)) == f"Half\n\n{render.STOPPED_MARK}"
+    assert shown(answer("", Status.ERROR, "boom")) == "⚠️ boom"
 
 
 def test_remote_markdown_images_become_links():
     leak = "see ![x](http://127.0.0.1:7999/leak?secret=abc) and ![](//evil.example/p.png \"t\") and ![ok](data:image/png;base64,AA)"
-    shown = render.chat_message(answer(leak))["content"]
-    assert "![" not in shown.replace("![ok](data:", "")
-    assert "[🖼 x](http://127.0.0.1:7999/leak?secret=abc)" in shown
-    assert "[🖼 image](//evil.example/p.png)" in shown
+    text = shown(answer(leak))
+    assert "![" not in text.replace("![ok](data:", "")
+    assert "[🖼 x](http://127.0.0.1:7999/leak?secret=abc)" in text
+    assert "[🖼 image](//evil.example/p.png)" in text
     user = Message(id=2, conversation_id="c", role=Role.USER, text=leak, status=Status.COMPLETE)
     assert "![x](http" not in render.chat_message(user)["content"][-1]
 
@@ -35,3 +39,16 @@ def test_remote_markdown_images_become_links():
 def test_queued_text_counts_answers_ahead():
     assert "1 answer for other chats" in render.queued_text(1)
     assert "3 answers" in render.queued_text(3)
+
+
+def test_footers_link_versions_and_forks():
+    from dataclasses import replace
+
+    second_of_three = replace(answer("hi"), id=7, version=2, versions=3)
+    assert render.message_footer(second_of_three) == (
+        "\n\n<small>[‹](#msg-7-prev) 2 / 3 [›](#msg-7-next) · [⑂ fork](#msg-7-fork)</small>"
+    )
+    question = Message(id=3, conversation_id="c", role=Role.USER, text="q", status=Status.COMPLETE)
+    assert render.message_footer(question) == ""  # one version, and forks hang off answers
+    assert render.message_footer(replace(question, versions=2)) == "\n\n<small>[‹](#msg-3-prev) 1 / 2 [›](#msg-3-next)</small>"
+    assert render.message_footer(replace(answer(""), status=Status.STREAMING)) == ""

@@ -9,6 +9,7 @@ from assistant.dialogue import DialogueManager
 from assistant.media import MediaLoader
 from assistant.turn_queue import TurnQueue
 from tests.test_dialogue import RecordingEngine, ready_host
+from ui import render
 from ui.app import MIN_UPDATE_INTERVAL_S, ChatHandlers
 
 
@@ -21,7 +22,8 @@ def test_answer_updates_are_coalesced_and_the_last_one_is_the_saved_answer(engin
         updates.append(update)
     [conversation] = repository.list_conversations()
     answer = repository.get_messages(conversation.id)[-1]
-    assert updates[-1][0][-1]["content"] == answer.text  # the final update carries the whole saved answer
+    # The final update carries the whole saved answer, with its footer (the fork link).
+    assert updates[-1][0][-1]["content"] == answer.text + render.message_footer(answer)
     tokens = len(engine.processor.tokenizer(answer.text)["input_ids"])
     streamed = stamps[1:-1]  # between the user's turn and the final update
     assert 1 < len(streamed) < tokens  # coalesced: fewer updates than tokens, but still streaming

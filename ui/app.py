@@ -18,7 +18,7 @@ from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.types import Status
-from ui import render, sidebar
+from ui import branches, render, sidebar
 from ui.sidebar import SidebarHandlers
 from ui.uploads import discard_uploads
 
@@ -73,6 +73,26 @@ class ChatHandlers:
         paths = [str(path) for path in value.get("files") or []]
         stop = self._stops[request.session_hash] = threading.Event()
         events = self.dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop)
+        yield from self._turn(events, archived, request, paths, text)
+
+    def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request):
+        """The chat's ↻ button: answer the last question again; the earlier answer stays as a version."""
+        if not conversation_id:
+            raise gr.Error("Open a conversation first.", print_exception=False)
+        stop = self._stops[request.session_hash] = threading.Event()
+        yield from self._turn(self.dialogue.regenerate(conversation_id, stop), archived, request)
+
+    def edit(self, conversation_id: str | None, archived: bool, edited: gr.EditData, request: gr.Request):
+        """A user message edited in the chat: continue from the new version; the old branch stays."""
+        messages = self.dialogue.get_messages(conversation_id) if conversation_id else []
+        if not 0 <= edited.index < len(messages):
+            raise gr.Error("That message is no longer there; reload the conversation.", print_exception=False)
+        stop = self._stops[request.session_hash] = threading.Event()
+        text = edited.value if isinstance(edited.value, str) else ""
+        yield from self._turn(self.dialogue.edit(messages[edited.index].id, text, stop), archived, request)
+
+    def _turn(self, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = ""):
+        """Show a turn's events as they come; every way it can end unlocks the page (see enable_input)."""
         history: list[dict] = []
         last_update = 0.0
         try:
@@ -102,7 +122,7 @@ class ChatHandlers:
                         continue  # the next update (or ReplyFinished) carries this text too
                     history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
-                    history[-1] = render.chat_message(event.message)
+                    history = render.chat_messages(self.dialogue.get_messages(event.message.conversation_id))
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
                 last_update = time.monotonic()
@@ -124,6 +144,23 @@ class ChatHandlers:
             events.close()
             self._stops.pop(request.session_hash, None)
 
+    def branch_action(self, action: str, conversation_id: str | None, archived: bool):
+        """A click on ‹ › (switch version) or ⑂ (fork) under a message: (conversation id, chat, list, actions…)."""
+        message_id, _, verb = (action or "").partition(":")
+        verb = verb.split(":")[0]
+        if not message_id.isdigit() or verb not in ("prev", "next", "fork"):
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            if verb == "fork":
+                conversation_id = self.dialogue.fork(int(message_id)).id
+                gr.Info("Forked into a new conversation.")
+            else:
+                self.dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
+            messages = self.dialogue.get_messages(conversation_id)
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return conversation_id, render.chat_messages(messages), self.sidebar.conversation_list(conversation_id, archived)
+
     def enable_input(self, conversation_id: str | None, archived: bool):
         """Runs after every turn, also one that failed (`.then`, not `.success`), to unlock the page."""
         return (
@@ -142,7 +179,8 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
         status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
-        chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"])
+        chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"], editable="user")
+        branch_action = gr.Textbox(visible="hidden", elem_id="branch-action")
         with gr.Row(equal_height=True):
             textbox = gr.MultimodalTextbox(
                 sources=["upload", "microphone"],
@@ -161,17 +199,23 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
         actions = [bar.actions, bar.rename, bar.pin, bar.archive]
 
         app.load(handlers.on_load, outputs=[status, bar.conversations])
+        app.load(None, js=branches.BRANCH_LINKS_JS)
         timer.tick(handlers.refresh_status, outputs=[status, timer])
-        textbox.submit(
-            handlers.respond,
-            inputs=[textbox, conversation_id, bar.show_archived],
-            outputs=[chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results],
-            concurrency_limit=16,
+        turn_outputs = [chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results]
+        unlock_outputs = [textbox, bar.conversations, stop, bar.new_chat, bar.results]
+        for trigger, handler, inputs in (
+            (textbox.submit, handlers.respond, [textbox, conversation_id, bar.show_archived]),
+            (chatbot.retry, handlers.regenerate, [conversation_id, bar.show_archived]),
+            (chatbot.edit, handlers.edit, [conversation_id, bar.show_archived]),
+        ):
+            trigger(handler, inputs=inputs, outputs=turn_outputs, concurrency_limit=16, show_progress="hidden").then(
+                handlers.enable_input, inputs=[conversation_id, bar.show_archived], outputs=unlock_outputs
+            ).then(side.actions, inputs=[conversation_id], outputs=actions)
+        branch_action.change(
+            handlers.branch_action,
+            inputs=[branch_action, conversation_id, bar.show_archived],
+            outputs=[conversation_id, chatbot, bar.conversations],
             show_progress="hidden",
-        ).then(
-            handlers.enable_input,
-            inputs=[conversation_id, bar.show_archived],
-            outputs=[textbox, bar.conversations, stop, bar.new_chat, bar.results],
         ).then(side.actions, inputs=[conversation_id], outputs=actions)
         stop.click(handlers.stop, concurrency_limit=None, show_progress="hidden")
         new_chat_outputs = [conversation_id, chatbot, bar.conversations, bar.actions]

@@ -31,14 +31,30 @@ def chat_messages(messages: Sequence[Message]) -> list[dict]:
 
 
 def chat_message(message: Message) -> dict:
+    """A stored message for the Chatbot, with its footer: ‹ version › when it has several, and ⑂ fork under answers."""
+    footer = message_footer(message)
     if message.role is Role.USER:
         content: list = [
             {"path": str(a.path), "mime_type": a.mime, "orig_name": a.filename} for a in message.attachments
         ]
-        if message.text:
-            content.append(defuse_remote_images(message.text))
+        text = defuse_remote_images(message.text) + footer
+        if text.strip():
+            content.append(text.lstrip("\n"))
         return {"role": "user", "content": content}
-    return {"role": "assistant", "content": answer_text(message.text, message.status, message.error)}
+    return {"role": "assistant", "content": answer_text(message.text, message.status, message.error) + footer}
+
+
+def message_footer(message: Message) -> str:
+    # Links to #msg-ID-VERB: ui/branches.py turns a click on one into an event instead of a navigation.
+    parts = []
+    if message.versions > 1:
+        parts.append(f"[‹](#msg-{message.id}-prev) {message.version} / {message.versions} [›](#msg-{message.id}-next)")
+    if message.role is Role.ASSISTANT and message.status is not Status.STREAMING:
+        parts.append(f"[{FORK_LABEL}](#msg-{message.id}-fork)")
+    return "\n\n<small>" + " · ".join(parts) + "</small>" if parts else ""
+
+
+FORK_LABEL = "⑂ fork"
 
 
 def answer_text(text: str, status: Status, error: str | None = None) -> str:
