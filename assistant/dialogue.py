@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.engine import EngineInfo, GenerationReport
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
 from assistant.validation import validate_text, validate_turn
 from domain.errors import AssistantError, ConversationBusy, InvalidInput
+from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
 
 if TYPE_CHECKING:
@@ -66,6 +68,26 @@ class ReplyFinished:
 Event = UserTurnSaved | WaitingForModel | Queued | ReplyDelta | ReplyFinished
 
 
+def answer_details(info: EngineInfo, settings: GenerationSettings, report: GenerationReport, status: Status) -> AnswerDetails:
+    if status is Status.ERROR:
+        finish = "error"
+    elif status is Status.STOPPED:
+        finish = "stopped"
+    else:
+        finish = "length" if report.hit_length_limit else "finished"
+    used = settings.model_copy(update={"max_new_tokens": report.max_new_tokens or settings.max_new_tokens})
+    return AnswerDetails(
+        model=info.model,
+        quant=info.quant,
+        settings=used,
+        prompt_tokens=report.prompt_tokens,
+        answer_tokens=report.answer_tokens,
+        first_token_s=report.first_token_s,
+        tokens_per_s=report.tokens_per_s,
+        finish=finish,
+    )
+
+
 def make_title(text: str, files: Sequence[MediaFile]) -> str:
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not line:
@@ -101,6 +123,9 @@ class DialogueManager:
     def get_messages(self, conversation_id: str) -> list[Message]:
         return self.repository.get_messages(conversation_id)
 
+    def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
+        return self.repository.set_settings(conversation_id, settings)
+
     def search(self, query: str) -> list[SearchHit]:
         return self.repository.search(query)
 
@@ -126,16 +151,26 @@ class DialogueManager:
         text: str,
         uploads: Sequence[tuple[Path, str]],
         stop: threading.Event,
+        settings: GenerationSettings | None = None,
     ) -> Iterator[Event]:
-        """Raises InvalidInput before saving anything; after that, every outcome ends in ReplyFinished."""
+        """Raises InvalidInput before saving anything; after that, every outcome ends in ReplyFinished.
+
+        `settings`, when given, become the conversation's (they travel with it from then on).
+        """
         text, files = validate_turn(text, uploads)
-        user = self.repository.add_user_message(conversation_id, text, files, new_title=make_title(text, files))
+        user = self.repository.add_user_message(
+            conversation_id, text, files, new_title=make_title(text, files), settings=settings
+        )
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
         yield from self._answer(user, stop)
 
-    def regenerate(self, conversation_id: str, stop: threading.Event) -> Iterator[Event]:
+    def regenerate(
+        self, conversation_id: str, stop: threading.Event, settings: GenerationSettings | None = None
+    ) -> Iterator[Event]:
         """A new answer to the last question of the active branch; the earlier answers stay as other versions."""
+        if settings is not None:
+            self.repository.set_settings(conversation_id, settings)
         path = self.repository.get_messages(conversation_id)
         question = next((m for m in reversed(path) if m.role is Role.USER), None)
         if question is None:
@@ -143,9 +178,13 @@ class DialogueManager:
         yield UserTurnSaved(self.repository.get_conversation(conversation_id), question)
         yield from self._answer(question, stop)
 
-    def edit(self, message_id: int, text: str, stop: threading.Event) -> Iterator[Event]:
+    def edit(
+        self, message_id: int, text: str, stop: threading.Event, settings: GenerationSettings | None = None
+    ) -> Iterator[Event]:
         """A new version of one of the user's messages (its files kept), answered; the old branch stays reachable."""
         original = self.repository.get_message(message_id)
+        if settings is not None:
+            self.repository.set_settings(original.conversation_id, settings)
         text = validate_text(text, has_files=bool(original.attachments))
         user = self.repository.edit_user_message(message_id, text)
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
@@ -180,6 +219,8 @@ class DialogueManager:
         text, status, error = "", Status.COMPLETE, None
         last_save = time.monotonic()
         ticket: Ticket | None = None
+        report: GenerationReport | None = None
+        settings = self.repository.get_conversation(question.conversation_id).settings
         try:
             engine = self.host.engine
             if stop.is_set():
@@ -194,8 +235,9 @@ class DialogueManager:
                 else:
                     # Built only now: a queued turn holds no decoded media or tensors while it waits.
                     history = self.repository.get_path(reply.id)
-                    model_input = build_model_input(history, self.media, self.system_prompt)
-                    for chunk in engine.stream(model_input, stop, on_finished=ticket.release):
+                    model_input = build_model_input(history, self.media, settings.system_prompt or self.system_prompt)
+                    report = GenerationReport()
+                    for chunk in engine.stream(model_input, stop, ticket.release, settings, report):
                         text += chunk
                         if time.monotonic() - last_save >= SAVE_INTERVAL_S:
                             self.repository.update_message_text(reply.id, text)
@@ -214,7 +256,8 @@ class DialogueManager:
         finally:
             if ticket is not None:
                 ticket.release()
-            self.repository.finish_message(reply.id, text, status, error)
+            details = answer_details(engine.info, settings, report, status) if report is not None else None
+            self.repository.finish_message(reply.id, text, status, error, details)
         yield ReplyFinished(self.repository.get_message(reply.id))
 
     def _wait_for_turn(self, ticket: Ticket, stop: threading.Event) -> Iterator[Queued]:

@@ -1,23 +1,26 @@
 """The in-process transformers engine for Qwen2.5-Omni Thinker models.
 
-Contract: `stream(model_input, stop, on_finished)` yields text chunks and ends early once `stop` is set;
-`on_finished` runs in the generating thread the moment generation ends, however slowly the chunks are
-consumed. Knows nothing of storage, conversations on disk, queueing, or the UI.
+Contract: `stream(model_input, stop, on_finished, settings, report)` yields text chunks and ends early once
+`stop` is set; `on_finished` runs in the generating thread the moment generation ends, however slowly the
+chunks are consumed; `report` is filled in with token counts and timings by then. Knows nothing of
+storage, conversations on disk, queueing, or the UI.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteriaList
 
-from domain.errors import GenerationError
 from assistant.prompt import ModelInput
 from assistant.streaming import ChunkStreamer, StopOnEvent
+from domain.errors import GenerationError
+from domain.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,27 @@ class EngineInfo:
     model: str
     quant: str
     device: str
+
+
+@dataclass
+class GenerationReport:
+    """Filled in by `stream` as it goes: sizes and timings of one answer."""
+
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    max_new_tokens: int = 0
+    first_token_s: float | None = None
+    seconds: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if not self.seconds or self.first_token_s is None or self.answer_tokens < 2:
+            return None
+        return (self.answer_tokens - 1) / max(self.seconds - self.first_token_s, 1e-9)
+
+    @property
+    def hit_length_limit(self) -> bool:
+        return self.answer_tokens >= self.max_new_tokens > 0
 
 
 class TransformersEngine:
@@ -66,25 +90,46 @@ class TransformersEngine:
         )
         return inputs.to(self.model.device)
 
-    def _generate_args(self, inputs) -> dict:
+    def _generate_args(self, inputs, settings: GenerationSettings) -> dict:
         args = dict(inputs)
         for key in ("pixel_values", "input_features"):
             if key in args:
                 args[key] = args[key].to(self._float_dtype)
-        return {**args, "max_new_tokens": self.max_new_tokens, **self.generation_kwargs}
+        sampling = dict(self.generation_kwargs)
+        if settings.temperature == 0:
+            sampling.update(do_sample=False, temperature=None, top_p=None, top_k=None)  # greedy
+        elif settings.temperature is not None or settings.top_p is not None:
+            sampling["do_sample"] = True
+            if settings.temperature is not None:
+                sampling["temperature"] = settings.temperature
+            if settings.top_p is not None:
+                sampling["top_p"] = settings.top_p
+        return {**args, "max_new_tokens": settings.max_new_tokens or self.max_new_tokens, **sampling}
 
     def stream(
-        self, model_input: ModelInput, stop: threading.Event, on_finished: Callable[[], None] | None = None
+        self,
+        model_input: ModelInput,
+        stop: threading.Event,
+        on_finished: Callable[[], None] | None = None,
+        settings: GenerationSettings | None = None,
+        report: GenerationReport | None = None,
     ) -> Iterator[str]:
+        settings = settings or GenerationSettings()
+        report = report if report is not None else GenerationReport()
         self._busy.acquire()
+        started = time.monotonic()  # time to first token counts the processor's work too
         try:
             inputs = self.prepare(model_input)
             streamer = ChunkStreamer(self.processor.tokenizer, timeout=self.stream_timeout_s)
             abandoned = threading.Event()
-            args = self._generate_args(inputs)
+            args = self._generate_args(inputs, settings)
             args["streamer"] = streamer
             args["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(stop, abandoned)])
-            worker = threading.Thread(target=self._run, args=(args, streamer, on_finished), name="generate", daemon=True)
+            report.prompt_tokens = int(inputs["input_ids"].shape[1])
+            report.max_new_tokens = args["max_new_tokens"]
+            worker = threading.Thread(
+                target=self._run, args=(args, streamer, on_finished, settings.seed, report, started), name="generate", daemon=True
+            )
             worker.start()
         except BaseException:
             self._busy.release()
@@ -97,8 +142,18 @@ class TransformersEngine:
             abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
             worker.join(timeout=self.stream_timeout_s)
 
-    def _run(self, args: dict, streamer: ChunkStreamer, on_finished: Callable[[], None] | None) -> None:
+    def _run(
+        self,
+        args: dict,
+        streamer: ChunkStreamer,
+        on_finished: Callable[[], None] | None,
+        seed: int | None,
+        report: GenerationReport,
+        started: float,
+    ) -> None:
         try:
+            if seed is not None:
+                torch.manual_seed(seed)  # safe: one generation at a time holds the model
             with torch.inference_mode():
                 self.model.generate(**args)
         except torch.OutOfMemoryError:
@@ -108,6 +163,10 @@ class TransformersEngine:
             log.exception("generation failed")
             streamer.fail(GenerationError(f"The model failed while answering: {type(error).__name__}: {error}"))
         finally:
+            report.answer_tokens = streamer.token_count
+            report.seconds = time.monotonic() - started
+            if streamer.first_token_at is not None:
+                report.first_token_s = streamer.first_token_at - started
             self._busy.release()
             if on_finished is not None:
                 on_finished()

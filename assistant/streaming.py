@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import torch
 from transformers import StoppingCriteria
@@ -28,11 +29,18 @@ class ChunkStreamer(BaseStreamer):
         self._ids: list[int] = []
         self._emitted = 0
         self._prompt_seen = False
+        self.first_token_at: float | None = None  # time.monotonic() of the first new token
+
+    @property
+    def token_count(self) -> int:
+        return len(self._ids)
 
     def put(self, value: torch.Tensor) -> None:
         if not self._prompt_seen:  # generate() first hands over the prompt
             self._prompt_seen = True
             return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
         self._ids.extend(value.reshape(-1).tolist())
         text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
         if not text.endswith("\ufffd"):

@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from domain.settings import AnswerDetails, GenerationSettings
+
 
 class Role(StrEnum):
     USER = "user"
@@ -58,6 +60,7 @@ class Message:
     error: str | None = None
     created_at: datetime | None = None
     parent_id: int | None = None
+    details: AnswerDetails | None = None
     version: int = 1  # which of its parent's children of the same turn this is (1-based) …
     versions: int = 1  # … and how many there are: regenerated answers, edited questions
 
@@ -70,6 +73,7 @@ class ConversationSummary:
     updated_at: datetime
     pinned: bool = False
     archived: bool = False
+    settings: GenerationSettings = GenerationSettings()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
+from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database
@@ -139,11 +140,13 @@ class ConversationRepository:
         *,
         new_title: str = "New chat",
         parent_id: int | None | _Leaf = LEAF,
+        settings: GenerationSettings | None = None,
     ) -> Message:
         """Store the files (once each, by content) and the message, in order, in one transaction.
 
         With no conversation id, the conversation titled `new_title` is created in that same transaction:
-        a failure leaves neither an empty conversation nor files nothing refers to.
+        a failure leaves neither an empty conversation nor files nothing refers to. `settings`, when given,
+        become the conversation's.
         """
         stored: list[StoredBlob] = []
         try:
@@ -151,9 +154,11 @@ class ConversationRepository:
             # that a failure here is about to remove.
             with self._write.begin() as session:
                 if conversation_id is None:
-                    conversation = self._new_conversation(session, new_title)
+                    conversation = self._new_conversation(session, new_title, settings)
                 else:
                     conversation = self._conversation(session, conversation_id)
+                    if settings is not None:
+                        conversation.settings = settings.model_dump(mode="json", exclude_none=True) or None
                 row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE, parent_id)
                 for position, file in enumerate(files):
                     blob = self._blobs.put(file.path, file.mime)
@@ -232,6 +237,7 @@ class ConversationRepository:
             source = self._conversation(session, row.conversation_id)
             rows = {r.id: r for r in self._rows(session, row.conversation_id)}
             fork = self._new_conversation(session, f"{source.title} (fork)")
+            fork.settings = source.settings
             session.flush()
             parent_id = None
             for original in _path(rows, message_id):
@@ -250,13 +256,24 @@ class ConversationRepository:
         with self._write.begin() as session:
             session.execute(update(MessageRow).where(MessageRow.id == message_id).values(content=text, updated_at=_now()))
 
-    def finish_message(self, message_id: int, text: str, status: Status, error: str | None = None) -> None:
+    def finish_message(
+        self, message_id: int, text: str, status: Status, error: str | None = None, details: AnswerDetails | None = None
+    ) -> None:
         with self._write.begin() as session:
             session.execute(
                 update(MessageRow)
                 .where(MessageRow.id == message_id)
-                .values(content=text, status=status.value, error=error, updated_at=_now())
+                .values(
+                    content=text,
+                    status=status.value,
+                    error=error,
+                    details=details.model_dump(mode="json") if details else None,
+                    updated_at=_now(),
+                )
             )
+
+    def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
+        return self._change(conversation_id, settings=settings.model_dump(mode="json", exclude_none=True) or None)
 
     def mark_interrupted(self) -> int:
         """Answers left streaming by a crash keep their text and are marked as errors; returns how many."""
@@ -274,9 +291,11 @@ class ConversationRepository:
             raise ConversationNotFound(f"Conversation {conversation_id} does not exist.")
         return row
 
-    def _new_conversation(self, session: Session, title: str) -> ConversationRow:
+    def _new_conversation(self, session: Session, title: str, settings: GenerationSettings | None = None) -> ConversationRow:
         now = _now()
         row = ConversationRow(id=uuid.uuid4().hex, title=title[:200], created_at=now, updated_at=now)
+        if settings is not None:
+            row.settings = settings.model_dump(mode="json", exclude_none=True) or None
         session.add(row)
         return row
 
@@ -348,6 +367,7 @@ class ConversationRepository:
             error=row.error,
             created_at=row.created_at,
             parent_id=row.parent_id,
+            details=AnswerDetails.model_validate(row.details) if row.details else None,
             version=siblings.index(row) + 1 if row in siblings else 1,
             versions=max(len(siblings), 1),
         )
@@ -374,4 +394,5 @@ def _summary(row: ConversationRow) -> ConversationSummary:
         updated_at=row.updated_at,
         pinned=bool(row.pinned),
         archived=bool(row.archived),
+        settings=GenerationSettings.model_validate(row.settings or {}),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -27,6 +27,7 @@ class ConversationRow(Base):
     archived: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     # The last message of the branch being shown; the model sees the path from the root to it.
     current_leaf_id: Mapped[int | None] = mapped_column(Integer)
+    settings: Mapped[dict | None] = mapped_column(JSON)  # domain.settings.GenerationSettings
 
     messages: Mapped[list[MessageRow]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", passive_deletes=True, order_by="MessageRow.position"
@@ -49,6 +50,7 @@ class MessageRow(Base):
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict | None] = mapped_column(JSON)  # domain.settings.AnswerDetails, for answers
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -30,13 +30,12 @@ def normalise(text: str) -> str:
 
 
 def answer_shown(bubble) -> str:
-    """An answer bubble's text, normalised, without the footer of links under it (‹ n / m ›, ⑂ fork)."""
-    import re
-
-    from ui.render import FORK_LABEL
-
-    text = normalise(bubble.text_content()).removesuffix(FORK_LABEL).rstrip(" ·")
-    return re.sub(r"\s*‹ \d+ / \d+ ›$", "", text)
+    """An answer bubble's text, normalised, without what is under it (‹ n / m ›, ⑂ fork, ⓘ details)."""
+    text = bubble.evaluate(
+        "(el) => { const c = el.cloneNode(true); c.querySelectorAll('small, details').forEach(n => n.remove());"
+        " return c.textContent; }"
+    )
+    return normalise(text)
 
 
 def open_repository(data_dir: Path):

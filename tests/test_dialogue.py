@@ -364,3 +364,58 @@ def test_a_conversation_being_answered_cannot_be_deleted(engine, repository):
     list(events)
     manager.delete(saved.conversation.id)
     assert repository.list_conversations() == []
+
+
+# --- settings that travel with a conversation, and answer details ------------------------------------------
+
+
+def test_settings_travel_with_the_conversation_and_every_answer_records_what_made_it(engine, repository):
+    from domain.settings import GenerationSettings
+
+    recording = RecordingEngine(engine, max_new_tokens=24)
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
+    settings = GenerationSettings(system_prompt="You are a terse pirate.", temperature=0, max_new_tokens=5)
+    first = run_with(manager, None, "Ahoy", settings)
+    conversation_id = first[0].conversation.id
+    assert repository.get_conversation(conversation_id).settings == settings
+    prompt = engine.processor.tokenizer.decode(recording.prepared[-1]["input_ids"][0])
+    assert prompt.startswith("<|im_start|>system\nYou are a terse pirate.<|im_end|>")
+    details = first[-1].message.details
+    assert (details.model, details.quant) == (engine.info.model, engine.info.quant)
+    assert details.settings == settings and details.finish == "length"
+    assert details.answer_tokens == 5 and details.prompt_tokens == recording.prepared[-1]["input_ids"].shape[1]
+    assert details.first_token_s > 0 and details.tokens_per_s > 0
+    # A follow-up without settings keeps the conversation's own.
+    follow = run(manager, conversation_id, "And then?")[-1].message
+    assert follow.details.settings == settings and follow.details.answer_tokens == 5
+    # Stopped answers say so.
+    stop = threading.Event()
+    for event in manager.send(conversation_id, "More", [], stop):
+        if isinstance(event, ReplyDelta):
+            stop.set()
+    assert repository.get_messages(conversation_id)[-1].details.finish == "stopped"
+
+
+def run_with(manager, conversation_id, text, settings):
+    return list(manager.send(conversation_id, text, [], threading.Event(), settings))
+
+
+def test_temperature_zero_is_greedy_and_a_seed_repeats_a_sampled_answer(engine, repository):
+    from domain.settings import GenerationSettings
+
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=12)), MediaLoader(), TurnQueue())
+    greedy = answers_to_one_question(manager, GenerationSettings(temperature=0))
+    assert len(set(greedy)) == 1
+    seeded = answers_to_one_question(manager, GenerationSettings(temperature=1.5, top_p=1.0, seed=7))
+    assert len(set(seeded)) == 1
+    other_seed = answers_to_one_question(manager, GenerationSettings(temperature=1.5, top_p=1.0, seed=8))
+    assert other_seed[0] != seeded[0]
+
+
+def answers_to_one_question(manager, settings, n=2) -> list[str]:
+    """The answers to one question, asked once and regenerated n-1 times, all with `settings`."""
+    events = run_with(manager, None, "Say something", settings)
+    texts = [events[-1].message.text]
+    for _ in range(n - 1):
+        texts.append(list(manager.regenerate(events[0].conversation.id, threading.Event()))[-1].message.text)
+    return texts

@@ -17,7 +17,9 @@ def test_answer_updates_are_coalesced_and_the_last_one_is_the_saved_answer(engin
     long = RecordingEngine(engine, max_new_tokens=300)
     handlers = ChatHandlers(DialogueManager(repository, ready_host(long), MediaLoader(), TurnQueue()), None, demo=True)
     stamps, updates = [], []
-    for update in handlers.respond({"text": "Tell me a long story", "files": []}, None, False, SimpleNamespace(session_hash="s")):
+    for update in handlers.respond(
+        {"text": "Tell me a long story", "files": []}, None, False, "", None, None, None, None, SimpleNamespace(session_hash="s")
+    ):
         stamps.append(time.monotonic())
         updates.append(update)
     [conversation] = repository.list_conversations()

@@ -18,7 +18,9 @@ from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.types import Status
-from ui import branches, render, sidebar
+from domain.settings import GenerationSettings
+from ui import branches, render, settings, sidebar
+from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
 from ui.uploads import discard_uploads
 
@@ -49,8 +51,8 @@ class ChatHandlers:
         return render.status_markdown(state, self.demo), gr.Timer(active=state.phase is Phase.LOADING)
 
     def new_chat(self):
-        # A draft in the composer stays: the user may have typed it for the new chat.
-        return None, [], gr.Radio(value=None), gr.Group(visible=False)
+        # A draft in the composer stays: the user may have typed it for the new chat. Settings go back to defaults.
+        return None, [], gr.Radio(value=None), gr.Group(visible=False), *fields_from_settings(None)
 
     def open_conversation(self, conversation_id: str | None):
         if not conversation_id:
@@ -66,30 +68,77 @@ class ChatHandlers:
         if event is not None:
             event.set()
 
-    def respond(self, value: dict | None, conversation_id: str | None, archived: bool, request: gr.Request):
+    def respond(
+        self,
+        value: dict | None,
+        conversation_id: str | None,
+        archived: bool,
+        system_prompt: str,
+        temperature: str,
+        top_p: str,
+        max_new_tokens: str,
+        seed: str,
+        request: gr.Request,
+    ):
         """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat, search results) as the turn goes on."""
         value = value or {}
         text = value.get("text") or ""
         paths = [str(path) for path in value.get("files") or []]
+        settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
         stop = self._stops[request.session_hash] = threading.Event()
-        events = self.dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop)
+        events = self.dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop, settings)
         yield from self._turn(events, archived, request, paths, text)
 
-    def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request):
+    def regenerate(
+        self,
+        conversation_id: str | None,
+        archived: bool,
+        system_prompt: str,
+        temperature: str,
+        top_p: str,
+        max_new_tokens: str,
+        seed: str,
+        request: gr.Request,
+    ):
         """The chat's ↻ button: answer the last question again; the earlier answer stays as a version."""
         if not conversation_id:
             raise gr.Error("Open a conversation first.", print_exception=False)
+        settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
         stop = self._stops[request.session_hash] = threading.Event()
-        yield from self._turn(self.dialogue.regenerate(conversation_id, stop), archived, request)
+        yield from self._turn(self.dialogue.regenerate(conversation_id, stop, settings), archived, request)
 
-    def edit(self, conversation_id: str | None, archived: bool, edited: gr.EditData, request: gr.Request):
+    def edit(
+        self,
+        conversation_id: str | None,
+        archived: bool,
+        system_prompt: str,
+        temperature: str,
+        top_p: str,
+        max_new_tokens: str,
+        seed: str,
+        edited: gr.EditData,
+        request: gr.Request,
+    ):
         """A user message edited in the chat: continue from the new version; the old branch stays."""
         messages = self.dialogue.get_messages(conversation_id) if conversation_id else []
         if not 0 <= edited.index < len(messages):
             raise gr.Error("That message is no longer there; reload the conversation.", print_exception=False)
+        settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
-        yield from self._turn(self.dialogue.edit(messages[edited.index].id, text, stop), archived, request)
+        yield from self._turn(self.dialogue.edit(messages[edited.index].id, text, stop, settings), archived, request)
+
+    @staticmethod
+    def _settings(*fields) -> GenerationSettings:
+        try:
+            return settings_from_fields(*fields)
+        except InvalidInput as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    def after_open(self, conversation_id: str | None):
+        """The open conversation's actions and settings (defaults for a new chat)."""
+        settings = self.dialogue.get_conversation(conversation_id).settings if conversation_id else None
+        return *self.sidebar.actions(conversation_id), *fields_from_settings(settings)
 
     def _turn(self, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = ""):
         """Show a turn's events as they come; every way it can end unlocks the page (see enable_input)."""
@@ -178,6 +227,7 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
+        panel = settings.build_settings_panel()
         status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
         chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"], editable="user")
         branch_action = gr.Textbox(visible="hidden", elem_id="branch-action")
@@ -196,7 +246,7 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
             )
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
         timer = gr.Timer(1.0)
-        actions = [bar.actions, bar.rename, bar.pin, bar.archive]
+        actions = [bar.actions, bar.rename, bar.pin, bar.archive, *panel.fields]
 
         app.load(handlers.on_load, outputs=[status, bar.conversations])
         app.load(None, js=branches.BRANCH_LINKS_JS)
@@ -204,27 +254,27 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
         turn_outputs = [chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results]
         unlock_outputs = [textbox, bar.conversations, stop, bar.new_chat, bar.results]
         for trigger, handler, inputs in (
-            (textbox.submit, handlers.respond, [textbox, conversation_id, bar.show_archived]),
-            (chatbot.retry, handlers.regenerate, [conversation_id, bar.show_archived]),
-            (chatbot.edit, handlers.edit, [conversation_id, bar.show_archived]),
+            (textbox.submit, handlers.respond, [textbox, conversation_id, bar.show_archived, *panel.fields]),
+            (chatbot.retry, handlers.regenerate, [conversation_id, bar.show_archived, *panel.fields]),
+            (chatbot.edit, handlers.edit, [conversation_id, bar.show_archived, *panel.fields]),
         ):
             trigger(handler, inputs=inputs, outputs=turn_outputs, concurrency_limit=16, show_progress="hidden").then(
                 handlers.enable_input, inputs=[conversation_id, bar.show_archived], outputs=unlock_outputs
-            ).then(side.actions, inputs=[conversation_id], outputs=actions)
+            ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
         branch_action.change(
             handlers.branch_action,
             inputs=[branch_action, conversation_id, bar.show_archived],
             outputs=[conversation_id, chatbot, bar.conversations],
             show_progress="hidden",
-        ).then(side.actions, inputs=[conversation_id], outputs=actions)
+        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
         stop.click(handlers.stop, concurrency_limit=None, show_progress="hidden")
-        new_chat_outputs = [conversation_id, chatbot, bar.conversations, bar.actions]
+        new_chat_outputs = [conversation_id, chatbot, bar.conversations, bar.actions, *panel.fields]
         bar.new_chat.click(handlers.new_chat, outputs=new_chat_outputs)
         # The chat's own trash button only empties the display: make it start a new chat, like the button.
         chatbot.clear(handlers.new_chat, outputs=new_chat_outputs)
         bar.conversations.input(
             handlers.open_conversation, inputs=[bar.conversations], outputs=[conversation_id, chatbot]
-        ).then(side.actions, inputs=[conversation_id], outputs=actions)
+        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
 
         # Search: results as you type; choosing one opens its conversation at that message.
         # .change, not .input: text from an input method (Chinese, Japanese, Korean) or a paste counts too.
@@ -235,7 +285,7 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
             side.open_result, inputs=[bar.results], outputs=[conversation_id, chatbot, bar.scroll_to]
         ).then(
             side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
-        ).then(side.actions, inputs=[conversation_id], outputs=actions).then(
+        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(
             None, inputs=[bar.scroll_to], js=sidebar.SCROLL_TO_MESSAGE_JS
         )
 
@@ -254,5 +304,5 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
             side.delete,
             inputs=[conversation_id, bar.show_archived],
             outputs=[conversation_id, chatbot, bar.conversations, bar.confirm_row, bar.actions],
-        )
+        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
     return app

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from assistant.model_host import HostState, Phase
+from domain.settings import AnswerDetails
 from domain.types import Message, Role, Status
 
 STOPPED_MARK = "⏹ *Stopped*"
@@ -51,7 +52,31 @@ def message_footer(message: Message) -> str:
         parts.append(f"[‹](#msg-{message.id}-prev) {message.version} / {message.versions} [›](#msg-{message.id}-next)")
     if message.role is Role.ASSISTANT and message.status is not Status.STREAMING:
         parts.append(f"[{FORK_LABEL}](#msg-{message.id}-fork)")
-    return "\n\n<small>" + " · ".join(parts) + "</small>" if parts else ""
+    footer = "\n\n<small>" + " · ".join(parts) + "</small>" if parts else ""
+    if message.details is not None:
+        footer += f"\n\n<details><summary>ⓘ details</summary>\n\n{details_text(message.details)}\n\n</details>"
+    return footer
+
+
+def details_text(details: AnswerDetails) -> str:
+    settings = details.settings
+    ending = {"finished": "finished", "length": "length limit", "stopped": "stopped", "error": "error"}[details.finish]
+
+    def value(x, unit=""):
+        return "default" if x is None else f"{x}{unit}"
+
+    lines = [
+        f"**Model** {details.model} · {details.quant}",
+        f"**Settings** temperature {value(settings.temperature)} · top-p {value(settings.top_p)} · "
+        f"max {value(settings.max_new_tokens)} new tokens · seed {value(settings.seed)}"
+        + (" · custom system prompt" if settings.system_prompt else ""),
+        f"**Tokens** {details.prompt_tokens} in the prompt · {details.answer_tokens} in the answer",
+        "**Speed** "
+        + (f"first token after {details.first_token_s:.2f} s" if details.first_token_s is not None else "no token")
+        + (f" · {details.tokens_per_s:.1f} tokens/s" if details.tokens_per_s is not None else ""),
+        f"**Ended** {ending}",
+    ]
+    return "  \n".join(lines)
 
 
 FORK_LABEL = "⑂ fork"

@@ -1,0 +1,40 @@
+"""Generation settings that travel with a conversation, and what produced an answer; validated with pydantic."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+MAX_NEW_TOKENS_LIMIT = 32_768
+
+
+class GenerationSettings(BaseModel):
+    """Per-conversation settings; None means "the app's default" (the model's own, or --max-new-tokens)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system_prompt: str | None = Field(default=None, max_length=MAX_SYSTEM_PROMPT_CHARS)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)  # 0: greedy, the same answer every time
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+Finish = Literal["finished", "length", "stopped", "error"]
+
+
+class AnswerDetails(BaseModel):
+    """What produced an answer and how it went; shown under the answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    quant: str
+    settings: GenerationSettings
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    first_token_s: float | None = None
+    tokens_per_s: float | None = None
+    finish: Finish = "finished"
