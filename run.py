@@ -72,7 +72,56 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def main(argv: list[str] | None = None) -> None:
+def open_repository(data_dir: Path, db_url: str | None):
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.repository import ConversationRepository
+
+    blobs = BlobStore(data_dir / "files")
+    return ConversationRepository(open_database(db_url or sqlite_url(data_dir / "conversations.sqlite3")), blobs), blobs
+
+
+def exchange(argv: list[str]) -> int:
+    """`run.py export --out FILE.zip [--conversation ID]…` and `run.py import FILE`."""
+    parser = argparse.ArgumentParser(prog="run.py", description="Export or import conversations.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write conversations (all, or those named) to a zip")
+    export.add_argument("--out", type=Path, required=True, help="the zip file to write")
+    export.add_argument("--conversation", action="append", help="a conversation id (repeat for several; default all)")
+    imported = commands.add_parser("import", help="read a zip from this app, or ChatGPT's / Open WebUI's export")
+    imported.add_argument("file", type=Path)
+    for sub in (export, imported):
+        sub.add_argument("--data-dir", type=Path, default=None, help="as for the app")
+        sub.add_argument("--db", default=None, help="as for the app")
+    args = parser.parse_args(argv)
+
+    from domain.errors import AssistantError
+    from storage.exchange import export_zip, read_archive
+
+    data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    repository, _ = open_repository(data_dir, args.db)
+    try:
+        if args.command == "export":
+            conversations = repository.export_conversations(args.conversation)
+            export_zip(conversations, args.out)
+            print(f"Exported {len(conversations)} conversation(s) to {args.out}.")
+        else:
+            if not args.file.is_file():
+                raise SystemExit(f"error: {args.file} does not exist")
+            conversations, summary = read_archive(args.file.read_bytes())
+            repository.import_conversations(conversations)
+            print(summary.sentence())
+    except AssistantError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["export"], ["import"]):
+        return exchange(argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx"):
@@ -89,25 +138,21 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "uploads"))
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # a local assistant sends nothing anywhere
 
-    from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
     import gradio as gr
 
-    from assistant import limits
+    from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
     from assistant.dialogue import DialogueManager
     from assistant.engine import DEFAULT_MAX_NEW_TOKENS
     from assistant.loader import load_engine
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
     from assistant.turn_queue import TurnQueue
-    from storage.blobs import BlobStore
-    from storage.database import open_database, sqlite_url
-    from storage.repository import ConversationRepository
+    from domain import limits
     from ui import security
     from ui.app import build_app
     from ui.uploads import clear_stale_uploads
 
-    blobs = BlobStore(data_dir / "files")
-    repository = ConversationRepository(open_database(args.db or sqlite_url(data_dir / "conversations.sqlite3")), blobs)
+    repository, blobs = open_repository(data_dir, args.db)
     stale = clear_stale_uploads(data_dir / "uploads")
     if stale:
         logging.info("deleted %d upload(s) an earlier run left unsent", stale)

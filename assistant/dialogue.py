@@ -28,6 +28,7 @@ from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
 
 if TYPE_CHECKING:
+    from storage.exchange import ExportedConversation, ImportedConversation
     from storage.repository import ConversationRepository
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,13 @@ class DialogueManager:
 
     def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
         return self.repository.set_settings(conversation_id, settings)
+
+    def export(self, conversation_ids: Sequence[str] | None = None) -> list[ExportedConversation]:
+        return self.repository.export_conversations(conversation_ids)
+
+    def import_conversations(self, conversations: Sequence[ImportedConversation]) -> list[ConversationSummary]:
+        """All of them in one transaction, or none."""
+        return self.repository.import_conversations(conversations)
 
     def search(self, query: str) -> list[SearchHit]:
         return self.repository.search(query)

@@ -6,7 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from assistant import limits
+from domain import limits
 from assistant.media import load_image, probe
 from domain.errors import InvalidInput
 from domain.types import MediaFile, MediaKind
@@ -39,7 +39,7 @@ def validate_text(text: str, has_files: bool) -> str:
 
 
 def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> tuple[str, list[MediaFile]]:
-    """Check the text and each (path, filename) upload against `assistant.limits`; return the cleaned text and typed files."""
+    """Check the text and each (path, filename) upload against `domain.limits`; return the cleaned text and typed files."""
     text = validate_text(text, has_files=bool(uploads))
     if len(uploads) > limits.MAX_FILES_PER_MESSAGE:
         raise InvalidInput(

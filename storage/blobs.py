@@ -50,6 +50,16 @@ class BlobStore:
         _fsync_dir(target.parent)
         return StoredBlob(sha256, size, target, created=True)
 
+    def put_bytes(self, data: bytes, mime: str) -> StoredBlob:
+        """Store bytes held in memory (an imported file), as `put` does."""
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".import-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            return self.put(Path(tmp), mime)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def discard(self, blob: StoredBlob) -> None:
         """Remove a blob this store just created and nothing refers to."""
         if blob.created:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
@@ -19,6 +20,7 @@ from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database
+from storage.exchange import ExportedConversation, ImportedConversation
 from storage.search import search_messages
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
 
@@ -176,6 +178,80 @@ class ConversationRepository:
                 session.flush()
                 session.refresh(row)
                 return self._message(row)
+        except BaseException:
+            self._discard_unreferenced(stored)
+            raise
+
+    def export_conversations(self, conversation_ids: Sequence[str] | None = None) -> list[ExportedConversation]:
+        """Whole trees (every branch), with settings and answer details; all conversations when no ids are given."""
+        with self._read() as session:
+            query = select(ConversationRow).order_by(ConversationRow.created_at)
+            if conversation_ids is not None:
+                query = query.where(ConversationRow.id.in_(conversation_ids))
+            conversations = session.scalars(query).all()
+            if conversation_ids is not None and len(conversations) != len(set(conversation_ids)):
+                raise ConversationNotFound("Some of those conversations do not exist.")
+            exported = []
+            for row in conversations:
+                rows = {r.id: r for r in self._rows(session, row.id)}
+                exported.append(
+                    ExportedConversation(
+                        id=row.id,
+                        title=row.title,
+                        created_at=row.created_at,
+                        updated_at=row.updated_at,
+                        pinned=bool(row.pinned),
+                        archived=bool(row.archived),
+                        settings=row.settings,
+                        current_leaf_id=row.current_leaf_id,
+                        messages=[self._message(r, rows) for r in rows.values()],
+                    )
+                )
+            return exported
+
+    def import_conversations(self, conversations: Sequence[ImportedConversation]) -> list[ConversationSummary]:
+        """Store them all in one transaction (new ids, the same trees and files), or nothing at all."""
+        stored: list[StoredBlob] = []
+        try:
+            with self._write.begin() as session:
+                summaries = []
+                for imported in conversations:
+                    conversation = self._new_conversation(session, imported.title or "Imported chat")
+                    conversation.pinned, conversation.archived = imported.pinned, imported.archived
+                    conversation.settings = GenerationSettings.model_validate(imported.settings or {}).model_dump(
+                        mode="json", exclude_none=True
+                    ) or None
+                    ids: dict[str, int] = {}
+                    for message in imported.messages:
+                        status = Status.STOPPED if message.status is Status.STREAMING else message.status
+                        row = self._new_message(
+                            session, conversation, message.role, message.text, status, ids.get(message.parent_key or ""), message.error
+                        )
+                        row.details = AnswerDetails.model_validate(message.details).model_dump(mode="json") if message.details else None
+                        row.created_at = row.updated_at = message.created_at or row.created_at
+                        for position, file in enumerate(message.files):
+                            blob = self._blobs.put_bytes(file.data, file.mime)
+                            stored.append(blob)
+                            if session.get(AttachmentRow, blob.sha256) is None:
+                                session.add(
+                                    AttachmentRow(
+                                        sha256=blob.sha256, kind=file.kind.value, mime=file.mime, size_bytes=blob.size, created_at=row.created_at
+                                    )
+                                )
+                                session.flush()
+                            row.links.append(
+                                MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=file.filename[:255])
+                            )
+                        ids[message.key] = row.id
+                    conversation.current_leaf_id = ids.get(imported.current_key or "", conversation.current_leaf_id)
+                    conversation.created_at = imported.created_at or conversation.created_at
+                    conversation.updated_at = imported.updated_at or conversation.updated_at
+                    session.flush()
+                    summaries.append(_summary(conversation))
+                return summaries
+        except ValidationError as error:
+            self._discard_unreferenced(stored)
+            raise InvalidInput(f"The export holds settings or answer details of an unknown shape ({error.errors()[0]['msg']}).") from None
         except BaseException:
             self._discard_unreferenced(stored)
             raise

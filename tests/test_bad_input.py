@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from assistant import limits
+from domain import limits
 from assistant.dialogue import DialogueManager, ReplyFinished
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost

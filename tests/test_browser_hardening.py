@@ -157,7 +157,7 @@ def test_a_turn_waiting_for_another_chat_shows_its_place_and_stop_cancels_it(bro
 
 
 def test_an_oversized_file_is_refused_before_it_is_uploaded(browser, start_app, demo_model_dir, tmp_path):
-    from assistant import limits
+    from domain import limits
 
     data_dir = tmp_path / "data"
     big = tmp_path / "big.wav"

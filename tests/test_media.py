@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from assistant import limits
+from domain import limits
 from domain.errors import InvalidInput
 from assistant.media import SAMPLE_RATE, decode_audio, load_image
 from domain.types import MediaKind

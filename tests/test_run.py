@@ -39,3 +39,25 @@ def test_listening_beyond_loopback_requires_a_login(tmp_path):
     assert result.returncode != 0
     assert "--auth" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "conversations.sqlite3").exists()
+
+
+def test_export_and_import_from_the_command_line(tmp_path):
+    from tests.test_exchange import make_repository, rich_history
+
+    source = tmp_path / "source"
+    rich_history(make_repository(source), tmp_path)
+    out = tmp_path / "all.zip"
+
+    def run(*args):
+        return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    exported = run("export", "--out", str(out), "--data-dir", str(source), "--db", f"sqlite:///{source / 'db.sqlite3'}")
+    assert exported.returncode == 0, exported.stderr
+    assert "Exported 2 conversation(s)" in exported.stdout and out.is_file()
+    imported = run("import", str(out), "--data-dir", str(tmp_path / "target"))
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 2 conversation(s), 6 message(s), 2 file(s)." in imported.stdout
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"nope")
+    refused = run("import", str(bad), "--data-dir", str(tmp_path / "target"))
+    assert refused.returncode == 1 and "not an export this app can read" in refused.stderr and "Traceback" not in refused.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import limits
+from domain import limits
 from tests.conftest import AppProcess
 
 

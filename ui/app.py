@@ -22,6 +22,7 @@ from domain.settings import GenerationSettings
 from ui import branches, render, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
+from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class ChatHandlers:
 def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.Blocks:
     handlers = ChatHandlers(dialogue, host, demo)
     side = handlers.sidebar
+    transfer = TransferHandlers(dialogue)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
@@ -305,4 +307,11 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
             inputs=[conversation_id, bar.show_archived],
             outputs=[conversation_id, chatbot, bar.conversations, bar.confirm_row, bar.actions],
         ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
+
+        # Export and import.
+        bar.export.click(transfer.export, inputs=[conversation_id], outputs=[bar.download])
+        bar.export_all.click(transfer.export_all, outputs=[bar.download])
+        bar.import_button.upload(transfer.import_file, inputs=[bar.import_button], outputs=[bar.import_button]).then(
+            side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
+        )
     return app

@@ -53,6 +53,10 @@ class Sidebar:
     confirm_delete: gr.Button
     cancel_delete: gr.Button
     scroll_to: gr.Number
+    export: gr.Button
+    export_all: gr.Button
+    import_button: gr.UploadButton
+    download: gr.File
 
 
 class SidebarHandlers:
@@ -157,12 +161,17 @@ def build_sidebar() -> Sidebar:
                 pin = gr.Button("📌 Pin", elem_id="pin", size="sm")
                 archive = gr.Button("🗄 Archive", elem_id="archive", size="sm")
                 delete = gr.Button("🗑 Delete", elem_id="delete", size="sm", variant="stop")
+            export = gr.Button("⬇ Export this conversation", elem_id="export", size="sm")
         with gr.Row(visible=False, elem_id="confirm-delete-row") as confirm_row:
             gr.Markdown("Delete this conversation and the files only it uses? This cannot be undone.")
             confirm_delete = gr.Button("Delete for good", elem_id="confirm-delete", variant="stop", size="sm")
             cancel_delete = gr.Button("Cancel", elem_id="cancel-delete", size="sm")
         scroll_to = gr.Number(value=-1, visible=False)
+        with gr.Row():
+            export_all = gr.Button("⬇ Export all", elem_id="export-all", size="sm")
+            import_button = gr.UploadButton("⬆ Import", file_types=[".zip", ".json"], elem_id="import", size="sm")
+        download = gr.File(visible=False, elem_id="download", label="Export", interactive=False)
     return Sidebar(
         new_chat, search, results, conversations, show_archived, actions, rename, pin, archive, delete,
-        confirm_row, confirm_delete, cancel_delete, scroll_to,
+        confirm_row, confirm_delete, cancel_delete, scroll_to, export, export_all, import_button, download,
     )  # fmt: skip

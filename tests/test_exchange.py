@@ -1,0 +1,223 @@
+"""Export and import: our lossless zip round trip, ChatGPT and Open WebUI exports, and every kind of bad file."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+
+import pytest
+
+from domain.errors import InvalidInput
+from domain.settings import AnswerDetails, GenerationSettings
+from domain.types import MediaFile, MediaKind, Status
+from storage import exchange
+from storage.exchange import export_zip, read_archive
+from tests.media_factory import png, silence_wav
+from tests.test_bad_input import snapshot
+
+
+def make_repository(folder):
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.repository import ConversationRepository
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
+
+
+def rich_history(repository, tmp_path):
+    """Two conversations: branches (a regenerated answer, an edited question), files, settings, details, a pin."""
+    picture, sound = png(tmp_path / "p.png"), silence_wav(tmp_path / "s.wav", 0.5)
+    settings = GenerationSettings(system_prompt="Be brief.", temperature=0.3, seed=5)
+    details = AnswerDetails(model="demo", quant="none", settings=settings, prompt_tokens=10, answer_tokens=3, first_token_s=0.1, tokens_per_s=20.0)
+    question = repository.add_user_message(
+        None,
+        "What is this? 这是什么？",
+        [MediaFile(picture, "p.png", MediaKind.IMAGE, "image/png"), MediaFile(sound, "s.wav", MediaKind.AUDIO, "audio/wav")],
+        new_title="Pictures",
+        settings=settings,
+    )
+    conversation_id = question.conversation_id
+    for text in ("A square.", "A red square."):
+        reply = repository.start_assistant_message(conversation_id, parent_id=question.id)
+        repository.finish_message(reply.id, text, Status.COMPLETE, details=details)
+    edited = repository.edit_user_message(question.id, "Describe it")
+    reply = repository.start_assistant_message(conversation_id, parent_id=edited.id)
+    repository.finish_message(reply.id, "Half an ans", Status.STOPPED)
+    repository.set_pinned(conversation_id, True)
+    other = repository.add_user_message(None, "hello", [], new_title="Other")
+    repository.set_archived(other.conversation_id, True)
+    return conversation_id
+
+
+def exported(repository) -> dict:
+    out = io.BytesIO()
+    export_zip(repository.export_conversations(), out)
+    with zipfile.ZipFile(out) as archive:
+        return json.loads(archive.read("conversations.json")), sorted(archive.namelist()), out.getvalue()
+
+
+def without_ids(document: dict) -> list[dict]:
+    """The manifest with export time and ids replaced by positions, so two exports can be compared."""
+    conversations = []
+    for c in document["conversations"]:
+        index = {m["id"]: i for i, m in enumerate(c["messages"])}
+        messages = [
+            {**m, "id": index[m["id"]], "parent_id": None if m["parent_id"] is None else index[m["parent_id"]]}
+            for m in c["messages"]
+        ]
+        conversations.append({**c, "id": None, "current_message_id": index.get(c["current_message_id"]), "messages": messages})
+    return conversations
+
+
+def test_export_then_import_gives_back_the_same_conversations(tmp_path):
+    source = make_repository(tmp_path / "a")
+    rich_history(source, tmp_path)
+    first, names, data = exported(source)
+    assert first["format"] == "local-assistant" and len(first["conversations"]) == 2
+    assert sum(n.startswith("files/") for n in names) == 2 and sum(n.startswith("markdown/") for n in names) == 2
+
+    target = make_repository(tmp_path / "b")
+    conversations, summary = read_archive(data)
+    target.import_conversations(conversations)
+    second, names_again, _ = exported(target)
+    assert without_ids(second) == without_ids(first)  # every field: tree, texts, statuses, settings, details, times
+    assert {c["id"] for c in second["conversations"]}.isdisjoint({c["id"] for c in first["conversations"]})
+    assert [n for n in names_again if n.startswith("files/")] == [n for n in names if n.startswith("files/")]  # same hashes
+    pictures = next(c for c in target.list_conversations() if c.title == "Pictures")
+    assert pictures.pinned and [m.text for m in target.get_messages(pictures.id)] == ["Describe it", "Half an ans"]
+    assert target.search("这是什么")  # imported text is searchable
+
+
+def test_the_markdown_shows_the_active_path_with_its_images(tmp_path):
+    repository = make_repository(tmp_path / "a")
+    rich_history(repository, tmp_path)
+    _, names, data = exported(repository)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        markdown = archive.read(next(n for n in names if n.endswith("Pictures.md"))).decode()
+    assert markdown.startswith("# Pictures")
+    assert "![p.png](../files/" in markdown and "**You:**\n" in markdown
+    assert "Describe it" in markdown and "Half an ans" in markdown and "A red square." not in markdown
+
+
+def data_url(tmp_path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png(tmp_path / "embedded.png").read_bytes()).decode()
+
+
+def chatgpt_export(tmp_path) -> list:
+    """ChatGPT's documented shape: a root node, a question, two answers (a regeneration), a tool call."""
+
+    def node(id, parent, children, role=None, parts=None, content_type="text"):
+        message = None if role is None else {
+            "id": id, "author": {"role": role}, "create_time": 1700000000.5,
+            "content": {"content_type": content_type, "parts": parts or []},
+        }  # fmt: skip
+        return {"id": id, "message": message, "parent": parent, "children": children}
+
+    mapping = {
+        "root": node("root", None, ["q"]),
+        "q": node("q", "root", ["a1", "a2"], "user", ["Look at this", {"content_type": "image_asset_pointer", "asset_pointer": "file-service://x"}], "multimodal_text"),
+        "a1": node("a1", "q", [], "assistant", ["First answer"]),
+        "a2": node("a2", "q", ["t"], "assistant", ["Second answer"]),
+        "t": node("t", "a2", ["img"], "tool", ["python output"]),
+        "img": node("img", "t", [], "user", [data_url(tmp_path), "and this picture"], "multimodal_text"),
+    }
+    return [{"title": "From ChatGPT", "create_time": 1700000000, "update_time": 1700000100, "mapping": mapping, "current_node": "img"}]
+
+
+def test_chatgpt_export_keeps_branches_and_embedded_images(tmp_path):
+    repository = make_repository(tmp_path / "r")
+    raw = json.dumps(chatgpt_export(tmp_path)).encode()
+    for data in (raw, zipped({"conversations.json": raw})):
+        conversations, summary = read_archive(data)
+        [conversation] = repository.import_conversations(conversations)
+        path = repository.get_messages(conversation.id)
+        assert [m.text for m in path] == ["Look at this", "Second answer", "and this picture"]
+        assert [a.kind for a in path[2].attachments] == [MediaKind.IMAGE]
+        assert (path[1].version, path[1].versions) == (2, 2)  # the other answer is a version of the same turn
+        assert any("image_asset_pointer" in s for s in summary.skipped)
+        assert any("tool message" in s for s in summary.skipped)
+        assert "Not imported:" in summary.sentence()
+        assert path[0].created_at.year == 2023
+
+
+def test_open_webui_export_keeps_branches_and_embedded_images(tmp_path):
+    repository = make_repository(tmp_path / "r")
+    messages = {
+        "u1": {"id": "u1", "parentId": None, "childrenIds": ["b1", "b2"], "role": "user", "content": "Hi there", "timestamp": 1710000000,
+               "files": [{"type": "image", "url": data_url(tmp_path)}]},
+        "b1": {"id": "b1", "parentId": "u1", "childrenIds": [], "role": "assistant", "content": "Hello!", "timestamp": 1710000001},
+        "b2": {"id": "b2", "parentId": "u1", "childrenIds": ["u2"], "role": "assistant", "content": "Hi!", "timestamp": 1710000002},
+        "u2": {"id": "u2", "parentId": "b2", "childrenIds": [], "role": "user", "content": "How are you?", "timestamp": 1710000003,
+               "files": [{"type": "file", "url": "/api/v1/files/abc"}]},
+    }  # fmt: skip
+    export = [{"id": "c1", "title": "From Open WebUI", "chat": {"title": "From Open WebUI", "history": {"messages": messages, "currentId": "b1"}},
+               "created_at": 1710000000, "updated_at": 1710000003, "pinned": True}]  # fmt: skip
+    conversations, summary = read_archive(json.dumps(export).encode())
+    [conversation] = repository.import_conversations(conversations)
+    assert conversation.pinned and conversation.title == "From Open WebUI"
+    path = repository.get_messages(conversation.id)
+    assert [m.text for m in path] == ["Hi there", "Hello!"] and [a.kind for a in path[0].attachments] == [MediaKind.IMAGE]
+    repository.switch_version(path[1].id, +1)
+    assert [m.text for m in repository.get_messages(conversation.id)] == ["Hi there", "Hi!", "How are you?"]
+    assert summary.skipped == ["a file in “From Open WebUI”"]
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def our_export_missing_a_file(tmp_path) -> bytes:
+    repository = make_repository(tmp_path / "src")
+    rich_history(repository, tmp_path)
+    _, names, data = exported(repository)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = {n: archive.read(n) for n in names if not n.endswith(".wav")}
+    return zipped(members)
+
+
+BAD_FILES = {
+    "not a zip": (lambda tmp: b"\x00\x01 binary noise" * 50, "not an export this app can read"),
+    "zip of other things": (lambda tmp: zipped({"photo.jpg": b"x"}), "has no conversations.json"),
+    "dot-dot member": (lambda tmp: zipped({"../../evil.txt": b"x", "conversations.json": b"[]"}), "unsafe name"),
+    "absolute member": (lambda tmp: zipped({"/etc/evil": b"x", "conversations.json": b"[]"}), "unsafe name"),
+    "broken json": (lambda tmp: zipped({"conversations.json": b"{not json"}), "not valid JSON"),
+    "json of another shape": (lambda tmp: zipped({"conversations.json": b'[{"hello": 1}]'}), "shape this app does not know"),
+    "our format, wrong version": (lambda tmp: zipped({"conversations.json": b'{"format": "local-assistant", "version": 99}'}), "format version 99"),
+    "our format, bad shape": (lambda tmp: zipped({"conversations.json": b'{"format": "local-assistant", "version": 1, "conversations": [{}]}'}), "not in the shape"),
+    "missing attachment": (our_export_missing_a_file, "lacks files/"),
+    "zip bomb": (lambda tmp: zipped({"conversations.json": b"[]", "big.bin": b"\0" * (3 << 20)}), "zip bomb"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_a_bad_file_says_what_is_wrong_and_changes_nothing(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(exchange, "MAX_UNPACKED_BYTES", 2 << 20)  # a small bomb stands for a big one
+    repository = make_repository(tmp_path)
+    rich_history(repository, tmp_path)
+    before = snapshot(tmp_path)
+    build, message = BAD_FILES[name]
+    with pytest.raises(InvalidInput, match=message):
+        repository.import_conversations(read_archive(build(tmp_path))[0])
+    assert snapshot(tmp_path) == before
+
+
+def test_an_import_is_one_transaction(tmp_path):
+    repository = make_repository(tmp_path / "a")
+    rich_history(repository, tmp_path)
+    document, names, data = exported(repository)
+    document["conversations"][1]["messages"][0]["details"] = {"model": "x"}  # the second one is broken
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = {n: archive.read(n) for n in names}
+    members["conversations.json"] = json.dumps(document).encode()
+    target = make_repository(tmp_path / "b")
+    with pytest.raises(InvalidInput, match="unknown shape"):
+        target.import_conversations(read_archive(zipped(members))[0])
+    assert target.list_conversations() == [] and target.list_conversations(archived=True) == []
+    assert [p for p in (tmp_path / "b" / "files").rglob("*") if p.is_file()] == []

@@ -1,0 +1,60 @@
+"""Export and import from the page (the zip format itself is storage.exchange's): a zip of one conversation or of all, and importing one (ours, ChatGPT's,
+Open WebUI's). The page's upload limit applies; bigger archives go through `python run.py import FILE`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import gradio as gr
+
+from assistant.dialogue import DialogueManager
+from domain.errors import AssistantError
+from storage.exchange import export_zip, read_archive
+from ui.uploads import discard_uploads, upload_folder
+
+
+class TransferHandlers:
+    def __init__(self, dialogue: DialogueManager):
+        self.dialogue = dialogue
+
+    def export(self, conversation_id: str | None):
+        """A download link for the open conversation (or, with no id, for all of them)."""
+        try:
+            conversations = self.dialogue.export([conversation_id] if conversation_id else None)
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        if not conversations:
+            raise gr.Error("There is no conversation to export yet.", print_exception=False)
+        name = _file_name(conversations[0].title if conversation_id else "all conversations")
+        folder = upload_folder() / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.zip"):  # one export at a time is plenty; Gradio serves its own copy
+            old.unlink(missing_ok=True)
+        path = folder / name
+        export_zip(conversations, path)
+        return gr.File(value=str(path), visible=True)
+
+    def export_all(self):
+        return self.export(None)
+
+    def import_file(self, upload: str | None):
+        """Import an uploaded export; a summary (what came over, what did not) or the reason it was refused."""
+        if not upload:
+            return gr.skip()
+        try:
+            conversations, summary = read_archive(Path(upload).read_bytes())
+            self.dialogue.import_conversations(conversations)
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        finally:
+            discard_uploads([upload])
+        gr.Info(summary.sentence())
+        return gr.skip()
+
+
+def _file_name(title: str) -> str:
+    stem = re.sub(r"[^\w.,() -]+", "_", title).strip()[:60] or "conversation"
+    return f"{stem} {datetime.now():%Y-%m-%d %H%M}.zip"
