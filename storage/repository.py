@@ -165,16 +165,7 @@ class ConversationRepository:
                 for position, file in enumerate(files):
                     blob = self._blobs.put(file.path, file.mime)
                     stored.append(blob)
-                    if session.get(AttachmentRow, blob.sha256) is None:
-                        session.add(
-                            AttachmentRow(
-                                sha256=blob.sha256, kind=file.kind.value, mime=file.mime, size_bytes=blob.size, created_at=row.created_at
-                            )
-                        )
-                        session.flush()
-                    row.links.append(
-                        MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=file.filename[:255])
-                    )
+                    _attach(session, row, position, blob, file.kind, file.mime, file.filename)
                 session.flush()
                 session.refresh(row)
                 return self._message(row)
@@ -232,16 +223,7 @@ class ConversationRepository:
                         for position, file in enumerate(message.files):
                             blob = self._blobs.put_bytes(file.data, file.mime)
                             stored.append(blob)
-                            if session.get(AttachmentRow, blob.sha256) is None:
-                                session.add(
-                                    AttachmentRow(
-                                        sha256=blob.sha256, kind=file.kind.value, mime=file.mime, size_bytes=blob.size, created_at=row.created_at
-                                    )
-                                )
-                                session.flush()
-                            row.links.append(
-                                MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=file.filename[:255])
-                            )
+                            _attach(session, row, position, blob, file.kind, file.mime, file.filename)
                         ids[message.key] = row.id
                     conversation.current_leaf_id = ids.get(imported.current_key or "", conversation.current_leaf_id)
                     conversation.created_at = imported.created_at or conversation.created_at
@@ -447,6 +429,14 @@ class ConversationRepository:
             version=siblings.index(row) + 1 if row in siblings else 1,
             versions=max(len(siblings), 1),
         )
+
+
+def _attach(session: Session, row: MessageRow, position: int, blob: StoredBlob, kind: MediaKind, mime: str, filename: str) -> None:
+    """Link a stored blob to a message, adding its attachment row the first time these bytes are seen."""
+    if session.get(AttachmentRow, blob.sha256) is None:
+        session.add(AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at))
+        session.flush()
+    row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[:255]))
 
 
 def _children(rows: dict[int, MessageRow], parent_id: int | None, role: str | None = None) -> list[MessageRow]:
