@@ -134,3 +134,24 @@ def test_five_hundred_conversations_load_and_scroll(browser, start_app, demo_mod
     expect(oldest).to_be_in_viewport()
     assert labels(page)[0] == "Conversation number 499"
     page.close()
+
+
+def test_the_sidebar_works_without_a_model(browser, start_app, tmp_path):
+    """Managing conversations needs no model: here the model cannot be loaded at all."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    repository = open_repository(data_dir)
+    add_chat(repository, "Old notes", "remember the milk")
+    app = start_app("--model", "no-such-org/no-such-model", "--data-dir", str(data_dir))
+    app.wait_for_page()
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url, wait_until="load")
+    expect(page.locator("#model-status")).to_contain_text("could not be loaded")
+    search(page, "milk")
+    page.locator("#search-results label").first.click()
+    expect(page.locator("#chat .message-row")).to_have_count(2)
+    page.locator("#rename input").fill("Shopping")
+    page.locator("#rename input").press("Enter")
+    expect(page.locator("#conversation-list label", has_text="Shopping")).to_have_count(1)
+    page.close()
