@@ -134,6 +134,10 @@ class DialogueManager:
         """All of them in one transaction, or none."""
         return self.repository.import_conversations(conversations)
 
+    def get_path(self, message_id: int) -> list[Message]:
+        """The branch from the first message down to this one."""
+        return self.repository.get_path(message_id)
+
     def search(self, query: str) -> list[SearchHit]:
         return self.repository.search(query)
 

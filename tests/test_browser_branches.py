@@ -17,6 +17,13 @@ from tests.browser_helpers import (
 
 pytestmark = pytest.mark.browser
 
+RECORD_BOT_BUBBLE_COUNTS = """() => {
+    window.__botBubbles = [];
+    const chat = document.querySelector('#chat');
+    new MutationObserver(() => window.__botBubbles.push(chat.querySelectorAll('[data-testid="bot"]').length))
+        .observe(chat, {subtree: true, childList: true});
+}"""
+
 
 def send(page, text: str, bot_rows: int) -> None:
     page.locator("#composer textarea").fill(text)
@@ -42,8 +49,10 @@ def test_regenerate_edit_switch_and_fork(browser, start_app, demo_model_dir, tmp
 
     # Regenerate: a second version of the last answer; the arrows switch between them.
     page.locator("#chat").hover()
+    page.evaluate(RECORD_BOT_BUBBLE_COUNTS)
     page.locator('#chat button[aria-label="Retry"]').click()
     wait_for_answer(page, 2)
+    assert max(page.evaluate("window.__botBubbles")) == 2  # the new answer streams in place of the old one
     expect(bots.nth(1)).to_contain_text("2 / 2")
     repository = open_repository(data_dir)
     [conversation] = repository.list_conversations()

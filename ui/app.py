@@ -150,7 +150,8 @@ class ChatHandlers:
                 if isinstance(event, UserTurnSaved):
                     discard_uploads(paths)  # stored as blobs now
                     conversation_id = event.conversation.id
-                    history = render.chat_messages(self.dialogue.get_messages(conversation_id))
+                    # Up to the question: a regenerated answer replaces the one shown.
+                    history = render.chat_messages(self.dialogue.get_path(event.message.id))
                     history.append({"role": "assistant", "content": render.THINKING})
                     # While answering, opening another conversation (list or search result) would mix two chats.
                     yield (
