@@ -49,7 +49,7 @@ def test_settings_are_saved_with_the_conversation_and_shown_in_the_details(brows
     details.locator("summary").click()
     expect(details).to_contain_text("temperature 0.0")
     expect(details).to_contain_text("max 5 new tokens")
-    expect(details).to_contain_text("custom system prompt")
+    expect(details).to_contain_text("System prompt “Answer like a pirate.”")
     expect(details).to_contain_text("5 in the answer")
     expect(details).to_contain_text("Ended length limit")
     expect(details).to_contain_text("tokens/s")

@@ -68,14 +68,16 @@ def details_text(details: AnswerDetails) -> str:
     lines = [
         f"**Model** {details.model} · {details.quant}",
         f"**Settings** temperature {value(settings.temperature)} · top-p {value(settings.top_p)} · "
-        f"max {value(settings.max_new_tokens)} new tokens · seed {value(settings.seed)}"
-        + (" · custom system prompt" if settings.system_prompt else ""),
+        f"max {value(settings.max_new_tokens)} new tokens · seed {value(settings.seed)}",
         f"**Tokens** {details.prompt_tokens} in the prompt · {details.answer_tokens} in the answer",
         "**Speed** "
         + (f"first token after {details.first_token_s:.2f} s" if details.first_token_s is not None else "no token")
         + (f" · {details.tokens_per_s:.1f} tokens/s" if details.tokens_per_s is not None else ""),
         f"**Ended** {ending}",
     ]
+    if settings.system_prompt:
+        prompt = defuse_remote_images(" ".join(settings.system_prompt.split()))
+        lines.insert(2, f"**System prompt** “{prompt[:200]}{'…' if len(prompt) > 200 else ''}”")
     return "  \n".join(lines)
 
 
