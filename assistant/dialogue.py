@@ -202,12 +202,14 @@ class DialogueManager:
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
         yield from self._answer(user, stop)
 
-    def switch_version(self, message_id: int, step: int) -> None:
+    def switch_version(self, message_id: int, step: int) -> str:
+        """Show another version of a message (and the branch after it); returns its conversation's id."""
         message = self.repository.get_message(message_id)
         with self._answering_lock:
             if message.conversation_id in self._answering:
                 raise ConversationBusy("Wait for the answer (or stop it) before switching versions.")
         self.repository.switch_version(message_id, step)
+        return message.conversation_id
 
     def fork(self, message_id: int) -> ConversationSummary:
         return self.repository.fork(message_id)

@@ -119,20 +119,20 @@ class ConversationRepository:
         """The active branch, root first: the path from the conversation's current leaf up to its first message."""
         with self._read() as session:
             conversation = self._conversation(session, conversation_id)
-            rows = {row.id: row for row in self._rows(session, conversation_id)}
-            return [self._message(row, rows) for row in _path(rows, conversation.current_leaf_id)]
+            tree = _Tree(self._rows(session, conversation_id))
+            return [self._message(row, tree) for row in _path(tree, conversation.current_leaf_id)]
 
     def get_path(self, message_id: int) -> list[Message]:
         """The branch from the first message down to this one (what the model sees when answering it)."""
         with self._read() as session:
             row = self._message_row(session, message_id)
-            rows = {r.id: r for r in self._rows(session, row.conversation_id)}
-            return [self._message(r, rows) for r in _path(rows, message_id)]
+            tree = _Tree(self._rows(session, row.conversation_id))
+            return [self._message(r, tree) for r in _path(tree, message_id)]
 
     def get_message(self, message_id: int) -> Message:
         with self._read() as session:
             row = self._message_row(session, message_id)
-            return self._message(row, {r.id: r for r in self._rows(session, row.conversation_id)})
+            return self._message(row, _Tree(self._rows(session, row.conversation_id)))
 
     def add_user_message(
         self,
@@ -184,7 +184,7 @@ class ConversationRepository:
                 raise ConversationNotFound("Some of those conversations do not exist.")
             exported = []
             for row in conversations:
-                rows = {r.id: r for r in self._rows(session, row.id)}
+                tree = _Tree(self._rows(session, row.id))
                 exported.append(
                     ExportedConversation(
                         id=row.id,
@@ -195,7 +195,7 @@ class ConversationRepository:
                         archived=bool(row.archived),
                         settings=row.settings,
                         current_leaf_id=row.current_leaf_id,
-                        messages=[self._message(r, rows) for r in rows.values()],
+                        messages=[self._message(r, tree) for r in tree.by_id.values()],
                     )
                 )
             return exported
@@ -278,13 +278,13 @@ class ConversationRepository:
         """Show the message `step` versions before or after this one (an edit or regeneration), with its latest branch."""
         with self._write.begin() as session:
             row = self._message_row(session, message_id)
-            rows = {r.id: r for r in self._rows(session, row.conversation_id)}
-            siblings = _children(rows, row.parent_id, row.role)
+            tree = _Tree(self._rows(session, row.conversation_id))
+            siblings = tree.children(row.parent_id, row.role)
             index = siblings.index(row) + step
             if not 0 <= index < len(siblings):
                 return
             leaf = siblings[index]
-            while children := _children(rows, leaf.id):
+            while children := tree.children(leaf.id):
                 leaf = children[-1]  # the most recent continuation
             self._conversation(session, row.conversation_id).current_leaf_id = leaf.id
 
@@ -293,12 +293,12 @@ class ConversationRepository:
         with self._write.begin() as session:
             row = self._message_row(session, message_id)
             source = self._conversation(session, row.conversation_id)
-            rows = {r.id: r for r in self._rows(session, row.conversation_id)}
+            tree = _Tree(self._rows(session, row.conversation_id))
             fork = self._new_conversation(session, f"{source.title} (fork)")
             fork.settings = source.settings
             session.flush()
             parent_id = None
-            for original in _path(rows, message_id):
+            for original in _path(tree, message_id):
                 copy = self._new_message(
                     session, fork, Role(original.role), original.content, Status(original.status), parent_id, original.error
                 )
@@ -401,9 +401,9 @@ class ConversationRepository:
             raise MessageNotFound(f"Message {message_id} does not exist.")
         return row
 
-    def _message(self, row: MessageRow, rows: dict[int, MessageRow] | None = None) -> Message:
-        """The domain message; with all of its conversation's `rows`, also which version of its turn it is."""
-        siblings = _children(rows, row.parent_id, row.role) if rows is not None else [row]
+    def _message(self, row: MessageRow, tree: _Tree | None = None) -> Message:
+        """The domain message; with its conversation's whole `tree`, also which version of its turn it is."""
+        siblings = tree.children(row.parent_id, row.role) if tree is not None else [row]
         attachments = tuple(
             Attachment(
                 sha256=link.attachment.sha256,
@@ -439,16 +439,25 @@ def _attach(session: Session, row: MessageRow, position: int, blob: StoredBlob, 
     row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[:255]))
 
 
-def _children(rows: dict[int, MessageRow], parent_id: int | None, role: str | None = None) -> list[MessageRow]:
-    """A message's children in order of insertion (optionally only those of one role: the versions of a turn)."""
-    return [r for r in rows.values() if r.parent_id == parent_id and (role is None or r.role == role)]
+class _Tree:
+    """A conversation's messages, by id and by parent (children in order of insertion)."""
+
+    def __init__(self, rows: Sequence[MessageRow]):
+        self.by_id = {row.id: row for row in rows}
+        self._kids: dict[int | None, list[MessageRow]] = {}
+        for row in rows:
+            self._kids.setdefault(row.parent_id, []).append(row)
+
+    def children(self, parent_id: int | None, role: str | None = None) -> list[MessageRow]:
+        """Optionally only those of one role: the versions of a turn."""
+        return [r for r in self._kids.get(parent_id, []) if role is None or r.role == role]
 
 
-def _path(rows: dict[int, MessageRow], leaf_id: int | None) -> list[MessageRow]:
+def _path(tree: _Tree, leaf_id: int | None) -> list[MessageRow]:
     path = []
-    while leaf_id is not None and leaf_id in rows:
-        path.append(rows[leaf_id])
-        leaf_id = rows[leaf_id].parent_id
+    while leaf_id is not None and leaf_id in tree.by_id:
+        path.append(tree.by_id[leaf_id])
+        leaf_id = tree.by_id[leaf_id].parent_id
     return path[::-1]
 
 

@@ -17,8 +17,8 @@ from assistant.dialogue import DialogueManager, Queued, ReplyDelta, ReplyFinishe
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
-from domain.types import Status
 from domain.settings import GenerationSettings
+from domain.types import Status
 from ui import branches, render, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
@@ -206,7 +206,7 @@ class ChatHandlers:
                 conversation_id = self.dialogue.fork(int(message_id)).id
                 gr.Info("Forked into a new conversation.")
             else:
-                self.dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
+                conversation_id = self.dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
             messages = self.dialogue.get_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
