@@ -230,7 +230,6 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
-        panel = settings.build_settings_panel()
         status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
         chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"], editable="user")
         branch_action = gr.Textbox(visible="hidden", elem_id="branch-action")
@@ -248,6 +247,7 @@ def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.B
                 scale=12,
             )
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
+        panel = settings.build_settings_panel()
         timer = gr.Timer(1.0)
         actions = [bar.actions, bar.rename, bar.pin, bar.archive, *panel.fields]
 
