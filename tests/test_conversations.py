@@ -37,7 +37,8 @@ def test_pinned_first_then_newest_and_archived_apart(repository):
 
 
 def test_rename_keeps_the_order_and_refuses_an_empty_title(repository):
-    first, second = chat(repository, "first", "a"), chat(repository, "second", "b")
+    first = chat(repository, "first", "a")
+    chat(repository, "second", "b")
     assert repository.rename_conversation(first.id, "  Trip   to Rome \n").title == "Trip to Rome"
     assert [c.title for c in repository.list_conversations()] == ["second", "Trip to Rome"]
     with pytest.raises(InvalidInput, match="needs a title"):
