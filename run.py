@@ -72,18 +72,24 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def open_repository(data_dir: Path, db_url: str | None):
+def open_storage(data_dir: Path, db_url: str | None):
+    """(conversations, users, blob store) on the database and files of `data_dir`."""
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.repository import ConversationRepository
+    from storage.users import UserRepository
 
     blobs = BlobStore(data_dir / "files")
-    return ConversationRepository(open_database(db_url or sqlite_url(data_dir / "conversations.sqlite3")), blobs), blobs
+    database = open_database(db_url or sqlite_url(data_dir / "conversations.sqlite3"))
+    return ConversationRepository(database, blobs), UserRepository(database, blobs), blobs
 
 
-def exchange(argv: list[str]) -> int:
-    """`run.py export --out FILE.zip [--conversation ID]…` and `run.py import FILE`."""
-    parser = argparse.ArgumentParser(prog="run.py", description="Export or import conversations.")
+COMMANDS = ("export", "import", "adduser", "deluser", "passwd")
+
+
+def command(argv: list[str]) -> int:
+    """The command-line tools: export, import, adduser, deluser, passwd (see --help)."""
+    parser = argparse.ArgumentParser(prog="run.py", description="Manage conversations and accounts.")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write conversations (all, or those named) to a zip")
     export.add_argument("--out", type=Path, required=True, help="the zip file to write")
@@ -91,6 +97,15 @@ def exchange(argv: list[str]) -> int:
     imported = commands.add_parser("import", help="read a zip from this app, or ChatGPT's / Open WebUI's export")
     imported.add_argument("file", type=Path)
     for sub in (export, imported):
+        sub.add_argument("--user", help="whose conversations (required once accounts exist)")
+    account_commands = []
+    for name, help_text in (("adduser", "add a user"), ("deluser", "delete a user and their conversations"), ("passwd", "set a user's password")):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("name")
+        account_commands.append(sub)
+        if name != "deluser":
+            sub.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    for sub in (export, imported, *account_commands):
         sub.add_argument("--data-dir", type=Path, default=None, help="as for the app")
         sub.add_argument("--db", default=None, help="as for the app")
     args = parser.parse_args(argv)
@@ -100,45 +115,72 @@ def exchange(argv: list[str]) -> int:
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    repository, _ = open_repository(data_dir, args.db)
+    conversations_repo, users, _ = open_storage(data_dir, args.db)
     try:
-        if args.command == "export":
-            conversations = repository.export_conversations(args.conversation)
-            export_zip(conversations, args.out)
-            print(f"Exported {len(conversations)} conversation(s) to {args.out}.")
+        if args.command in ("adduser", "passwd"):
+            password = read_password(args.password_stdin)
+            (users.add if args.command == "adduser" else users.set_password)(args.name, password)
+            print(f"{'Added' if args.command == 'adduser' else 'Changed the password of'} {args.name}.")
+        elif args.command == "deluser":
+            users.delete(args.name)
+            print(f"Deleted {args.name} and their conversations.")
         else:
-            if not args.file.is_file():
-                raise SystemExit(f"error: {args.file} does not exist")
-            conversations, summary = read_archive(args.file.read_bytes())
-            repository.import_conversations(conversations)
-            print(summary.sentence())
+            owner = None
+            if args.user or users.any():
+                owner = users.id_of(args.user)
+                if owner is None:
+                    raise SystemExit(f"error: name an existing user with --user (users: {', '.join(users.names())})")
+            repository = conversations_repo.for_owner(owner)
+            if args.command == "export":
+                conversations = repository.export_conversations(args.conversation)
+                export_zip(conversations, args.out)
+                print(f"Exported {len(conversations)} conversation(s) to {args.out}.")
+            else:
+                if not args.file.is_file():
+                    raise SystemExit(f"error: {args.file} does not exist")
+                conversations, summary = read_archive(args.file.read_bytes())
+                repository.import_conversations(conversations)
+                print(summary.sentence())
     except AssistantError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 
 
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise SystemExit("error: the two passwords differ")
+    return password
+
+
+def refuse_exposed(host: str):
+    raise SystemExit(
+        f"error: --host {host} makes the app reachable from other machines; add a user first "
+        "(python run.py adduser NAME) or give a login with --auth USER:PASSWORD (or ASSISTANT_AUTH)."
+    )
+
+
 def main(argv: list[str] | None = None) -> int | None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["export"], ["import"]):
-        return exchange(argv)
+    if argv[:1] and argv[0] in COMMANDS:
+        return command(argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     auth = parse_auth(args.auth)
-    if not is_loopback(args.host) and auth is None:
-        raise SystemExit(
-            f"error: --host {args.host} makes the app reachable from other machines; "
-            "give a login with --auth USER:PASSWORD (or ASSISTANT_AUTH)."
-        )
-
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+    exposed = not is_loopback(args.host) and auth is None
+    if exposed and args.db is None and not (data_dir / "conversations.sqlite3").exists():
+        refuse_exposed(args.host)  # no database, so no users: say so before creating anything
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "uploads"))
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # a local assistant sends nothing anywhere
-
-    import gradio as gr
 
     from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
     from assistant.dialogue import DialogueManager
@@ -150,9 +192,14 @@ def main(argv: list[str] | None = None) -> int | None:
     from domain import limits
     from ui import security
     from ui.app import build_app
+    from ui.files import attachment_route
     from ui.uploads import clear_stale_uploads
 
-    repository, blobs = open_repository(data_dir, args.db)
+    repository, users, _ = open_storage(data_dir, args.db)
+    if auth is not None:  # --auth USER:PASSWORD creates that user, or sets their password
+        (users.set_password if users.id_of(auth[0]) is not None else users.add)(*auth)
+    if exposed and not users.any():
+        refuse_exposed(args.host)
     stale = clear_stale_uploads(data_dir / "uploads")
     if stale:
         logging.info("deleted %d upload(s) an earlier run left unsent", stale)
@@ -172,17 +219,16 @@ def main(argv: list[str] | None = None) -> int | None:
 
     host = ModelHost(load).start()
     dialogue = DialogueManager(repository, host, MediaLoader(), TurnQueue())
-    app = build_app(dialogue, host, demo=demo)
-    # Stored files are immutable (content-addressed): served in place, never copied or re-hashed by Gradio.
-    gr.set_static_paths([blobs.root])
+    app = build_app(dialogue, host, demo=demo, owner_of=users.id_of)
     hosts = security.allowed_hosts(args.host, args.allowed_hosts.split(","))
+    # With accounts, the page asks for a login (users added later count after a restart). Attachments are
+    # served only through a route that checks their owner, never from a folder open to every session.
     app.queue(default_concurrency_limit=16).launch(
         server_name=args.host,
         server_port=args.port,
-        auth=auth,
-        allowed_paths=[str(blobs.root)],
+        auth=users.verify if users.any() else None,
         max_file_size=limits.MAX_FILE_BYTES,
-        app_kwargs={"middleware": security.middleware(hosts)},
+        app_kwargs={"middleware": security.middleware(hosts), "routes": [attachment_route(dialogue, users.id_of)]},
         show_error=False,
         footer_links=[],
     )

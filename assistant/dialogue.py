@@ -9,6 +9,7 @@ is handed in.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -113,6 +114,12 @@ class DialogueManager:
         self._answering: set[str] = set()  # conversations with an answer in progress
         self._answering_lock = threading.Lock()
 
+    def for_owner(self, owner: int | None) -> DialogueManager:
+        """This manager as one user sees it: their conversations only; the model, queue and media are shared."""
+        view = copy.copy(self)
+        view.repository = self.repository.for_owner(owner)
+        return view
+
     # --- the few queries and changes the page needs besides a turn ---
 
     def list_conversations(self, archived: bool = False) -> list[ConversationSummary]:
@@ -133,6 +140,10 @@ class DialogueManager:
     def import_conversations(self, conversations: Sequence[ImportedConversation]) -> list[ConversationSummary]:
         """All of them in one transaction, or none."""
         return self.repository.import_conversations(conversations)
+
+    def attachment_path(self, sha256: str) -> Path | None:
+        """The stored file, if one of this user's messages links it."""
+        return self.repository.attachment_path(sha256)
 
     def get_path(self, message_id: int) -> list[Message]:
         """The branch from the first message down to this one."""

@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 from pydantic import ValidationError
@@ -43,10 +44,42 @@ def _now() -> datetime:
 
 
 class ConversationRepository:
-    def __init__(self, database: Database, blobs: BlobStore):
+    """Seen by one owner: a user's id, or None (the one local person while the app has no accounts).
+
+    Another owner's conversation or message is ConversationNotFound / MessageNotFound, as if it did not exist.
+    """
+
+    def __init__(self, database: Database, blobs: BlobStore, owner: int | None = None):
+        self._database = database
         self._read = database.read
         self._write = database.write
         self._blobs = blobs
+        self._owner = owner
+
+    def for_owner(self, owner: int | None) -> ConversationRepository:
+        return ConversationRepository(self._database, self._blobs, owner)
+
+    def _owned(self):
+        return ConversationRow.user_id.is_(None) if self._owner is None else ConversationRow.user_id == self._owner
+
+    def owns_attachment(self, sha256: str) -> bool:
+        """Whether one of this owner's messages links the file (what may be downloaded)."""
+        with self._read() as session:
+            return session.scalar(
+                select(MessageAttachmentRow.attachment_sha256)
+                .join(MessageRow, MessageRow.id == MessageAttachmentRow.message_id)
+                .join(ConversationRow, ConversationRow.id == MessageRow.conversation_id)
+                .where(MessageAttachmentRow.attachment_sha256 == sha256, self._owned())
+                .limit(1)
+            ) is not None
+
+    def attachment_path(self, sha256: str) -> Path | None:
+        """The stored file of an attachment this owner may read, or None."""
+        if not self.owns_attachment(sha256):
+            return None
+        with self._read() as session:
+            row = session.get(AttachmentRow, sha256)
+            return self._blobs.path_for(row.sha256, row.mime) if row else None
 
     def create_conversation(self, title: str) -> ConversationSummary:
         with self._write.begin() as session:
@@ -57,14 +90,14 @@ class ConversationRepository:
         with self._read() as session:
             rows = session.scalars(
                 select(ConversationRow)
-                .where(ConversationRow.archived == archived)
+                .where(ConversationRow.archived == archived, self._owned())
                 .order_by(ConversationRow.pinned.desc(), ConversationRow.updated_at.desc())
             ).all()
             return [_summary(row) for row in rows]
 
     def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         """Messages whose text contains `query`, newest first (archived conversations included)."""
-        return search_messages(self._read, query, limit)
+        return search_messages(self._read, query, self._owner, limit)
 
     def rename_conversation(self, conversation_id: str, title: str) -> ConversationSummary:
         title = " ".join(title.split())
@@ -176,7 +209,7 @@ class ConversationRepository:
     def export_conversations(self, conversation_ids: Sequence[str] | None = None) -> list[ExportedConversation]:
         """Whole trees (every branch), with settings and answer details; all conversations when no ids are given."""
         with self._read() as session:
-            query = select(ConversationRow).order_by(ConversationRow.created_at)
+            query = select(ConversationRow).where(self._owned()).order_by(ConversationRow.created_at)
             if conversation_ids is not None:
                 query = query.where(ConversationRow.id.in_(conversation_ids))
             conversations = session.scalars(query).all()
@@ -345,13 +378,13 @@ class ConversationRepository:
 
     def _conversation(self, session: Session, conversation_id: str) -> ConversationRow:
         row = session.get(ConversationRow, conversation_id)
-        if row is None:
+        if row is None or row.user_id != self._owner:
             raise ConversationNotFound(f"Conversation {conversation_id} does not exist.")
         return row
 
     def _new_conversation(self, session: Session, title: str, settings: GenerationSettings | None = None) -> ConversationRow:
         now = _now()
-        row = ConversationRow(id=uuid.uuid4().hex, title=title[:200], created_at=now, updated_at=now)
+        row = ConversationRow(id=uuid.uuid4().hex, title=title[:200], created_at=now, updated_at=now, user_id=self._owner)
         if settings is not None:
             row.settings = settings.model_dump(mode="json", exclude_none=True) or None
         session.add(row)
@@ -397,7 +430,8 @@ class ConversationRepository:
 
     def _message_row(self, session: Session, message_id: int) -> MessageRow:
         row = session.scalar(select(MessageRow).where(MessageRow.id == message_id).options(_WITH_ATTACHMENTS))
-        if row is None:
+        owner = session.get(ConversationRow, row.conversation_id) if row is not None else None
+        if row is None or owner is None or owner.user_id != self._owner:
             raise MessageNotFound(f"Message {message_id} does not exist.")
         return row
 

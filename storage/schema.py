@@ -16,6 +16,17 @@ class Base(DeclarativeBase):
     pass
 
 
+class UserRow(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("name", name="uq_app_user_name"),)
+
+
 class ConversationRow(Base):
     __tablename__ = "conversation"
 
@@ -28,6 +39,8 @@ class ConversationRow(Base):
     # The last message of the branch being shown; the model sees the path from the root to it.
     current_leaf_id: Mapped[int | None] = mapped_column(Integer)
     settings: Mapped[dict | None] = mapped_column(JSON)  # domain.settings.GenerationSettings
+    # The owner; None while the app has no accounts (one local person).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
 
     messages: Mapped[list[MessageRow]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", passive_deletes=True, order_by="MessageRow.position"
@@ -36,6 +49,7 @@ class ConversationRow(Base):
     __table_args__ = (
         Index("ix_conversation_updated_at", "updated_at"),
         Index("ix_conversation_list", "archived", "pinned", "updated_at"),
+        Index("ix_conversation_user_id", "user_id"),
     )
 
 

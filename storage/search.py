@@ -15,24 +15,24 @@ SNIPPET_CHARS = 80
 _INDEXED_QUERY = """
     SELECT m.id, m.conversation_id, m.content, c.title FROM message_fts f
     JOIN message m ON m.id = f.rowid JOIN conversation c ON c.id = m.conversation_id
-    WHERE f.content LIKE :pattern ESCAPE '\\' ORDER BY m.created_at DESC LIMIT :limit
+    WHERE f.content LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner ORDER BY m.created_at DESC LIMIT :limit
 """
 _SCAN_QUERY = """
     SELECT m.id, m.conversation_id, m.content, c.title FROM message m
     JOIN conversation c ON c.id = m.conversation_id
-    WHERE m.content LIKE :pattern ESCAPE '\\' ORDER BY m.created_at DESC LIMIT :limit
+    WHERE m.content LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner ORDER BY m.created_at DESC LIMIT :limit
 """
 
 
-def search_messages(sessions: sessionmaker[Session], query: str, limit: int = 50) -> list[SearchHit]:
-    """Messages containing `query` (case-insensitive for ASCII), newest first, with a snippet around the match."""
+def search_messages(sessions: sessionmaker[Session], query: str, owner: int | None, limit: int = 50) -> list[SearchHit]:
+    """`owner`'s messages containing `query` (case-insensitive for ASCII), newest first, with a snippet around it."""
     query = " ".join(query.split())
     if not query:
         return []
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     with sessions() as session:
         indexed = len(query) >= 3 and session.get_bind().dialect.name == "sqlite"
-        rows = session.execute(text(_INDEXED_QUERY if indexed else _SCAN_QUERY), {"pattern": pattern, "limit": limit})
+        rows = session.execute(text(_INDEXED_QUERY if indexed else _SCAN_QUERY), {"pattern": pattern, "owner": owner, "limit": limit})
         return [
             SearchHit(conversation_id=cid, conversation_title=title, message_id=mid, snippet=snippet(content, query))
             for mid, cid, content, title in rows

@@ -109,7 +109,7 @@ def test_messages_and_answers_load_nothing_remote_and_run_no_script(browser, sta
     expect(page.locator('#composer [aria-label="File thumbnail"]')).to_have_count(2)
     page.locator("#composer textarea").press("Enter")
     wait_for_answer(page, bot_rows=2)
-    expect(page.locator('#chat .message-row.user-row img[src*="/gradio_api/file="]')).to_have_count(1)
+    expect(page.locator('#chat .message-row.user-row img[src*="/attachments/"]')).to_have_count(1)
     page.wait_for_timeout(1000)  # time for any stray fetch to arrive
 
     for link in page.locator("#chat a").all():
@@ -228,7 +228,9 @@ def test_an_unexpected_failure_is_shown_in_the_chat_and_the_page_unlocks(browser
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(repository, "add_user_message", broken)
+    from storage.repository import ConversationRepository
+
+    monkeypatch.setattr(ConversationRepository, "add_user_message", broken)
     page.locator("#composer textarea").fill("Still there?")
     page.locator("#composer textarea").press("Enter")
     toast = page.locator('[data-testid="toast-text"].error')

@@ -61,3 +61,30 @@ def test_export_and_import_from_the_command_line(tmp_path):
     bad.write_bytes(b"nope")
     refused = run("import", str(bad), "--data-dir", str(tmp_path / "target"))
     assert refused.returncode == 1 and "not an export this app can read" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_accounts_from_the_command_line(tmp_path):
+    def run(*args, password=None):
+        return subprocess.run(
+            [sys.executable, "run.py", *args, "--data-dir", str(tmp_path)],
+            cwd=ROOT, input=password, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    added = run("adduser", "alice", "--password-stdin", password="alice's password\n")
+    assert added.returncode == 0 and "Added alice." in added.stdout
+    short = run("adduser", "bob", "--password-stdin", password="short\n")
+    assert short.returncode == 1 and "at least 8 characters" in short.stderr and "Traceback" not in short.stderr
+    again = run("adduser", "alice", "--password-stdin", password="another password\n")
+    assert again.returncode == 1 and "already a user called alice" in again.stderr
+    changed = run("passwd", "alice", "--password-stdin", password="a new password\n")
+    assert changed.returncode == 0
+    from run import open_storage
+
+    _, users, _ = open_storage(tmp_path, None)
+    assert users.verify("alice", "a new password") and not users.verify("alice", "alice's password")
+    # With accounts, export and import need to know whose conversations.
+    anonymous = run("export", "--out", str(tmp_path / "x.zip"))
+    assert anonymous.returncode != 0 and "--user" in anonymous.stderr
+    assert run("export", "--out", str(tmp_path / "x.zip"), "--user", "alice").returncode == 0
+    deleted = run("deluser", "alice")
+    assert deleted.returncode == 0 and users.names() == []

@@ -33,3 +33,32 @@ def test_answer_updates_are_coalesced_and_the_last_one_is_the_saved_answer(engin
     assert min(gaps) >= MIN_UPDATE_INTERVAL_S * 0.9
     shown = [u[0][-1]["content"] for u in updates[1:-1]]
     assert all(b.startswith(a) for a, b in zip(shown, shown[1:]))  # each update is the answer so far
+
+
+def test_another_users_conversation_is_not_found_through_the_page(engine, repository, tmp_path):
+    import gradio as gr
+    import pytest
+
+    from storage.database import open_database, sqlite_url
+    from storage.users import UserRepository
+
+    users = UserRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")), repository._blobs)
+    users.add("alice", "alice's password")
+    users.add("bob", "bob's password")
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
+    handlers = ChatHandlers(manager, None, demo=True, owner_of=users.id_of)
+    as_alice = SimpleNamespace(session_hash="a", username="alice")
+    as_bob = SimpleNamespace(session_hash="b", username="bob")
+    updates = list(handlers.respond({"text": "Alice's plan", "files": []}, None, False, "", "", "", "", "", as_alice))
+    conversation_id = updates[0][2]  # the first update names the new conversation
+    answer_id = repository.for_owner(users.id_of("alice")).get_messages(conversation_id)[-1].id
+
+    assert handlers.open_conversation(conversation_id, as_alice)[0] == conversation_id
+    with pytest.raises(gr.Error, match="does not exist"):
+        handlers.open_conversation(conversation_id, as_bob)
+    with pytest.raises(gr.Error, match="does not exist"):
+        handlers.branch_action(f"{answer_id}:fork:1", None, False, as_bob)
+    with pytest.raises(gr.Error, match="does not exist"):
+        list(handlers.respond({"text": "mine now", "files": []}, conversation_id, False, "", "", "", "", "", as_bob))
+    assert handlers.sidebar.search("Alice", as_bob).choices == []
+    assert len(handlers.sidebar.search("Alice", as_alice).choices) == 1

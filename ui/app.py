@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +23,7 @@ from domain.types import Status
 from ui import branches, render, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
+from ui.files import file_url_maker
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
 
@@ -37,15 +39,27 @@ UPLOAD_SWEEP = (3600, 86400)
 class ChatHandlers:
     """Event handlers; per-browser-session state lives in gr.State or is keyed by session hash."""
 
-    def __init__(self, dialogue: DialogueManager, host: ModelHost, demo: bool):
-        self.dialogue = dialogue
+    def __init__(
+        self,
+        dialogue: DialogueManager,
+        host: ModelHost,
+        demo: bool,
+        owner_of: Callable[[str | None], int | None] = lambda name: None,
+    ):
+        self._dialogue = dialogue
+        self._owner_of = owner_of
         self.host = host
         self.demo = demo
-        self.sidebar = SidebarHandlers(dialogue)
+        self.sidebar = SidebarHandlers(self.access)
         self._stops: dict[str, threading.Event] = {}
 
-    def on_load(self):
-        return render.status_markdown(self.host.state, self.demo), self.sidebar.conversation_list(None, archived=False)
+    def access(self, request: gr.Request) -> DialogueManager:
+        """The dialogue manager as the request's signed-in user sees it (everything, with no accounts)."""
+        return self._dialogue.for_owner(self._owner_of(getattr(request, "username", None)))
+
+    def on_load(self, request: gr.Request):
+        status = render.status_markdown(self.host.state, self.demo)
+        return status, self.sidebar.list_for(self.access(request), None, archived=False)
 
     def refresh_status(self):
         state = self.host.state
@@ -55,14 +69,14 @@ class ChatHandlers:
         # A draft in the composer stays: the user may have typed it for the new chat. Settings go back to defaults.
         return None, [], gr.Radio(value=None), gr.Group(visible=False), *fields_from_settings(None)
 
-    def open_conversation(self, conversation_id: str | None):
+    def open_conversation(self, conversation_id: str | None, request: gr.Request):
         if not conversation_id:
             return None, []
         try:
-            messages = self.dialogue.get_messages(conversation_id)
+            messages = self.access(request).get_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error)) from None
-        return conversation_id, render.chat_messages(messages)
+        return conversation_id, render.chat_messages(messages, file_url_maker(request))
 
     def stop(self, request: gr.Request):
         event = self._stops.get(request.session_hash)
@@ -87,8 +101,9 @@ class ChatHandlers:
         paths = [str(path) for path in value.get("files") or []]
         settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
         stop = self._stops[request.session_hash] = threading.Event()
-        events = self.dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop, settings)
-        yield from self._turn(events, archived, request, paths, text)
+        dialogue = self.access(request)
+        events = dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop, settings)
+        yield from self._turn(dialogue, events, archived, request, paths, text)
 
     def regenerate(
         self,
@@ -106,7 +121,8 @@ class ChatHandlers:
             raise gr.Error("Open a conversation first.", print_exception=False)
         settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
         stop = self._stops[request.session_hash] = threading.Event()
-        yield from self._turn(self.dialogue.regenerate(conversation_id, stop, settings), archived, request)
+        dialogue = self.access(request)
+        yield from self._turn(dialogue, dialogue.regenerate(conversation_id, stop, settings), archived, request)
 
     def edit(
         self,
@@ -121,13 +137,17 @@ class ChatHandlers:
         request: gr.Request,
     ):
         """A user message edited in the chat: continue from the new version; the old branch stays."""
-        messages = self.dialogue.get_messages(conversation_id) if conversation_id else []
+        dialogue = self.access(request)
+        try:
+            messages = dialogue.get_messages(conversation_id) if conversation_id else []
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
         if not 0 <= edited.index < len(messages):
             raise gr.Error("That message is no longer there; reload the conversation.", print_exception=False)
         settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
-        yield from self._turn(self.dialogue.edit(messages[edited.index].id, text, stop, settings), archived, request)
+        yield from self._turn(dialogue, dialogue.edit(messages[edited.index].id, text, stop, settings), archived, request)
 
     @staticmethod
     def _settings(*fields) -> GenerationSettings:
@@ -136,12 +156,16 @@ class ChatHandlers:
         except InvalidInput as error:
             raise gr.Error(str(error), print_exception=False) from None
 
-    def after_open(self, conversation_id: str | None):
+    def after_open(self, conversation_id: str | None, request: gr.Request):
         """The open conversation's actions and settings (defaults for a new chat)."""
-        settings = self.dialogue.get_conversation(conversation_id).settings if conversation_id else None
-        return *self.sidebar.actions(conversation_id), *fields_from_settings(settings)
+        dialogue = self.access(request)
+        try:
+            settings = dialogue.get_conversation(conversation_id).settings if conversation_id else None
+            return *self.sidebar.actions_for(dialogue, conversation_id), *fields_from_settings(settings)
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
 
-    def _turn(self, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = ""):
+    def _turn(self, dialogue, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = ""):
         """Show a turn's events as they come; every way it can end unlocks the page (see enable_input)."""
         history: list[dict] = []
         last_update = 0.0
@@ -151,14 +175,14 @@ class ChatHandlers:
                     discard_uploads(paths)  # stored as blobs now
                     conversation_id = event.conversation.id
                     # Up to the question: a regenerated answer replaces the one shown.
-                    history = render.chat_messages(self.dialogue.get_path(event.message.id))
+                    history = render.chat_messages(dialogue.get_path(event.message.id), file_url_maker(request))
                     history.append({"role": "assistant", "content": render.THINKING})
                     # While answering, opening another conversation (list or search result) would mix two chats.
                     yield (
                         history,
                         gr.MultimodalTextbox(value=None, interactive=False),
                         conversation_id,
-                        self.sidebar.conversation_list(conversation_id, archived, interactive=False),
+                        self.sidebar.list_for(dialogue, conversation_id, archived, interactive=False),
                         gr.Button(interactive=True),
                         gr.Button(interactive=False),
                         gr.Radio(interactive=False),
@@ -173,7 +197,9 @@ class ChatHandlers:
                         continue  # the next update (or ReplyFinished) carries this text too
                     history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
-                    history = render.chat_messages(self.dialogue.get_messages(event.message.conversation_id))
+                    history = render.chat_messages(
+                        dialogue.get_messages(event.message.conversation_id), file_url_maker(request)
+                    )
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
                 last_update = time.monotonic()
@@ -195,38 +221,47 @@ class ChatHandlers:
             events.close()
             self._stops.pop(request.session_hash, None)
 
-    def branch_action(self, action: str, conversation_id: str | None, archived: bool):
+    def branch_action(self, action: str, conversation_id: str | None, archived: bool, request: gr.Request):
         """A click on ‹ › (switch version) or ⑂ (fork) under a message: (conversation id, chat, list, actions…)."""
         message_id, _, verb = (action or "").partition(":")
         verb = verb.split(":")[0]
         if not message_id.isdigit() or verb not in ("prev", "next", "fork"):
             return gr.skip(), gr.skip(), gr.skip()
+        dialogue = self.access(request)
         try:
             if verb == "fork":
-                conversation_id = self.dialogue.fork(int(message_id)).id
+                conversation_id = dialogue.fork(int(message_id)).id
                 gr.Info("Forked into a new conversation.")
             else:
-                conversation_id = self.dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
-            messages = self.dialogue.get_messages(conversation_id)
+                conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
+            messages = dialogue.get_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        return conversation_id, render.chat_messages(messages), self.sidebar.conversation_list(conversation_id, archived)
+        chat = render.chat_messages(messages, file_url_maker(request))
+        return conversation_id, chat, self.sidebar.list_for(dialogue, conversation_id, archived)
 
-    def enable_input(self, conversation_id: str | None, archived: bool):
+    def enable_input(self, conversation_id: str | None, archived: bool, request: gr.Request):
         """Runs after every turn, also one that failed (`.then`, not `.success`), to unlock the page."""
         return (
             gr.MultimodalTextbox(interactive=True),
-            self.sidebar.conversation_list(conversation_id, archived),
+            self.sidebar.list_for(self.access(request), conversation_id, archived),
             gr.Button(interactive=False),
             gr.Button(interactive=True),
             gr.Radio(interactive=True),
         )
 
 
-def build_app(dialogue: DialogueManager, host: ModelHost, *, demo: bool) -> gr.Blocks:
-    handlers = ChatHandlers(dialogue, host, demo)
+def build_app(
+    dialogue: DialogueManager,
+    host: ModelHost,
+    *,
+    demo: bool,
+    owner_of: Callable[[str | None], int | None] = lambda name: None,
+) -> gr.Blocks:
+    """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person)."""
+    handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
-    transfer = TransferHandlers(dialogue)
+    transfer = TransferHandlers(handlers.access)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()

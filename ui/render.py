@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from assistant.model_host import HostState, Phase
 from domain.settings import AnswerDetails
@@ -27,22 +27,34 @@ def defuse_remote_images(text: str) -> str:
     return _REMOTE_IMAGE.sub(lambda m: f"[🖼 {m.group(1) or 'image'}]({m.group(2)})", text)
 
 
-def chat_messages(messages: Sequence[Message]) -> list[dict]:
-    return [chat_message(m) for m in messages]
+FileUrl = Callable[[str, str], str]  # (sha256, stored file name) -> URL the browser fetches it from
 
 
-def chat_message(message: Message) -> dict:
-    """A stored message for the Chatbot, with its footer: ‹ version › when it has several, and ⑂ fork under answers."""
+def chat_messages(messages: Sequence[Message], file_url: FileUrl | None = None) -> list[dict]:
+    return [chat_message(m, file_url) for m in messages]
+
+
+def chat_message(message: Message, file_url: FileUrl | None = None) -> dict:
+    """A stored message for the Chatbot, with its footer: ‹ version › when it has several, and ⑂ fork under answers.
+
+    With `file_url`, attachments are links the browser fetches from the app's checked route (see ui/files.py);
+    without, local paths (for tests that never serve them).
+    """
     footer = message_footer(message)
     if message.role is Role.USER:
-        content: list = [
-            {"path": str(a.path), "mime_type": a.mime, "orig_name": a.filename} for a in message.attachments
-        ]
+        content: list = [_file(a, file_url) for a in message.attachments]
         text = defuse_remote_images(message.text) + footer
         if text.strip():
             content.append(text.lstrip("\n"))
         return {"role": "user", "content": content}
     return {"role": "assistant", "content": answer_text(message.text, message.status, message.error) + footer}
+
+
+def _file(attachment, file_url: FileUrl | None) -> dict:
+    if file_url is None:
+        return {"path": str(attachment.path), "mime_type": attachment.mime, "orig_name": attachment.filename}
+    url = file_url(attachment.sha256, attachment.path.name)
+    return {"file": {"path": url, "url": url, "mime_type": attachment.mime, "orig_name": attachment.filename}}
 
 
 def message_footer(message: Message) -> str:

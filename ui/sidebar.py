@@ -4,6 +4,7 @@ conversation's rename, pin, archive and delete. Handlers, then the declaration; 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -12,6 +13,7 @@ from assistant.dialogue import DialogueManager
 from domain.errors import AssistantError
 from domain.types import ConversationSummary
 from ui import render
+from ui.files import file_url_maker
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.
 SCROLL_TO_MESSAGE_JS = """(index) => {
@@ -60,22 +62,26 @@ class Sidebar:
 
 
 class SidebarHandlers:
-    def __init__(self, dialogue: DialogueManager):
-        self.dialogue = dialogue
+    """Each handler acts for the signed-in user of its request (`access`), on that user's conversations only."""
 
-    def choices(self, archived: bool = False) -> list[tuple[str, str]]:
-        return [(title_label(c), c.id) for c in self.dialogue.list_conversations(archived=archived)]
+    def __init__(self, access: Callable[[gr.Request], DialogueManager]):
+        self.access = access
 
-    def conversation_list(self, conversation_id: str | None, archived: bool, interactive: bool = True) -> gr.Radio:
-        choices = self.choices(archived)
+    def conversation_list(self, conversation_id: str | None, archived: bool, request: gr.Request) -> gr.Radio:
+        return self.list_for(self.access(request), conversation_id, archived)
+
+    @staticmethod
+    def list_for(dialogue: DialogueManager, conversation_id: str | None, archived: bool, interactive: bool = True) -> gr.Radio:
+        choices = [(title_label(c), c.id) for c in dialogue.list_conversations(archived=archived)]
         value = conversation_id if conversation_id in {value for _, value in choices} else None
         return gr.Radio(choices=choices, value=value, interactive=interactive)
 
-    def actions(self, conversation_id: str | None):
+    @staticmethod
+    def actions_for(dialogue: DialogueManager, conversation_id: str | None):
         """(actions group, rename box, pin button, archive button) for the open conversation, hidden for a new chat."""
         if not conversation_id:
             return gr.Group(visible=False), gr.Textbox(value=""), gr.Button(), gr.Button()
-        conversation = self.dialogue.get_conversation(conversation_id)
+        conversation = dialogue.get_conversation(conversation_id)
         return (
             gr.Group(visible=True),
             gr.Textbox(value=conversation.title),
@@ -83,66 +89,65 @@ class SidebarHandlers:
             gr.Button("Unarchive" if conversation.archived else "🗄 Archive"),
         )
 
-    def search(self, query: str):
+    def search(self, query: str, request: gr.Request):
         query = (query or "").strip()
         if not query:
             return gr.Radio(choices=[], value=None, visible=False)
-        hits = self.dialogue.search(query)
+        hits = self.access(request).search(query)
         choices = [(f"{hit.conversation_title} — {hit.snippet}", f"{hit.conversation_id}:{hit.message_id}") for hit in hits]
         label = f"{len(hits)} message{'s' if len(hits) != 1 else ''} found" if hits else "No message contains that"
         return gr.Radio(choices=choices, value=None, visible=True, label=label)
 
-    def open_result(self, choice: str | None):
+    def open_result(self, choice: str | None, request: gr.Request):
         """(conversation id, chat, message index to scroll to) for a chosen search result."""
         if not choice:
             return gr.skip(), gr.skip(), -1
         conversation_id, _, message_id = choice.partition(":")
-        try:
-            messages = self.dialogue.get_messages(conversation_id)
-        except AssistantError as error:
-            raise gr.Error(str(error)) from None
+        messages = _or_error(lambda: self.access(request).get_messages(conversation_id))
         index = next((i for i, m in enumerate(messages) if str(m.id) == message_id), -1)
-        return conversation_id, render.chat_messages(messages), index
+        return conversation_id, render.chat_messages(messages, file_url_maker(request)), index
 
-    def rename(self, conversation_id: str | None, title: str, archived: bool):
+    def rename(self, conversation_id: str | None, title: str, archived: bool, request: gr.Request):
         if not conversation_id:
             return gr.skip()
-        try:
-            self.dialogue.rename(conversation_id, title)
-        except AssistantError as error:
-            raise gr.Error(str(error)) from None
-        return self.conversation_list(conversation_id, archived)
+        dialogue = self.access(request)
+        _or_error(lambda: dialogue.rename(conversation_id, title))
+        return self.list_for(dialogue, conversation_id, archived)
 
-    def toggle_pin(self, conversation_id: str | None, archived: bool):
+    def toggle_pin(self, conversation_id: str | None, archived: bool, request: gr.Request):
         if not conversation_id:
             return gr.skip(), gr.skip()
-        conversation = self.dialogue.get_conversation(conversation_id)
-        self.dialogue.set_pinned(conversation_id, not conversation.pinned)
-        return self.conversation_list(conversation_id, archived), gr.Button("📌 Pin" if conversation.pinned else "Unpin")
+        dialogue = self.access(request)
+        pinned = _or_error(lambda: dialogue.get_conversation(conversation_id)).pinned
+        dialogue.set_pinned(conversation_id, not pinned)
+        return self.list_for(dialogue, conversation_id, archived), gr.Button("📌 Pin" if pinned else "Unpin")
 
-    def toggle_archive(self, conversation_id: str | None, archived: bool):
+    def toggle_archive(self, conversation_id: str | None, archived: bool, request: gr.Request):
         """Archiving moves the conversation out of the list being shown; the chat stays open."""
         if not conversation_id:
             return gr.skip(), gr.skip()
-        conversation = self.dialogue.get_conversation(conversation_id)
-        self.dialogue.set_archived(conversation_id, not conversation.archived)
-        return self.conversation_list(conversation_id, archived), gr.Button(
-            "🗄 Archive" if conversation.archived else "Unarchive"
-        )
+        dialogue = self.access(request)
+        was_archived = _or_error(lambda: dialogue.get_conversation(conversation_id)).archived
+        dialogue.set_archived(conversation_id, not was_archived)
+        return self.list_for(dialogue, conversation_id, archived), gr.Button("🗄 Archive" if was_archived else "Unarchive")
 
     def ask_delete(self, conversation_id: str | None):
         return gr.Row(visible=bool(conversation_id))
 
-    def delete(self, conversation_id: str | None, archived: bool):
+    def delete(self, conversation_id: str | None, archived: bool, request: gr.Request):
         """(conversation id, chat, list, confirm row, actions group) after deleting the open conversation."""
-        if not conversation_id:
-            return None, [], self.conversation_list(None, archived), gr.Row(visible=False), gr.Group(visible=False)
-        try:
-            self.dialogue.delete(conversation_id)
-        except AssistantError as error:
-            raise gr.Error(str(error)) from None
-        gr.Info("Conversation deleted.")
-        return None, [], self.conversation_list(None, archived), gr.Row(visible=False), gr.Group(visible=False)
+        dialogue = self.access(request)
+        if conversation_id:
+            _or_error(lambda: dialogue.delete(conversation_id))
+            gr.Info("Conversation deleted.")
+        return None, [], self.list_for(dialogue, None, archived), gr.Row(visible=False), gr.Group(visible=False)
+
+
+def _or_error(action):
+    try:
+        return action()
+    except AssistantError as error:
+        raise gr.Error(str(error), print_exception=False) from None
 
 
 def build_sidebar() -> Sidebar:

@@ -5,6 +5,8 @@ Open WebUI's). The page's upload limit applies; bigger archives go through `pyth
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,36 +19,37 @@ from ui.uploads import discard_uploads, upload_folder
 
 
 class TransferHandlers:
-    def __init__(self, dialogue: DialogueManager):
-        self.dialogue = dialogue
+    """Act for the request's signed-in user (`access`): their conversations only."""
 
-    def export(self, conversation_id: str | None):
-        """A download link for the open conversation (or, with no id, for all of them)."""
+    def __init__(self, access: Callable[[gr.Request], DialogueManager]):
+        self.access = access
+
+    def export(self, conversation_id: str | None, request: gr.Request):
+        """A download link for the open conversation (or, with no id, for all of the user's)."""
         try:
-            conversations = self.dialogue.export([conversation_id] if conversation_id else None)
+            conversations = self.access(request).export([conversation_id] if conversation_id else None)
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
         if not conversations:
             raise gr.Error("There is no conversation to export yet.", print_exception=False)
         name = _file_name(conversations[0].title if conversation_id else "all conversations")
-        folder = upload_folder() / "exports"
+        # A folder per export: two users exporting at once must not share or delete each other's file.
+        folder = upload_folder() / "exports" / uuid.uuid4().hex
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.zip"):  # one export at a time is plenty; Gradio serves its own copy
-            old.unlink(missing_ok=True)
         path = folder / name
         export_zip(conversations, path)
         return gr.File(value=str(path), visible=True)
 
-    def export_all(self):
-        return self.export(None)
+    def export_all(self, request: gr.Request):
+        return self.export(None, request)
 
-    def import_file(self, upload: str | None):
+    def import_file(self, upload: str | None, request: gr.Request):
         """Import an uploaded export; a summary (what came over, what did not) or the reason it was refused."""
         if not upload:
             return gr.skip()
         try:
             conversations, summary = read_archive(Path(upload).read_bytes())
-            self.dialogue.import_conversations(conversations)
+            self.access(request).import_conversations(conversations)
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
         finally:

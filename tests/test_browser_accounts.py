@@ -1,0 +1,99 @@
+"""Two users on one server: each signs in and sees, searches, exports and downloads only their own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.browser_helpers import ROOT, TIMEOUT_MS, VIEWPORT, expect, start_ready_app, wait_for_answer
+
+pytestmark = pytest.mark.browser
+
+
+def add_user(data_dir, name: str, password: str) -> None:
+    subprocess.run(
+        [sys.executable, "run.py", "adduser", name, "--password-stdin", "--data-dir", str(data_dir)],
+        input=password + "\n", text=True, cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def sign_in(browser, url: str, name: str, password: str):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("input[type=text]").fill(name)
+    page.locator("input[type=password]").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#composer textarea")
+    expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
+    return context, page
+
+
+def fetch(context, url: str) -> int:
+    """The status of GET url with this browser's cookies (its session), outside the page."""
+    return context.request.get(url).status
+
+
+def test_each_user_sees_only_their_own(browser, start_app, demo_model_dir, png_file, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "alice", "alice's password")
+    add_user(data_dir, "bob", "bob's password")
+    app = start_ready_app(start_app, demo_model_dir, data_dir)
+
+    alice_context, alice = sign_in(browser, app.url, "alice", "alice's password")
+    alice.locator("#composer textarea").fill("Alice's secret garden")
+    alice.set_input_files("#composer input[type=file]", str(png_file))
+    alice.wait_for_selector('#composer [aria-label="File thumbnail"]')
+    alice.locator("#composer textarea").press("Enter")
+    wait_for_answer(alice, 1)
+    image = alice.locator('#chat .message-row.user-row img[src*="/attachments/"]')
+    expect(image).to_have_count(1)
+    image_url = image.get_attribute("src")
+    assert fetch(alice_context, image_url) == 200
+
+    bob_context, bob = sign_in(browser, app.url, "bob", "bob's password")
+    expect(bob.locator("#conversation-list label")).to_have_count(0)
+    bob.locator("#search input").press_sequentially("secret garden")
+    expect(bob.locator("#search-results")).to_contain_text("No message contains that")
+    assert fetch(bob_context, image_url) == 404  # Alice's file, by its URL
+    assert urllib_status(image_url) == 404  # nobody signed in
+    bob.locator("#export-all").click()
+    expect(bob.locator('[data-testid="toast-text"].error')).to_contain_text("no conversation to export")
+
+    from run import open_storage
+
+    repository, users, _ = open_storage(data_dir, None)
+    assert [c.title for c in repository.for_owner(users.id_of("alice")).list_conversations()] == ["Alice's secret garden"]
+    assert repository.for_owner(users.id_of("bob")).list_conversations() == []
+    alice_context.close()
+    bob_context.close()
+
+
+def urllib_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_wrong_password_is_refused(browser, start_app, demo_model_dir, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "alice", "alice's password")
+    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir))
+    app.wait_for_page()
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(app.url, wait_until="load")
+    page.locator("input[type=text]").fill("alice")
+    page.locator("input[type=password]").fill("not her password")
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+    expect(page.locator("#composer")).to_have_count(0)
+    page.close()
