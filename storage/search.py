@@ -1,7 +1,8 @@
 """Full-text search over message text, through the FTS5 trigram index of revision 0002; knows nothing of models or UI.
 
 Trigrams need three characters: shorter queries (two Chinese characters are a word) scan the message
-text instead, which is fast enough for a personal history.
+text instead, which is fast enough for a personal history. Audio transcripts, when they exist, join the search
+with an FTS5 table of their own, kept in step by triggers the same way and queried alongside this one.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ def test_footers_link_versions_and_forks():
         "\n\n<small>[‹](#msg-7-prev) 2 / 3 [›](#msg-7-next) · [⑂ fork](#msg-7-fork)</small>"
     )
     question = Message(id=3, conversation_id="c", role=Role.USER, text="q", status=Status.COMPLETE)
-    assert render.message_footer(question) == ""  # one version, and forks hang off answers
-    assert render.message_footer(replace(question, versions=2)) == "\n\n<small>[‹](#msg-3-prev) 1 / 2 [›](#msg-3-next)</small>"
+    assert render.message_footer(question) == "\n\n<small>[⑂ fork](#msg-3-fork)</small>"
+    assert render.message_footer(replace(question, versions=2)) == (
+        "\n\n<small>[‹](#msg-3-prev) 1 / 2 [›](#msg-3-next) · [⑂ fork](#msg-3-fork)</small>"
+    )
     assert render.message_footer(replace(answer(""), status=Status.STREAMING)) == ""

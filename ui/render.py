@@ -35,7 +35,7 @@ def chat_messages(messages: Sequence[Message], file_url: FileUrl | None = None) 
 
 
 def chat_message(message: Message, file_url: FileUrl | None = None) -> dict:
-    """A stored message for the Chatbot, with its footer: ‹ version › when it has several, and ⑂ fork under answers.
+    """A stored message for the Chatbot, with its footer: ‹ version › when it has several, and ⑂ fork.
 
     With `file_url`, attachments are links the browser fetches from the app's checked route (see ui/files.py);
     without, local paths (for tests that never serve them).
@@ -59,10 +59,11 @@ def _file(attachment, file_url: FileUrl | None) -> dict:
 
 def message_footer(message: Message) -> str:
     # Links to #msg-ID-VERB: ui/branches.py turns a click on one into an event instead of a navigation.
+    # Fork works from any message: the new conversation holds the branch up to and including it.
     parts = []
     if message.versions > 1:
         parts.append(f"[‹](#msg-{message.id}-prev) {message.version} / {message.versions} [›](#msg-{message.id}-next)")
-    if message.role is Role.ASSISTANT and message.status is not Status.STREAMING:
+    if message.status is not Status.STREAMING:
         parts.append(f"[{FORK_LABEL}](#msg-{message.id}-fork)")
     footer = "\n\n<small>" + " · ".join(parts) + "</small>" if parts else ""
     if message.details is not None:
