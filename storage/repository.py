@@ -12,31 +12,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select, update
 from pydantic import ValidationError
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import Attachment, ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
+from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database
 from storage.exchange import ExportedConversation, ImportedConversation
-from storage.search import search_messages
+from storage.records import LEAF, Leaf, Tree, attach, branch, to_message, to_summary
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
+from storage.search import search_messages
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "The app stopped before this answer was finished."
 # Loads a message's attachments with it, in one extra query per batch.
 _WITH_ATTACHMENTS = selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment)
-
-
-class _Leaf:
-    """The type of LEAF: 'after the conversation's current leaf'."""
-
-
-LEAF = _Leaf()
 
 
 def _now() -> datetime:
@@ -83,7 +77,7 @@ class ConversationRepository:
 
     def create_conversation(self, title: str) -> ConversationSummary:
         with self._write.begin() as session:
-            return _summary(self._new_conversation(session, title))
+            return to_summary(self._new_conversation(session, title))
 
     def list_conversations(self, archived: bool = False) -> list[ConversationSummary]:
         """All of them (or all archived ones): pinned first, then most recently active first."""
@@ -93,7 +87,7 @@ class ConversationRepository:
                 .where(ConversationRow.archived == archived, self._owned())
                 .order_by(ConversationRow.pinned.desc(), ConversationRow.updated_at.desc())
             ).all()
-            return [_summary(row) for row in rows]
+            return [to_summary(row) for row in rows]
 
     def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         """Messages whose text contains `query`, newest first (archived conversations included)."""
@@ -118,7 +112,7 @@ class ConversationRepository:
             for name, value in values.items():
                 setattr(row, name, value)
             session.flush()
-            return _summary(row)
+            return to_summary(row)
 
     def delete_conversation(self, conversation_id: str) -> int:
         """Delete it with its messages, and every stored file no other message uses; return how many files went."""
@@ -146,26 +140,26 @@ class ConversationRepository:
 
     def get_conversation(self, conversation_id: str) -> ConversationSummary:
         with self._read() as session:
-            return _summary(self._conversation(session, conversation_id))
+            return to_summary(self._conversation(session, conversation_id))
 
     def get_messages(self, conversation_id: str) -> list[Message]:
         """The active branch, root first: the path from the conversation's current leaf up to its first message."""
         with self._read() as session:
             conversation = self._conversation(session, conversation_id)
-            tree = _Tree(self._rows(session, conversation_id))
-            return [self._message(row, tree) for row in _path(tree, conversation.current_leaf_id)]
+            tree = Tree(self._rows(session, conversation_id))
+            return [self._message(row, tree) for row in branch(tree, conversation.current_leaf_id)]
 
     def get_path(self, message_id: int) -> list[Message]:
         """The branch from the first message down to this one (what the model sees when answering it)."""
         with self._read() as session:
             row = self._message_row(session, message_id)
-            tree = _Tree(self._rows(session, row.conversation_id))
-            return [self._message(r, tree) for r in _path(tree, message_id)]
+            tree = Tree(self._rows(session, row.conversation_id))
+            return [self._message(r, tree) for r in branch(tree, message_id)]
 
     def get_message(self, message_id: int) -> Message:
         with self._read() as session:
             row = self._message_row(session, message_id)
-            return self._message(row, _Tree(self._rows(session, row.conversation_id)))
+            return self._message(row, Tree(self._rows(session, row.conversation_id)))
 
     def add_user_message(
         self,
@@ -174,7 +168,7 @@ class ConversationRepository:
         files: Sequence[MediaFile],
         *,
         new_title: str = "New chat",
-        parent_id: int | None | _Leaf = LEAF,
+        parent_id: int | None | Leaf = LEAF,
         settings: GenerationSettings | None = None,
     ) -> Message:
         """Store the files (once each, by content) and the message, in order, in one transaction.
@@ -198,7 +192,7 @@ class ConversationRepository:
                 for position, file in enumerate(files):
                     blob = self._blobs.put(file.path, file.mime)
                     stored.append(blob)
-                    _attach(session, row, position, blob, file.kind, file.mime, file.filename)
+                    attach(session, row, position, blob, file.kind, file.mime, file.filename)
                 session.flush()
                 session.refresh(row)
                 return self._message(row)
@@ -217,7 +211,7 @@ class ConversationRepository:
                 raise ConversationNotFound("Some of those conversations do not exist.")
             exported = []
             for row in conversations:
-                tree = _Tree(self._rows(session, row.id))
+                tree = Tree(self._rows(session, row.id))
                 exported.append(
                     ExportedConversation(
                         id=row.id,
@@ -256,13 +250,13 @@ class ConversationRepository:
                         for position, file in enumerate(message.files):
                             blob = self._blobs.put_bytes(file.data, file.mime)
                             stored.append(blob)
-                            _attach(session, row, position, blob, file.kind, file.mime, file.filename)
+                            attach(session, row, position, blob, file.kind, file.mime, file.filename)
                         ids[message.key] = row.id
                     conversation.current_leaf_id = ids.get(imported.current_key or "", conversation.current_leaf_id)
                     conversation.created_at = imported.created_at or conversation.created_at
                     conversation.updated_at = imported.updated_at or conversation.updated_at
                     session.flush()
-                    summaries.append(_summary(conversation))
+                    summaries.append(to_summary(conversation))
                 return summaries
         except ValidationError as error:
             self._discard_unreferenced(stored)
@@ -284,7 +278,7 @@ class ConversationRepository:
         except Exception:
             log.exception("could not remove the files of a message that was not saved")
 
-    def start_assistant_message(self, conversation_id: str, parent_id: int | None | _Leaf = LEAF) -> Message:
+    def start_assistant_message(self, conversation_id: str, parent_id: int | None | Leaf = LEAF) -> Message:
         """An empty, streaming answer to `parent_id` (by default the current leaf); it becomes the leaf."""
         with self._write.begin() as session:
             conversation = self._conversation(session, conversation_id)
@@ -311,7 +305,7 @@ class ConversationRepository:
         """Show the message `step` versions before or after this one (an edit or regeneration), with its latest branch."""
         with self._write.begin() as session:
             row = self._message_row(session, message_id)
-            tree = _Tree(self._rows(session, row.conversation_id))
+            tree = Tree(self._rows(session, row.conversation_id))
             siblings = tree.children(row.parent_id, row.role)
             index = siblings.index(row) + step
             if not 0 <= index < len(siblings):
@@ -326,12 +320,12 @@ class ConversationRepository:
         with self._write.begin() as session:
             row = self._message_row(session, message_id)
             source = self._conversation(session, row.conversation_id)
-            tree = _Tree(self._rows(session, row.conversation_id))
+            tree = Tree(self._rows(session, row.conversation_id))
             fork = self._new_conversation(session, f"{source.title} (fork)")
             fork.settings = source.settings
             session.flush()
             parent_id = None
-            for original in _path(tree, message_id):
+            for original in branch(tree, message_id):
                 copy = self._new_message(
                     session, fork, Role(original.role), original.content, Status(original.status), parent_id, original.error
                 )
@@ -341,7 +335,7 @@ class ConversationRepository:
                     )
                 session.flush()
                 parent_id = copy.id
-            return _summary(fork)
+            return to_summary(fork)
 
     def update_message_text(self, message_id: int, text: str) -> None:
         with self._write.begin() as session:
@@ -397,7 +391,7 @@ class ConversationRepository:
         role: Role,
         text: str,
         status: Status,
-        parent_id: int | None | _Leaf = LEAF,
+        parent_id: int | None | Leaf = LEAF,
         error: str | None = None,
     ) -> MessageRow:
         """Append a message under `parent_id` (LEAF: the current leaf) and make it the conversation's leaf."""
@@ -435,73 +429,5 @@ class ConversationRepository:
             raise MessageNotFound(f"Message {message_id} does not exist.")
         return row
 
-    def _message(self, row: MessageRow, tree: _Tree | None = None) -> Message:
-        """The domain message; with its conversation's whole `tree`, also which version of its turn it is."""
-        siblings = tree.children(row.parent_id, row.role) if tree is not None else [row]
-        attachments = tuple(
-            Attachment(
-                sha256=link.attachment.sha256,
-                kind=MediaKind(link.attachment.kind),
-                mime=link.attachment.mime,
-                filename=link.filename,
-                size_bytes=link.attachment.size_bytes,
-                path=self._blobs.path_for(link.attachment.sha256, link.attachment.mime),
-            )
-            for link in row.links
-        )
-        return Message(
-            id=row.id,
-            conversation_id=row.conversation_id,
-            role=Role(row.role),
-            text=row.content,
-            status=Status(row.status),
-            attachments=attachments,
-            error=row.error,
-            created_at=row.created_at,
-            parent_id=row.parent_id,
-            details=AnswerDetails.model_validate(row.details) if row.details else None,
-            version=siblings.index(row) + 1 if row in siblings else 1,
-            versions=max(len(siblings), 1),
-        )
-
-
-def _attach(session: Session, row: MessageRow, position: int, blob: StoredBlob, kind: MediaKind, mime: str, filename: str) -> None:
-    """Link a stored blob to a message, adding its attachment row the first time these bytes are seen."""
-    if session.get(AttachmentRow, blob.sha256) is None:
-        session.add(AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at))
-        session.flush()
-    row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[:255]))
-
-
-class _Tree:
-    """A conversation's messages, by id and by parent (children in order of insertion)."""
-
-    def __init__(self, rows: Sequence[MessageRow]):
-        self.by_id = {row.id: row for row in rows}
-        self._kids: dict[int | None, list[MessageRow]] = {}
-        for row in rows:
-            self._kids.setdefault(row.parent_id, []).append(row)
-
-    def children(self, parent_id: int | None, role: str | None = None) -> list[MessageRow]:
-        """Optionally only those of one role: the versions of a turn."""
-        return [r for r in self._kids.get(parent_id, []) if role is None or r.role == role]
-
-
-def _path(tree: _Tree, leaf_id: int | None) -> list[MessageRow]:
-    path = []
-    while leaf_id is not None and leaf_id in tree.by_id:
-        path.append(tree.by_id[leaf_id])
-        leaf_id = tree.by_id[leaf_id].parent_id
-    return path[::-1]
-
-
-def _summary(row: ConversationRow) -> ConversationSummary:
-    return ConversationSummary(
-        id=row.id,
-        title=row.title,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        pinned=bool(row.pinned),
-        archived=bool(row.archived),
-        settings=GenerationSettings.model_validate(row.settings or {}),
-    )
+    def _message(self, row: MessageRow, tree: Tree | None = None) -> Message:
+        return to_message(row, self._blobs, tree)

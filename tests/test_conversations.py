@@ -140,7 +140,7 @@ def test_five_hundred_conversations_list_quickly_enough_to_use(repository):
 
 
 def turn(repository, conversation_id, text, answer, parent=None):
-    from storage.repository import LEAF
+    from storage.records import LEAF
 
     user = repository.add_user_message(conversation_id, text, [], parent_id=LEAF if parent is None else parent)
     reply = repository.start_assistant_message(conversation_id, parent_id=user.id)

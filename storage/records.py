@@ -1,0 +1,92 @@
+"""ORM rows as domain types, and helpers for the message tree; shared by the repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from domain.settings import AnswerDetails, GenerationSettings
+from domain.types import Attachment, ConversationSummary, MediaKind, Message, Role, Status
+from storage.blobs import BlobStore, StoredBlob
+from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
+
+
+class Leaf:
+    """The type of LEAF: 'after the conversation's current leaf'."""
+
+
+LEAF = Leaf()
+
+
+def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> Message:
+    """The domain message; with its conversation's whole `tree`, also which version of its turn it is."""
+    siblings = tree.children(row.parent_id, row.role) if tree is not None else [row]
+    attachments = tuple(
+        Attachment(
+            sha256=link.attachment.sha256,
+            kind=MediaKind(link.attachment.kind),
+            mime=link.attachment.mime,
+            filename=link.filename,
+            size_bytes=link.attachment.size_bytes,
+            path=blobs.path_for(link.attachment.sha256, link.attachment.mime),
+        )
+        for link in row.links
+    )
+    return Message(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=Role(row.role),
+        text=row.content,
+        status=Status(row.status),
+        attachments=attachments,
+        error=row.error,
+        created_at=row.created_at,
+        parent_id=row.parent_id,
+        details=AnswerDetails.model_validate(row.details) if row.details else None,
+        version=siblings.index(row) + 1 if row in siblings else 1,
+        versions=max(len(siblings), 1),
+    )
+
+
+def attach(session: Session, row: MessageRow, position: int, blob: StoredBlob, kind: MediaKind, mime: str, filename: str) -> None:
+    """Link a stored blob to a message, adding its attachment row the first time these bytes are seen."""
+    if session.get(AttachmentRow, blob.sha256) is None:
+        session.add(AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at))
+        session.flush()
+    row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[:255]))
+
+
+class Tree:
+    """A conversation's messages, by id and by parent (children in order of insertion)."""
+
+    def __init__(self, rows: Sequence[MessageRow]):
+        self.by_id = {row.id: row for row in rows}
+        self._kids: dict[int | None, list[MessageRow]] = {}
+        for row in rows:
+            self._kids.setdefault(row.parent_id, []).append(row)
+
+    def children(self, parent_id: int | None, role: str | None = None) -> list[MessageRow]:
+        """Optionally only those of one role: the versions of a turn."""
+        return [r for r in self._kids.get(parent_id, []) if role is None or r.role == role]
+
+
+def branch(tree: Tree, leaf_id: int | None) -> list[MessageRow]:
+    """The messages from the root down to `leaf_id`."""
+    path = []
+    while leaf_id is not None and leaf_id in tree.by_id:
+        path.append(tree.by_id[leaf_id])
+        leaf_id = tree.by_id[leaf_id].parent_id
+    return path[::-1]
+
+
+def to_summary(row: ConversationRow) -> ConversationSummary:
+    return ConversationSummary(
+        id=row.id,
+        title=row.title,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        pinned=bool(row.pinned),
+        archived=bool(row.archived),
+        settings=GenerationSettings.model_validate(row.settings or {}),
+    )
