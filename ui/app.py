@@ -331,21 +331,22 @@ def build_app(
         bar.show_archived.change(
             side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
         )
-        bar.rename.submit(side.rename, inputs=[conversation_id, bar.rename, bar.show_archived], outputs=[bar.conversations])
-        bar.pin.click(side.toggle_pin, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations, bar.pin])
+        target = [bar.conversations, conversation_id]  # the selected conversation, else the one shown
+        bar.rename.submit(side.rename, inputs=[*target, bar.rename, bar.show_archived], outputs=[bar.conversations])
+        bar.pin.click(side.toggle_pin, inputs=[*target, bar.show_archived], outputs=[bar.conversations, bar.pin])
         bar.archive.click(
-            side.toggle_archive, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations, bar.archive]
+            side.toggle_archive, inputs=[*target, bar.show_archived], outputs=[bar.conversations, bar.archive]
         )
-        bar.delete.click(side.ask_delete, inputs=[conversation_id], outputs=[bar.confirm_row])
+        bar.delete.click(side.ask_delete, inputs=target, outputs=[bar.confirm_row])
         bar.cancel_delete.click(lambda: gr.Row(visible=False), outputs=[bar.confirm_row])
         bar.confirm_delete.click(
             side.delete,
-            inputs=[conversation_id, bar.show_archived],
+            inputs=[*target, bar.show_archived],
             outputs=[conversation_id, chatbot, bar.conversations, bar.confirm_row, bar.actions],
         ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
 
         # Export and import.
-        bar.export.click(transfer.export, inputs=[conversation_id], outputs=[bar.download])
+        bar.export.click(transfer.export, inputs=target, outputs=[bar.download])
         bar.export_all.click(transfer.export_all, outputs=[bar.download])
         bar.import_button.upload(transfer.import_file, inputs=[bar.import_button], outputs=[bar.import_button]).then(
             side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]

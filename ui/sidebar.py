@@ -107,14 +107,19 @@ class SidebarHandlers:
         index = next((i for i, m in enumerate(messages) if str(m.id) == message_id), -1)
         return conversation_id, render.chat_messages(messages, file_url_maker(request)), index
 
-    def rename(self, conversation_id: str | None, title: str, archived: bool, request: gr.Request):
+    # The actions below act on the conversation selected in the list (which changes the moment it is clicked),
+    # or else the one shown: a quick click after choosing another conversation must not hit the previous one.
+
+    def rename(self, selected: str | None, conversation_id: str | None, title: str, archived: bool, request: gr.Request):
+        conversation_id = selected or conversation_id
         if not conversation_id:
             return gr.skip()
         dialogue = self.access(request)
         _or_error(lambda: dialogue.rename(conversation_id, title))
         return self.list_for(dialogue, conversation_id, archived)
 
-    def toggle_pin(self, conversation_id: str | None, archived: bool, request: gr.Request):
+    def toggle_pin(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
+        conversation_id = selected or conversation_id
         if not conversation_id:
             return gr.skip(), gr.skip()
         dialogue = self.access(request)
@@ -122,8 +127,9 @@ class SidebarHandlers:
         dialogue.set_pinned(conversation_id, not pinned)
         return self.list_for(dialogue, conversation_id, archived), gr.Button("📌 Pin" if pinned else "Unpin")
 
-    def toggle_archive(self, conversation_id: str | None, archived: bool, request: gr.Request):
+    def toggle_archive(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
         """Archiving moves the conversation out of the list being shown; the chat stays open."""
+        conversation_id = selected or conversation_id
         if not conversation_id:
             return gr.skip(), gr.skip()
         dialogue = self.access(request)
@@ -131,11 +137,12 @@ class SidebarHandlers:
         dialogue.set_archived(conversation_id, not was_archived)
         return self.list_for(dialogue, conversation_id, archived), gr.Button("🗄 Archive" if was_archived else "Unarchive")
 
-    def ask_delete(self, conversation_id: str | None):
-        return gr.Row(visible=bool(conversation_id))
+    def ask_delete(self, selected: str | None, conversation_id: str | None):
+        return gr.Row(visible=bool(selected or conversation_id))
 
-    def delete(self, conversation_id: str | None, archived: bool, request: gr.Request):
-        """(conversation id, chat, list, confirm row, actions group) after deleting the open conversation."""
+    def delete(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
+        """(conversation id, chat, list, confirm row, actions group) after deleting the conversation."""
+        conversation_id = selected or conversation_id
         dialogue = self.access(request)
         if conversation_id:
             _or_error(lambda: dialogue.delete(conversation_id))

@@ -24,8 +24,9 @@ class TransferHandlers:
     def __init__(self, access: Callable[[gr.Request], DialogueManager]):
         self.access = access
 
-    def export(self, conversation_id: str | None, request: gr.Request):
-        """A download link for the open conversation (or, with no id, for all of the user's)."""
+    def export(self, selected: str | None, conversation_id: str | None, request: gr.Request):
+        """A download link for the selected (else open) conversation, or with neither, for all of the user's."""
+        conversation_id = selected or conversation_id
         try:
             conversations = self.access(request).export([conversation_id] if conversation_id else None)
         except AssistantError as error:
@@ -41,7 +42,7 @@ class TransferHandlers:
         return gr.File(value=str(path), visible=True)
 
     def export_all(self, request: gr.Request):
-        return self.export(None, request)
+        return self.export(None, None, request)
 
     def import_file(self, upload: str | None, request: gr.Request):
         """Import an uploaded export; a summary (what came over, what did not) or the reason it was refused."""
