@@ -163,10 +163,14 @@ class DialogueManager:
 
     def delete(self, conversation_id: str) -> None:
         """Delete a conversation and the files only it used; refused while one of its answers is being written."""
-        with self._answering_lock:
-            if conversation_id in self._answering:
-                raise ConversationBusy("This conversation is being answered; stop the answer first, then delete it.")
+        with self._answering_lock:  # held while deleting, so no answer can start meanwhile
+            self._refuse_if_answering(conversation_id, "stop the answer first, then delete it")
             self.repository.delete_conversation(conversation_id)
+
+    def _refuse_if_answering(self, conversation_id: str, what_to_do: str) -> None:
+        """Under _answering_lock: ConversationBusy if one of the conversation's answers is being written."""
+        if conversation_id in self._answering:
+            raise ConversationBusy(f"This conversation is being answered; {what_to_do}.")
 
     def send(
         self,
@@ -217,8 +221,7 @@ class DialogueManager:
         """Show another version of a message (and the branch after it); returns its conversation's id."""
         message = self.repository.get_message(message_id)
         with self._answering_lock:
-            if message.conversation_id in self._answering:
-                raise ConversationBusy("Wait for the answer (or stop it) before switching versions.")
+            self._refuse_if_answering(message.conversation_id, "wait for it (or stop it) before switching versions")
         self.repository.switch_version(message_id, step)
         return message.conversation_id
 

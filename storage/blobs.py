@@ -31,16 +31,28 @@ class BlobStore:
     def put(self, source: Path, mime: str) -> StoredBlob:
         """Store the file's bytes durably, once; an existing copy is trusted only if its size and hash match."""
         sha256, size = file_digest(source)
+
+        def copy(out) -> None:
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+        return self._store(sha256, size, mime, copy)
+
+    def put_bytes(self, data: bytes, mime: str) -> StoredBlob:
+        """Store bytes held in memory (an imported file), as `put` does."""
+        return self._store(hashlib.sha256(data).hexdigest(), len(data), mime, lambda out: out.write(data))
+
+    def _store(self, sha256: str, size: int, mime: str, write) -> StoredBlob:
         target = self.path_for(sha256, mime)
         if target.is_file() and target.stat().st_size == size and file_digest(target)[0] == sha256:
             return StoredBlob(sha256, size, target, created=False)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Copy to a temporary name, flush it to the disk, then rename: after a crash or power cut the blob
+        # Write to a temporary name, flush it to the disk, then rename: after a crash or power cut the blob
         # is either absent or whole, never empty or half-written.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+            with os.fdopen(fd, "wb") as out:
+                write(out)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)
@@ -49,16 +61,6 @@ class BlobStore:
             raise
         _fsync_dir(target.parent)
         return StoredBlob(sha256, size, target, created=True)
-
-    def put_bytes(self, data: bytes, mime: str) -> StoredBlob:
-        """Store bytes held in memory (an imported file), as `put` does."""
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".import-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            return self.put(Path(tmp), mime)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
     def discard(self, blob: StoredBlob) -> None:
         """Remove a blob this store just created and nothing refers to."""

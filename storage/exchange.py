@@ -114,7 +114,7 @@ def export_zip(conversations: list[ExportedConversation], out: io.BufferedIOBase
                         archive.write(attachment.path, name)
                         written.add(name)
         for i, conversation in enumerate(conversations):
-            archive.writestr(f"markdown/{i + 1:04d} {_safe_name(conversation.title)}.md", _markdown(conversation))
+            archive.writestr(f"markdown/{i + 1:04d} {safe_name(conversation.title)}.md", _markdown(conversation))
 
 
 def _file_member(sha256: str, path: Path) -> str:
@@ -174,8 +174,9 @@ def _markdown(c: ExportedConversation) -> str:
     return "\n".join(lines)
 
 
-def _safe_name(title: str) -> str:
-    return re.sub(r"[^\w .,()-]+", "_", title).strip()[:80] or "conversation"
+def safe_name(title: str, length: int = 80) -> str:
+    """A title as a file name: word characters, spaces and . , ( ) - only."""
+    return re.sub(r"[^\w .,()-]+", "_", title).strip()[:length] or "conversation"
 
 
 # --- import -------------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def _our_conversation(c: dict, archive: zipfile.ZipFile, members: dict) -> Impor
                 status=Status(m["status"]),
                 error=m["error"],
                 details=m["details"],
-                created_at=_time(m["created_at"]),
+                created_at=parse_time(m["created_at"]),
                 files=files,
             )
         )
@@ -283,15 +284,16 @@ def _our_conversation(c: dict, archive: zipfile.ZipFile, members: dict) -> Impor
         title=str(c["title"]),
         messages=messages,
         current_key=None if current is None else str(current),
-        created_at=_time(c["created_at"]),
-        updated_at=_time(c["updated_at"]),
+        created_at=parse_time(c["created_at"]),
+        updated_at=parse_time(c["updated_at"]),
         pinned=bool(c["pinned"]),
         archived=bool(c["archived"]),
         settings=c["settings"],
     )
 
 
-def _time(value) -> datetime | None:
+def parse_time(value) -> datetime | None:
+    """ISO text, or seconds (or milliseconds) since the epoch, as naive UTC."""
     if value in (None, ""):
         return None
     if isinstance(value, (int, float)):

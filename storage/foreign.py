@@ -16,7 +16,7 @@ import re
 from domain import limits
 from domain.errors import InvalidInput
 from domain.types import MediaKind, Role
-from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, _time
+from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, parse_time
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
@@ -71,15 +71,15 @@ def chatgpt_conversation(item: dict, summary: ImportSummary) -> ImportedConversa
             parent_key=nearest_kept(node.get("parent")),
             role=role,
             text=text,
-            created_at=_time(message.get("create_time")),
+            created_at=parse_time(message.get("create_time")),
             files=files,
         )
     return ImportedConversation(
         title=title,
         messages=list(kept.values()),
         current_key=nearest_kept(item.get("current_node")) if item.get("current_node") in mapping else _last(kept),
-        created_at=_time(item.get("create_time")),
-        updated_at=_time(item.get("update_time")),
+        created_at=parse_time(item.get("create_time")),
+        updated_at=parse_time(item.get("update_time")),
         archived=bool(item.get("is_archived")),
     )
 
@@ -135,7 +135,7 @@ def open_webui_chat(item: dict, summary: ImportSummary) -> ImportedConversation:
             parent_key=parent if parent in messages else None,
             role=role,
             text=str(node.get("content") or ""),
-            created_at=_time(node.get("timestamp")),
+            created_at=parse_time(node.get("timestamp")),
             files=files,
         )
     current = history.get("currentId")
@@ -143,8 +143,8 @@ def open_webui_chat(item: dict, summary: ImportSummary) -> ImportedConversation:
         title=title,
         messages=list(messages.values()),
         current_key=current if current in messages else _last(messages),
-        created_at=_time(item.get("created_at")),
-        updated_at=_time(item.get("updated_at")),
+        created_at=parse_time(item.get("created_at")),
+        updated_at=parse_time(item.get("updated_at")),
         pinned=bool(item.get("pinned")),
         archived=bool(item.get("archived")),
     )

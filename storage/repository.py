@@ -56,24 +56,18 @@ class ConversationRepository:
     def _owned(self):
         return ConversationRow.user_id.is_(None) if self._owner is None else ConversationRow.user_id == self._owner
 
-    def owns_attachment(self, sha256: str) -> bool:
-        """Whether one of this owner's messages links the file (what may be downloaded)."""
+    def attachment_path(self, sha256: str) -> Path | None:
+        """The stored file of an attachment one of this owner's messages links (what they may download), or None."""
         with self._read() as session:
-            return session.scalar(
-                select(MessageAttachmentRow.attachment_sha256)
+            row = session.scalar(
+                select(AttachmentRow)
+                .join(MessageAttachmentRow, MessageAttachmentRow.attachment_sha256 == AttachmentRow.sha256)
                 .join(MessageRow, MessageRow.id == MessageAttachmentRow.message_id)
                 .join(ConversationRow, ConversationRow.id == MessageRow.conversation_id)
-                .where(MessageAttachmentRow.attachment_sha256 == sha256, self._owned())
+                .where(AttachmentRow.sha256 == sha256, self._owned())
                 .limit(1)
-            ) is not None
-
-    def attachment_path(self, sha256: str) -> Path | None:
-        """The stored file of an attachment this owner may read, or None."""
-        if not self.owns_attachment(sha256):
-            return None
-        with self._read() as session:
-            row = session.get(AttachmentRow, sha256)
-            return self._blobs.path_for(row.sha256, row.mime) if row else None
+            )
+            return self._blobs.path_for(row.sha256, row.mime) if row is not None else None
 
     def create_conversation(self, title: str) -> ConversationSummary:
         with self._write.begin() as session:

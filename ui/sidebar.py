@@ -119,23 +119,20 @@ class SidebarHandlers:
         return self.list_for(dialogue, conversation_id, archived)
 
     def toggle_pin(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
-        conversation_id = selected or conversation_id
-        if not conversation_id:
-            return gr.skip(), gr.skip()
-        dialogue = self.access(request)
-        pinned = _or_error(lambda: dialogue.get_conversation(conversation_id)).pinned
-        dialogue.set_pinned(conversation_id, not pinned)
-        return self.list_for(dialogue, conversation_id, archived), gr.Button("📌 Pin" if pinned else "Unpin")
+        return self._toggle("pinned", ("📌 Pin", "Unpin"), selected or conversation_id, archived, request)
 
     def toggle_archive(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
         """Archiving moves the conversation out of the list being shown; the chat stays open."""
-        conversation_id = selected or conversation_id
+        return self._toggle("archived", ("🗄 Archive", "Unarchive"), selected or conversation_id, archived, request)
+
+    def _toggle(self, flag: str, labels: tuple[str, str], conversation_id: str | None, archived: bool, request: gr.Request):
+        """Flip a conversation's `flag`; (list, the button labelled for the new state: labels[off], labels[on])."""
         if not conversation_id:
             return gr.skip(), gr.skip()
         dialogue = self.access(request)
-        was_archived = _or_error(lambda: dialogue.get_conversation(conversation_id)).archived
-        dialogue.set_archived(conversation_id, not was_archived)
-        return self.list_for(dialogue, conversation_id, archived), gr.Button("🗄 Archive" if was_archived else "Unarchive")
+        on = not getattr(_or_error(lambda: dialogue.get_conversation(conversation_id)), flag)
+        (dialogue.set_pinned if flag == "pinned" else dialogue.set_archived)(conversation_id, on)
+        return self.list_for(dialogue, conversation_id, archived), gr.Button(labels[on])
 
     def ask_delete(self, selected: str | None, conversation_id: str | None):
         return gr.Row(visible=bool(selected or conversation_id))

@@ -4,7 +4,6 @@ Open WebUI's). The page's upload limit applies; bigger archives go through `pyth
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -14,7 +13,7 @@ import gradio as gr
 
 from assistant.dialogue import DialogueManager
 from domain.errors import AssistantError
-from storage.exchange import export_zip, read_archive
+from storage.exchange import export_zip, read_archive, safe_name
 from ui.uploads import discard_uploads, upload_folder
 
 
@@ -33,7 +32,8 @@ class TransferHandlers:
             raise gr.Error(str(error), print_exception=False) from None
         if not conversations:
             raise gr.Error("There is no conversation to export yet.", print_exception=False)
-        name = _file_name(conversations[0].title if conversation_id else "all conversations")
+        title = conversations[0].title if conversation_id else "all conversations"
+        name = f"{safe_name(title, 60)} {datetime.now():%Y-%m-%d %H%M}.zip"
         # A folder per export: two users exporting at once must not share or delete each other's file.
         folder = upload_folder() / "exports" / uuid.uuid4().hex
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,8 +57,3 @@ class TransferHandlers:
             discard_uploads([upload])
         gr.Info(summary.sentence())
         return gr.skip()
-
-
-def _file_name(title: str) -> str:
-    stem = re.sub(r"[^\w.,() -]+", "_", title).strip()[:60] or "conversation"
-    return f"{stem} {datetime.now():%Y-%m-%d %H%M}.zip"
