@@ -9,7 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from assistant.demo_model import DEFAULT_DEMO_FAMILY
 from assistant.loader import DEFAULT_MODEL, ModelSpec, Quant
+from domain import limits
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -32,8 +34,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--demo",
-        action="store_true",
-        help="use a tiny built-in model with random weights (offline; answers are meaningless)",
+        nargs="?",
+        const=DEFAULT_DEMO_FAMILY,
+        default=None,
+        metavar="FAMILY",
+        help="use a tiny built-in model with random weights, of FAMILY (qwen2.5-omni, gemma4, qwen2.5-vl, qwen3-vl, "
+        f"qwen2-audio; default {DEFAULT_DEMO_FAMILY}), and a tiny random Whisper (offline; answers are meaningless)",
+    )
+    parser.add_argument(
+        "--whisper-model",
+        default=None,
+        help="openai-whisper model name or checkpoint file for audio transcripts (default turbo on CUDA, base on CPU; "
+        "none turns transcripts off); named weights are downloaded into the data dir on first need",
+    )
+    parser.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        default=limits.MAX_AUDIO_SECONDS,
+        help=f"longest audio clip accepted (default {limits.MAX_AUDIO_SECONDS:.0f}); the model hears it in windows, the transcript covers it all",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="where conversations, files and the demo model live")
     parser.add_argument("--db", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
@@ -73,15 +91,42 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 def open_storage(data_dir: Path, db_url: str | None):
-    """(conversations, users, blob store) on the database and files of `data_dir`."""
+    """(conversations, users, transcripts) on the database and files of `data_dir`."""
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.repository import ConversationRepository
+    from storage.transcripts import TranscriptRepository
     from storage.users import UserRepository
 
     blobs = BlobStore(data_dir / "files")
     database = open_database(db_url or sqlite_url(data_dir / "conversations.sqlite3"))
-    return ConversationRepository(database, blobs), UserRepository(database, blobs), blobs
+    return ConversationRepository(database, blobs), UserRepository(database, blobs), TranscriptRepository(database)
+
+
+def make_transcriber(source: str | None, demo: bool, data_dir: Path, store, media):
+    """The Whisper worker the options ask for, or None when transcripts are off."""
+    from assistant.transcribe import OFF, Transcriber, default_whisper_model, load_whisper
+
+    if source == OFF:
+        return None
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    if source is None and demo:
+        from assistant.demo_whisper import DEMO_WHISPER_NAME, DEMO_WHISPER_OPTIONS, ensure_demo_whisper
+
+        path = data_dir / "models" / "whisper-demo.pt"
+        return Transcriber(
+            store,
+            media,
+            lambda progress: load_whisper(str(ensure_demo_whisper(path)), path.parent, device, progress),
+            DEMO_WHISPER_NAME,
+            options=DEMO_WHISPER_OPTIONS,
+        ).start()
+    name = source or default_whisper_model(cuda)
+    root = data_dir / "models" / "whisper"
+    return Transcriber(store, media, lambda progress: load_whisper(name, root, device, progress), f"Whisper {name}", fp16=cuda).start()
 
 
 COMMANDS = ("export", "import", "adduser", "deluser", "passwd")
@@ -184,18 +229,19 @@ def main(argv: list[str] | None = None) -> int | None:
 
     from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
     from assistant.dialogue import DialogueManager
+    from assistant.families import family_named, family_of_checkpoint
     from assistant.engine import DEFAULT_MAX_NEW_TOKENS
     from assistant.loader import load_engine
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
     from assistant.turn_queue import TurnQueue
-    from domain import limits
+    from domain.errors import ModelLoadError
     from ui import security
     from ui.app import build_app
     from ui.files import attachment_route
     from ui.uploads import clear_stale_uploads
 
-    repository, users, _ = open_storage(data_dir, args.db)
+    repository, users, transcripts = open_storage(data_dir, args.db)
     if auth is not None:  # --auth USER:PASSWORD creates that user, or sets their password
         (users.set_password if users.id_of(auth[0]) is not None else users.add)(*auth)
     if exposed and not users.any():
@@ -207,18 +253,28 @@ def main(argv: list[str] | None = None) -> int | None:
     if interrupted:
         logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
 
-    demo = args.demo or is_demo_checkpoint(Path(args.model).expanduser())
+    demo = args.demo is not None or is_demo_checkpoint(Path(args.model).expanduser())
     max_new_tokens = args.max_new_tokens or (64 if demo else DEFAULT_MAX_NEW_TOKENS)
+    try:  # known before loading when it can be: the page then offers only what the model takes
+        family = family_named(args.demo) if args.demo else family_of_checkpoint(Path(args.model).expanduser())
+    except ModelLoadError as error:
+        if args.demo or Path(args.model).expanduser().is_dir():
+            raise SystemExit(f"error: {error}") from None
+        family = None  # a Hugging Face id: its config arrives with the download
 
     def load(progress):
         source = args.model
         if args.demo:
             progress("Building the demo model (first start only)…", None)
-            source = str(ensure_demo_model(data_dir / "models" / "demo"))
+            source = str(ensure_demo_model(data_dir / "models" / f"demo-{args.demo}", args.demo))
         return load_engine(ModelSpec(source, Quant(args.quant), demo=demo), progress, max_new_tokens=max_new_tokens)
 
-    host = ModelHost(load).start()
-    dialogue = DialogueManager(repository, host, MediaLoader(), TurnQueue())
+    host = ModelHost(load, family).start()
+    media = MediaLoader()
+    transcriber = make_transcriber(args.whisper_model, demo, data_dir, transcripts, media)
+    dialogue = DialogueManager(
+        repository, host, media, TurnQueue(), transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
+    )
     app = build_app(dialogue, host, demo=demo, owner_of=users.id_of)
     hosts = security.allowed_hosts(args.host, args.allowed_hosts.split(","))
     # With accounts, the page asks for a login (users added later count after a restart). Attachments are

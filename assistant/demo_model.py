@@ -1,9 +1,8 @@
-"""Build the tiny, randomly initialised Qwen2.5-Omni checkpoint used by `--demo` and the tests.
+"""Build (once) the tiny, randomly initialised checkpoint of a model family that `--demo` and the tests use.
 
-The checkpoint follows the published `Qwen/Qwen2.5-Omni-7B` layout (a `qwen2_5_omni` config with
-thinker/talker/token2wav parts, `thinker.*` weight names, the real processor classes, the real chat
-template and the same special tokens), so loading it runs the same `from_pretrained` path as the
-real model. Its weights are random: its answers are meaningless. Knows nothing of storage or UI.
+Each family's module knows how to build its own (assistant/families); this module caches the result in a
+folder, marked with the family and builder version, so a changed builder rebuilds it. Its answers are
+meaningless. Knows nothing of storage or UI.
 """
 
 from __future__ import annotations
@@ -12,275 +11,37 @@ import json
 import shutil
 from pathlib import Path
 
-# Bump when the builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 2
-DEMO_SEED = 1234
-DEMO_VOCAB_SIZE = 640  # learned byte-level BPE entries before special tokens
-
-# Special tokens in the order (and with the roles) of the published Qwen2.5-Omni tokenizer.
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|AUDIO|>",
-    "<|audio_bos|>",
-    "<|audio_eos|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_bos|>",
-    "<|vision_eos|>",
-    "<|vision_pad|>",
-    "<|IMAGE|>",
-    "<|VIDEO|>",
-]
-MODALITY_TOKENS = {
-    "image_token": "<|IMAGE|>",
-    "audio_token": "<|AUDIO|>",
-    "video_token": "<|VIDEO|>",
-    "vision_bos_token": "<|vision_bos|>",
-    "vision_eos_token": "<|vision_eos|>",
-    "audio_bos_token": "<|audio_bos|>",
-    "audio_eos_token": "<|audio_eos|>",
-}
-
-# The chat template shipped with Qwen/Qwen2.5-Omni-7B (chat_template.json), unchanged.
-QWEN25_OMNI_CHAT_TEMPLATE = (
-    "{% set audio_count = namespace(value=0) %}{% set image_count = namespace(value=0) %}"
-    "{% set video_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_bos|><|IMAGE|><|vision_eos|>"
-    "{% elif content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
-    "{% set audio_count.value = audio_count.value + 1 %}{% if add_audio_id %}Audio {{ audio_count.value }}: {% endif %}"
-    "<|audio_bos|><|AUDIO|><|audio_eos|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_bos|><|VIDEO|><|vision_eos|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-_CORPUS = """\
-system user assistant You are a helpful assistant.
-Hello! How can I help you today? What is in this picture? The picture shows a red car parked on a street.
-What colour was the car in the first picture? It was red. The second image shows a blue sky over green hills.
-Please describe the audio. The speaker asks a question about the weather. It will rain tomorrow afternoon.
-Can you summarise this for me? Sure, here is a short summary of the main points, in three sentences.
-Numbers 0 1 2 3 4 5 6 7 8 9 10 100 2024 3.14. Punctuation: commas, full stops; question marks? Yes!
-Café, naïve, façade, 東京, 😀 — unicode text appears in chats too, and it must never be split mid-character.
-"""
+# Bump when a builder changes, so a cached demo checkpoint is rebuilt.
+DEMO_VERSION = 3
+DEFAULT_DEMO_FAMILY = "qwen2.5-omni"
+MARKER = "demo_model.json"
 
 
 def is_demo_checkpoint(path: Path) -> bool:
-    marker = path / "demo_model.json"
-    return marker.is_file() and json.loads(marker.read_text()).get("version") == DEMO_VERSION
+    marker = Path(path) / MARKER
+    try:
+        return marker.is_file() and json.loads(marker.read_text()).get("version") == DEMO_VERSION
+    except (OSError, ValueError):
+        return False
 
 
-def ensure_demo_model(path: Path) -> Path:
-    """Build the demo checkpoint at `path` unless a current one is already there."""
+def ensure_demo_model(path: Path, family: str = DEFAULT_DEMO_FAMILY) -> Path:
+    """Build the demo checkpoint of `family` at `path` unless a current one is already there."""
+    from assistant.families import family_named
+
     path = Path(path)
-    if is_demo_checkpoint(path):
+    if is_demo_checkpoint(path) and json.loads((path / MARKER).read_text()).get("family") == family:
         return path
+    builder = family_named(family)
     tmp = path.with_name(path.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    build_demo_model(tmp)
+    tmp.mkdir(parents=True)
+    builder.build_demo(tmp)
+    (tmp / MARKER).write_text(
+        json.dumps({"version": DEMO_VERSION, "family": family, "note": "random weights; answers are meaningless"})
+    )
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)  # atomic: a crash mid-build never leaves a half-written checkpoint in place
     return path
-
-
-def build_demo_model(path: Path) -> None:
-    import torch
-
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer()
-    processor = _build_processor(tokenizer)
-    config = _build_config(tokenizer)
-
-    from transformers import Qwen2_5OmniForConditionalGeneration
-
-    torch.manual_seed(DEMO_SEED)
-    model = Qwen2_5OmniForConditionalGeneration(config).eval()
-    # Random weights end most answers within a few tokens; zeroing the end-of-turn rows of the head
-    # gives those tokens logit 0, below the best random logit, so the demo talks until
-    # max_new_tokens and streaming and Stop are visible.
-    with torch.no_grad():
-        for token in ("<|im_end|>", "<|endoftext|>"):
-            model.thinker.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    (path / "demo_model.json").write_text(
-        json.dumps({"version": DEMO_VERSION, "seed": DEMO_SEED, "note": "random weights; answers are meaningless"})
-    )
-
-
-def _train_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-    from tokenizers import Regex
-
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=DEMO_VOCAB_SIZE,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
-    state = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    vocab = dict(state["vocab"])
-    for token in SPECIAL_TOKENS:
-        vocab.setdefault(token, len(vocab))
-    return Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        model_max_length=32768,
-        extra_special_tokens=MODALITY_TOKENS,
-    )
-
-
-def _build_processor(tokenizer):
-    from transformers import (
-        Qwen2_5OmniProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-        WhisperFeatureExtractor,
-    )
-
-    return Qwen2_5OmniProcessor(
-        # The published preprocessor settings: 14px patches merged 2x2, 3136..12845056 pixels.
-        image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2),
-        video_processor=Qwen2VLVideoProcessor(),
-        feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000),
-        tokenizer=tokenizer,
-        chat_template=QWEN25_OMNI_CHAT_TEMPLATE,
-    )
-
-
-def _build_config(tokenizer):
-    from transformers import Qwen2_5OmniConfig
-
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    vocab_size = -(-len(tokenizer) // 64) * 64  # padded like the published 152064
-    text = 64
-    thinker = {
-        "audio_config": {
-            "d_model": 32,
-            "encoder_layers": 2,
-            "encoder_attention_heads": 2,
-            "encoder_ffn_dim": 64,
-            "num_mel_bins": 128,
-            "max_source_positions": 1500,
-            "n_window": 100,
-            "output_dim": text,
-        },
-        "vision_config": {
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [1],
-            "out_hidden_size": text,
-        },
-        "text_config": {
-            "vocab_size": vocab_size,
-            "hidden_size": text,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-            "tie_word_embeddings": False,
-            "bos_token_id": ids["<|im_start|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        "audio_token_index": ids["<|AUDIO|>"],
-        "image_token_index": ids["<|IMAGE|>"],
-        "video_token_index": ids["<|VIDEO|>"],
-        "audio_start_token_id": ids["<|audio_bos|>"],
-        "audio_end_token_id": ids["<|audio_eos|>"],
-        "vision_start_token_id": ids["<|vision_bos|>"],
-        "vision_end_token_id": ids["<|vision_eos|>"],
-        "user_token_id": tokenizer.convert_tokens_to_ids("user"),
-        "position_id_per_seconds": 25,
-        "seconds_per_chunk": 2,
-        "bos_token_id": ids["<|im_start|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-    }
-    talker = {
-        "vocab_size": 128,
-        "embedding_size": text,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "head_dim": 16,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-        "audio_token_index": ids["<|AUDIO|>"],
-        "image_token_index": ids["<|IMAGE|>"],
-        "video_token_index": ids["<|VIDEO|>"],
-        "vision_start_token_id": ids["<|vision_bos|>"],
-        "vision_end_token_id": ids["<|vision_eos|>"],
-        "audio_start_token_id": ids["<|audio_bos|>"],
-        "audio_end_token_id": ids["<|audio_eos|>"],
-        "tts_codec_start_token_id": 120,
-        "tts_codec_end_token_id": 121,
-        "tts_codec_pad_token_id": 122,
-        "tts_codec_mask_token_id": 123,
-    }
-    token2wav = {
-        "dit_config": {
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "head_dim": 16,
-            "ff_mult": 2,
-            "emb_dim": 16,
-            "num_embeds": 128,
-            "mel_dim": 80,
-            "enc_emb_dim": 16,
-            "enc_dim": 16,
-            "enc_channels": [16, 16, 16, 16, 48],
-            "enc_attention_channels": 8,
-            "enc_se_channels": 8,
-            "look_ahead_layers": [1],
-            "look_backward_layers": [0],
-        },
-        "bigvgan_config": {
-            "mel_dim": 80,
-            "upsample_initial_channel": 16,
-            "upsample_rates": [5, 3, 2, 2, 2, 2],
-            "upsample_kernel_sizes": [11, 7, 4, 4, 4, 4],
-        },
-    }
-    return Qwen2_5OmniConfig(
-        thinker_config=thinker, talker_config=talker, token2wav_config=token2wav, enable_audio_output=True
-    )

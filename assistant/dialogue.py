@@ -19,14 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.engine import EngineInfo, GenerationReport
+from assistant.families.base import Family
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
 from assistant.validation import validate_text, validate_turn
+from domain import limits
 from domain.errors import AssistantError, ConversationBusy, InvalidInput
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
+from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
+
+if TYPE_CHECKING:
+    from assistant.transcribe import Transcriber
 
 if TYPE_CHECKING:
     from storage.exchange import ExportedConversation, ImportedConversation
@@ -53,6 +58,11 @@ class WaitingForModel:
 
 
 @dataclass(frozen=True)
+class WaitingForTranscript:
+    status: str  # the model hears audio as its transcript, which is still being made
+
+
+@dataclass(frozen=True)
 class Queued:
     ahead: int  # answers to finish before this one starts
 
@@ -67,7 +77,7 @@ class ReplyFinished:
     message: Message
 
 
-Event = UserTurnSaved | WaitingForModel | Queued | ReplyDelta | ReplyFinished
+Event = UserTurnSaved | WaitingForModel | WaitingForTranscript | Queued | ReplyDelta | ReplyFinished
 
 
 def answer_details(info: EngineInfo, settings: GenerationSettings, report: GenerationReport, status: Status) -> AnswerDetails:
@@ -105,12 +115,16 @@ class DialogueManager:
         media: MediaLoader,
         queue: TurnQueue,
         system_prompt: str | None = None,
+        transcriber: Transcriber | None = None,
+        max_audio_seconds: float = limits.MAX_AUDIO_SECONDS,
     ):
         self.repository = repository
         self.host = host
         self.media = media
         self.queue = queue
         self.system_prompt = system_prompt
+        self.transcriber = transcriber  # None: transcripts are off
+        self.max_audio_seconds = max_audio_seconds
         self._answering: set[str] = set()  # conversations with an answer in progress
         self._answering_lock = threading.Lock()
 
@@ -129,7 +143,22 @@ class DialogueManager:
         return self.repository.get_conversation(conversation_id)
 
     def get_messages(self, conversation_id: str) -> list[Message]:
-        return self.repository.get_messages(conversation_id)
+        """The active branch; audio in it that has no transcript yet (an earlier run ended first) gets one queued."""
+        messages = self.repository.get_messages(conversation_id)
+        self._transcribe(messages)
+        return messages
+
+    def accepts(self) -> frozenset[MediaKind]:
+        """What a message may carry besides text: what the model takes, and audio as a transcript if it cannot hear."""
+        family = self.host.family
+        if family is None:
+            return frozenset(MediaKind)
+        return family.accepts | ({MediaKind.AUDIO} if self.transcriber is not None else set())
+
+    def transcript_pending(self, messages: Sequence[Message]) -> bool:
+        return self.transcriber is not None and any(
+            self.transcriber.is_pending(a.sha256) for m in messages for a in m.attachments
+        )
 
     def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
         return self.repository.set_settings(conversation_id, settings)
@@ -184,10 +213,12 @@ class DialogueManager:
 
         `settings`, when given, become the conversation's (they travel with it from then on).
         """
-        text, files = validate_turn(text, uploads)
+        text, files = validate_turn(text, uploads, self.max_audio_seconds)
+        self._check_accepted(files)
         user = self.repository.add_user_message(
             conversation_id, text, files, new_title=make_title(text, files), settings=settings
         )
+        self._transcribe([user])  # in the background: an answer from a model that hears audio never waits for it
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
         yield from self._answer(user, stop)
@@ -216,6 +247,21 @@ class DialogueManager:
         user = self.repository.edit_user_message(message_id, text)
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
         yield from self._answer(user, stop)
+
+    def _check_accepted(self, files: Sequence[MediaFile]) -> None:
+        family, accepted = self.host.family, self.accepts()
+        for file in files:
+            if file.kind in accepted:
+                continue
+            if file.kind is MediaKind.AUDIO:
+                why = f"audio, which {family.title} cannot hear, and audio transcripts are off (--whisper-model none)"
+            else:
+                why = f"an image, which {family.title} cannot see; it takes {family.describe_accepts()}"
+            raise InvalidInput(f"“{file.filename}” is {why}.", file.filename)
+
+    def _transcribe(self, messages: Sequence[Message]) -> None:
+        if self.transcriber is not None:
+            self.transcriber.submit(a for m in messages for a in m.attachments)
 
     def switch_version(self, message_id: int, step: int) -> str:
         """Show another version of a message (and the branch after it); returns its conversation's id."""
@@ -256,6 +302,7 @@ class DialogueManager:
             elif self.host.state.phase is not Phase.READY or engine is None:
                 status, error = Status.ERROR, self.host.state.message
             else:
+                yield from self._wait_for_transcripts(question, stop)
                 ticket = self.queue.join()
                 yield from self._wait_for_turn(ticket, stop)
                 if stop.is_set():
@@ -263,7 +310,9 @@ class DialogueManager:
                 else:
                     # Built only now: a queued turn holds no decoded media or tensors while it waits.
                     history = self.repository.get_path(reply.id)
-                    model_input = build_model_input(history, self.media, settings.system_prompt or self.system_prompt)
+                    model_input = build_model_input(
+                        history, self.media, settings.system_prompt or self.system_prompt, engine.family
+                    )
                     report = GenerationReport()
                     for chunk in engine.stream(model_input, stop, ticket.release, settings, report):
                         text += chunk
@@ -287,6 +336,21 @@ class DialogueManager:
             details = answer_details(engine.info, settings, report, status) if report is not None else None
             self.repository.finish_message(reply.id, text, status, error, details)
         yield ReplyFinished(self.repository.get_message(reply.id))
+
+    def _wait_for_transcripts(self, question: Message, stop: threading.Event) -> Iterator[WaitingForTranscript]:
+        """A model without an audio tower hears audio as its transcript, so its answer waits for them."""
+        family = self.host.family
+        if self.transcriber is None or family is None or family.hears():
+            return
+        shown = None
+        for message in self.repository.get_path(question.id):
+            for attachment in message.attachments:
+                while not self.transcriber.wait(attachment.sha256, QUEUE_POLL_S):
+                    if stop.is_set():
+                        return
+                    if self.transcriber.state.message != shown:
+                        shown = self.transcriber.state.message
+                        yield WaitingForTranscript(shown)
 
     def _wait_for_turn(self, ticket: Ticket, stop: threading.Event) -> Iterator[Queued]:
         shown = 0

@@ -1,4 +1,4 @@
-"""The in-process transformers engine for Qwen2.5-Omni Thinker models.
+"""The in-process transformers engine, for every model family (assistant/families).
 
 Contract: `stream(model_input, stop, on_finished, settings, report)` yields text chunks and ends early once
 `stop` is set; `on_finished` runs in the generating thread the moment generation ends, however slowly the
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteriaList
 
+from assistant.families.base import Family
 from assistant.prompt import ModelInput
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
@@ -62,6 +63,7 @@ class TransformersEngine:
         model,
         processor,
         info: EngineInfo,
+        family: Family,
         *,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stream_timeout_s: float = DEFAULT_STREAM_TIMEOUT_S,
@@ -70,31 +72,28 @@ class TransformersEngine:
         self.model = model
         self.processor = processor
         self.info = info
+        self.family = family
         self.max_new_tokens = max_new_tokens
         self.stream_timeout_s = stream_timeout_s
         self.generation_kwargs = dict(generation_kwargs or {})
         # One generation at a time: the model is shared by every browser session. Released by the generating
         # thread when generate() returns, not when the consumer has read the last chunk.
         self._busy = threading.Lock()
-        self._float_dtype = next(model.model.visual.parameters()).dtype
+        # Image and audio features go in at the dtype of the model's (unquantized) floating-point weights.
+        self.float_dtype = model.dtype
 
     def prepare(self, model_input: ModelInput):
         """Run the processor: chat template, placeholder expansion, pixel and audio features."""
         text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-        inputs = self.processor(
-            text=[text],
-            images=model_input.images or None,
-            audio=model_input.audios or None,
-            return_tensors="pt",
-            padding=True,
-        )
+        media = self.family.processor_kwargs(model_input.images, model_input.audios)
+        inputs = self.processor(text=[text], **media, return_tensors="pt", padding=True)
         return inputs.to(self.model.device)
 
     def _generate_args(self, inputs, settings: GenerationSettings) -> dict:
         args = dict(inputs)
-        for key in ("pixel_values", "input_features"):
-            if key in args:
-                args[key] = args[key].to(self._float_dtype)
+        for key, value in args.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                args[key] = value.to(self.float_dtype)  # pixel values, audio features
         sampling = dict(self.generation_kwargs)
         if settings.temperature == 0:
             sampling.update(do_sample=False, temperature=None, top_p=None, top_k=None)  # greedy

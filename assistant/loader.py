@@ -1,4 +1,4 @@
-"""Fetch and load a Qwen2.5-Omni Thinker checkpoint into a TransformersEngine, quantized as asked."""
+"""Fetch a checkpoint, pick its model family from its config, and load it into a TransformersEngine, quantized as asked."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
-# transformers 5.x matches these by module path; a list replaces the defaults, so lm_head is named too.
-UNQUANTIZED_MODULES = ["model.audio_tower", "model.visual", "lm_head"]
 
 Progress = Callable[[str, float | None], None]
 
@@ -43,7 +41,8 @@ def resolve_quant(quant: Quant, cuda: bool) -> Quant:
     return quant
 
 
-def quantization_config(quant: Quant):
+def quantization_config(quant: Quant, unquantized: tuple[str, ...]):
+    """transformers 5.x matches `unquantized` by module path; the list replaces the defaults (so it names lm_head)."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -53,10 +52,10 @@ def quantization_config(quant: Quant):
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=torch.bfloat16,
             bnb_4bit_use_double_quant=True,
-            llm_int8_skip_modules=UNQUANTIZED_MODULES,
+            llm_int8_skip_modules=list(unquantized),
         )
     if quant is Quant.INT8:
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(unquantized))
     return None
 
 
@@ -114,27 +113,29 @@ def _file_progress(source: str, progress: Progress):
 
 def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> TransformersEngine:
     import torch
-    from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+    import transformers
 
     from assistant.engine import EngineInfo, TransformersEngine
+    from assistant.families import family_of_checkpoint
 
     path = fetch(spec.source, progress)
+    family = family_of_checkpoint(path)
     cuda = torch.cuda.is_available()
     quant = resolve_quant(spec.quant, cuda)
     device = torch.cuda.get_device_name(0) if cuda else "CPU"
-    progress(f"Loading {spec.source} ({quant.value}) on {device}…", None)
+    progress(f"Loading {spec.source} ({family.title}, {quant.value}) on {device}…", None)
     try:
-        processor = Qwen2_5OmniProcessor.from_pretrained(path)
-        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+        processor = getattr(transformers, family.processor_class).from_pretrained(path)
+        model = getattr(transformers, family.model_class).from_pretrained(
             path,
             dtype=torch.bfloat16 if cuda else torch.float32,
             device_map="auto" if cuda else "cpu",
-            quantization_config=quantization_config(quant),
+            quantization_config=quantization_config(quant, family.unquantized),
         )
     except (OSError, ValueError, KeyError) as error:
         log.debug("loading failed", exc_info=True)
         raise cannot_fetch(spec.source, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
     model.eval()
-    name = "demo model (random weights)" if spec.demo else spec.source
+    name = f"demo {family.title} (random weights)" if spec.demo else spec.source
     info = EngineInfo(model=name, quant=quant.value, device=device)
-    return TransformersEngine(model, processor, info, **engine_kwargs)
+    return TransformersEngine(model, processor, info, family, **engine_kwargs)

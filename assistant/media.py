@@ -26,6 +26,7 @@ class ProbedMedia:
     width: int = 0
     height: int = 0
     seconds: float = 0.0
+    peak: float = 0.0  # audio: the loudest sample, 0..1
 
     @property
     def pixels(self) -> int:
@@ -75,12 +76,13 @@ def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia |
         return None
     # Containers often lack a reliable duration (browser recordings); decode, but no further than the limit.
     try:
-        seconds = len(decode_audio(path, max_seconds=max_seconds + 1.0)) / SAMPLE_RATE
+        samples = decode_audio(path, max_seconds=max_seconds + 1.0)
     except InvalidInput:
         raise InvalidInput(f"“{filename}” is damaged: its audio cannot be decoded.", filename) from None
-    if seconds == 0:
+    if len(samples) == 0:
         raise InvalidInput(f"“{filename}” contains no audio.", filename)
-    return ProbedMedia(kind=MediaKind.AUDIO, mime=mime, seconds=seconds)
+    peak = float(np.abs(samples).max())
+    return ProbedMedia(kind=MediaKind.AUDIO, mime=mime, seconds=len(samples) / SAMPLE_RATE, peak=peak)
 
 
 def _is_cover_art(stream) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from assistant.engine import TransformersEngine
+from assistant.families.base import Family
 from domain.errors import AssistantError
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,13 @@ class HostState:
 
 
 class ModelHost:
-    def __init__(self, load: Callable[[Callable[[str, float | None], None]], TransformersEngine]):
+    """`family`, when known before loading (a checkpoint on disk), lets turns be checked while the model loads."""
+
+    def __init__(
+        self, load: Callable[[Callable[[str, float | None], None]], TransformersEngine], family: Family | None = None
+    ):
         self._load = load
+        self._family = family
         self._state = HostState(Phase.LOADING, "Starting…")
         self._engine: TransformersEngine | None = None
         self._ready = threading.Event()
@@ -46,6 +52,11 @@ class ModelHost:
     @property
     def engine(self) -> TransformersEngine | None:
         return self._engine
+
+    @property
+    def family(self) -> Family | None:
+        """What the model accepts: known once loaded, or from the start when given."""
+        return self._engine.family if self._engine is not None else self._family
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once loading has ended (ready or failed)."""

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assistant.media import MediaLoader
+from assistant.families.base import Family
+from assistant.media import SAMPLE_RATE, MediaLoader
 from assistant.validation import check_image_shape
 from domain.errors import InvalidInput
-from domain.types import Attachment, MediaKind, Message, Role, Status
+from domain.types import Attachment, MediaKind, Message, Role, Status, TranscriptStatus
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ModelInput:
-    """A conversation in the Qwen2.5-Omni chat format, with the images and audio its placeholders stand for."""
+    """A conversation in the Hugging Face chat format, with the images and audio its placeholders stand for."""
 
     conversation: list[dict]
     images: list = field(default_factory=list)
@@ -29,12 +30,38 @@ def unreadable_note(attachment: Attachment) -> str:
     return f"[The {attachment.kind.value} “{attachment.filename}” attached here can no longer be read, so it is left out.]"
 
 
-def build_model_input(history: Sequence[Message], media: MediaLoader, system_prompt: str | None = None) -> ModelInput:
+def unseen_note(attachment: Attachment, family: Family) -> str:
+    return f"[An image “{attachment.filename}” is attached here, but {family.title} cannot see images.]"
+
+
+def transcript_text(attachment: Attachment) -> str:
+    """What a model without an audio tower gets in place of the audio: its transcript, or why there is none."""
+    transcript = attachment.transcript
+    if transcript is not None and transcript.status is TranscriptStatus.DONE:
+        return f"[Audio “{attachment.filename}”, transcribed: {transcript.text}]"
+    why = transcript.error if transcript is not None and transcript.error else "no transcript was made"
+    return f"[Audio “{attachment.filename}” is attached here but could not be transcribed ({why}), so it is left out.]"
+
+
+def audio_windows(audio: np.ndarray, window_s: float) -> list[np.ndarray]:
+    """The clip cut into pieces of at most `window_s` seconds, in order (the audio encoder takes no more)."""
+    size = max(int(window_s * SAMPLE_RATE), 1)
+    return [audio[start : start + size] for start in range(0, len(audio), size)] or [audio]
+
+
+def build_model_input(
+    history: Sequence[Message], media: MediaLoader, system_prompt: str | None = None, family: Family | None = None
+) -> ModelInput:
     """Every earlier turn goes in, its images and audio included; answers that produced no text are left out.
 
-    A stored file that can no longer be read (deleted, corrupted on disk, saved before a check existed)
-    becomes a short note to the model, so one bad file never breaks its conversation.
+    A model that does not hear audio gets each clip's transcript instead; one that does hears clips longer
+    than its audio window as several windows, in order. A stored file that can no longer be read
+    (deleted, corrupted on disk, saved before a check existed) becomes a short note to the model, so one
+    bad file never breaks its conversation.
     """
+    hears = family is None or family.hears()
+    sees = family is None or family.sees()
+    window_s = family.audio_window_s if family is not None else 30.0
     result = ModelInput(conversation=[])
     if system_prompt:
         result.conversation.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
@@ -45,13 +72,19 @@ def build_model_input(history: Sequence[Message], media: MediaLoader, system_pro
         for attachment in message.attachments:
             try:
                 if attachment.kind is MediaKind.IMAGE:
+                    if not sees:
+                        content.append({"type": "text", "text": unseen_note(attachment, family)})
+                        continue
                     image = media.image(attachment.path, attachment.filename)
                     check_image_shape(image.width, image.height, attachment.filename)
                     result.images.append(image)
                     content.append({"type": "image"})
+                elif not hears:
+                    content.append({"type": "text", "text": transcript_text(attachment)})
                 else:
-                    result.audios.append(media.audio(attachment.path))
-                    content.append({"type": "audio"})
+                    for window in audio_windows(media.audio(attachment.path), window_s):
+                        result.audios.append(window)
+                        content.append({"type": "audio"})
             except InvalidInput as error:
                 log.warning("left out of the prompt: %s", error)
                 content.append({"type": "text", "text": unreadable_note(attachment)})

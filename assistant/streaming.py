@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
+from functools import lru_cache
 
 import torch
 from transformers import StoppingCriteria
@@ -13,13 +15,17 @@ from transformers.generation.streamers import BaseStreamer
 from domain.errors import GenerationError
 
 _END = object()
+# SentencePiece-style byte-fallback tokens (Gemma): a run of them decodes as one UTF-8 sequence, or as one U+FFFD
+# per byte when invalid, so the text of a trailing run can still change; held back until another token follows.
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
 class ChunkStreamer(BaseStreamer):
     """Yields each new piece of decoded text as tokens arrive, never half a UTF-8 character.
 
     Byte-level tokens can end inside a multi-byte character; the decoder then ends in U+FFFD, and
-    that tail is held back until the next token completes it (or generation ends).
+    that tail is held back until the next token completes it (or generation ends). So is a trailing run
+    of byte-fallback tokens. What is emitted is always a prefix of the final decoded text.
     """
 
     def __init__(self, tokenizer, timeout: float):
@@ -30,6 +36,9 @@ class ChunkStreamer(BaseStreamer):
         self._emitted = 0
         self._prompt_seen = False
         self.first_token_at: float | None = None  # time.monotonic() of the first new token
+        self._is_byte = lru_cache(maxsize=None)(
+            lambda token_id: bool(_BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or ""))
+        )
 
     @property
     def token_count(self) -> int:
@@ -42,7 +51,10 @@ class ChunkStreamer(BaseStreamer):
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
         self._ids.extend(value.reshape(-1).tolist())
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        settled = len(self._ids)
+        while settled and self._is_byte(self._ids[settled - 1]):
+            settled -= 1
+        text = self._tokenizer.decode(self._ids[:settled], skip_special_tokens=True)
         if not text.endswith("\ufffd"):
             self._emit(text)
 

@@ -38,14 +38,16 @@ def validate_text(text: str, has_files: bool) -> str:
     return text
 
 
-def validate_turn(text: str, uploads: Sequence[tuple[Path, str]]) -> tuple[str, list[MediaFile]]:
+def validate_turn(
+    text: str, uploads: Sequence[tuple[Path, str]], max_audio_seconds: float = limits.MAX_AUDIO_SECONDS
+) -> tuple[str, list[MediaFile]]:
     """Check the text and each (path, filename) upload against `domain.limits`; return the cleaned text and typed files."""
     text = validate_text(text, has_files=bool(uploads))
     if len(uploads) > limits.MAX_FILES_PER_MESSAGE:
         raise InvalidInput(
             f"{len(uploads)} files are attached; a message can carry at most {limits.MAX_FILES_PER_MESSAGE}."
         )
-    return text, [_validate_file(Path(path), clean_filename(filename)) for path, filename in uploads]
+    return text, [_validate_file(Path(path), clean_filename(filename), max_audio_seconds) for path, filename in uploads]
 
 
 def clean_filename(filename: str) -> str:
@@ -57,7 +59,7 @@ def clean_filename(filename: str) -> str:
     return (name or "file")[:255]
 
 
-def _validate_file(path: Path, filename: str) -> MediaFile:
+def _validate_file(path: Path, filename: str, max_audio_seconds: float) -> MediaFile:
     if not path.is_file():
         raise InvalidInput(f"“{filename}” did not arrive; please attach it again.", filename)
     size = path.stat().st_size
@@ -68,7 +70,7 @@ def _validate_file(path: Path, filename: str) -> MediaFile:
         )
     if size == 0:
         raise InvalidInput(f"“{filename}” is empty.", filename)
-    media = probe(path, filename, max_audio_seconds=limits.MAX_AUDIO_SECONDS)
+    media = probe(path, filename, max_audio_seconds=max_audio_seconds)
     if media.kind is MediaKind.IMAGE:
         if media.pixels > limits.MAX_IMAGE_PIXELS:
             raise InvalidInput(
@@ -78,11 +80,31 @@ def _validate_file(path: Path, filename: str) -> MediaFile:
             )
         check_image_shape(media.width, media.height, filename)
         load_image(path, filename)  # decode it all now: a truncated file must not reach the conversation
-    elif media.seconds > limits.MAX_AUDIO_SECONDS:
-        raise InvalidInput(
-            f"“{filename}” is longer than {limits.MAX_AUDIO_SECONDS:.0f} seconds, the most one clip can be.", filename
-        )
+    else:
+        _check_audio(media, filename, max_audio_seconds)
     return MediaFile(path=path, filename=filename, kind=media.kind, mime=media.mime)
+
+
+def _check_audio(media, filename: str, max_seconds: float) -> None:
+    if media.seconds > max_seconds:
+        raise InvalidInput(f"“{filename}” is longer than {duration(max_seconds)}, the most one clip can be.", filename)
+    if media.seconds < limits.MIN_AUDIO_SECONDS:
+        raise InvalidInput(
+            f"“{filename}” is only {media.seconds:.1f} seconds long; record at least "
+            f"{limits.MIN_AUDIO_SECONDS:g} seconds (hold the button while you speak).",
+            filename,
+        )
+    if media.peak < limits.SILENCE_PEAK:
+        raise InvalidInput(
+            f"“{filename}” is silent: nothing was heard. Check that the right microphone is chosen and not muted.", filename
+        )
+
+
+def duration(seconds: float) -> str:
+    """300 -> "5 minutes", 90 -> "90 seconds"."""
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} seconds"
 
 
 def check_image_shape(width: int, height: int, filename: str) -> None:

@@ -37,6 +37,23 @@ class MediaFile:
     mime: str
 
 
+class TranscriptStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"  # `error` says why; sending the file again retries
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What Whisper heard in an audio file, stored once per file."""
+
+    status: TranscriptStatus
+    text: str = ""
+    language: str | None = None
+    seconds: float | None = None
+    model: str = ""
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class Attachment:
     """A stored file, content-addressed by the sha256 of its bytes."""
@@ -47,6 +64,7 @@ class Attachment:
     filename: str
     size_bytes: int
     path: Path
+    transcript: Transcript | None = None  # audio only; None while none has been made
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from domain import limits
 from domain.errors import InvalidInput
-from domain.types import MediaKind, Message, Role, Status
+from domain.types import MediaKind, Message, Role, Status, Transcript, TranscriptStatus
 
 FORMAT = "local-assistant"
 FORMAT_VERSION = 1
@@ -36,6 +36,7 @@ class ImportedFile:
     filename: str
     mime: str
     kind: MediaKind
+    transcript: Transcript | None = None
 
 
 @dataclass
@@ -149,6 +150,7 @@ def _conversation_json(c: ExportedConversation) -> dict:
                         "filename": a.filename,
                         "size_bytes": a.size_bytes,
                         "file": _file_member(a.sha256, a.path),
+                        "transcript": _transcript_json(a.transcript),
                     }
                     for a in m.attachments
                 ],
@@ -156,6 +158,33 @@ def _conversation_json(c: ExportedConversation) -> dict:
             for m in c.messages
         ],
     }
+
+
+def _transcript_json(transcript: Transcript | None) -> dict | None:
+    if transcript is None:
+        return None
+    return {
+        "status": transcript.status.value,
+        "text": transcript.text,
+        "language": transcript.language,
+        "seconds": transcript.seconds,
+        "model": transcript.model,
+        "error": transcript.error,
+    }
+
+
+def _transcript(value) -> Transcript | None:
+    if not value:
+        return None
+    seconds = value.get("seconds")
+    return Transcript(
+        status=TranscriptStatus(value["status"]),
+        text=str(value.get("text") or ""),
+        language=None if value.get("language") is None else str(value["language"])[:16],
+        seconds=None if seconds is None else float(seconds),
+        model=str(value.get("model") or "")[:200],
+        error=None if value.get("error") is None else str(value["error"]),
+    )
 
 
 def _markdown(c: ExportedConversation) -> str:
@@ -170,6 +199,8 @@ def _markdown(c: ExportedConversation) -> str:
         for a in message.attachments:
             target = "../" + _file_member(a.sha256, a.path)
             lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[🔊 {a.filename}]({target})")
+            if a.transcript is not None and a.transcript.status is TranscriptStatus.DONE:
+                lines.append(f"> 🗣 {a.transcript.text}")
         lines += [message.text, ""]
     return "\n".join(lines)
 
@@ -265,7 +296,11 @@ def _our_conversation(c: dict, archive: zipfile.ZipFile, members: dict) -> Impor
                 raise InvalidInput(f"The zip lacks {a['file']} (“{a['filename']}”), which a message needs; nothing was imported.")
             if members[a["file"]].file_size > limits.MAX_FILE_BYTES:
                 raise InvalidInput(f"{a['file']} is larger than {limits.MAX_FILE_BYTES // 2**20} MB.")
-            files.append(ImportedFile(archive.read(a["file"]), str(a["filename"]), str(a["mime"]), MediaKind(a["kind"])))
+            files.append(
+                ImportedFile(
+                    archive.read(a["file"]), str(a["filename"]), str(a["mime"]), MediaKind(a["kind"]), _transcript(a.get("transcript"))
+                )
+            )
         messages.append(
             ImportedMessage(
                 key=str(m["id"]),

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import Attachment, ConversationSummary, MediaKind, Message, Role, Status
+from domain.types import Attachment, ConversationSummary, MediaKind, Message, Role, Status, Transcript, TranscriptStatus
 from storage.blobs import BlobStore, StoredBlob
-from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
+from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow, TranscriptRow
 
 
 class Leaf:
@@ -30,6 +30,7 @@ def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> M
             filename=link.filename,
             size_bytes=link.attachment.size_bytes,
             path=blobs.path_for(link.attachment.sha256, link.attachment.mime),
+            transcript=to_transcript(link.attachment.transcript),
         )
         for link in row.links
     )
@@ -49,10 +50,47 @@ def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> M
     )
 
 
-def attach(session: Session, row: MessageRow, position: int, blob: StoredBlob, kind: MediaKind, mime: str, filename: str) -> None:
-    """Link a stored blob to a message, adding its attachment row the first time these bytes are seen."""
-    if session.get(AttachmentRow, blob.sha256) is None:
-        session.add(AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at))
+def to_transcript(row: TranscriptRow | None) -> Transcript | None:
+    if row is None:
+        return None
+    return Transcript(
+        status=TranscriptStatus(row.status),
+        text=row.text,
+        language=row.language,
+        seconds=row.seconds,
+        model=row.model,
+        error=row.error,
+    )
+
+
+def attach(
+    session: Session,
+    row: MessageRow,
+    position: int,
+    blob: StoredBlob,
+    kind: MediaKind,
+    mime: str,
+    filename: str,
+    transcript: Transcript | None = None,
+) -> None:
+    """Link a stored blob to a message, adding its attachment row the first time these bytes are seen (and its
+    transcript, when one comes with it and none is stored)."""
+    attachment = session.get(AttachmentRow, blob.sha256)
+    if attachment is None:
+        attachment = AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at)
+        session.add(attachment)
+        session.flush()
+    if transcript is not None and kind is MediaKind.AUDIO and attachment.transcript is None:
+        attachment.transcript = TranscriptRow(
+            sha256=blob.sha256,
+            status=transcript.status.value,
+            text=transcript.text,
+            language=transcript.language,
+            seconds=transcript.seconds,
+            model=transcript.model,
+            error=transcript.error,
+            created_at=row.created_at,
+        )
         session.flush()
     row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[:255]))
 

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "The app stopped before this answer was finished."
 # Loads a message's attachments with it, in one extra query per batch.
-_WITH_ATTACHMENTS = selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment)
+_WITH_ATTACHMENTS = (
+    selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment).selectinload(AttachmentRow.transcript)
+)
 
 
 def _now() -> datetime:
@@ -244,7 +246,7 @@ class ConversationRepository:
                         for position, file in enumerate(message.files):
                             blob = self._blobs.put_bytes(file.data, file.mime)
                             stored.append(blob)
-                            attach(session, row, position, blob, file.kind, file.mime, file.filename)
+                            attach(session, row, position, blob, file.kind, file.mime, file.filename, file.transcript)
                         ids[message.key] = row.id
                     conversation.current_leaf_id = ids.get(imported.current_key or "", conversation.current_leaf_id)
                     conversation.created_at = imported.created_at or conversation.created_at

@@ -1,6 +1,6 @@
 """ORM tables. Changing them needs a new Alembic revision in storage/migrations/versions.
 
-Not declared here: the FTS5 index `message_fts` and its triggers (revision 0002), which SQLAlchemy
+Not declared here: the FTS5 indexes `message_fts` (revision 0002) and `transcript_fts` (0006) with their triggers, which SQLAlchemy
 cannot express; storage.search queries them.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -88,6 +88,8 @@ class AttachmentRow(Base):
     size_bytes: Mapped[int]
     created_at: Mapped[datetime]
 
+    transcript: Mapped[TranscriptRow | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
 
 class MessageAttachmentRow(Base):
     __tablename__ = "message_attachment"
@@ -100,3 +102,21 @@ class MessageAttachmentRow(Base):
     attachment: Mapped[AttachmentRow] = relationship()
 
     __table_args__ = (Index("ix_message_attachment_sha256", "attachment_sha256"),)
+
+
+class TranscriptRow(Base):
+    """What Whisper heard in an audio attachment (or why it could not); one per file. FTS: `transcript_fts` (0006)."""
+
+    __tablename__ = "transcript"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("attachment.sha256", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))  # domain.types.TranscriptStatus
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("sha256", name="uq_transcript_sha256"),)

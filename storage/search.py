@@ -1,8 +1,8 @@
-"""Full-text search over message text, through the FTS5 trigram index of revision 0002; knows nothing of models or UI.
+"""Full-text search over message text and audio transcripts, through the FTS5 trigram index of revision 0002; knows nothing of models or UI.
 
 Trigrams need three characters: shorter queries (two Chinese characters are a word) scan the message
-text instead, which is fast enough for a personal history. Audio transcripts, when they exist, join the search
-with an FTS5 table of their own, kept in step by triggers the same way and queried alongside this one.
+text instead, which is fast enough for a personal history. Audio transcripts are searched the same way
+through their own index (`transcript_fts`, revision 0006); a hit there is the message that carries the audio.
 """
 
 from __future__ import annotations
@@ -13,31 +13,51 @@ from sqlalchemy.orm import Session, sessionmaker
 from domain.types import SearchHit
 
 SNIPPET_CHARS = 80
-_INDEXED_QUERY = """
-    SELECT m.id, m.conversation_id, m.content, c.title FROM message_fts f
-    JOIN message m ON m.id = f.rowid JOIN conversation c ON c.id = m.conversation_id
-    WHERE f.content LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner ORDER BY m.created_at DESC LIMIT :limit
-"""
-_SCAN_QUERY = """
-    SELECT m.id, m.conversation_id, m.content, c.title FROM message m
+# Shown before a snippet that comes from what was said in an audio file rather than typed.
+TRANSCRIPT_MARK = "🗣 "
+_MESSAGE_HIT = """
+    SELECT m.id, m.conversation_id, m.content, c.title, m.created_at FROM {source}
     JOIN conversation c ON c.id = m.conversation_id
-    WHERE m.content LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner ORDER BY m.created_at DESC LIMIT :limit
+    WHERE {column} LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner ORDER BY m.created_at DESC LIMIT :limit
 """
+_MESSAGES_INDEXED = _MESSAGE_HIT.format(source="message_fts f JOIN message m ON m.id = f.rowid", column="f.content")
+_MESSAGES_SCAN = _MESSAGE_HIT.format(source="message m", column="m.content")
+_TRANSCRIPT_HIT = """
+    SELECT m.id, m.conversation_id, t.text, c.title, m.created_at FROM {source}
+    JOIN message_attachment ma ON ma.attachment_sha256 = t.sha256 JOIN message m ON m.id = ma.message_id
+    JOIN conversation c ON c.id = m.conversation_id
+    WHERE {column} LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner ORDER BY m.created_at DESC LIMIT :limit
+"""
+_TRANSCRIPTS_INDEXED = _TRANSCRIPT_HIT.format(source="transcript_fts f JOIN transcript t ON t.id = f.rowid", column="f.text")
+_TRANSCRIPTS_SCAN = _TRANSCRIPT_HIT.format(source="transcript t", column="t.text")
 
 
 def search_messages(sessions: sessionmaker[Session], query: str, owner: int | None, limit: int = 50) -> list[SearchHit]:
-    """`owner`'s messages containing `query` (case-insensitive for ASCII), newest first, with a snippet around it."""
+    """`owner`'s messages whose text or audio transcript contains `query` (case-insensitive for ASCII), newest
+    first, with a snippet around the match."""
     query = " ".join(query.split())
     if not query:
         return []
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    params = {"pattern": pattern, "owner": owner, "limit": limit}
     with sessions() as session:
         indexed = len(query) >= 3 and session.get_bind().dialect.name == "sqlite"
-        rows = session.execute(text(_INDEXED_QUERY if indexed else _SCAN_QUERY), {"pattern": pattern, "owner": owner, "limit": limit})
-        return [
-            SearchHit(conversation_id=cid, conversation_title=title, message_id=mid, snippet=snippet(content, query))
-            for mid, cid, content, title in rows
-        ]
+        typed = session.execute(text(_MESSAGES_INDEXED if indexed else _MESSAGES_SCAN), params).all()
+        heard = session.execute(text(_TRANSCRIPTS_INDEXED if indexed else _TRANSCRIPTS_SCAN), params).all()
+    hits: dict[int, tuple] = {}
+    for mid, cid, content, title, created in [*typed, *((m, c, TRANSCRIPT_MARK + t, ti, cr) for m, c, t, ti, cr in heard)]:
+        hits.setdefault(mid, (cid, content, title, created))  # a message found by its text and its audio shows once
+    ordered = sorted(hits.items(), key=lambda item: item[1][3], reverse=True)[:limit]
+    return [
+        SearchHit(conversation_id=cid, conversation_title=title, message_id=mid, snippet=_snippet(content, query))
+        for mid, (cid, content, title, _) in ordered
+    ]
+
+
+def _snippet(content: str, query: str) -> str:
+    if content.startswith(TRANSCRIPT_MARK):
+        return TRANSCRIPT_MARK + snippet(content[len(TRANSCRIPT_MARK) :], query)
+    return snippet(content, query)
 
 
 def snippet(content: str, query: str, width: int = SNIPPET_CHARS) -> str:

@@ -27,9 +27,9 @@ def generate_whole(engine, model_input) -> str:
     with torch.inference_mode():
         inputs = engine.prepare(model_input)
         args = dict(inputs)
-        for key in ("pixel_values", "input_features"):
-            if key in args:
-                args[key] = args[key].to(next(engine.model.model.visual.parameters()).dtype)
+        for key, value in args.items():
+            if value.is_floating_point():
+                args[key] = value.to(engine.float_dtype)
         output = engine.model.generate(**args, max_new_tokens=engine.max_new_tokens, **engine.generation_kwargs)
     return engine.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
@@ -38,7 +38,7 @@ def generate_whole(engine, model_input) -> str:
 def demo_model_dir(tmp_path_factory) -> Path:
     from assistant.demo_model import ensure_demo_model
 
-    return ensure_demo_model(tmp_path_factory.mktemp("models") / "demo")
+    return ensure_demo_model(tmp_path_factory.mktemp("models") / "demo", "qwen2.5-omni")
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +51,36 @@ def engine(demo_model_dir):
         max_new_tokens=24,
         generation_kwargs=GREEDY,
     )
+
+
+@pytest.fixture(scope="session")
+def demo_whisper_path(tmp_path_factory) -> Path:
+    from assistant.demo_whisper import ensure_demo_whisper
+
+    return ensure_demo_whisper(tmp_path_factory.mktemp("whisper") / "whisper-demo.pt")
+
+
+@pytest.fixture(scope="session")
+def whisper_model(demo_whisper_path):
+    from assistant.transcribe import load_whisper
+
+    return load_whisper(str(demo_whisper_path), demo_whisper_path.parent, "cpu", lambda *_: None)
+
+
+_family_dirs: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def family_model_dir(tmp_path_factory):
+    """family name -> its demo checkpoint, each built once per run."""
+    from assistant.demo_model import ensure_demo_model
+
+    def build(name: str) -> Path:
+        if name not in _family_dirs:
+            _family_dirs[name] = ensure_demo_model(tmp_path_factory.mktemp("models") / name, name)
+        return _family_dirs[name]
+
+    return build
 
 
 @pytest.fixture

@@ -18,10 +18,14 @@ FORMATS = [
 
 
 def write_tone(path: Path, seconds: float, rate: int = 44100, fmt: str = "wav", codec: str = "pcm_s16le", layout: str = "mono") -> Path:
+    return write_audio(path, _sine(seconds, rate), rate, fmt, codec, layout)
+
+
+def write_audio(path: Path, wave: np.ndarray, rate: int, fmt: str = "wav", codec: str = "pcm_s16le", layout: str = "mono") -> Path:
+    """Mono float samples in -1..1, encoded with PyAV in the given container and codec."""
     import av
 
     channels = 2 if layout == "stereo" else 1
-    wave = _sine(seconds, rate)
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
         frame_format = "s16" if codec.startswith("pcm") else stream.codec_context.format.name

@@ -98,7 +98,7 @@ def test_messages_and_answers_load_nothing_remote_and_run_no_script(browser, sta
     page.locator("#composer textarea").fill(hostile_text(listener.url))
     png, wav = tmp_path / "x.png", tmp_path / "x.wav"
     make.png(png)
-    make.silence_wav(wav, 1.0)
+    make.write_tone(wav, 1.0)
     page.set_input_files(
         "#composer input[type=file]",
         [

@@ -22,7 +22,9 @@ class RecordingEngine(TransformersEngine):
     """The real engine, also keeping what each turn fed the processor and what came out of it."""
 
     def __init__(self, inner: TransformersEngine, max_new_tokens: int = 24):
-        super().__init__(inner.model, inner.processor, inner.info, max_new_tokens=max_new_tokens, generation_kwargs=GREEDY)
+        super().__init__(
+            inner.model, inner.processor, inner.info, inner.family, max_new_tokens=max_new_tokens, generation_kwargs=GREEDY
+        )
         self.inputs = []
         self.prepared = []
 

@@ -64,7 +64,7 @@ def test_streamed_text_equals_non_streamed_greedy_text(engine, png_file, speech_
 
 
 def test_stop_ends_generation_early(engine, png_file, speech_wav):
-    long = TransformersEngine(engine.model, engine.processor, engine.info, max_new_tokens=200, generation_kwargs=GREEDY)
+    long = TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=200, generation_kwargs=GREEDY)
     model_input = multimodal_input(png_file, speech_wav)
     full = generate_whole(long, model_input)
     assert len(engine.processor.tokenizer(full)["input_ids"]) > 50, "precondition: the demo model talks for a while"
@@ -98,7 +98,7 @@ def test_chunks_never_split_a_utf8_character(engine):
 
 def test_a_failing_generation_reaches_the_caller(engine, png_file, speech_wav):
     broken = TransformersEngine(
-        engine.model, engine.processor, engine.info, max_new_tokens=4, generation_kwargs={"num_beams": 0}
+        engine.model, engine.processor, engine.info, engine.family, max_new_tokens=4, generation_kwargs={"num_beams": 0}
     )
     with pytest.raises(GenerationError, match="failed while answering"):
         list(broken.stream(multimodal_input(png_file, speech_wav), threading.Event()))

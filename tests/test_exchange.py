@@ -14,7 +14,7 @@ from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import MediaFile, MediaKind, Status
 from storage import exchange
 from storage.exchange import export_zip, read_archive
-from tests.media_factory import png, silence_wav
+from tests.media_factory import png, write_tone
 from tests.test_bad_input import snapshot
 
 
@@ -29,7 +29,7 @@ def make_repository(folder):
 
 def rich_history(repository, tmp_path):
     """Two conversations: branches (a regenerated answer, an edited question), files, settings, details, a pin."""
-    picture, sound = png(tmp_path / "p.png"), silence_wav(tmp_path / "s.wav", 0.5)
+    picture, sound = png(tmp_path / "p.png"), write_tone(tmp_path / "s.wav", 0.6)
     settings = GenerationSettings(system_prompt="Be brief.", temperature=0.3, seed=5)
     details = AnswerDetails(model="demo", quant="none", settings=settings, prompt_tokens=10, answer_tokens=3, first_token_s=0.1, tokens_per_s=20.0)
     question = repository.add_user_message(

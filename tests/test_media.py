@@ -93,9 +93,11 @@ def test_too_many_pixels(tmp_path):
     expect_invalid("wide.png.*megapixels", "", [(path, "wide.png")])
 
 
-def test_too_long_audio(tmp_path):
-    path = write_tone(tmp_path / "long.wav", limits.MAX_AUDIO_SECONDS + 2, rate=8000)
-    expect_invalid("long.wav.*seconds", "", [(path, "long.wav")])
+def test_audio_length_limit_is_configurable(tmp_path):
+    path = write_tone(tmp_path / "long.wav", 12, rate=8000)
+    with pytest.raises(InvalidInput, match="“long.wav” is longer than 10 seconds"):
+        validate_turn("", [(path, "long.wav")], max_audio_seconds=10)
+    assert validate_turn("", [(path, "long.wav")], max_audio_seconds=15)[1][0].kind is MediaKind.AUDIO
 
 
 def test_not_media(tmp_path):

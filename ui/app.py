@@ -14,16 +14,24 @@ from pathlib import Path
 
 import gradio as gr
 
-from assistant.dialogue import DialogueManager, Queued, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
+from assistant.dialogue import (
+    DialogueManager,
+    Queued,
+    ReplyDelta,
+    ReplyFinished,
+    UserTurnSaved,
+    WaitingForModel,
+    WaitingForTranscript,
+)
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.settings import GenerationSettings
-from domain.types import Status
+from domain.types import MediaKind, Status
 from ui import branches, render, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
-from ui.files import file_url_maker
+from ui.files import chat_view
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
 
@@ -72,11 +80,12 @@ class ChatHandlers:
     def open_conversation(self, conversation_id: str | None, request: gr.Request):
         if not conversation_id:
             return None, []
+        dialogue = self.access(request)
         try:
-            messages = self.access(request).get_messages(conversation_id)
+            messages = dialogue.get_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error)) from None
-        return conversation_id, render.chat_messages(messages, file_url_maker(request))
+        return conversation_id, chat_view(dialogue, messages, request)
 
     def stop(self, request: gr.Request):
         event = self._stops.get(request.session_hash)
@@ -175,7 +184,7 @@ class ChatHandlers:
                     discard_uploads(paths)  # stored as blobs now
                     conversation_id = event.conversation.id
                     # Up to the question: a regenerated answer replaces the one shown.
-                    history = render.chat_messages(dialogue.get_path(event.message.id), file_url_maker(request))
+                    history = chat_view(dialogue, dialogue.get_path(event.message.id), request)
                     history.append({"role": "assistant", "content": render.THINKING})
                     # While answering, opening another conversation (list or search result) would mix two chats.
                     yield (
@@ -190,6 +199,8 @@ class ChatHandlers:
                     continue
                 if isinstance(event, WaitingForModel):
                     history[-1] = {"role": "assistant", "content": render.waiting_text(event.status)}
+                elif isinstance(event, WaitingForTranscript):
+                    history[-1] = {"role": "assistant", "content": render.transcript_wait_text(event.status)}
                 elif isinstance(event, Queued):
                     history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead)}
                 elif isinstance(event, ReplyDelta):
@@ -197,9 +208,7 @@ class ChatHandlers:
                         continue  # the next update (or ReplyFinished) carries this text too
                     history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
-                    history = render.chat_messages(
-                        dialogue.get_messages(event.message.conversation_id), file_url_maker(request)
-                    )
+                    history = chat_view(dialogue, dialogue.get_messages(event.message.conversation_id), request)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
                 last_update = time.monotonic()
@@ -237,8 +246,28 @@ class ChatHandlers:
             messages = dialogue.get_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        chat = render.chat_messages(messages, file_url_maker(request))
+        chat = chat_view(dialogue, messages, request)
         return conversation_id, chat, self.sidebar.list_for(dialogue, conversation_id, archived)
+
+    def watch_transcripts(self, conversation_id: str | None, request: gr.Request):
+        """The transcript timer runs while the open conversation has audio being transcribed."""
+        dialogue = self.access(request)
+        try:
+            messages = dialogue.get_messages(conversation_id) if conversation_id else []
+        except AssistantError:
+            messages = []
+        return gr.Timer(active=dialogue.transcript_pending(messages))
+
+    def fill_transcripts(self, conversation_id: str | None, request: gr.Request):
+        """(chat, timer) each tick: the chat with its transcripts (or progress); never while a turn is shown."""
+        if not conversation_id or request.session_hash in self._stops:
+            return gr.skip(), gr.skip()
+        dialogue = self.access(request)
+        try:
+            messages = dialogue.get_messages(conversation_id)
+        except AssistantError:
+            return gr.skip(), gr.Timer(active=False)
+        return chat_view(dialogue, messages, request), gr.Timer(active=dialogue.transcript_pending(messages))
 
     def enable_input(self, conversation_id: str | None, archived: bool, request: gr.Request):
         """Runs after every turn, also one that failed (`.then`, not `.success`), to unlock the page."""
@@ -261,6 +290,10 @@ def build_app(
     """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person)."""
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
+    accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
+    sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
+    file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
+    attach = " or ".join(f"{kind}s" for kind in file_types)
     transfer = TransferHandlers(handlers.access)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
@@ -270,10 +303,12 @@ def build_app(
         branch_action = gr.Textbox(visible="hidden", elem_id="branch-action")
         with gr.Row(equal_height=True):
             textbox = gr.MultimodalTextbox(
-                sources=["upload", "microphone"],
-                file_types=["image", "audio"],
+                sources=sources,
+                file_types=file_types,
                 file_count="multiple",
-                placeholder="Message (Enter to send, Shift+Enter for a new line); attach images or audio, or record",
+                placeholder="Message (Enter to send, Shift+Enter for a new line); attach "
+                + attach
+                + (", or record" if "microphone" in sources else ""),
                 show_label=False,
                 elem_id="composer",
                 lines=1,
@@ -284,11 +319,15 @@ def build_app(
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
         panel = settings.build_settings_panel()
         timer = gr.Timer(1.0)
+        transcript_timer = gr.Timer(1.0, active=False)
         actions = [bar.actions, bar.rename, bar.pin, bar.archive, *panel.fields]
 
         app.load(handlers.on_load, outputs=[status, bar.conversations])
         app.load(None, js=branches.BRANCH_LINKS_JS)
         timer.tick(handlers.refresh_status, outputs=[status, timer])
+        transcript_timer.tick(
+            handlers.fill_transcripts, inputs=[conversation_id], outputs=[chatbot, transcript_timer], show_progress="hidden"
+        )
         turn_outputs = [chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results]
         unlock_outputs = [textbox, bar.conversations, stop, bar.new_chat, bar.results]
         for trigger, handler, inputs in (
@@ -298,7 +337,9 @@ def build_app(
         ):
             trigger(handler, inputs=inputs, outputs=turn_outputs, concurrency_limit=16, show_progress="hidden").then(
                 handlers.enable_input, inputs=[conversation_id, bar.show_archived], outputs=unlock_outputs
-            ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
+            ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(
+                handlers.watch_transcripts, inputs=[conversation_id], outputs=[transcript_timer]
+            )
         branch_action.change(
             handlers.branch_action,
             inputs=[branch_action, conversation_id, bar.show_archived],
@@ -312,7 +353,9 @@ def build_app(
         chatbot.clear(handlers.new_chat, outputs=new_chat_outputs)
         bar.conversations.input(
             handlers.open_conversation, inputs=[bar.conversations], outputs=[conversation_id, chatbot]
-        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions)
+        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(
+            handlers.watch_transcripts, inputs=[conversation_id], outputs=[transcript_timer]
+        )
 
         # Search: results as you type; choosing one opens its conversation at that message.
         # .change, not .input: text from an input method (Chinese, Japanese, Korean) or a paste counts too.

@@ -50,3 +50,10 @@ def file_url_maker(request) -> Callable[[str, str], str] | None:
         return None
     root = str(base).rstrip("/")
     return lambda sha256, name: f"{root}{ROUTE.format(name=name)}"
+
+
+def chat_view(dialogue, messages, request) -> list[dict]:
+    """Messages as this request's browser shows them: files by URL, transcripts under audio."""
+    from ui import render
+
+    return render.chat_messages(messages, file_url_maker(request), render.audio_notes(dialogue))

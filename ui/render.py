@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from assistant.model_host import HostState, Phase
 from domain.settings import AnswerDetails
-from domain.types import Message, Role, Status
+from domain.types import Attachment, MediaKind, Message, Role, Status, TranscriptStatus
 
 STOPPED_MARK = "⏹ *Stopped*"
 THINKING = "…"
@@ -30,11 +31,43 @@ def defuse_remote_images(text: str) -> str:
 FileUrl = Callable[[str, str], str]  # (sha256, stored file name) -> URL the browser fetches it from
 
 
-def chat_messages(messages: Sequence[Message], file_url: FileUrl | None = None) -> list[dict]:
-    return [chat_message(m, file_url) for m in messages]
+@dataclass(frozen=True)
+class AudioNotes:
+    """How transcripts show under audio: whether they are made, what the worker is doing, how the model hears audio."""
+
+    enabled: bool = False
+    status: str = "Transcribing…"
+    as_transcript: bool = False  # the model has no audio tower: it hears the transcript
 
 
-def chat_message(message: Message, file_url: FileUrl | None = None) -> dict:
+def transcript_line(attachment: Attachment, notes: AudioNotes) -> str | None:
+    transcript = attachment.transcript
+    if transcript is None:
+        return f"🗣 *{notes.status}*" if notes.enabled else None
+    if transcript.status is TranscriptStatus.FAILED:
+        return f"🗣 *No transcript*: {transcript.error or 'Whisper could not transcribe it.'}"
+    label = "Heard as transcript" if notes.as_transcript else "Transcript"
+    facts = " · ".join(x for x in (transcript.language, f"{transcript.seconds:.1f} s" if transcript.seconds else None) if x)
+    demo = " — *random demo Whisper: meaningless*" if "random weights" in transcript.model else ""
+    text = defuse_remote_images(transcript.text) or "*(nothing heard)*"
+    return f"🗣 *{label}*{f' ({facts})' if facts else ''}: {text}{demo}"
+
+
+def audio_notes(dialogue) -> AudioNotes:
+    """From a DialogueManager: its transcriber's state and its model's hearing."""
+    transcriber, family = dialogue.transcriber, dialogue.host.family
+    return AudioNotes(
+        enabled=transcriber is not None,
+        status=transcriber.state.message if transcriber is not None else "",
+        as_transcript=family is not None and not family.hears(),
+    )
+
+
+def chat_messages(messages: Sequence[Message], file_url: FileUrl | None = None, notes: AudioNotes = AudioNotes()) -> list[dict]:
+    return [chat_message(m, file_url, notes) for m in messages]
+
+
+def chat_message(message: Message, file_url: FileUrl | None = None, notes: AudioNotes = AudioNotes()) -> dict:
     """A stored message for the Chatbot, with its footer: ‹ version › when it has several, and ⑂ fork.
 
     With `file_url`, attachments are links the browser fetches from the app's checked route (see ui/files.py);
@@ -42,7 +75,12 @@ def chat_message(message: Message, file_url: FileUrl | None = None) -> dict:
     """
     footer = message_footer(message)
     if message.role is Role.USER:
-        content: list = [_file(a, file_url) for a in message.attachments]
+        content: list = []
+        for attachment in message.attachments:
+            content.append(_file(attachment, file_url))
+            line = transcript_line(attachment, notes) if attachment.kind is MediaKind.AUDIO else None
+            if line:
+                content.append(line)
         text = defuse_remote_images(message.text) + footer
         if text.strip():
             content.append(text.lstrip("\n"))
@@ -115,6 +153,10 @@ def streaming_text(text: str) -> str:
 
 def waiting_text(status: str) -> str:
     return f"⏳ Your message is saved; the model is still loading ({status}). The answer starts when it is ready."
+
+
+def transcript_wait_text(status: str) -> str:
+    return f"⏳ This model hears audio as text: waiting for the transcript ({status})."
 
 
 def queued_text(ahead: int) -> str:

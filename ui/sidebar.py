@@ -13,7 +13,7 @@ from assistant.dialogue import DialogueManager
 from domain.errors import AssistantError
 from domain.types import ConversationSummary
 from ui import render
-from ui.files import file_url_maker
+from ui.files import chat_view
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.
 SCROLL_TO_MESSAGE_JS = """(index) => {
@@ -103,9 +103,10 @@ class SidebarHandlers:
         if not choice:
             return gr.skip(), gr.skip(), -1
         conversation_id, _, message_id = choice.partition(":")
-        messages = _or_error(lambda: self.access(request).get_messages(conversation_id))
+        dialogue = self.access(request)
+        messages = _or_error(lambda: dialogue.get_messages(conversation_id))
         index = next((i for i, m in enumerate(messages) if str(m.id) == message_id), -1)
-        return conversation_id, render.chat_messages(messages, file_url_maker(request)), index
+        return conversation_id, chat_view(dialogue, messages, request), index
 
     # The actions below act on the conversation selected in the list (which changes the moment it is clicked),
     # or else the one shown: a quick click after choosing another conversation must not hit the previous one.

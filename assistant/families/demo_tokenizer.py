@@ -1,0 +1,66 @@
+"""Train the small byte-level BPE vocabulary that demo checkpoints use, offline, deterministically."""
+
+from __future__ import annotations
+
+import json
+
+DEMO_VOCAB_SIZE = 640  # learned entries before special tokens
+
+CORPUS = """\
+system user assistant You are a helpful assistant.
+Hello! How can I help you today? What is in this picture? The picture shows a red car parked on a street.
+What colour was the car in the first picture? It was red. The second image shows a blue sky over green hills.
+Please describe the audio. The speaker asks a question about the weather. It will rain tomorrow afternoon.
+Can you summarise this for me? Sure, here is a short summary of the main points, in three sentences.
+Numbers 0 1 2 3 4 5 6 7 8 9 10 100 2024 3.14. Punctuation: commas, full stops; question marks? Yes!
+Café, naïve, façade, 東京, 😀 — unicode text appears in chats too, and it must never be split mid-character.
+"""
+
+
+def train_byte_bpe(special_tokens: list[str], vocab_size: int = DEMO_VOCAB_SIZE) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(vocab, merges) of a Qwen2-style byte-level BPE trained on CORPUS; special tokens appended in order."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    bpe.train_from_iterator(CORPUS.splitlines() * 4, trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    vocab = dict(state["vocab"])
+    for token in special_tokens:
+        vocab.setdefault(token, len(vocab))
+    return vocab, merges
+
+
+def qwen2_tokenizer(special_tokens: list[str], extra_special_tokens: dict[str, str] | None = None, **kwargs):
+    """A Qwen2Tokenizer over the trained vocabulary, <|im_end|> ending turns, as the Qwen families use.
+
+    Every special token is an added token, so `<|im_start|>` is one id (as published), never split into bytes.
+    """
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+
+    vocab, merges = train_byte_bpe(special_tokens)
+    options = dict(
+        unk_token=None, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768
+    )
+    options.update(kwargs)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, extra_special_tokens=extra_special_tokens or {}, **options)
+    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in special_tokens])
+    return tokenizer
+
+
+def padded_vocab(tokenizer, multiple: int = 64) -> int:
+    """The embedding rows for a tokenizer, padded like the published checkpoints (152064 = 64 × 2376)."""
+    return -(-len(tokenizer) // multiple) * multiple

@@ -1,0 +1,199 @@
+"""The Qwen2.5-VL family (text and images) and the tiny random checkpoint `--demo qwen2.5-vl` and the tests load.
+
+The demo checkpoint has the published `Qwen/Qwen2.5-VL-7B-Instruct` layout: a `qwen2_5_vl` config,
+`Qwen2_5_VLForConditionalGeneration` weights, a `Qwen2_5_VLProcessor` with the published
+image-processor settings and chat template, and the same special tokens in the same order. Only
+the sizes are tiny and the weights random, so its answers are meaningless. Knows nothing of
+storage, queueing or the UI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from assistant.families.base import Family
+from assistant.families.demo_tokenizer import padded_vocab, qwen2_tokenizer
+from domain.types import MediaKind
+
+# Bump when the builder changes, so a cached demo checkpoint is rebuilt.
+DEMO_VERSION = 1
+DEMO_SEED = 2501
+
+# Added tokens of the published tokenizer, ids 151643.. in this order; True where marked special.
+ADDED_TOKENS = [
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
+]
+# What Qwen2_5_VLProcessor reads off the tokenizer.
+MODALITY_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
+
+# chat_template.json of Qwen/Qwen2.5-VL-7B-Instruct (the processor's template), unchanged.
+QWEN25_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# preprocessor_config.json of the published checkpoints: 14px patches merged 2x2, 3136..12845056 pixels.
+IMAGE_PROCESSOR = {
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+}
+CONTEXT_TOKENS = 128000  # max_position_embeddings of the published 3B and 7B configs
+
+
+def build_demo(path: Path) -> None:
+    """Write the tiny random Qwen2.5-VL checkpoint to `path`."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer()
+    processor = _processor(tokenizer)
+    config = _config(tokenizer)
+
+    torch.manual_seed(DEMO_SEED)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    # Random weights end most answers within a few tokens; a zero head row gives the end-of-turn
+    # tokens logit 0, below the best random logit, so the demo talks until max_new_tokens.
+    with torch.no_grad():
+        for token in ("<|im_end|>", "<|endoftext|>"):
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in ("<|endoftext|>", "<|im_end|>")}
+    # As the published generation_config.json: either end token stops, <|endoftext|> pads.
+    model.generation_config.bos_token_id = ids["<|endoftext|>"]
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (path / "demo_model.json").write_text(
+        json.dumps(
+            {
+                "version": DEMO_VERSION,
+                "family": FAMILY.name,
+                "seed": DEMO_SEED,
+                "note": "random weights; answers are meaningless",
+            }
+        )
+    )
+
+
+def _tokenizer():
+    from tokenizers import AddedToken
+
+    tokenizer = qwen2_tokenizer(
+        [token for token, _ in ADDED_TOKENS], MODALITY_TOKENS, model_max_length=131072
+    )
+    # The shared builder registers only eos, pad and the named tokens; the rest must be added
+    # tokens too, or "<|im_start|>" and "<|vision_start|>" would be split into bytes.
+    tokenizer.add_tokens([AddedToken(token, special=special, normalized=False) for token, special in ADDED_TOKENS])
+    return tokenizer
+
+
+def _processor(tokenizer):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**IMAGE_PROCESSOR),
+        # The published repository has no video_preprocessor_config.json: videos get the image settings.
+        video_processor=Qwen2VLVideoProcessor(**IMAGE_PROCESSOR),
+        tokenizer=tokenizer,
+        chat_template=QWEN25_VL_CHAT_TEMPLATE,
+    )
+
+
+def _config(tokenizer):
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in ADDED_TOKENS}
+    text = 64
+    return Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": padded_vocab(tokenizer),
+            "hidden_size": text,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": CONTEXT_TOKENS,
+            "max_window_layers": 2,
+            "rms_norm_eps": 1e-6,
+            # Sections in the published 16:24:24 proportion, summing to head_dim / 2.
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "hidden_act": "silu",
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [1],  # the published tower: window attention, every 8th block full
+            "tokens_per_second": 2,
+            "out_hidden_size": text,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        # Separate head (as the 7B): zeroing head rows must leave the embeddings alone.
+        tie_word_embeddings=False,
+    )
+
+
+FAMILY = Family(
+    name="qwen2.5-vl",
+    title="Qwen2.5-VL",
+    model_types=("qwen2_5_vl",),
+    accepts=frozenset({MediaKind.IMAGE}),
+    model_class="Qwen2_5_VLForConditionalGeneration",
+    # The vision tower with its patch merger, and the head, stay in full precision.
+    unquantized=("model.visual", "lm_head"),
+    license="Apache-2.0 (7B); Qwen Research License, non-commercial (3B)",
+    build_demo=build_demo,
+)

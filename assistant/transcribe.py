@@ -1,0 +1,206 @@
+"""Whisper transcripts of audio attachments, made by one background worker; knows nothing of Gradio or SQL.
+
+The worker loads openai-whisper on first need (downloading named weights into the data directory, with
+progress in `state`), transcribes each audio file once (by its sha256) and stores the result through the
+`TranscriptStore` it is given. Answers never wait for it, except those of a model without an audio tower,
+which hears the transcript instead (`wait`). If Whisper cannot be had, each transcript says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from assistant.media import SAMPLE_RATE, MediaLoader
+from domain.errors import AssistantError, ModelLoadError
+from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
+
+log = logging.getLogger(__name__)
+
+OFF = "none"
+DOWNLOAD_CHUNK = 1 << 20
+# After Whisper failed to load (no network, say), files sent within this many seconds fail at once with the reason.
+LOAD_RETRY_S = 300.0
+Progress = Callable[[str, float | None], None]
+
+
+class TranscriptStore(Protocol):
+    def get(self, sha256: str) -> Transcript | None: ...
+
+    def save(self, sha256: str, transcript: Transcript) -> bool: ...
+
+
+def default_whisper_model(cuda: bool) -> str:
+    # turbo (809M) is large-v3 quality at a fraction of its decoding cost; base (74M) keeps up on a CPU.
+    return "turbo" if cuda else "base"
+
+
+@dataclass(frozen=True)
+class WhisperState:
+    message: str  # what the page shows while a transcript is pending
+    failed: bool = False
+
+
+def load_whisper(source: str, download_root: Path, device: str, progress: Progress):
+    """openai-whisper's model from a checkpoint file, or by name (downloaded once into `download_root`)."""
+    import whisper
+
+    path = Path(source).expanduser()
+    if not path.is_file():
+        if source not in whisper._MODELS:
+            raise ModelLoadError(
+                f"“{source}” is neither a Whisper checkpoint file nor one of Whisper's models "
+                f"({', '.join(whisper.available_models())})."
+            )
+        path = _download(source, whisper._MODELS[source], download_root, progress)
+    progress(f"Loading Whisper {source}…", None)
+    try:
+        return whisper.load_model(str(path), device=device)
+    except (OSError, RuntimeError, KeyError, ValueError) as error:
+        raise ModelLoadError(f"The Whisper checkpoint {path.name} could not be loaded ({type(error).__name__}: {error}).") from None
+
+
+def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
+    """Whisper's URLs carry the file's SHA-256; a file already there is trusted only if it matches."""
+    expected = url.split("/")[-2]
+    target = root / Path(url).name
+    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == expected:
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(DOWNLOAD_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                progress(f"Downloading Whisper {name}: {done / 2**20:.0f} of {total / 2**20:.0f} MB", done / total if total else None)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise ModelLoadError(f"Whisper {name} could not be downloaded ({getattr(error, 'reason', error)}).") from None
+    if digest.hexdigest() != expected:
+        partial.unlink(missing_ok=True)
+        raise ModelLoadError(f"The download of Whisper {name} was corrupted (checksum mismatch); it will be tried again.")
+    partial.replace(target)
+    return target
+
+
+class Transcriber:
+    """One worker thread; `submit` never blocks. `label` names the model in stored transcripts."""
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        media: MediaLoader,
+        load: Callable[[Progress], object],
+        label: str,
+        fp16: bool = False,
+        options: dict | None = None,
+    ):
+        self._store = store
+        self._media = media
+        self._load = load
+        self.label = label
+        self._fp16 = fp16
+        self._options = dict(options or {})  # for whisper's transcribe(): e.g. a fixed temperature
+        self._model = None
+        self._load_error: tuple[str, float] | None = None  # (why, when)
+        self._jobs: queue.Queue[tuple[str, Path, str]] = queue.Queue()
+        self._pending: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._state = WhisperState("Transcribing…")
+        self._thread = threading.Thread(target=self._work, name="transcriber", daemon=True)
+
+    def start(self) -> Transcriber:
+        self._thread.start()
+        return self
+
+    @property
+    def state(self) -> WhisperState:
+        return self._state
+
+    def submit(self, attachments: Iterable[Attachment]) -> None:
+        """Queue each audio file that has no transcript yet (a failed one is tried again)."""
+        for attachment in attachments:
+            if attachment.kind is not MediaKind.AUDIO:
+                continue
+            if attachment.transcript is not None and attachment.transcript.status is TranscriptStatus.DONE:
+                continue
+            with self._lock:
+                if attachment.sha256 in self._pending:
+                    continue
+                self._pending[attachment.sha256] = threading.Event()
+            self._jobs.put((attachment.sha256, attachment.path, attachment.filename))
+
+    def is_pending(self, sha256: str) -> bool:
+        with self._lock:
+            return sha256 in self._pending
+
+    def wait(self, sha256: str, timeout: float | None = None) -> bool:
+        """True once the file's transcript is stored (or was never queued)."""
+        with self._lock:
+            done = self._pending.get(sha256)
+        return done is None or done.wait(timeout)
+
+    def _progress(self, message: str, fraction: float | None) -> None:
+        percent = f" ({fraction:.0%})" if fraction is not None else ""
+        self._state = WhisperState(f"Transcribing… {message}{percent}")
+        log.info("%s", message)
+
+    def _work(self) -> None:
+        while True:
+            sha256, path, filename = self._jobs.get()
+            try:
+                transcript = self._transcribe(path, filename)
+                if not self._store.save(sha256, transcript):
+                    log.info("the audio %s was deleted before its transcript was ready", filename)
+            except Exception:  # the worker must outlive any one file; the log has the traceback
+                log.exception("could not store the transcript of %s", filename)
+            finally:
+                with self._lock:
+                    done = self._pending.pop(sha256, None)
+                if done is not None:
+                    done.set()
+
+    def _transcribe(self, path: Path, filename: str) -> Transcript:
+        try:
+            model = self._ready_model()
+            audio = self._media.audio(path)
+            result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
+        except AssistantError as error:
+            return Transcript(TranscriptStatus.FAILED, model=self.label, error=str(error))
+        except Exception as error:  # a Whisper failure costs this transcript only, never the chat
+            log.exception("transcribing %s failed", filename)
+            return Transcript(TranscriptStatus.FAILED, model=self.label, error=f"Whisper failed: {type(error).__name__}: {error}")
+        return Transcript(
+            TranscriptStatus.DONE,
+            text=result["text"].strip(),
+            language=result.get("language"),
+            seconds=round(len(audio) / SAMPLE_RATE, 2),
+            model=self.label,
+        )
+
+    def _ready_model(self):
+        if self._model is None:
+            if self._load_error is not None and time.monotonic() - self._load_error[1] < LOAD_RETRY_S:
+                raise ModelLoadError(self._load_error[0])
+            try:
+                self._model = self._load(self._progress)
+            except AssistantError as error:
+                self._load_error = (str(error), time.monotonic())
+                self._state = WhisperState(f"No transcript: {error}", failed=True)
+                raise
+            self._state = WhisperState("Transcribing…")
+        return self._model
+
