@@ -61,7 +61,7 @@ def load_whisper(source: str, download_root: Path, device: str, progress: Progre
                 f"({', '.join(whisper.available_models())})."
             )
         path = _download(source, whisper._MODELS[source], download_root, progress)
-    progress(f"Loading Whisper {source}…", None)
+    progress(f"Loading Whisper {path.name if path.name != source else source}…", None)
     try:
         return whisper.load_model(str(path), device=device)
     except (OSError, RuntimeError, KeyError, ValueError) as error:

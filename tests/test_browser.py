@@ -163,9 +163,11 @@ def test_bad_file_is_refused_by_name_and_the_text_kept(browser, start_app, demo_
     page.close()
 
 
-def test_microphone_recording_is_sent_as_audio(browser, start_app, demo_model_dir, speech_wav, tmp_path):
+def test_microphone_question_is_answered_and_its_transcript_shown_also_after_a_restart(
+    browser, start_app, demo_model_dir, speech_wav, tmp_path
+):
     from assistant.media import decode_audio
-    from domain.types import MediaKind, Role, Status
+    from domain.types import MediaKind, Role, Status, TranscriptStatus
 
     wav48 = tmp_path / "speech-48k.wav"
     subprocess.run(["sox", str(speech_wav), "-r", "48000", "-c", "1", str(wav48)], check=True)
@@ -212,6 +214,10 @@ def test_microphone_recording_is_sent_as_audio(browser, start_app, demo_model_di
         expect(user.locator("audio")).to_have_count(1)
         bot_text = normalise(page.locator("#chat .message-row.bot-row").text_content())
         assert bot_text and bot_text != "…"
+        # Whisper's transcript fills in under the recording once ready (the demo's says it is meaningless).
+        expect(user).to_contain_text("Transcript", timeout=TIMEOUT_MS)
+        expect(user).to_contain_text("random demo Whisper")
+        shown_before = normalise(user.text_content())
     finally:
         mic_browser.close()
 
@@ -231,6 +237,22 @@ def test_microphone_recording_is_sent_as_audio(browser, start_app, demo_model_di
     # Not compared with the bubble character for character: the recording (so the gibberish answer) differs
     # from run to run, and Markdown rendering may drop characters such as * _ < from it.
     assert answer.text.strip()
+    transcript = question.attachments[0].transcript
+    assert transcript.status is TranscriptStatus.DONE and transcript.text
+    words = [w for w in transcript.text.split() if w.isalpha() and len(w) >= 3]
+    assert all(w in shown_before for w in words[:3])
+
+    # After a restart the transcript is still there, under the same recording.
+    app.kill()
+    app = start_ready_app(start_app, demo_model_dir, data_dir)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    open_page(page, app.url)
+    page.locator("#conversation-list label").first.click()
+    user = page.locator("#chat .message-row.user-row")
+    expect(user).to_contain_text("Transcript")
+    assert all(w in normalise(user.text_content()) for w in words[:3])
+    page.close()
 
 
 def test_stop_button_keeps_the_partial_answer_marked_as_stopped(browser, start_app, demo_model_dir, tmp_path):

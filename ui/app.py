@@ -249,17 +249,10 @@ class ChatHandlers:
         chat = chat_view(dialogue, messages, request)
         return conversation_id, chat, self.sidebar.list_for(dialogue, conversation_id, archived)
 
-    def watch_transcripts(self, conversation_id: str | None, request: gr.Request):
-        """The transcript timer runs while the open conversation has audio being transcribed."""
-        dialogue = self.access(request)
-        try:
-            messages = dialogue.get_messages(conversation_id) if conversation_id else []
-        except AssistantError:
-            messages = []
-        return gr.Timer(active=dialogue.transcript_pending(messages))
-
-    def fill_transcripts(self, conversation_id: str | None, request: gr.Request):
-        """(chat, timer) each tick: the chat with its transcripts (or progress); never while a turn is shown."""
+    def refresh_transcripts(self, conversation_id: str | None, request: gr.Request):
+        """(chat, transcript timer), after a turn or a conversation opens and then each second while transcripts
+        are pending: the chat again if it holds audio (a transcript may have arrived since it was drawn), and the
+        timer on while any is still being made. Never while a turn is being shown."""
         if not conversation_id or request.session_hash in self._stops:
             return gr.skip(), gr.skip()
         dialogue = self.access(request)
@@ -267,7 +260,9 @@ class ChatHandlers:
             messages = dialogue.get_messages(conversation_id)
         except AssistantError:
             return gr.skip(), gr.Timer(active=False)
-        return chat_view(dialogue, messages, request), gr.Timer(active=dialogue.transcript_pending(messages))
+        has_audio = any(a.kind is MediaKind.AUDIO for m in messages for a in m.attachments)
+        chat = chat_view(dialogue, messages, request) if has_audio else gr.skip()
+        return chat, gr.Timer(active=dialogue.transcript_pending(messages))
 
     def enable_input(self, conversation_id: str | None, archived: bool, request: gr.Request):
         """Runs after every turn, also one that failed (`.then`, not `.success`), to unlock the page."""
@@ -325,9 +320,10 @@ def build_app(
         app.load(handlers.on_load, outputs=[status, bar.conversations])
         app.load(None, js=branches.BRANCH_LINKS_JS)
         timer.tick(handlers.refresh_status, outputs=[status, timer])
-        transcript_timer.tick(
-            handlers.fill_transcripts, inputs=[conversation_id], outputs=[chatbot, transcript_timer], show_progress="hidden"
+        refresh_transcripts = dict(
+            fn=handlers.refresh_transcripts, inputs=[conversation_id], outputs=[chatbot, transcript_timer], show_progress="hidden"
         )
+        transcript_timer.tick(**refresh_transcripts)
         turn_outputs = [chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results]
         unlock_outputs = [textbox, bar.conversations, stop, bar.new_chat, bar.results]
         for trigger, handler, inputs in (
@@ -337,9 +333,7 @@ def build_app(
         ):
             trigger(handler, inputs=inputs, outputs=turn_outputs, concurrency_limit=16, show_progress="hidden").then(
                 handlers.enable_input, inputs=[conversation_id, bar.show_archived], outputs=unlock_outputs
-            ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(
-                handlers.watch_transcripts, inputs=[conversation_id], outputs=[transcript_timer]
-            )
+            ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(**refresh_transcripts)
         branch_action.change(
             handlers.branch_action,
             inputs=[branch_action, conversation_id, bar.show_archived],
@@ -353,9 +347,7 @@ def build_app(
         chatbot.clear(handlers.new_chat, outputs=new_chat_outputs)
         bar.conversations.input(
             handlers.open_conversation, inputs=[bar.conversations], outputs=[conversation_id, chatbot]
-        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(
-            handlers.watch_transcripts, inputs=[conversation_id], outputs=[transcript_timer]
-        )
+        ).then(handlers.after_open, inputs=[conversation_id], outputs=actions).then(**refresh_transcripts)
 
         # Search: results as you type; choosing one opens its conversation at that message.
         # .change, not .input: text from an input method (Chinese, Japanese, Korean) or a paste counts too.
