@@ -421,3 +421,19 @@ def answers_to_one_question(manager, settings, n=2) -> list[str]:
     for _ in range(n - 1):
         texts.append(list(manager.regenerate(events[0].conversation.id, threading.Event()))[-1].message.text)
     return texts
+
+
+def test_audio_longer_than_the_audio_window_is_heard_in_windows_in_order(engine, repository, tmp_path):
+    from tests.media_factory import write_tone
+
+    clip = write_tone(tmp_path / "lecture.wav", 75, rate=16_000)
+    recording = RecordingEngine(engine)
+    manager = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
+    events = run(manager, None, "Summarise this", [(clip, "lecture.wav")])
+    assert events[-1].message.status is Status.COMPLETE
+    [model_input] = recording.inputs
+    assert [len(a) / 16_000 for a in model_input.audios] == [30.0, 30.0, 15.0]  # 30 s windows, in order
+    assert [item["type"] for item in model_input.conversation[-1]["content"]] == ["audio", "audio", "audio", "text"]
+    prepared = recording.prepared[-1]
+    assert prepared["input_features"].shape[0] == 3
+    assert engine.processor.tokenizer.decode(prepared["input_ids"][0]).count("<|audio_bos|>") == 3
