@@ -29,6 +29,11 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def markdown_free(text: str) -> str:
+    """Text without the characters Markdown may turn into markup (random demo answers contain them), normalised."""
+    return normalise(text.translate({ord(c): " " for c in "`*_~<>[]#\\|"}))
+
+
 def answer_shown(bubble) -> str:
     """An answer bubble's text, normalised, without what is under it (‹ n / m ›, ⑂ fork, ⓘ details)."""
     text = bubble.evaluate(
