@@ -218,10 +218,14 @@ class DialogueManager:
         user = self.repository.add_user_message(
             conversation_id, text, files, new_title=make_title(text, files), settings=settings
         )
-        self._transcribe([user])  # in the background: an answer from a model that hears audio never waits for it
+        # In the background. A model that hears audio never waits for the transcript, and Whisper waits for the
+        # answer's first token so as not to slow its prefill; a model that hears the transcript waits for it.
+        first_token = threading.Event()
+        family = self.host.family
+        self._transcribe([user], not_before=first_token if family is None or family.hears() else None)
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
-        yield from self._answer(user, stop)
+        yield from self._answer(user, stop, first_token)
 
     def regenerate(
         self, conversation_id: str, stop: threading.Event, settings: GenerationSettings | None = None
@@ -259,9 +263,9 @@ class DialogueManager:
                 why = f"an image, which {family.title} cannot see; it takes {family.describe_accepts()}"
             raise InvalidInput(f"“{file.filename}” is {why}.", file.filename)
 
-    def _transcribe(self, messages: Sequence[Message]) -> None:
+    def _transcribe(self, messages: Sequence[Message], not_before: threading.Event | None = None) -> None:
         if self.transcriber is not None:
-            self.transcriber.submit(a for m in messages for a in m.attachments)
+            self.transcriber.submit((a for m in messages for a in m.attachments), not_before)
 
     def switch_version(self, message_id: int, step: int) -> str:
         """Show another version of a message (and the branch after it); returns its conversation's id."""
@@ -274,20 +278,25 @@ class DialogueManager:
     def fork(self, message_id: int) -> ConversationSummary:
         return self.repository.fork(message_id)
 
-    def _answer(self, question: Message, stop: threading.Event) -> Iterator[Event]:
-        while not self.host.wait(WAIT_POLL_S):
-            if stop.is_set():
-                break
-            yield WaitingForModel(self.host.state.message)
-        with self._answering_lock:
-            self._answering.add(question.conversation_id)
+    def _answer(self, question: Message, stop: threading.Event, first_token: threading.Event | None = None) -> Iterator[Event]:
+        """`first_token` is set once the answer has its first token, or has ended (or been abandoned) without one."""
+        first_token = first_token or threading.Event()
         try:
-            yield from self._write_answer(question, stop)
-        finally:
+            while not self.host.wait(WAIT_POLL_S):
+                if stop.is_set():
+                    break
+                yield WaitingForModel(self.host.state.message)
             with self._answering_lock:
-                self._answering.discard(question.conversation_id)
+                self._answering.add(question.conversation_id)
+            try:
+                yield from self._write_answer(question, stop, first_token)
+            finally:
+                with self._answering_lock:
+                    self._answering.discard(question.conversation_id)
+        finally:
+            first_token.set()
 
-    def _write_answer(self, question: Message, stop: threading.Event) -> Iterator[Event]:
+    def _write_answer(self, question: Message, stop: threading.Event, first_token: threading.Event) -> Iterator[Event]:
         # The answer hangs under this question, even if another tab has added to the conversation meanwhile.
         reply = self.repository.start_assistant_message(question.conversation_id, parent_id=question.id)
         text, status, error = "", Status.COMPLETE, None
@@ -315,6 +324,7 @@ class DialogueManager:
                     )
                     report = GenerationReport()
                     for chunk in engine.stream(model_input, stop, ticket.release, settings, report):
+                        first_token.set()
                         text += chunk
                         if time.monotonic() - last_save >= SAVE_INTERVAL_S:
                             self.repository.update_message_text(reply.id, text)
@@ -331,6 +341,7 @@ class DialogueManager:
             log.exception("answering failed")
             status, error = Status.ERROR, f"Something went wrong while answering: {type(failure).__name__}: {failure}"
         finally:
+            first_token.set()  # also when it failed or stopped before a token: Whisper may go on
             if ticket is not None:
                 ticket.release()
             details = answer_details(engine.info, settings, report, status) if report is not None else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import zipfile
 
 import pytest
@@ -18,6 +19,7 @@ from assistant.transcribe import Transcriber
 from assistant.turn_queue import TurnQueue
 from domain.errors import ModelLoadError
 from domain.types import Status, TranscriptStatus
+from tests.conftest import GREEDY
 from tests.media_factory import FORMATS, write_audio
 from ui import render
 
@@ -30,9 +32,11 @@ class CountingWhisper:
     def __init__(self, model):
         self.model = model
         self.calls = 0
+        self.started_at: float | None = None
 
     def transcribe(self, audio, **options):
         self.calls += 1
+        self.started_at = self.started_at or time.monotonic()
         return self.model.transcribe(audio, **options)
 
 
@@ -122,6 +126,27 @@ def test_an_answer_never_waits_for_the_transcript(whisper_model, speech_wav, eng
     gate.set()
     assert transcriber.wait(sha, WAIT_S)
     assert repository.get_messages(events[0].conversation.id)[0].attachments[0].transcript.status is TranscriptStatus.DONE
+
+
+def test_whisper_starts_after_the_answers_first_token_so_it_never_slows_the_prefill(whisper_model, speech_wav, engine, repository, transcripts):
+    from assistant.engine import TransformersEngine
+
+    class FirstTokenClock(TransformersEngine):
+        first_at: float | None = None
+
+        def stream(self, *args, **kwargs):
+            for chunk in super().stream(*args, **kwargs):
+                self.first_at = self.first_at or time.monotonic()
+                yield chunk
+
+    clocked = FirstTokenClock(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=24, generation_kwargs=GREEDY)
+    counting = CountingWhisper(whisper_model)
+    transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: counting, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
+    manager = manager_with(clocked, repository, transcriber)
+    events = send(manager, None, "what did I say?", [(speech_wav, "q.wav")])
+    wait_for(transcriber, [events[0].message])
+    assert clocked.first_at is not None and counting.started_at is not None
+    assert counting.started_at > clocked.first_at
 
 
 def test_when_whisper_cannot_be_had_the_chat_works_and_the_transcript_says_why(speech_wav, engine, repository, transcripts):
