@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.demo_tokenizer import CORPUS, DEMO_VOCAB_SIZE, padded_vocab
+from assistant.families.demo_parts import CORPUS, DEMO_VOCAB_SIZE, padded_vocab, save_demo
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 1
 DEMO_SEED = 1234
 CONTEXT_TOKENS = 131_072  # max_position_embeddings of the published E2B and E4B configs
 
@@ -86,28 +85,9 @@ def build_demo(path: Path) -> None:
 
     torch.manual_seed(DEMO_SEED)
     model = Gemma4ForConditionalGeneration(config).eval()
+    # The published head is tied to the embeddings; the demo config unties it, so zeroing end rows leaves inputs alone.
     end_ids = [tokenizer.convert_tokens_to_ids(token) for token in END_OF_TURN]
-    model.generation_config.eos_token_id = end_ids
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    # Random weights end most answers within a few tokens; zeroing the end-of-turn rows of the head
-    # gives those tokens logit 0 (the final soft-cap keeps 0 at 0), below the best random logit, so
-    # the demo talks until max_new_tokens. The published head is tied to the embeddings; the demo
-    # config unties it so the zero rows leave the input embeddings alone.
-    with torch.no_grad():
-        model.lm_head.weight[end_ids] = 0.0
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    (path / "demo_model.json").write_text(
-        json.dumps(
-            {
-                "version": DEMO_VERSION,
-                "family": FAMILY.name,
-                "seed": DEMO_SEED,
-                "note": "random weights; answers are meaningless",
-            }
-        )
-    )
+    save_demo(model, processor, path, end_ids, pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id)
 
 
 def _train_tokenizer():

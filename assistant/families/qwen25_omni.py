@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.demo_tokenizer import padded_vocab, qwen2_tokenizer
+from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer
 from domain.types import MediaKind
 
 DEMO_SEED = 1234

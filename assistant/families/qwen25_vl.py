@@ -9,15 +9,13 @@ storage, queueing or the UI.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.demo_tokenizer import padded_vocab, qwen2_tokenizer
+from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 1
 DEMO_SEED = 2501
 
 # Added tokens of the published tokenizer, ids 151643.. in this order; True where marked special.
@@ -92,40 +90,13 @@ def build_demo(path: Path) -> None:
 
     torch.manual_seed(DEMO_SEED)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    # Random weights end most answers within a few tokens; a zero head row gives the end-of-turn
-    # tokens logit 0, below the best random logit, so the demo talks until max_new_tokens.
-    with torch.no_grad():
-        for token in ("<|im_end|>", "<|endoftext|>"):
-            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in ("<|endoftext|>", "<|im_end|>")}
-    # As the published generation_config.json: either end token stops, <|endoftext|> pads.
-    model.generation_config.bos_token_id = ids["<|endoftext|>"]
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    (path / "demo_model.json").write_text(
-        json.dumps(
-            {
-                "version": DEMO_VERSION,
-                "family": FAMILY.name,
-                "seed": DEMO_SEED,
-                "note": "random weights; answers are meaningless",
-            }
-        )
-    )
+    # As the published generation_config.json: either end token stops, <|endoftext|> pads (and begins).
+    ends = [tokenizer.convert_tokens_to_ids(token) for token in ("<|im_end|>", "<|endoftext|>")]
+    save_demo(model, processor, path, ends, pad_id=ends[1], bos_id=ends[1])
 
 
 def _tokenizer():
-    from tokenizers import AddedToken
-
-    tokenizer = qwen2_tokenizer(
-        [token for token, _ in ADDED_TOKENS], MODALITY_TOKENS, model_max_length=131072
-    )
-    # The shared builder registers only eos, pad and the named tokens; the rest must be added
-    # tokens too, or "<|im_start|>" and "<|vision_start|>" would be split into bytes.
-    tokenizer.add_tokens([AddedToken(token, special=special, normalized=False) for token, special in ADDED_TOKENS])
-    return tokenizer
+    return qwen2_tokenizer(ADDED_TOKENS, MODALITY_TOKENS, model_max_length=131072)
 
 
 def _processor(tokenizer):

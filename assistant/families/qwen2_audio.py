@@ -8,15 +8,13 @@ random and the vocabulary is a small BPE trained on the spot. Knows nothing of s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.demo_tokenizer import padded_vocab, qwen2_tokenizer
+from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 1
 DEMO_SEED = 1234
 CONTEXT_TOKENS = 8192  # max_position_embeddings of the published config
 SAMPLING_RATE = 16_000  # what the published WhisperFeatureExtractor expects
@@ -68,28 +66,9 @@ def build_demo(path: Path) -> None:
 
     torch.manual_seed(DEMO_SEED)
     model = Qwen2AudioForConditionalGeneration(config).eval()
+    # <|im_end|> ends a turn as in the published generation_config.json; <|endoftext|> pads, and stops too.
     end_ids = [tokenizer.convert_tokens_to_ids(token) for token in END_OF_TURN]
-    # <|im_end|> ends a turn as in the published generation_config.json; <|endoftext|> pads, and
-    # stops too should a turn end on it.
-    model.generation_config.eos_token_id = end_ids
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    # Random weights end most answers within a few tokens; zeroing the end-of-turn rows of the
-    # (untied) head gives those tokens logit 0, below the best random logit, so the demo talks
-    # until max_new_tokens.
-    with torch.no_grad():
-        model.lm_head.weight[end_ids] = 0.0
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    (path / "demo_model.json").write_text(
-        json.dumps(
-            {
-                "version": DEMO_VERSION,
-                "family": FAMILY.name,
-                "seed": DEMO_SEED,
-                "note": "random weights; answers are meaningless",
-            }
-        )
-    )
+    save_demo(model, processor, path, end_ids, pad_id=tokenizer.pad_token_id)
 
 
 def _build_processor(tokenizer):

@@ -1,4 +1,4 @@
-"""Train the small byte-level BPE vocabulary that demo checkpoints use, offline, deterministically."""
+"""What every family's demo checkpoint is built from: a small tokenizer trained offline, and the saving step."""
 
 from __future__ import annotations
 
@@ -43,24 +43,47 @@ def train_byte_bpe(special_tokens: list[str], vocab_size: int = DEMO_VOCAB_SIZE)
     return vocab, merges
 
 
-def qwen2_tokenizer(special_tokens: list[str], extra_special_tokens: dict[str, str] | None = None, **kwargs):
+def qwen2_tokenizer(
+    special_tokens: list[str | tuple[str, bool]], extra_special_tokens: dict[str, str] | None = None, **kwargs
+):
     """A Qwen2Tokenizer over the trained vocabulary, <|im_end|> ending turns, as the Qwen families use.
 
-    Every special token is an added token, so `<|im_start|>` is one id (as published), never split into bytes.
+    Every listed token is an added token, so `<|im_start|>` is one id (as published), never split into bytes;
+    a (token, special) pair gives the published "special" flag (False: kept by skip_special_tokens).
     """
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
-    vocab, merges = train_byte_bpe(special_tokens)
+    pairs = [(token, True) if isinstance(token, str) else token for token in special_tokens]
+    vocab, merges = train_byte_bpe([token for token, _ in pairs])
     options = dict(
         unk_token=None, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768
     )
     options.update(kwargs)
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, extra_special_tokens=extra_special_tokens or {}, **options)
-    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in special_tokens])
+    tokenizer.add_tokens([AddedToken(token, special=special, normalized=False) for token, special in pairs])
     return tokenizer
 
 
 def padded_vocab(tokenizer, multiple: int = 64) -> int:
     """The embedding rows for a tokenizer, padded like the published checkpoints (152064 = 64 × 2376)."""
     return -(-len(tokenizer) // multiple) * multiple
+
+
+def save_demo(model, processor, path, end_ids: list[int], pad_id: int, bos_id: int | None = None) -> None:
+    """Save a random demo model that talks until max_new_tokens, and its processor, to `path`.
+
+    Random weights end most answers within a few tokens; zeroing the end-of-turn rows of the (untied) head gives
+    those tokens logit 0, below the best random logit (a final soft-cap keeps 0 at 0), so streaming and Stop
+    stay visible. As in the published generation configs, any of `end_ids` ends a turn.
+    """
+    import torch
+
+    with torch.no_grad():
+        model.get_output_embeddings().weight[end_ids] = 0.0
+    model.generation_config.eos_token_id = list(end_ids)
+    model.generation_config.pad_token_id = pad_id
+    if bos_id is not None:
+        model.generation_config.bos_token_id = bos_id
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
