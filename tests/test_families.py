@@ -174,3 +174,20 @@ def test_with_transcripts_off_a_model_that_cannot_hear_refuses_audio(family_mode
     with pytest.raises(InvalidInput, match=r"“q.wav” is audio, which Qwen3-VL cannot hear, and audio transcripts are off"):
         list(manager.send(None, "listen", [(speech_wav, "q.wav")], threading.Event()))
     assert repository.list_conversations() == []
+
+
+@pytest.mark.parametrize(
+    "name, transcripts_on, file_types, microphone",
+    [("qwen2-audio", True, ["audio"], True), ("qwen2.5-vl", True, ["image", "audio"], True), ("qwen3-vl", False, ["image"], False)],
+)
+def test_the_composer_offers_only_what_the_model_takes(name, transcripts_on, file_types, microphone, family_model_dir, repository, transcripts):
+    from ui.app import build_app
+
+    host = ModelHost(lambda progress: load(family_model_dir(name))).start()
+    assert host.wait(30)
+    transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: None, "unused") if transcripts_on else None
+    dialogue = DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber)
+    config = build_app(dialogue, host, demo=True).get_config_file()
+    [composer] = [c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "composer"]
+    assert composer["file_types"] == file_types
+    assert ("microphone" in composer["sources"]) is microphone

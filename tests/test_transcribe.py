@@ -228,3 +228,61 @@ def test_revision_0006_adds_transcripts_to_an_existing_database_and_deleting_the
     repository.delete_conversation(message.conversation_id)
     assert store.get(sha) is None and repository.search("umbrella") == []
     assert not store.save(sha, Transcript(TranscriptStatus.DONE, text="late", model="m"))  # the file is gone: nothing stored
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server over tmp_path/www: (folder, base URL)."""
+    import functools
+    import http.server
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_named_whisper_weights_are_downloaded_once_into_the_data_dir_with_progress(served, demo_whisper_path, tmp_path, monkeypatch, speech_wav, transcripts, engine, repository):
+    import hashlib
+
+    import whisper
+
+    root, base = served
+    data = demo_whisper_path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    (root / sha).mkdir()
+    (root / sha / "tiny-test.pt").write_bytes(data)
+    # Whisper's own table of names to URLs (which carry each file's SHA-256), pointed at the local server.
+    monkeypatch.setitem(whisper._MODELS, "tiny-test", f"{base}/{sha}/tiny-test.pt")
+    monkeypatch.setitem(whisper._MODELS, "corrupt-test", f"{base}/{'0' * 64}/corrupt.pt")
+    (root / ("0" * 64)).mkdir()
+    (root / ("0" * 64) / "corrupt.pt").write_bytes(data)
+    from assistant.transcribe import load_whisper
+
+    seen: list[tuple[str, float | None]] = []
+    downloads = tmp_path / "data" / "models" / "whisper"
+    transcriber = Transcriber(
+        transcripts, MediaLoader(), lambda progress: load_whisper("tiny-test", downloads, "cpu", lambda m, f: (seen.append((m, f)), progress(m, f))),
+        "Whisper tiny-test", options=DEMO_WHISPER_OPTIONS,
+    ).start()
+    manager = manager_with(engine, repository, transcriber)
+    events = send(manager, None, "", [(speech_wav, "q.wav")])
+    wait_for(transcriber, [events[0].message])
+    assert (downloads / "tiny-test.pt").read_bytes() == data
+    assert any(m.startswith("Downloading Whisper tiny-test") and f == 1.0 for m, f in seen), seen
+    assert repository.get_messages(events[0].conversation.id)[0].attachments[0].transcript.status is TranscriptStatus.DONE
+
+    # Already there and intact: not fetched again.
+    seen.clear()
+    load_whisper("tiny-test", downloads, "cpu", lambda m, f: seen.append((m, f)))
+    assert not any(m.startswith("Downloading") for m, _ in seen)
+    # A corrupted download is refused and removed; a name Whisper does not know gets the list of those it does.
+    with pytest.raises(ModelLoadError, match="corrupted"):
+        load_whisper("corrupt-test", downloads, "cpu", lambda *_: None)
+    assert not list(downloads.glob("corrupt*"))
+    with pytest.raises(ModelLoadError, match=r"“huge” is neither a Whisper checkpoint file nor one of Whisper's models \(.*turbo"):
+        load_whisper("huge", downloads, "cpu", lambda *_: None)
