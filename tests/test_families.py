@@ -48,6 +48,7 @@ def test_every_family_is_listed_with_what_people_need_to_choose():
     assert NAMES == ["qwen2.5-omni", "gemma4", "qwen2.5-vl", "qwen3-vl", "qwen2-audio"]
     for family in families().values():
         assert family.accepts and family.unquantized and "lm_head" in family.unquantized and family.license
+        assert family.context_tokens >= 8192 and family.audio_window_s == 30.0
 
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
@@ -89,6 +90,21 @@ def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_
             assert torch.equal(again[key], value), key
     assert any(v.is_floating_point() for v in before.values())
     assert "".join(engine.stream(follow_up, threading.Event())) == generate_whole(engine, follow_up)
+
+
+def test_demo_checkpoints_are_built_deterministically(tmp_path):
+    import hashlib
+
+    def digest(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+    for name, family in families().items():
+        first, second = tmp_path / f"{name}-1", tmp_path / f"{name}-2"
+        first.mkdir(), second.mkdir()
+        family.build_demo(first)
+        family.build_demo(second)
+        assert digest(first) == digest(second), name
+        assert "model.safetensors" in digest(first)
 
 
 def test_an_unknown_checkpoint_names_the_supported_families(tmp_path):

@@ -26,6 +26,7 @@ class Family:
     unquantized: tuple[str, ...]  # module paths kept out of 4/8-bit; a list replaces the defaults, so lm_head too
     license: str
     build_demo: Callable[[Path], None]  # writes a tiny random checkpoint (config, weights, processor) to a folder
+    context_tokens: int  # the published models' context length (max_position_embeddings)
     processor_class: str = "AutoProcessor"
     audio_window_s: float = 30.0  # longest clip one audio item may be; longer clips go in as several, in order
     # Keyword the processor takes the audio list under (every 5.x processor takes "audio").

@@ -211,6 +211,7 @@ FAMILY = Family(
     unquantized=("model.vision_tower", "model.embed_vision", "model.audio_tower", "model.embed_audio", "lm_head"),
     license="Apache-2.0",
     build_demo=build_demo,
+    context_tokens=CONTEXT_TOKENS,
     # The feature extractor cuts clips at 480,000 samples (30 s, 750 soft tokens).
     audio_window_s=30.0,
 )

@@ -224,4 +224,5 @@ FAMILY = Family(
     unquantized=("model.audio_tower", "model.visual", "lm_head"),
     license="Qwen Research (3B), Apache-2.0 (7B)",
     build_demo=build_demo,
+    context_tokens=32768,  # the published Thinker's max_position_embeddings
 )

@@ -167,4 +167,5 @@ FAMILY = Family(
     unquantized=("model.visual", "lm_head"),
     license="Apache-2.0 (7B); Qwen Research License, non-commercial (3B)",
     build_demo=build_demo,
+    context_tokens=CONTEXT_TOKENS,
 )

@@ -133,6 +133,7 @@ FAMILY = Family(
     unquantized=("model.audio_tower", "model.multi_modal_projector", "lm_head"),
     license="Apache-2.0",
     build_demo=build_demo,
+    context_tokens=CONTEXT_TOKENS,
     # The feature extractor pads or cuts every clip to 30 s (3000 mel frames, 750 audio tokens).
     audio_window_s=30.0,
     # Qwen2AudioProcessor has no image part; the rate is passed so a wrong one raises instead of

@@ -289,4 +289,5 @@ FAMILY = Family(
     unquantized=("model.visual", "lm_head"),
     license="Apache-2.0",
     build_demo=build_demo,
+    context_tokens=CONTEXT_TOKENS,
 )
