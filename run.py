@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer, in tokens")
     parser.add_argument(
+        "--max-context",
+        type=int,
+        default=None,
+        help="use at most this many tokens of the model's context (default: all of it); older parts of a longer "
+        "conversation are left out, and the page says which",
+    )
+    parser.add_argument(
         "--auth",
         default=os.environ.get("ASSISTANT_AUTH"),
         help="USER:PASSWORD login, required when --host is not a loopback address (or set ASSISTANT_AUTH)",
@@ -267,7 +274,9 @@ def main(argv: list[str] | None = None) -> int | None:
         if args.demo:
             progress("Building the demo model (first start only)…", None)
             source = str(ensure_demo_model(data_dir / "models" / f"demo-{args.demo}", args.demo))
-        return load_engine(ModelSpec(source, Quant(args.quant), demo=demo), progress, max_new_tokens=max_new_tokens)
+        return load_engine(
+            ModelSpec(source, Quant(args.quant), demo=demo), progress, max_new_tokens=max_new_tokens, max_context=args.max_context
+        )
 
     host = ModelHost(load, family).start()
     media = MediaLoader()

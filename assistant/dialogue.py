@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.budget import fit
 from assistant.engine import EngineInfo, GenerationReport
 from assistant.families.base import Family
 from assistant.media import MediaLoader
@@ -80,7 +81,9 @@ class ReplyFinished:
 Event = UserTurnSaved | WaitingForModel | WaitingForTranscript | Queued | ReplyDelta | ReplyFinished
 
 
-def answer_details(info: EngineInfo, settings: GenerationSettings, report: GenerationReport, status: Status) -> AnswerDetails:
+def answer_details(
+    info: EngineInfo, settings: GenerationSettings, report: GenerationReport, status: Status, left_out: Sequence[str] = ()
+) -> AnswerDetails:
     if status is Status.ERROR:
         finish = "error"
     elif status is Status.STOPPED:
@@ -97,6 +100,7 @@ def answer_details(info: EngineInfo, settings: GenerationSettings, report: Gener
         first_token_s=report.first_token_s,
         tokens_per_s=report.tokens_per_s,
         finish=finish,
+        left_out=tuple(left_out),
     )
 
 
@@ -303,6 +307,7 @@ class DialogueManager:
         last_save = time.monotonic()
         ticket: Ticket | None = None
         report: GenerationReport | None = None
+        left_out: list[str] = []
         settings = self.repository.get_conversation(question.conversation_id).settings
         try:
             engine = self.host.engine
@@ -319,9 +324,13 @@ class DialogueManager:
                 else:
                     # Built only now: a queued turn holds no decoded media or tensors while it waits.
                     history = self.repository.get_path(reply.id)
-                    model_input = build_model_input(
-                        history, self.media, settings.system_prompt or self.system_prompt, engine.family
-                    )
+                    system_prompt = settings.system_prompt or self.system_prompt
+
+                    def build(fitting):
+                        return build_model_input(history, self.media, system_prompt, engine.family, fitting)
+
+                    limit = engine.context_tokens - engine.answer_budget(settings)
+                    model_input, left_out = fit(history, build, engine.count_tokens, limit)
                     report = GenerationReport()
                     for chunk in engine.stream(model_input, stop, ticket.release, settings, report):
                         first_token.set()
@@ -344,7 +353,7 @@ class DialogueManager:
             first_token.set()  # also when it failed or stopped before a token: Whisper may go on
             if ticket is not None:
                 ticket.release()
-            details = answer_details(engine.info, settings, report, status) if report is not None else None
+            details = answer_details(engine.info, settings, report, status, left_out) if report is not None else None
             self.repository.finish_message(reply.id, text, status, error, details)
         yield ReplyFinished(self.repository.get_message(reply.id))
 

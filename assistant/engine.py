@@ -68,6 +68,7 @@ class TransformersEngine:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stream_timeout_s: float = DEFAULT_STREAM_TIMEOUT_S,
         generation_kwargs: dict | None = None,
+        max_context: int | None = None,
     ):
         self.model = model
         self.processor = processor
@@ -81,13 +82,26 @@ class TransformersEngine:
         self._busy = threading.Lock()
         # Image and audio features go in at the dtype of the model's (unquantized) floating-point weights.
         self.float_dtype = model.dtype
+        text_config = model.config.get_text_config()
+        context = getattr(text_config, "max_position_embeddings", None) or family.context_tokens
+        self.context_tokens = min(context, max_context) if max_context else context  # prompt and answer together
+
+    def answer_budget(self, settings: GenerationSettings) -> int:
+        """The tokens kept free for the answer: as asked, but at most half the context."""
+        return min(settings.max_new_tokens or self.max_new_tokens, self.context_tokens // 2)
+
+    def count_tokens(self, model_input: ModelInput) -> int:
+        """The prompt's length in tokens, placeholders for images and audio expanded."""
+        return int(self._process(model_input)["input_ids"].shape[1])
 
     def prepare(self, model_input: ModelInput):
-        """Run the processor: chat template, placeholder expansion, pixel and audio features."""
+        """Run the processor: chat template, placeholder expansion, pixel and audio features, on the model's device."""
+        return self._process(model_input).to(self.model.device)
+
+    def _process(self, model_input: ModelInput):
         text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
         media = self.family.processor_kwargs(model_input.images, model_input.audios)
-        inputs = self.processor(text=[text], **media, return_tensors="pt", padding=True)
-        return inputs.to(self.model.device)
+        return self.processor(text=[text], **media, return_tensors="pt", padding=True)
 
     def _generate_args(self, inputs, settings: GenerationSettings) -> dict:
         args = dict(inputs)
@@ -103,7 +117,10 @@ class TransformersEngine:
                 sampling["temperature"] = settings.temperature
             if settings.top_p is not None:
                 sampling["top_p"] = settings.top_p
-        return {**args, "max_new_tokens": settings.max_new_tokens or self.max_new_tokens, **sampling}
+        # Never past the context: what the prompt leaves of it bounds the answer (assistant.budget keeps room).
+        room = self.context_tokens - int(args["input_ids"].shape[1])
+        max_new = max(1, min(settings.max_new_tokens or self.max_new_tokens, room))
+        return {**args, "max_new_tokens": max_new, **sampling}
 
     def stream(
         self,

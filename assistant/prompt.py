@@ -26,6 +26,20 @@ class ModelInput:
     audios: list[np.ndarray] = field(default_factory=list)
 
 
+@dataclass
+class Fitting:
+    """What to leave out of a conversation so it fits the model's context (see assistant.budget)."""
+
+    audio_as_text: set[tuple[int, int]] = field(default_factory=set)  # (message id, position): transcript or note
+    images_as_notes: set[tuple[int, int]] = field(default_factory=set)
+    first_message: int = 0  # the history from this index on; earlier turns are dropped
+    last_text_chars: int | None = None  # the last question's text cut to its last N characters
+
+
+def left_out_note(attachment: Attachment) -> str:
+    return f"[The {attachment.kind.value} “{attachment.filename}” attached here is left out: the conversation is too long.]"
+
+
 def unreadable_note(attachment: Attachment) -> str:
     return f"[The {attachment.kind.value} “{attachment.filename}” attached here can no longer be read, so it is left out.]"
 
@@ -34,10 +48,14 @@ def unseen_note(attachment: Attachment, family: Family) -> str:
     return f"[An image “{attachment.filename}” is attached here, but {family.title} cannot see images.]"
 
 
+def has_transcript(attachment: Attachment) -> bool:
+    return attachment.transcript is not None and attachment.transcript.status is TranscriptStatus.DONE
+
+
 def transcript_text(attachment: Attachment) -> str:
     """What a model without an audio tower gets in place of the audio: its transcript, or why there is none."""
     transcript = attachment.transcript
-    if transcript is not None and transcript.status is TranscriptStatus.DONE:
+    if has_transcript(attachment):
         return f"[Audio “{attachment.filename}”, transcribed: {transcript.text}]"
     why = transcript.error if transcript is not None and transcript.error else "no transcript was made"
     return f"[Audio “{attachment.filename}” is attached here but could not be transcribed ({why}), so it is left out.]"
@@ -50,7 +68,11 @@ def audio_windows(audio: np.ndarray, window_s: float) -> list[np.ndarray]:
 
 
 def build_model_input(
-    history: Sequence[Message], media: MediaLoader, system_prompt: str | None = None, family: Family | None = None
+    history: Sequence[Message],
+    media: MediaLoader,
+    system_prompt: str | None = None,
+    family: Family | None = None,
+    fitting: Fitting | None = None,
 ) -> ModelInput:
     """Every earlier turn goes in, its images and audio included; answers that produced no text are left out.
 
@@ -62,16 +84,25 @@ def build_model_input(
     hears = family is None or family.hears()
     sees = family is None or family.sees()
     window_s = family.audio_window_s if family is not None else 30.0
+    fitting = fitting or Fitting()
     result = ModelInput(conversation=[])
     if system_prompt:
         result.conversation.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-    for message in history:
+    kept = list(history)[fitting.first_message :]
+    last_question = max((i for i, m in enumerate(kept) if m.role is Role.USER), default=-1)
+    for index, message in enumerate(kept):
         if message.role is Role.ASSISTANT and (message.status is Status.STREAMING or not message.text):
             continue
         content: list[dict] = []
-        for attachment in message.attachments:
+        for position, attachment in enumerate(message.attachments):
+            key = (message.id, position)
             try:
-                if attachment.kind is MediaKind.IMAGE:
+                if key in fitting.images_as_notes:
+                    content.append({"type": "text", "text": left_out_note(attachment)})
+                elif key in fitting.audio_as_text:
+                    note = transcript_text(attachment) if has_transcript(attachment) else left_out_note(attachment)
+                    content.append({"type": "text", "text": note})
+                elif attachment.kind is MediaKind.IMAGE:
                     if not sees:
                         content.append({"type": "text", "text": unseen_note(attachment, family)})
                         continue
@@ -88,7 +119,10 @@ def build_model_input(
             except InvalidInput as error:
                 log.warning("left out of the prompt: %s", error)
                 content.append({"type": "text", "text": unreadable_note(attachment)})
-        if message.text:
-            content.append({"type": "text", "text": message.text})
+        text = message.text
+        if fitting.last_text_chars is not None and index == last_question:
+            text = "…" + text[-fitting.last_text_chars :] if len(text) > fitting.last_text_chars else text
+        if text:
+            content.append({"type": "text", "text": text})
         result.conversation.append({"role": message.role.value, "content": content})
     return result

@@ -38,3 +38,5 @@ class AnswerDetails(BaseModel):
     first_token_s: float | None = None
     tokens_per_s: float | None = None
     finish: Finish = "finished"
+    # Earlier items the model did not see because the conversation is longer than its context, for people.
+    left_out: tuple[str, ...] = ()

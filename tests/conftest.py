@@ -84,6 +84,15 @@ def family_model_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def transcripts_store(tmp_path, repository):
+    """Transcripts in the same database as `repository`."""
+    from storage.database import open_database, sqlite_url
+    from storage.transcripts import TranscriptRepository
+
+    return TranscriptRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")))
+
+
+@pytest.fixture
 def png_file(tmp_path) -> Path:
     from PIL import Image
 

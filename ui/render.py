@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ def message_footer(message: Message) -> str:
     if message.status is not Status.STREAMING:
         parts.append(f"[{FORK_LABEL}](#msg-{message.id}-fork)")
     footer = "\n\n<small>" + " · ".join(parts) + "</small>" if parts else ""
+    if message.details is not None and message.details.left_out:
+        footer += f"\n\n<small>{LEFT_OUT_LABEL} " + html.escape("; ".join(message.details.left_out)) + "</small>"
     if message.details is not None:
         footer += f"\n\n<details><summary>ⓘ details</summary>\n\n{details_text(message.details)}\n\n</details>"
     return footer
@@ -133,6 +136,7 @@ def details_text(details: AnswerDetails) -> str:
 
 
 FORK_LABEL = "⑂ fork"
+LEFT_OUT_LABEL = "✂ Too long for the model's context; it did not see:"
 
 
 def answer_text(text: str, status: Status, error: str | None = None) -> str:

@@ -1,0 +1,101 @@
+"""The context budget: a conversation longer than the model's context is answered, leaving out the least useful
+parts first (earlier audio, earlier images, oldest turns), and the answer says what the model did not see."""
+
+from __future__ import annotations
+
+import threading
+
+from assistant.dialogue import DialogueManager
+from assistant.engine import TransformersEngine
+from assistant.media import MediaLoader
+from assistant.model_host import ModelHost
+from assistant.turn_queue import TurnQueue
+from domain.types import Status
+from tests.conftest import GREEDY
+from ui import render
+
+CONTEXT = 200
+ANSWER = 16
+
+
+class CountingEngine(TransformersEngine):
+    """The real engine on a small context, keeping each prompt's length as the model got it."""
+
+    def __init__(self, inner: TransformersEngine, context: int = CONTEXT):
+        super().__init__(
+            inner.model, inner.processor, inner.info, inner.family, max_new_tokens=ANSWER, generation_kwargs=GREEDY, max_context=context
+        )
+        self.inputs = []
+        self.prompt_tokens: list[int] = []
+
+    def prepare(self, model_input):
+        prepared = super().prepare(model_input)
+        self.inputs.append(model_input)
+        self.prompt_tokens.append(int(prepared["input_ids"].shape[1]))
+        return prepared
+
+
+def manager_for(engine, repository) -> DialogueManager:
+    host = ModelHost(lambda progress: engine).start()
+    assert host.wait(10)
+    return DialogueManager(repository, host, MediaLoader(), TurnQueue())
+
+
+def send(manager, conversation_id, text, uploads=()):
+    return list(manager.send(conversation_id, text, list(uploads), threading.Event()))
+
+
+def texts(model_input) -> str:
+    return " ".join(item.get("text", "") for turn in model_input.conversation for item in turn["content"])
+
+
+def test_a_conversation_longer_than_the_context_is_answered_leaving_out_audio_then_images_then_old_turns(
+    engine, repository, png_file, speech_wav
+):
+    small = CountingEngine(engine)
+    manager = manager_for(small, repository)
+    first = send(manager, None, "What is in this picture and this question?", [(png_file, "car.png"), (speech_wav, "q.wav")])
+    conversation_id = first[0].conversation.id
+    assert first[-1].message.details.left_out == ()  # it fits at first
+    seen: list[tuple[str, ...]] = []
+    for turn in range(8):
+        events = send(manager, conversation_id, f"Follow-up number {turn}: tell me more about it, please.")
+        answer = events[-1].message
+        assert answer.status is Status.COMPLETE, answer.error  # never a length error
+        assert answer.details.prompt_tokens + answer.details.answer_tokens <= CONTEXT
+        seen.append(answer.details.left_out)
+    assert all(tokens <= CONTEXT - ANSWER for tokens in small.prompt_tokens)
+    # Audio went first, then the image, then the oldest turns; each answer lists what its model did not see.
+    growing = [items for items in seen if items]
+    assert growing and growing[0][0] == "the audio “q.wav”"
+    assert growing[-1] == ("the audio “q.wav”", "the image “car.png”", "earlier messages")
+    last_prompt = texts(small.inputs[-1])
+    assert "Follow-up number 7" in last_prompt and "Follow-up number 0" not in last_prompt
+    assert small.inputs[-1].images == [] and small.inputs[-1].audios == []
+    # The page shows it under the answer.
+    shown = render.chat_message(repository.get_messages(conversation_id)[-1])["content"]
+    assert "✂ Too long for the model's context; it did not see: the audio “q.wav”; the image “car.png”; earlier messages" in shown
+
+
+def test_earlier_audio_is_replaced_by_its_transcript_before_anything_else(engine, repository, png_file, speech_wav, transcripts_store):
+    from domain.types import Transcript, TranscriptStatus
+
+    small = CountingEngine(engine, context=120)
+    manager = manager_for(small, repository)
+    first = send(manager, None, "Listen", [(speech_wav, "q.wav")])
+    sha = first[0].message.attachments[0].sha256
+    transcripts_store.save(sha, Transcript(TranscriptStatus.DONE, text="what colour is the car", language="en", seconds=2.4, model="m"))
+    events = send(manager, first[0].conversation.id, "And?")
+    assert events[-1].message.details.left_out == ("the audio “q.wav” (as its transcript)",)
+    assert "[Audio “q.wav”, transcribed: what colour is the car]" in texts(small.inputs[-1])
+
+
+def test_a_single_message_longer_than_the_context_keeps_its_end(engine, repository):
+    small = CountingEngine(engine, context=64)
+    manager = manager_for(small, repository)
+    question = "word " * 400 + "THE ACTUAL QUESTION?"
+    events = send(manager, None, question)
+    answer = events[-1].message
+    assert answer.status is Status.COMPLETE and answer.details.left_out == ("the start of the message",)
+    assert texts(small.inputs[-1]).rstrip().endswith("THE ACTUAL QUESTION?")
+    assert repository.get_messages(events[0].conversation.id)[0].text == question  # stored whole
