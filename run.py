@@ -65,6 +65,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer, in tokens")
     parser.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="prefill every turn in full and run every image and audio through its encoder again (for comparison)",
+    )
+    parser.add_argument(
+        "--kv-cache-gb",
+        type=float,
+        default=None,
+        help="memory for conversations' KV caches between turns, least recently used evicted "
+        "(default: a quarter of the free GPU memory up to 8, or 2 on a CPU)",
+    )
+    parser.add_argument(
         "--max-context",
         type=int,
         default=None,
@@ -241,6 +253,7 @@ def main(argv: list[str] | None = None) -> int | None:
     from assistant.loader import load_engine
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
+    from assistant.reuse import Reuse
     from assistant.turn_queue import TurnQueue
     from domain.errors import ModelLoadError
     from ui import security
@@ -274,8 +287,13 @@ def main(argv: list[str] | None = None) -> int | None:
         if args.demo:
             progress("Building the demo model (first start only)…", None)
             source = str(ensure_demo_model(data_dir / "models" / f"demo-{args.demo}", args.demo))
+        reuse = None if args.no_reuse else Reuse(args.kv_cache_gb, data_dir / "cache" / "encoders")
         return load_engine(
-            ModelSpec(source, Quant(args.quant), demo=demo), progress, max_new_tokens=max_new_tokens, max_context=args.max_context
+            ModelSpec(source, Quant(args.quant), demo=demo),
+            progress,
+            max_new_tokens=max_new_tokens,
+            max_context=args.max_context,
+            reuse=reuse,
         )
 
     host = ModelHost(load, family).start()

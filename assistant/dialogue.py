@@ -332,7 +332,9 @@ class DialogueManager:
                     limit = engine.context_tokens - engine.answer_budget(settings)
                     model_input, left_out = fit(history, build, engine.count_tokens, limit)
                     report = GenerationReport()
-                    for chunk in engine.stream(model_input, stop, ticket.release, settings, report):
+                    for chunk in engine.stream(
+                        model_input, stop, ticket.release, settings, report, reuse_key=question.conversation_id
+                    ):
                         first_token.set()
                         text += chunk
                         if time.monotonic() - last_save >= SAVE_INTERVAL_S:

@@ -19,6 +19,7 @@ from transformers import StoppingCriteriaList
 
 from assistant.families.base import Family
 from assistant.prompt import ModelInput
+from assistant.reuse import REUSE_FAMILIES, Reuse, model_fingerprint
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
 from domain.settings import GenerationSettings
@@ -69,6 +70,7 @@ class TransformersEngine:
         stream_timeout_s: float = DEFAULT_STREAM_TIMEOUT_S,
         generation_kwargs: dict | None = None,
         max_context: int | None = None,
+        reuse: Reuse | None = None,
     ):
         self.model = model
         self.processor = processor
@@ -85,6 +87,10 @@ class TransformersEngine:
         text_config = model.config.get_text_config()
         context = getattr(text_config, "max_position_embeddings", None) or family.context_tokens
         self.context_tokens = min(context, max_context) if max_context else context  # prompt and answer together
+        # Work kept across turns (assistant/reuse.py), for the families that path knows; None: full prefill.
+        self.reuse = reuse if reuse is not None and family.name in REUSE_FAMILIES else None
+        if self.reuse is not None:
+            self.reuse.bind(model_fingerprint(info.model, info.quant, self.float_dtype), model.device)
 
     def answer_budget(self, settings: GenerationSettings) -> int:
         """The tokens kept free for the answer: as asked, but at most half the context."""
@@ -129,7 +135,9 @@ class TransformersEngine:
         on_finished: Callable[[], None] | None = None,
         settings: GenerationSettings | None = None,
         report: GenerationReport | None = None,
+        reuse_key: str | None = None,
     ) -> Iterator[str]:
+        """`reuse_key` names the conversation whose cached work this turn may reuse (and keeps it for the next)."""
         settings = settings or GenerationSettings()
         report = report if report is not None else GenerationReport()
         self._busy.acquire()
@@ -143,8 +151,14 @@ class TransformersEngine:
             args["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(stop, abandoned)])
             report.prompt_tokens = int(inputs["input_ids"].shape[1])
             report.max_new_tokens = args["max_new_tokens"]
+            reuse = None
+            if self.reuse is not None and reuse_key is not None:
+                reuse = (reuse_key, inputs, model_input)
             worker = threading.Thread(
-                target=self._run, args=(args, streamer, on_finished, settings.seed, report, started), name="generate", daemon=True
+                target=self._run,
+                args=(args, streamer, on_finished, settings.seed, report, started, reuse),
+                name="generate",
+                daemon=True,
             )
             worker.start()
         except BaseException:
@@ -158,6 +172,17 @@ class TransformersEngine:
             abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
             worker.join(timeout=self.stream_timeout_s)
 
+    def _generate_reusing(self, args: dict, key: str, inputs, model_input: ModelInput) -> None:
+        """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
+        cache, blocks = self.reuse.prefill(self.model, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype)
+        ids = inputs["input_ids"]
+        # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.
+        plain = {k: v for k, v in args.items() if not isinstance(v, torch.Tensor)}
+        output = self.model.generate(
+            **plain, input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache
+        )
+        self.reuse.keep(key, output[0], cache, blocks)
+
     def _run(
         self,
         args: dict,
@@ -166,12 +191,16 @@ class TransformersEngine:
         seed: int | None,
         report: GenerationReport,
         started: float,
+        reuse: tuple | None = None,
     ) -> None:
         try:
             if seed is not None:
                 torch.manual_seed(seed)  # safe: one generation at a time holds the model
             with torch.inference_mode():
-                self.model.generate(**args)
+                if reuse is None:
+                    self.model.generate(**args)
+                else:
+                    self._generate_reusing(args, *reuse)
         except torch.OutOfMemoryError:
             log.exception("generation ran out of memory")
             streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))

@@ -24,6 +24,9 @@ class ModelInput:
     conversation: list[dict]
     images: list = field(default_factory=list)
     audios: list[np.ndarray] = field(default_factory=list)
+    # What each image and audio window is (sha256, and window number for audio): tells same-size media apart.
+    image_keys: list[str] = field(default_factory=list)
+    audio_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,12 +112,14 @@ def build_model_input(
                     image = media.image(attachment.path, attachment.filename)
                     check_image_shape(image.width, image.height, attachment.filename)
                     result.images.append(image)
+                    result.image_keys.append(attachment.sha256)
                     content.append({"type": "image"})
                 elif not hears:
                     content.append({"type": "text", "text": transcript_text(attachment)})
                 else:
-                    for window in audio_windows(media.audio(attachment.path), window_s):
+                    for number, window in enumerate(audio_windows(media.audio(attachment.path), window_s)):
                         result.audios.append(window)
+                        result.audio_keys.append(f"{attachment.sha256}#{number}@{window_s:g}")
                         content.append({"type": "audio"})
             except InvalidInput as error:
                 log.warning("left out of the prompt: %s", error)

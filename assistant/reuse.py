@@ -1,0 +1,257 @@
+"""Work kept across turns: each conversation's KV cache, and each media item's encoder output.
+
+A new turn prefills only the tokens its conversation's cache does not already hold: the cache is cropped
+to the longest common prefix of the cached and the new token ids, never inside an image or audio block,
+and only up to the first block whose media differ (ids alone cannot tell two same-size images apart).
+The new part goes in as embeddings, media scattered in from the encoder cache (memory, then disk, then
+the encoder itself), with Qwen2.5-Omni's 3-D rotary positions computed for the whole prompt; then
+`generate` continues from the cache with the last prompt token, the model's `rope_deltas` set for this
+conversation (it keeps those of whatever ran last). Knows nothing of storage, queueing or the UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Families whose checkpoints take this path; the others prefill in full each turn.
+REUSE_FAMILIES = frozenset({"qwen2.5-omni"})
+ENCODER_MEMORY_ITEMS = 256
+
+
+@dataclass
+class Entry:
+    ids: torch.Tensor  # (n,) the token ids the cache holds
+    keys: list[tuple[int, str]]  # (start, media key) of each image/audio block in `ids`, in order
+    cache: object  # transformers DynamicCache
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for layer in getattr(self.cache, "layers", []):
+            for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if isinstance(tensor, torch.Tensor):
+                    total += tensor.numel() * tensor.element_size()
+        return total
+
+
+class KVStore:
+    """Conversations' caches, least recently used evicted past `budget_bytes`."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> Entry | None:
+        """The entry, removed while it is in use (a failure then leaves nothing stale behind)."""
+        with self._lock:
+            return self._entries.pop(key, None)
+
+    def put(self, key: str, entry: Entry) -> None:
+        size = entry.nbytes
+        with self._lock:
+            if size > self.budget_bytes:
+                return
+            self._entries[key] = entry
+            while sum(e.nbytes for e in self._entries.values()) > self.budget_bytes:
+                evicted, _ = self._entries.popitem(last=False)
+                log.debug("evicted the KV cache of %s", evicted)
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+class EncoderCache:
+    """Encoder outputs by media key, in memory and (when given a folder) on disk, for one model."""
+
+    def __init__(self, folder: Path | None):
+        self._folder = folder
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.calls = 0  # encoder runs, for tests and benchmarks
+
+    def get(self, key: str, compute) -> torch.Tensor:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        features = self._load(key)
+        if features is None:
+            self.calls += 1
+            features = compute().detach()
+            self._save(key, features)
+        self._memory[key] = features
+        while len(self._memory) > ENCODER_MEMORY_ITEMS:
+            self._memory.popitem(last=False)
+        return features
+
+    def _path(self, key: str) -> Path | None:
+        return None if self._folder is None else self._folder / (hashlib.sha256(key.encode()).hexdigest() + ".pt")
+
+    def _load(self, key: str) -> torch.Tensor | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, ValueError):
+            log.warning("an encoder cache file is unreadable; computing it again", exc_info=True)
+            return None
+
+    def _save(self, key: str, features: torch.Tensor) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            torch.save(features.to("cpu"), partial)
+            partial.replace(path)
+        except OSError:
+            log.warning("could not write the encoder cache", exc_info=True)
+
+
+def model_fingerprint(name: str, quant: str, dtype: torch.dtype) -> str:
+    """Encoder outputs belong to one model, at one precision."""
+    return hashlib.sha256(f"{name}|{quant}|{dtype}".encode()).hexdigest()[:16]
+
+
+def default_budget_bytes(device: torch.device) -> int:
+    """A quarter of the GPU memory still free once the model is loaded (at most 8 GiB); 2 GiB of RAM on a CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return min(free // 4, 8 * 2**30)
+    return 2 * 2**30
+
+
+class Reuse:
+    """What a TransformersEngine keeps across turns (one per engine; used under its one-generation lock).
+
+    `budget_gb` bounds the KV caches (None: `default_budget_bytes` of the model's device); encoder outputs go
+    to `encoder_folder` (None: memory only).
+    """
+
+    def __init__(self, budget_gb: float | None, encoder_folder: Path | None):
+        self._budget_gb = budget_gb
+        self._encoder_folder = encoder_folder
+        self.kv = KVStore(0)
+        self.encoders: EncoderCache | None = None
+        self.prefilled: int | None = None  # tokens the last turn prefilled, for benchmarks
+
+    def bind(self, fingerprint: str, device: torch.device) -> None:
+        """Attach to one loaded model: its encoder outputs live apart from other models'."""
+        budget = default_budget_bytes(device) if self._budget_gb is None else int(self._budget_gb * 2**30)
+        self.kv = KVStore(budget)
+        folder = None if self._encoder_folder is None else self._encoder_folder / fingerprint
+        self.encoders = EncoderCache(folder)
+
+    def prefill(self, model, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
+        """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, rope deltas, ids length)."""
+        from transformers import DynamicCache
+
+        inner = model.model
+        ids = inputs["input_ids"]
+        length = ids.shape[1]
+        config = model.config
+        blocks = _blocks(ids[0], config.image_token_id, config.audio_token_id, image_keys, audio_keys)
+        features_mask = inputs.get("feature_attention_mask")
+        seqlens = features_mask.sum(-1) if features_mask is not None else None
+        positions, deltas = inner.get_rope_index(
+            ids, inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None
+        )
+        entry = self.kv.take(key)
+        start, cache = 0, DynamicCache(config=config)
+        if entry is not None:
+            start = _reusable(entry, ids[0], blocks, length - 1)
+            cache = entry.cache
+            surplus = cache.get_seq_length() - start
+            if surplus > 0:
+                cache.crop(-surplus)
+        self.prefilled = length - 1 - start
+        if start < length - 1:
+            segment = ids[:, start : length - 1]
+            embeds = inner.get_input_embeddings()(segment)
+            for block_start, block_end, kind, index, media_key in blocks:
+                if block_start < start:
+                    continue
+                features = self.encoders.get(media_key, lambda: _encode(inner, inputs, kind, index, float_dtype))
+                embeds[0, block_start - start : block_end - start] = features.to(embeds.device, embeds.dtype)
+            mask = torch.ones(1, length - 1, dtype=torch.long, device=ids.device)
+            model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions[:, :, start : length - 1],
+                past_key_values=cache,
+                use_cache=True,
+            )
+        inner.rope_deltas = deltas
+        return cache, [(s, k) for s, _, _, _, k in blocks]
+
+    def keep(self, key: str, sequence: torch.Tensor, cache, keys: list[tuple[int, str]]) -> None:
+        held = cache.get_seq_length()
+        self.kv.put(key, Entry(ids=sequence[:held].detach().clone(), keys=keys, cache=cache))
+
+    def forget(self, key: str) -> None:
+        self.kv.take(key)
+
+
+def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[str], audio_keys: list[str]):
+    """(start, end, kind, index, key) of each run of image or audio placeholder tokens, in order."""
+    blocks, counters = [], {"image": 0, "audio": 0}
+    values = ids.tolist()
+    i = 0
+    while i < len(values):
+        token = values[i]
+        if token in (image_id, audio_id):
+            j = i
+            while j < len(values) and values[j] == token:
+                j += 1
+            kind = "image" if token == image_id else "audio"
+            index = counters[kind]
+            counters[kind] += 1
+            keys = image_keys if kind == "image" else audio_keys
+            blocks.append((i, j, kind, index, f"{kind}:{keys[index]}"))
+            i = j
+        else:
+            i += 1
+    return blocks
+
+
+def _reusable(entry: Entry, ids: torch.Tensor, blocks, limit: int) -> int:
+    """The longest prefix the cache may keep: equal ids, whole blocks, the same media in the same places."""
+    old = entry.ids.to(ids.device)
+    n = min(len(old), limit)
+    equal = (old[:n] == ids[:n]).long()
+    start = int(equal.cumprod(0).sum())
+    cached = dict(entry.keys)
+    for block_start, block_end, _, _, key in blocks:
+        if block_start >= start:
+            break
+        if cached.get(block_start) != key or block_end > start:
+            return block_start  # different media here, or the prefix ends inside this block
+    return start
+
+
+def _encode(inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
+    """One media item through its encoder: (tokens, hidden) features."""
+    if kind == "image":
+        grids = inputs["image_grid_thw"]
+        rows = grids.prod(-1).tolist()
+        first = sum(rows[:index])
+        pixels = inputs["pixel_values"][first : first + rows[index]].to(float_dtype)
+        return inner.get_image_features(pixels, grids[index : index + 1]).pooler_output[0]
+    features = inputs["input_features"][index : index + 1].to(float_dtype)
+    mask = inputs["feature_attention_mask"][index : index + 1]
+    return inner.get_audio_features(features, mask).last_hidden_state

@@ -1,0 +1,162 @@
+"""Reuse across turns: with each conversation's KV cache and each media item's encoder output kept, greedy answers
+are token for token those of a full prefill, over ten turns with images and audio, two interleaved conversations,
+an edit that forces a crop, eviction, failures and a restart."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from assistant.dialogue import DialogueManager
+from assistant.engine import TransformersEngine
+from assistant.loader import ModelSpec, Quant, load_engine
+from assistant.media import MediaLoader
+from assistant.model_host import ModelHost
+from assistant.reuse import Reuse
+from assistant.turn_queue import TurnQueue
+from domain.types import Status
+from tests.conftest import GREEDY
+from tests.media_factory import png
+
+TURNS = 10
+
+
+def repository_at(folder):
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.repository import ConversationRepository
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
+
+
+def with_reuse(engine, reuse: Reuse | None) -> TransformersEngine:
+    return TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=12, generation_kwargs=GREEDY, reuse=reuse)
+
+
+def manager_for(engine, repository) -> DialogueManager:
+    host = ModelHost(lambda progress: engine).start()
+    assert host.wait(10)
+    return DialogueManager(repository, host, MediaLoader(), TurnQueue())
+
+
+@pytest.fixture
+def media(tmp_path, speech_wav):
+    # Two images of the same size: the same number of placeholder tokens, told apart only by what they are.
+    return {
+        "red": png(tmp_path / "red.png", (96, 64), (220, 20, 20)),
+        "blue": png(tmp_path / "blue.png", (96, 64), (20, 20, 220)),
+        "speech": speech_wav,
+    }
+
+
+def script(manager: DialogueManager, media) -> list[str]:
+    """Ten turns in each of two interleaved conversations (image on 1, audio on 3, image on 6), then an edit of
+    turn 2 in the first, which sends the conversation down another branch. Returns every answer, in order."""
+    answers, conversations = [], {"first": None, "second": None}
+    pictures = {"first": ("red", "blue"), "second": ("blue", "red")}
+    for turn in range(1, TURNS + 1):
+        for name in conversations:
+            uploads = []
+            if turn in (1, 6):
+                picture = pictures[name][0 if turn == 1 else 1]
+                uploads = [(media[picture], f"{picture}.png")]
+            elif turn == 3:
+                uploads = [(media["speech"], "question.wav")]
+            events = list(manager.send(conversations[name], f"{name} turn {turn}: and then?", uploads, threading.Event()))
+            conversations[name] = events[0].conversation.id
+            assert events[-1].message.status is Status.COMPLETE, events[-1].message.error
+            answers.append(events[-1].message.text)
+    second_question = manager.get_messages(conversations["first"])[2]
+    events = list(manager.edit(second_question.id, "an edited second question", threading.Event()))
+    answers.append(events[-1].message.text)
+    events = list(manager.send(conversations["first"], "after the edit", [], threading.Event()))
+    answers.append(events[-1].message.text)
+    return answers
+
+
+@pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
+def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(quant, engine, demo_model_dir, media, tmp_path):
+    base = engine if quant is Quant.NONE else load_engine(ModelSpec(str(demo_model_dir), quant, demo=True), lambda *_: None)
+    reuse = Reuse(1.0, tmp_path / "encoders")
+    reusing = with_reuse(base, reuse)
+    assert reusing.reuse is reuse
+    expected = script(manager_for(with_reuse(base, None), repository_at(tmp_path / "full")), media)
+    got = script(manager_for(reusing, repository_at(tmp_path / "reuse")), media)
+    assert got == expected
+    assert len(got) == 2 * TURNS + 2 and all(answer.strip() for answer in got)
+    # Each of the three media items (two images, one clip) went through its encoder once, in both conversations.
+    assert reuse.encoders.calls == 3
+
+
+def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder_outputs(engine, media, tmp_path):
+    folder = tmp_path / "encoders"
+    reuse = Reuse(1.0, folder)
+    repository = repository_at(tmp_path / "data")
+    manager = manager_for(with_reuse(engine, reuse), repository)
+    first = list(manager.send(None, "what is this?", [(media["red"], "red.png"), (media["speech"], "q.wav")], threading.Event()))
+    prompt_tokens = first[-1].message.details.prompt_tokens
+    assert reuse.prefilled == prompt_tokens - 1  # a fresh conversation: everything but the last token
+    conversation_id = first[0].conversation.id
+    list(manager.send(conversation_id, "and the colour?", [], threading.Event()))
+    assert reuse.prefilled < 0.5 * prompt_tokens  # the image and audio were not prefilled again
+    assert reuse.encoders.calls == 2
+
+    # A restart: no KV cache, but each encoder output is read from disk, not computed.
+    restarted = Reuse(1.0, folder)
+    manager = manager_for(with_reuse(engine, restarted), repository)
+    events = list(manager.send(conversation_id, "still there?", [], threading.Event()))
+    assert events[-1].message.status is Status.COMPLETE
+    assert restarted.encoders.calls == 0 and restarted.prefilled > prompt_tokens
+
+
+def test_a_tiny_cache_budget_evicts_and_still_gives_the_same_tokens(engine, media, tmp_path):
+    reuse = Reuse(1e-9, None)  # no conversation's cache fits
+    got = script(manager_for(with_reuse(engine, reuse), repository_at(tmp_path / "tiny")), media)
+    expected = script(manager_for(with_reuse(engine, None), repository_at(tmp_path / "full")), media)
+    assert got == expected
+    assert len(reuse.kv) == 0
+
+
+def test_a_failure_during_generation_discards_that_conversations_cache(engine, media, tmp_path):
+    reuse = Reuse(1.0, None)
+    reusing = with_reuse(engine, reuse)
+    repository = repository_at(tmp_path / "data")
+    manager = manager_for(reusing, repository)
+    first = list(manager.send(None, "hello", [], threading.Event()))
+    conversation_id = first[0].conversation.id
+    assert conversation_id in reuse.kv
+    reusing.generation_kwargs = {"num_beams": 0}  # generate() now raises
+    failed = list(manager.send(conversation_id, "again", [], threading.Event()))
+    assert failed[-1].message.status is Status.ERROR
+    assert conversation_id not in reuse.kv
+    reusing.generation_kwargs = GREEDY
+    again = list(manager.send(conversation_id, "and now?", [], threading.Event()))
+    reference = with_reuse(engine, None)
+    assert again[-1].message.status is Status.COMPLETE
+    # The same answer a full prefill gives for that history.
+    history = repository.get_path(again[-1].message.id)[:-1]
+    from assistant.prompt import build_model_input
+
+    model_input = build_model_input(history, MediaLoader(), None, engine.family)
+    assert "".join(reference.stream(model_input, threading.Event())) == again[-1].message.text
+
+
+def test_the_cache_is_cut_before_a_different_image_of_the_same_size_and_never_inside_a_block():
+    import torch
+
+    from assistant.reuse import Entry, _blocks, _reusable
+
+    image, audio = 7, 8
+    cached_ids = torch.tensor([1, 2, image, image, image, 3, audio, audio, 4, 5])
+    entry = Entry(ids=cached_ids, keys=[(s, k) for s, _, _, _, k in _blocks(cached_ids, image, audio, ["red"], ["clip#0"])], cache=None)
+    same = _blocks(cached_ids, image, audio, ["red"], ["clip#0"])
+    assert _reusable(entry, cached_ids, same, limit=10) == 10
+    other_picture = _blocks(cached_ids, image, audio, ["blue"], ["clip#0"])
+    assert _reusable(entry, cached_ids, other_picture, limit=10) == 2  # ids equal, media not: cut before the image
+    other_clip = _blocks(cached_ids, image, audio, ["red"], ["clip2#0"])
+    assert _reusable(entry, cached_ids, other_clip, limit=10) == 6
+    diverging = torch.tensor([1, 2, image, image, image, 3, audio, audio, 9, 9])
+    assert _reusable(entry, diverging, _blocks(diverging, image, audio, ["red"], ["clip#0"]), limit=10) == 8
+    assert _reusable(entry, cached_ids, same, limit=7) == 6  # a limit inside the audio block backs off to its start
