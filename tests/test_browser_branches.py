@@ -51,9 +51,10 @@ def test_regenerate_edit_switch_and_fork(browser, start_app, demo_model_dir, tmp
     page.locator("#chat").hover()
     page.evaluate(RECORD_BOT_BUBBLE_COUNTS)
     page.locator('#chat button[aria-label="Retry"]').click()
+    # Until the new version is shown: before the retry starts, the page already looks like a finished turn.
+    expect(bots.nth(1)).to_contain_text("2 / 2")
     wait_for_answer(page, 2)
     assert max(page.evaluate("window.__botBubbles")) == 2  # the new answer streams in place of the old one
-    expect(bots.nth(1)).to_contain_text("2 / 2")
     repository = open_repository(data_dir)
     [conversation] = repository.list_conversations()
     path = repository.get_messages(conversation.id)

@@ -1,0 +1,211 @@
+"""Follow-ups with and without reuse: a scripted 10-turn conversation through the app's dialogue manager.
+
+Turn 1 carries an image, turn 3 an audio clip, turn 6 another image; the rest is text. The same script runs
+twice on one randomly initialised Qwen2.5-Omni Thinker: with reuse (KV cache and encoder outputs kept) and
+with --no-reuse. Per turn it prints prompt tokens, prefilled tokens, encoder calls and time to first token
+both ways, and decode speed in the app and from raw `model.generate` on the same input. Sizes: `demo`;
+`small` (about 100M parameters, for a CPU); `3b` and `7b`, the published shapes (for a GPU; weights are
+written to a temporary folder and loaded through the app's loader, so nf4 is the real quantized path).
+Run: .venv/bin/python bench/multiturn.py --size small [--quant none|4bit] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from assistant.demo_model import ensure_demo_model  # noqa: E402
+from assistant.dialogue import DialogueManager  # noqa: E402
+from assistant.engine import TransformersEngine  # noqa: E402
+from assistant.loader import ModelSpec, Quant, load_engine  # noqa: E402
+from assistant.media import MediaLoader  # noqa: E402
+from assistant.model_host import ModelHost  # noqa: E402
+from assistant.prompt import build_model_input  # noqa: E402
+from assistant.reuse import Reuse  # noqa: E402
+from assistant.turn_queue import TurnQueue  # noqa: E402
+
+TURNS = 10
+QWEN_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16}
+SIZES = {
+    "small": {"text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                              "num_attention_heads": 12, "num_key_value_heads": 2, "head_dim": 64}},
+    "3b": {"text_config": {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                           "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 128, "vocab_size": 151936},
+           "audio_config": {"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20,
+                            "encoder_ffn_dim": 5120, "output_dim": 2048},
+           "vision_config": {**QWEN_VISION, "out_hidden_size": 2048}},
+    "7b": {"text_config": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                           "num_attention_heads": 28, "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 152064},
+           "audio_config": {"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20,
+                            "encoder_ffn_dim": 5120, "output_dim": 3584},
+           "vision_config": {**QWEN_VISION, "out_hidden_size": 3584}},
+}
+
+
+def checkpoint(size: str, folder: Path) -> Path:
+    """The demo checkpoint, or one of its processor with a randomly initialised model of the given size."""
+    demo = ensure_demo_model(folder / "demo")
+    if size == "demo":
+        return demo
+    from transformers import AutoConfig, AutoProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+
+    target = folder / size
+    if (target / "config.json").is_file():
+        return target
+    config = AutoConfig.from_pretrained(demo).thinker_config
+    for part, values in SIZES[size].items():
+        for name, value in values.items():
+            setattr(getattr(config, part), name, value)
+    text = config.text_config
+    text.layer_types = ["full_attention"] * text.num_hidden_layers
+    head = text.head_dim
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]}
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen2_5OmniThinkerForConditionalGeneration(config).to(torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    model.save_pretrained(target)
+    AutoProcessor.from_pretrained(demo).save_pretrained(target)
+    del model
+    return target
+
+
+class EncoderCalls:
+    """Counts forward calls of the vision and audio towers."""
+
+    def __init__(self, model):
+        self.calls = 0
+        for tower in (model.model.visual, model.model.audio_tower):
+            tower.register_forward_hook(lambda *_: self._count())
+
+    def _count(self):
+        self.calls += 1
+
+
+def media(folder: Path) -> dict[int, list[tuple[Path, str]]]:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    first, second = folder / "first.png", folder / "second.png"
+    Image.fromarray(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8)).save(first)
+    Image.fromarray(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8)).save(second)
+    clip = folder / "clip.wav"
+    import wave
+
+    samples = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000 * 8) / 16000) * 32767).astype(np.int16)
+    with wave.open(str(clip), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000), out.writeframes(samples.tobytes())
+    return {1: [(first, "first.png")], 3: [(clip, "clip.wav")], 6: [(second, "second.png")]}
+
+
+def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, tokens: int) -> list[dict]:
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.repository import ConversationRepository
+
+    folder.mkdir(parents=True, exist_ok=True)
+    repository = ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
+    counter = EncoderCalls(engine.model)
+    host = ModelHost(lambda progress: engine).start()
+    host.wait()
+    manager = DialogueManager(repository, host, MediaLoader(), TurnQueue())
+    conversation, rows = None, []
+    for turn in range(1, TURNS + 1):
+        before = counter.calls
+        events = list(manager.send(conversation, f"Turn {turn}: tell me more.", uploads.get(turn, []), threading.Event()))
+        conversation = events[0].conversation.id
+        answer = events[-1].message
+        details = answer.details
+        history = repository.get_path(answer.id)[:-1]
+        rows.append({
+            "turn": turn,
+            "prompt_tokens": details.prompt_tokens,
+            "prefilled": reuse.prefilled if reuse is not None else details.prompt_tokens,
+            "encoder_calls": counter.calls - before,
+            "ttft_s": details.first_token_s,
+            "app_tokens_per_s": details.tokens_per_s,
+            "raw_tokens_per_s": raw_decode_rate(engine, history, tokens),
+            "answer": answer.text,
+        })
+    return rows
+
+
+def raw_decode_rate(engine: TransformersEngine, history, tokens: int) -> float:
+    """Decode tokens per second of plain model.generate on the same prompt: (N - 1) / (time(N) - time(1))."""
+    inputs = engine.prepare(build_model_input(history, MediaLoader(), None, engine.family))
+    args = dict(inputs)
+    for key, value in args.items():
+        if value.is_floating_point():
+            args[key] = value.to(engine.float_dtype)
+
+    def timed(n: int) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            engine.model.generate(**args, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    return (tokens - 1) / max(timed(tokens) - timed(1), 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=["demo", "small", "3b", "7b"], default="small")
+    parser.add_argument("--quant", choices=["none", "4bit"], default="none")
+    parser.add_argument("--tokens", type=int, default=32, help="answer length (forced)")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assistant-multiturn")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    path = checkpoint(args.size, args.work)
+    base = load_engine(ModelSpec(str(path), Quant(args.quant), demo=True), lambda *_: None)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    greedy = {"do_sample": False, "min_new_tokens": args.tokens}
+    uploads = media(args.work)
+    results = {}
+    for name in ("reuse", "no_reuse"):
+        reuse = Reuse(4.0, args.work / "runs" / name / "encoders") if name == "reuse" else None
+        engine = TransformersEngine(base.model, base.processor, base.info, base.family, max_new_tokens=args.tokens,
+                                    generation_kwargs=greedy, reuse=reuse)
+        results[name] = run(engine, reuse, uploads, args.work / "runs" / f"{name}-{time.time_ns()}", args.tokens)
+    with_reuse, without = results["reuse"], results["no_reuse"]
+    params = sum(p.numel() for p in base.model.parameters())
+    print(f"size {args.size} ({params / 1e6:.0f}M parameters), {base.info.quant}, {base.info.device}, {args.tokens}-token answers")
+    print(f"{'turn':>4} {'prompt':>7} {'prefill':>8} {'prefill':>8} {'enc':>4} {'enc':>4} {'ttft s':>8} {'ttft s':>8} "
+          f"{'ratio':>6} {'app t/s':>8} {'raw t/s':>8}")
+    print(f"{'':>4} {'tokens':>7} {'reuse':>8} {'full':>8} {'re':>4} {'full':>4} {'reuse':>8} {'full':>8} {'':>6} {'reuse':>8} {'':>8}")
+    for r, f in zip(with_reuse, without):
+        print(f"{r['turn']:>4} {r['prompt_tokens']:>7} {r['prefilled']:>8} {f['prefilled']:>8} {r['encoder_calls']:>4} "
+              f"{f['encoder_calls']:>4} {r['ttft_s']:>8.3f} {f['ttft_s']:>8.3f} {r['ttft_s'] / f['ttft_s']:>6.2f} "
+              f"{r['app_tokens_per_s'] or 0:>8.1f} {r['raw_tokens_per_s']:>8.1f}")
+    summary = {
+        "size": args.size,
+        "quant": base.info.quant,
+        "device": base.info.device,
+        "parameters": params,
+        "ttft_ratio_turn10": with_reuse[-1]["ttft_s"] / without[-1]["ttft_s"],
+        "encoder_calls_per_item": sum(r["encoder_calls"] for r in with_reuse) / sum(len(u) for u in uploads.values()),
+        "identical": [r["answer"] for r in with_reuse] == [f["answer"] for f in without],
+        "decode_ratio": statistics.median(r["app_tokens_per_s"] / r["raw_tokens_per_s"] for r in with_reuse),
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+    }
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "reuse": with_reuse, "no_reuse": without}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
