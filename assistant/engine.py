@@ -90,7 +90,7 @@ class TransformersEngine:
         # Work kept across turns (assistant/reuse.py), for the families that path knows; None: full prefill.
         self.reuse = reuse if reuse is not None and family.name in REUSE_FAMILIES else None
         if self.reuse is not None:
-            self.reuse.bind(model_fingerprint(info.model, info.quant, self.float_dtype), model.device)
+            self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)
 
     def answer_budget(self, settings: GenerationSettings) -> int:
         """The tokens kept free for the answer: as asked, but at most half the context."""

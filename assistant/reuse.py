@@ -123,9 +123,10 @@ class EncoderCache:
             log.warning("could not write the encoder cache", exc_info=True)
 
 
-def model_fingerprint(name: str, quant: str, dtype: torch.dtype) -> str:
-    """Encoder outputs belong to one model, at one precision."""
-    return hashlib.sha256(f"{name}|{quant}|{dtype}".encode()).hexdigest()[:16]
+def model_fingerprint(model, quant: str, dtype: torch.dtype) -> str:
+    """Encoder outputs belong to one model (its checkpoint and config), at one precision."""
+    identity = f"{getattr(model, 'name_or_path', '')}|{model.config.to_json_string()}|{quant}|{dtype}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def default_budget_bytes(device: torch.device) -> int:

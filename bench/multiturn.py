@@ -38,7 +38,8 @@ TURNS = 10
 QWEN_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16}
 SIZES = {
     "small": {"text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                              "num_attention_heads": 12, "num_key_value_heads": 2, "head_dim": 64}},
+                              "num_attention_heads": 12, "num_key_value_heads": 2, "head_dim": 64},
+              "audio_config": {"output_dim": 768}, "vision_config": {"out_hidden_size": 768}},
     "3b": {"text_config": {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
                            "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 128, "vocab_size": 151936},
            "audio_config": {"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20,
