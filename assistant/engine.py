@@ -82,6 +82,7 @@ class TransformersEngine:
         # One generation at a time: the model is shared by every browser session. Released by the generating
         # thread when generate() returns, not when the consumer has read the last chunk.
         self._busy = threading.Lock()
+        self._last_processed: tuple[ModelInput, object] | None = None
         # Image and audio features go in at the dtype of the model's (unquantized) floating-point weights.
         self.float_dtype = model.dtype
         text_config = model.config.get_text_config()
@@ -105,9 +106,15 @@ class TransformersEngine:
         return self._process(model_input).to(self.model.device)
 
     def _process(self, model_input: ModelInput):
+        # The context budget counts the very input the answer then uses: process it once.
+        last = self._last_processed
+        if last is not None and last[0] is model_input:
+            return last[1]
         text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
         media = self.family.processor_kwargs(model_input.images, model_input.audios)
-        return self.processor(text=[text], **media, return_tensors="pt", padding=True)
+        processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
+        self._last_processed = (model_input, processed)
+        return processed
 
     def _generate_args(self, inputs, settings: GenerationSettings) -> dict:
         args = dict(inputs)
