@@ -111,6 +111,16 @@ def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder
     assert restarted.encoders.calls == 0 and restarted.prefilled > prompt_tokens
 
 
+def test_deleting_a_conversation_drops_its_cache(engine, media, tmp_path):
+    reuse = Reuse(1.0, None)
+    manager = manager_for(with_reuse(engine, reuse), repository_at(tmp_path / "data"))
+    events = list(manager.send(None, "hello", [], threading.Event()))
+    conversation_id = events[0].conversation.id
+    assert conversation_id in reuse.kv
+    manager.delete(conversation_id)
+    assert conversation_id not in reuse.kv
+
+
 def test_a_tiny_cache_budget_evicts_and_still_gives_the_same_tokens(engine, media, tmp_path):
     reuse = Reuse(1e-9, None)  # no conversation's cache fits
     got = script(manager_for(with_reuse(engine, reuse), repository_at(tmp_path / "tiny")), media)

@@ -88,3 +88,13 @@ def test_accounts_from_the_command_line(tmp_path):
     assert run("export", "--out", str(tmp_path / "x.zip"), "--user", "alice").returncode == 0
     deleted = run("deluser", "alice")
     assert deleted.returncode == 0 and users.names() == []
+
+
+def test_reuse_and_context_options():
+    from run import parse_args
+
+    args = parse_args(["--no-reuse", "--kv-cache-gb", "0.5", "--max-context", "4096", "--demo", "gemma4"])
+    assert args.no_reuse and args.kv_cache_gb == 0.5 and args.max_context == 4096 and args.demo == "gemma4"
+    defaults = parse_args([])
+    assert not defaults.no_reuse and defaults.kv_cache_gb is None and defaults.max_context is None and defaults.demo is None
+    assert parse_args(["--demo"]).demo == "qwen2.5-omni" and parse_args(["--whisper-model", "none"]).whisper_model == "none"
