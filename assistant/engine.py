@@ -181,7 +181,9 @@ class TransformersEngine:
 
     def _generate_reusing(self, args: dict, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
-        cache, blocks = self.reuse.prefill(self.model, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype)
+        cache, blocks = self.reuse.prefill(
+            self.model, self.family.name, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype
+        )
         ids = inputs["input_ids"]
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.
         plain = {k: v for k, v in args.items() if not isinstance(v, torch.Tensor)}

@@ -22,8 +22,22 @@ import torch
 
 log = logging.getLogger(__name__)
 
-# Families whose checkpoints take this path; the others prefill in full each turn.
-REUSE_FAMILIES = frozenset({"qwen2.5-omni"})
+def _omni_positions(inner, inputs):
+    mask = inputs.get("feature_attention_mask")
+    seqlens = mask.sum(-1) if mask is not None else None
+    return inner.get_rope_index(inputs["input_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None)
+
+
+def _vl_positions(inner, inputs):
+    return inner.get_rope_index(
+        inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, None, inputs["attention_mask"]
+    )
+
+
+# The families this path knows: how each computes its 3-D rotary positions for a whole prompt. The others prefill
+# in full each turn (Qwen3-VL adds vision features inside its first layers, which embeddings alone cannot carry).
+POSITIONS = {"qwen2.5-omni": _omni_positions, "qwen2.5-vl": _vl_positions}
+REUSE_FAMILIES = frozenset(POSITIONS)
 ENCODER_MEMORY_ITEMS = 256
 
 
@@ -158,7 +172,7 @@ class Reuse:
         folder = None if self._encoder_folder is None else self._encoder_folder / fingerprint
         self.encoders = EncoderCache(folder)
 
-    def prefill(self, model, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
+    def prefill(self, model, family: str, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
         """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, rope deltas, ids length)."""
         from transformers import DynamicCache
 
@@ -166,12 +180,8 @@ class Reuse:
         ids = inputs["input_ids"]
         length = ids.shape[1]
         config = model.config
-        blocks = _blocks(ids[0], config.image_token_id, config.audio_token_id, image_keys, audio_keys)
-        features_mask = inputs.get("feature_attention_mask")
-        seqlens = features_mask.sum(-1) if features_mask is not None else None
-        positions, deltas = inner.get_rope_index(
-            ids, inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None
-        )
+        blocks = _blocks(ids[0], config.image_token_id, getattr(config, "audio_token_id", None), image_keys, audio_keys)
+        positions, deltas = POSITIONS[family](inner, inputs)
         entry = self.kv.take(key)
         start, cache = 0, DynamicCache(config=config)
         if entry is not None:
