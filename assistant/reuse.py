@@ -38,7 +38,8 @@ def _vl_positions(inner, inputs):
 # in full each turn (Qwen3-VL adds vision features inside its first layers, which embeddings alone cannot carry).
 POSITIONS = {"qwen2.5-omni": _omni_positions, "qwen2.5-vl": _vl_positions}
 REUSE_FAMILIES = frozenset(POSITIONS)
-ENCODER_MEMORY_ITEMS = 256
+# Encoder outputs kept in RAM (on the CPU, whatever the model's device), least recently used dropped first.
+ENCODER_MEMORY_BYTES = 1 << 30
 
 
 @dataclass
@@ -98,16 +99,17 @@ class EncoderCache:
         self.calls = 0  # encoder runs, for tests and benchmarks
 
     def get(self, key: str, compute) -> torch.Tensor:
+        """The features, on the CPU (the caller moves them to the model's device)."""
         if key in self._memory:
             self._memory.move_to_end(key)
             return self._memory[key]
         features = self._load(key)
         if features is None:
             self.calls += 1
-            features = compute().detach()
+            features = compute().detach().to("cpu")
             self._save(key, features)
         self._memory[key] = features
-        while len(self._memory) > ENCODER_MEMORY_ITEMS:
+        while len(self._memory) > 1 and sum(f.numel() * f.element_size() for f in self._memory.values()) > ENCODER_MEMORY_BYTES:
             self._memory.popitem(last=False)
         return features
 
@@ -131,7 +133,7 @@ class EncoderCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial")
-            torch.save(features.to("cpu"), partial)
+            torch.save(features, partial)
             partial.replace(path)
         except OSError:
             log.warning("could not write the encoder cache", exc_info=True)
