@@ -198,10 +198,11 @@ class DialogueManager:
         """Delete a conversation and the files only it used; refused while one of its answers is being written."""
         with self._answering_lock:  # held while deleting, so no answer can start meanwhile
             self._refuse_if_answering(conversation_id, "stop the answer first, then delete it")
-            self.repository.delete_conversation(conversation_id)
+            deleted_files = self.repository.delete_conversation(conversation_id)
         engine = self.host.engine
         if engine is not None and engine.reuse is not None:
-            engine.reuse.forget(conversation_id)  # its cached work goes with it
+            # Work derived from it goes with it: its KV cache, and the encoder outputs of files it alone held.
+            engine.reuse.forget(conversation_id, deleted_files)
 
     def _refuse_if_answering(self, conversation_id: str, what_to_do: str) -> None:
         """Under _answering_lock: ConversationBusy if one of the conversation's answers is being written."""

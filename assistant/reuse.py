@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -114,7 +115,15 @@ class EncoderCache:
         return features
 
     def _path(self, key: str) -> Path | None:
-        return None if self._folder is None else self._folder / (hashlib.sha256(key.encode()).hexdigest() + ".pt")
+        # One folder per media file (the sha256 in its key), so deleting the file can delete what came of it.
+        if self._folder is None:
+            return None
+        media = key.split(":", 1)[-1].split("#", 1)[0]
+        return self._folder / media / (hashlib.sha256(key.encode()).hexdigest() + ".pt")
+
+    def forget_media(self, sha256s: list[str]) -> None:
+        for key in [k for k in self._memory if k.split(":", 1)[-1].split("#", 1)[0] in sha256s]:
+            del self._memory[key]
 
     def _load(self, key: str) -> torch.Tensor | None:
         path = self._path(key)
@@ -216,8 +225,15 @@ class Reuse:
         held = cache.get_seq_length()
         self.kv.put(key, Entry(ids=sequence[:held].detach().clone(), keys=keys, cache=cache))
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str, media: list[str] = ()) -> None:
+        """Drop a conversation's KV cache, and every model's encoder outputs of the given media files."""
         self.kv.take(key)
+        if self.encoders is not None:
+            self.encoders.forget_media(list(media))
+        if self._encoder_folder is not None:
+            for sha256 in media:
+                for folder in self._encoder_folder.glob(f"*/{sha256}"):
+                    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[str], audio_keys: list[str]):

@@ -110,8 +110,8 @@ class ConversationRepository:
             session.flush()
             return to_summary(row)
 
-    def delete_conversation(self, conversation_id: str) -> int:
-        """Delete it with its messages, and every stored file no other message uses; return how many files went."""
+    def delete_conversation(self, conversation_id: str) -> list[str]:
+        """Delete it with its messages, and every stored file no other message uses; return those files' sha256."""
         with self._write.begin() as session:
             row = self._conversation(session, conversation_id)
             used = select(MessageAttachmentRow.attachment_sha256).join(MessageRow).where(
@@ -132,7 +132,7 @@ class ConversationRepository:
             # Still under the write lock, so no other writer can link one of these files meanwhile.
             for attachment in orphans:
                 self._blobs.path_for(attachment.sha256, attachment.mime).unlink(missing_ok=True)
-            return len(orphans)
+            return [attachment.sha256 for attachment in orphans]
 
     def get_conversation(self, conversation_id: str) -> ConversationSummary:
         with self._read() as session:

@@ -52,7 +52,7 @@ def test_delete_removes_messages_and_only_the_files_nobody_else_uses(repository,
     keep = chat(repository, "keep", "look", files=[image(shared)])
     gone = chat(repository, "gone", "look", "again", files=[image(shared), image(own)])
     shared_blob, own_blob = repository.get_messages(gone.id)[0].attachments
-    assert repository.delete_conversation(gone.id) == 1
+    assert len(repository.delete_conversation(gone.id)) == 1
     assert not own_blob.path.exists() and shared_blob.path.exists()
     assert [c.id for c in repository.list_conversations()] == [keep.id]
     with pytest.raises(ConversationNotFound):

@@ -113,14 +113,20 @@ def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder
     assert restarted.encoders.calls == 0 and restarted.prefilled > prompt_tokens
 
 
-def test_deleting_a_conversation_drops_its_cache(engine, media, tmp_path):
-    reuse = Reuse(1.0, None)
+def test_deleting_a_conversation_drops_its_cache_and_the_encoder_outputs_of_its_files(engine, media, tmp_path):
+    folder = tmp_path / "encoders"
+    reuse = Reuse(1.0, folder)
     manager = manager_for(with_reuse(engine, reuse), repository_at(tmp_path / "data"))
-    events = list(manager.send(None, "hello", [], threading.Event()))
+    kept = list(manager.send(None, "keep this", [(media["blue"], "blue.png")], threading.Event()))
+    events = list(manager.send(None, "hello", [(media["red"], "red.png"), (media["blue"], "blue.png")], threading.Event()))
     conversation_id = events[0].conversation.id
-    assert conversation_id in reuse.kv
+    red, blue = (a.sha256 for a in events[0].message.attachments)
+    assert conversation_id in reuse.kv and list(folder.glob(f"*/{red}/*.pt")) and list(folder.glob(f"*/{blue}/*.pt"))
     manager.delete(conversation_id)
     assert conversation_id not in reuse.kv
+    assert not list(folder.glob(f"*/{red}")), "the red image's features went with its last conversation"
+    assert list(folder.glob(f"*/{blue}/*.pt")), "the blue image is still in another conversation"
+    assert kept[-1].message.status is Status.COMPLETE
 
 
 def test_a_tiny_cache_budget_evicts_and_still_gives_the_same_tokens(engine, media, tmp_path):
