@@ -14,6 +14,7 @@ from assistant.loader import DEFAULT_MODEL, ModelSpec, Quant
 from domain import limits
 
 DEFAULT_HOST = "127.0.0.1"
+ENCODER_CACHE = Path("cache") / "encoders"  # under the data dir: image and audio encoder outputs, per model
 DEFAULT_PORT = 7860
 
 
@@ -186,7 +187,9 @@ def command(argv: list[str]) -> int:
             (users.add if args.command == "adduser" else users.set_password)(args.name, password)
             print(f"{'Added' if args.command == 'adduser' else 'Changed the password of'} {args.name}.")
         elif args.command == "deluser":
-            users.delete(args.name)
+            from assistant.reuse import forget_encoded
+
+            forget_encoded(data_dir / ENCODER_CACHE, users.delete(args.name))
             print(f"Deleted {args.name} and their conversations.")
         else:
             owner = None
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int | None:
         if args.demo:
             progress("Building the demo model (first start only)…", None)
             source = str(ensure_demo_model(data_dir / "models" / f"demo-{args.demo}", args.demo))
-        reuse = None if args.no_reuse else Reuse(args.kv_cache_gb, data_dir / "cache" / "encoders")
+        reuse = None if args.no_reuse else Reuse(args.kv_cache_gb, data_dir / ENCODER_CACHE)
         return load_engine(
             ModelSpec(source, Quant(args.quant), demo=demo),
             progress,

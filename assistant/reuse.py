@@ -231,9 +231,14 @@ class Reuse:
         if self.encoders is not None:
             self.encoders.forget_media(list(media))
         if self._encoder_folder is not None:
-            for sha256 in media:
-                for folder in self._encoder_folder.glob(f"*/{sha256}"):
-                    shutil.rmtree(folder, ignore_errors=True)
+            forget_encoded(self._encoder_folder, media)
+
+
+def forget_encoded(folder: Path, media: list[str]) -> None:
+    """Delete every model's encoder outputs of these media files (sha256) from the cache folder."""
+    for sha256 in media:
+        for path in folder.glob(f"*/{sha256}"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[str], audio_keys: list[str]):

@@ -70,8 +70,8 @@ class UserRepository:
                 raise InvalidInput(f"There is no user called {name}.")
             row.password_hash = password_hash
 
-    def delete(self, name: str) -> None:
-        """Delete a user with all their conversations, and the files no one else's messages use."""
+    def delete(self, name: str) -> list[str]:
+        """Delete a user with all their conversations, and the files no one else's messages use (their sha256)."""
         with self._write.begin() as session:
             row = session.scalar(select(UserRow).where(UserRow.name == name))
             if row is None:
@@ -84,6 +84,7 @@ class UserRepository:
             session.execute(delete(AttachmentRow).where(AttachmentRow.sha256.in_([a.sha256 for a in orphans])))
             for attachment in orphans:  # under the write lock, as in ConversationRepository.delete_conversation
                 self._blobs.path_for(attachment.sha256, attachment.mime).unlink(missing_ok=True)
+            return [attachment.sha256 for attachment in orphans]
 
     def verify(self, name: str, password: str) -> bool:
         from argon2.exceptions import InvalidHashError, VerificationError

@@ -86,8 +86,21 @@ def test_accounts_from_the_command_line(tmp_path):
     anonymous = run("export", "--out", str(tmp_path / "x.zip"))
     assert anonymous.returncode != 0 and "--user" in anonymous.stderr
     assert run("export", "--out", str(tmp_path / "x.zip"), "--user", "alice").returncode == 0
+    # Alice's picture, and encoder outputs a running app derived from it.
+    from domain.types import MediaFile, MediaKind
+    from tests.media_factory import png
+
+    conversations, _, _ = open_storage(tmp_path, None)
+    picture = png(tmp_path / "p.png")
+    message = conversations.for_owner(users.id_of("alice")).add_user_message(
+        None, "mine", [MediaFile(picture, "p.png", MediaKind.IMAGE, "image/png")], new_title="mine"
+    )
+    derived = tmp_path / "cache" / "encoders" / "some-model" / message.attachments[0].sha256
+    derived.mkdir(parents=True)
+    (derived / "features.pt").write_bytes(b"features")
     deleted = run("deluser", "alice")
     assert deleted.returncode == 0 and users.names() == []
+    assert not derived.exists() and not message.attachments[0].path.exists()
 
 
 def test_reuse_and_context_options():
