@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from transformers import StoppingCriteriaList
+from transformers import BatchFeature, StoppingCriteriaList
 
 from assistant.families.base import Family
+from assistant.incremental import IncrementalProcessor
 from assistant.prompt import ModelInput
 from assistant.reuse import REUSE_FAMILIES, Reuse, model_fingerprint
 from assistant.streaming import ChunkStreamer, StopOnEvent
@@ -90,8 +91,10 @@ class TransformersEngine:
         self.context_tokens = min(context, max_context) if max_context else context  # prompt and answer together
         # Work kept across turns (assistant/reuse.py), for the families that path knows; None: full prefill.
         self.reuse = reuse if reuse is not None and family.name in REUSE_FAMILIES else None
+        self._incremental = None
         if self.reuse is not None:
             self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)
+            self._incremental = IncrementalProcessor(processor, family.processor_kwargs)
 
     def answer_budget(self, settings: GenerationSettings) -> int:
         """The tokens kept free for the answer: as asked, but at most half the context."""
@@ -110,9 +113,12 @@ class TransformersEngine:
         last = self._last_processed
         if last is not None and last[0] is model_input:
             return last[1]
-        text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-        media = self.family.processor_kwargs(model_input.images, model_input.audios)
-        processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
+        if self._incremental is not None:  # earlier media whose encoder outputs are kept are not processed again
+            processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
+        else:
+            text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
+            media = self.family.processor_kwargs(model_input.images, model_input.audios)
+            processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
         self._last_processed = (model_input, processed)
         return processed
 
@@ -186,7 +192,7 @@ class TransformersEngine:
         )
         ids = inputs["input_ids"]
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.
-        plain = {k: v for k, v in args.items() if not isinstance(v, torch.Tensor)}
+        plain = {k: v for k, v in args.items() if k not in inputs}  # sampling, lengths, streamer, stopping
         output = self.model.generate(
             **plain, input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache
         )

@@ -24,8 +24,7 @@ import torch
 log = logging.getLogger(__name__)
 
 def _omni_positions(inner, inputs):
-    mask = inputs.get("feature_attention_mask")
-    seqlens = mask.sum(-1) if mask is not None else None
+    seqlens = inputs.get("audio_feature_lengths")  # every clip's, old ones included (assistant/incremental.py)
     return inner.get_rope_index(inputs["input_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None)
 
 
@@ -113,6 +112,10 @@ class EncoderCache:
         while len(self._memory) > 1 and sum(f.numel() * f.element_size() for f in self._memory.values()) > ENCODER_MEMORY_BYTES:
             self._memory.popitem(last=False)
         return features
+
+    def has(self, key: str) -> bool:
+        path = self._path(key)
+        return key in self._memory or (path is not None and path.is_file())
 
     def _path(self, key: str) -> Path | None:
         # One folder per media file (the sha256 in its key), so deleting the file can delete what came of it.
@@ -205,9 +208,10 @@ class Reuse:
         if start < length - 1:
             segment = ids[:, start : length - 1]
             embeds = inner.get_input_embeddings()(segment)
-            for block_start, block_end, kind, index, media_key in blocks:
-                if block_start < start:
-                    continue
+            needed = [b for b in blocks if b[0] >= start]
+            # Media processed earlier have no pixels or features in `inputs`: fetch theirs before new ones can evict.
+            needed.sort(key=lambda b: b[3] in inputs[f"new_{b[2]}s"])
+            for block_start, block_end, kind, index, media_key in needed:
                 features = self.encoders.get(media_key, lambda: _encode(inner, inputs, kind, index, float_dtype))
                 embeds[0, block_start - start : block_end - start] = features.to(embeds.device, embeds.dtype)
             mask = torch.ones(1, length - 1, dtype=torch.long, device=ids.device)
@@ -279,13 +283,17 @@ def _reusable(entry: Entry, ids: torch.Tensor, blocks, limit: int) -> int:
 
 
 def _encode(inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
-    """One media item through its encoder: (tokens, hidden) features."""
+    """One new media item (the `index`-th image or clip of the prompt) through its encoder: (tokens, hidden)."""
+    new = inputs[f"new_{kind}s"]
+    if index not in new:
+        raise RuntimeError(f"the encoder output of {kind} {index} is no longer cached and its inputs were not processed")
+    j = new.index(index)
     if kind == "image":
-        grids = inputs["image_grid_thw"]
+        grids = inputs["image_grid_thw"][new]
         rows = grids.prod(-1).tolist()
-        first = sum(rows[:index])
-        pixels = inputs["pixel_values"][first : first + rows[index]].to(float_dtype)
-        return inner.get_image_features(pixels, grids[index : index + 1]).pooler_output[0]
-    features = inputs["input_features"][index : index + 1].to(float_dtype)
-    mask = inputs["feature_attention_mask"][index : index + 1]
+        first = sum(rows[:j])
+        pixels = inputs["pixel_values"][first : first + rows[j]].to(float_dtype)
+        return inner.get_image_features(pixels, grids[j : j + 1]).pooler_output[0]
+    features = inputs["input_features"][j : j + 1].to(float_dtype)
+    mask = inputs["feature_attention_mask"][j : j + 1]
     return inner.get_audio_features(features, mask).last_hidden_state

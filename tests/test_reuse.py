@@ -178,3 +178,28 @@ def test_the_cache_is_cut_before_a_different_image_of_the_same_size_and_never_in
     diverging = torch.tensor([1, 2, image, image, image, 3, audio, audio, 9, 9])
     assert _reusable(entry, diverging, _blocks(diverging, image, audio, ["red"], ["clip#0"]), limit=10) == 8
     assert _reusable(entry, cached_ids, same, limit=7) == 6  # a limit inside the audio block backs off to its start
+
+
+def test_earlier_media_are_not_processed_again_and_the_prompt_is_the_same(engine, media):
+    import torch
+
+    from assistant.media import decode_audio, load_image
+    from assistant.prompt import ModelInput
+
+    reusing, full = with_reuse(engine, Reuse(1.0, None)), with_reuse(engine, None)
+    red, blue, clip = load_image(media["red"]), load_image(media["blue"]), decode_audio(media["speech"])
+    question = {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "what?"}]}
+    first = ModelInput([question], [red], [clip], ["red"], ["clip#0"])
+    assert reusing.prepare(first)["new_images"] == [0] and reusing.prepare(first)["new_audios"] == [0]
+    answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
+    follow_up = ModelInput(
+        [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this?"}]}],
+        [red, blue], [clip], ["red", "blue"], ["clip#0"],
+    )
+    incremental, whole = reusing.prepare(follow_up), full.prepare(follow_up)
+    assert incremental["new_images"] == [1] and incremental["new_audios"] == []  # only the blue image is processed
+    assert incremental["pixel_values"].shape[0] == whole["image_grid_thw"][1].prod()
+    assert torch.equal(incremental["input_ids"], whole["input_ids"])
+    assert torch.equal(incremental["image_grid_thw"], whole["image_grid_thw"])
+    assert "".join(reusing.stream(follow_up, threading.Event(), reuse_key="c")) == "".join(full.stream(follow_up, threading.Event()))
