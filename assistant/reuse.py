@@ -215,7 +215,8 @@ class Reuse:
                 features = self.encoders.get(media_key, lambda: _encode(inner, inputs, kind, index, float_dtype))
                 embeds[0, block_start - start : block_end - start] = features.to(embeds.device, embeds.dtype)
             mask = torch.ones(1, length - 1, dtype=torch.long, device=ids.device)
-            model(
+            # The inner model: the cache is what this pass is for, so the output head (152k wide) is skipped.
+            inner(
                 inputs_embeds=embeds,
                 attention_mask=mask,
                 position_ids=positions[:, :, start : length - 1],

@@ -154,7 +154,8 @@ def warm_up(engine: TransformersEngine, uploads) -> None:
 
 def raw_decode_rate(engine: TransformersEngine, history, tokens: int) -> float:
     """Decode tokens per second of plain model.generate on the same prompt: (N - 1) / (time(N) - time(1)), median of 3."""
-    inputs = engine.prepare(build_model_input(history, MediaLoader(), None, engine.family))
+    plain = TransformersEngine(engine.model, engine.processor, engine.info, engine.family)  # the processor's whole output
+    inputs = plain.prepare(build_model_input(history, MediaLoader(), None, engine.family))
     args = dict(inputs)
     for key, value in args.items():
         if value.is_floating_point():
