@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from assistant.budget import fit
 from assistant.engine import EngineInfo, GenerationReport
-from assistant.families.base import Family
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input

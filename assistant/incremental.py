@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from assistant.prompt import ModelInput
+from assistant.reuse import media_key
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class IncrementalProcessor:
     def __call__(self, model_input: ModelInput, known: Callable[[str], bool]) -> dict:
         processor = self._processor
         image_token, audio_token = processor.image_token, getattr(processor, "audio_token", None)
-        image_keys = [f"image:{k}" for k in model_input.image_keys]
-        audio_keys = [f"audio:{k}" for k in model_input.audio_keys]
+        image_keys = [media_key("image", k) for k in model_input.image_keys]
+        audio_keys = [media_key("audio", k) for k in model_input.audio_keys]
         new_images = [i for i, k in enumerate(image_keys) if not (k in self._seen and known(k))]
         new_audios = [i for i, k in enumerate(audio_keys) if not (k in self._seen and known(k))]
         result: dict = {"new_images": new_images, "new_audios": new_audios}

@@ -23,6 +23,16 @@ import torch
 
 log = logging.getLogger(__name__)
 
+def media_key(kind: str, key: str) -> str:
+    """"image:<sha256>" or "audio:<sha256>#<window>@<seconds>": what an encoder output belongs to."""
+    return f"{kind}:{key}"
+
+
+def _media_file(media: str) -> str:
+    """The sha256 of the file a media key comes from."""
+    return media.split(":", 1)[-1].split("#", 1)[0]
+
+
 def _omni_positions(inner, inputs):
     seqlens = inputs.get("audio_feature_lengths")  # every clip's, old ones included (assistant/incremental.py)
     return inner.get_rope_index(inputs["input_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None)
@@ -121,11 +131,10 @@ class EncoderCache:
         # One folder per media file (the sha256 in its key), so deleting the file can delete what came of it.
         if self._folder is None:
             return None
-        media = key.split(":", 1)[-1].split("#", 1)[0]
-        return self._folder / media / (hashlib.sha256(key.encode()).hexdigest() + ".pt")
+        return self._folder / _media_file(key) / (hashlib.sha256(key.encode()).hexdigest() + ".pt")
 
     def forget_media(self, sha256s: list[str]) -> None:
-        for key in [k for k in self._memory if k.split(":", 1)[-1].split("#", 1)[0] in sha256s]:
+        for key in [k for k in self._memory if _media_file(k) in sha256s]:
             del self._memory[key]
 
     def _load(self, key: str) -> torch.Tensor | None:
@@ -187,7 +196,7 @@ class Reuse:
         self.encoders = EncoderCache(folder)
 
     def prefill(self, model, family: str, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
-        """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, rope deltas, ids length)."""
+        """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, (start, media key) per block)."""
         from transformers import DynamicCache
 
         inner = model.model
@@ -261,7 +270,7 @@ def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[st
             index = counters[kind]
             counters[kind] += 1
             keys = image_keys if kind == "image" else audio_keys
-            blocks.append((i, j, kind, index, f"{kind}:{keys[index]}"))
+            blocks.append((i, j, kind, index, media_key(kind, keys[index])))
             i = j
         else:
             i += 1

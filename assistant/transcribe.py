@@ -35,8 +35,6 @@ Progress = Callable[[str, float | None], None]
 
 
 class TranscriptStore(Protocol):
-    def get(self, sha256: str) -> Transcript | None: ...
-
     def save(self, sha256: str, transcript: Transcript) -> bool: ...
 
 
@@ -48,7 +46,6 @@ def default_whisper_model(cuda: bool) -> str:
 @dataclass(frozen=True)
 class WhisperState:
     message: str  # what the page shows while a transcript is pending
-    failed: bool = False
 
 
 def load_whisper(source: str, download_root: Path, device: str, progress: Progress):
@@ -74,7 +71,7 @@ def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
     """Whisper's URLs carry the file's SHA-256; a file already there is trusted only if it matches."""
     expected = url.split("/")[-2]
     target = root / Path(url).name
-    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == expected:
+    if target.is_file() and _sha256(target) == expected:
         return target
     root.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
@@ -96,6 +93,15 @@ def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
         raise ModelLoadError(f"The download of Whisper {name} was corrupted (checksum mismatch); it will be tried again.")
     partial.replace(target)
     return target
+
+
+def _sha256(path: Path) -> str:
+    """In chunks: turbo's weights are 1.6 GB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(DOWNLOAD_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class Transcriber:
@@ -207,7 +213,7 @@ class Transcriber:
                 self._model = self._load(self._progress)
             except AssistantError as error:
                 self._load_error = (str(error), time.monotonic())
-                self._state = WhisperState(f"No transcript: {error}", failed=True)
+                self._state = WhisperState(f"No transcript: {error}")
                 raise
             self._state = WhisperState("Transcribing…")
         return self._model

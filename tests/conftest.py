@@ -83,8 +83,20 @@ def family_model_dir(tmp_path_factory):
     return build
 
 
+def make_manager(engine, repository, transcriber=None):
+    """A DialogueManager over `engine` (already loaded) and `repository`, as run.py wires it."""
+    from assistant.dialogue import DialogueManager
+    from assistant.media import MediaLoader
+    from assistant.model_host import ModelHost
+    from assistant.turn_queue import TurnQueue
+
+    host = ModelHost(lambda progress: engine).start()
+    assert host.wait(30)
+    return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber)
+
+
 @pytest.fixture
-def transcripts_store(tmp_path, repository):
+def transcripts(tmp_path, repository):
     """Transcripts in the same database as `repository`."""
     from storage.database import open_database, sqlite_url
     from storage.transcripts import TranscriptRepository

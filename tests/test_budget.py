@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import threading
 
-from assistant.dialogue import DialogueManager
 from assistant.engine import TransformersEngine
-from assistant.media import MediaLoader
-from assistant.model_host import ModelHost
-from assistant.turn_queue import TurnQueue
 from domain.types import Status
 from tests.conftest import GREEDY
+from tests.conftest import make_manager as manager_for
 from ui import render
 
 CONTEXT = 200
@@ -33,12 +30,6 @@ class CountingEngine(TransformersEngine):
         self.inputs.append(model_input)
         self.prompt_tokens.append(int(prepared["input_ids"].shape[1]))
         return prepared
-
-
-def manager_for(engine, repository) -> DialogueManager:
-    host = ModelHost(lambda progress: engine).start()
-    assert host.wait(10)
-    return DialogueManager(repository, host, MediaLoader(), TurnQueue())
 
 
 def send(manager, conversation_id, text, uploads=()):
@@ -77,14 +68,14 @@ def test_a_conversation_longer_than_the_context_is_answered_leaving_out_audio_th
     assert "✂ Too long for the model's context; it did not see: the audio “q.wav”; the image “car.png”; earlier messages" in shown
 
 
-def test_earlier_audio_is_replaced_by_its_transcript_before_anything_else(engine, repository, png_file, speech_wav, transcripts_store):
+def test_earlier_audio_is_replaced_by_its_transcript_before_anything_else(engine, repository, png_file, speech_wav, transcripts):
     from domain.types import Transcript, TranscriptStatus
 
     small = CountingEngine(engine, context=120)
     manager = manager_for(small, repository)
     first = send(manager, None, "Listen", [(speech_wav, "q.wav")])
     sha = first[0].message.attachments[0].sha256
-    transcripts_store.save(sha, Transcript(TranscriptStatus.DONE, text="what colour is the car", language="en", seconds=2.4, model="m"))
+    transcripts.save(sha, Transcript(TranscriptStatus.DONE, text="what colour is the car", language="en", seconds=2.4, model="m"))
     events = send(manager, first[0].conversation.id, "And?")
     assert events[-1].message.details.left_out == ("the audio “q.wav” (as its transcript)",)
     assert "[Audio “q.wav”, transcribed: what colour is the car]" in texts(small.inputs[-1])

@@ -21,6 +21,7 @@ from assistant.turn_queue import TurnQueue
 from domain.errors import InvalidInput, ModelLoadError
 from domain.types import MediaKind, Status, TranscriptStatus
 from tests.conftest import GREEDY, generate_whole
+from tests.conftest import make_manager as manager_for
 from ui import render
 
 NAMES = list(families())
@@ -124,20 +125,6 @@ class RecordingEngine(TransformersEngine):
     def prepare(self, model_input):
         self.inputs.append(model_input)
         return super().prepare(model_input)
-
-
-def manager_for(engine, repository, transcriber=None) -> DialogueManager:
-    host = ModelHost(lambda progress: engine).start()
-    assert host.wait(30)
-    return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber)
-
-
-@pytest.fixture
-def transcripts(tmp_path, repository):
-    from storage.database import open_database, sqlite_url
-    from storage.transcripts import TranscriptRepository
-
-    return TranscriptRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")))
 
 
 def test_a_model_without_an_audio_tower_hears_the_transcript_and_the_page_says_so(

@@ -12,11 +12,10 @@ from assistant.dialogue import DialogueManager
 from assistant.engine import TransformersEngine
 from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.media import MediaLoader
-from assistant.model_host import ModelHost
 from assistant.reuse import Reuse
-from assistant.turn_queue import TurnQueue
 from domain.types import Status
 from tests.conftest import GREEDY
+from tests.conftest import make_manager as manager_for
 from tests.media_factory import png
 
 TURNS = 10
@@ -33,12 +32,6 @@ def repository_at(folder):
 
 def with_reuse(engine, reuse: Reuse | None) -> TransformersEngine:
     return TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=12, generation_kwargs=GREEDY, reuse=reuse)
-
-
-def manager_for(engine, repository) -> DialogueManager:
-    host = ModelHost(lambda progress: engine).start()
-    assert host.wait(10)
-    return DialogueManager(repository, host, MediaLoader(), TurnQueue())
 
 
 @pytest.fixture

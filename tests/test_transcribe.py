@@ -11,15 +11,13 @@ import zipfile
 
 import pytest
 
-from assistant.dialogue import DialogueManager, ReplyFinished
+from assistant.dialogue import ReplyFinished
 from assistant.media import SAMPLE_RATE, MediaLoader, decode_audio
-from assistant.model_host import ModelHost
 from assistant.demo_whisper import DEMO_WHISPER_OPTIONS
 from assistant.transcribe import Transcriber
-from assistant.turn_queue import TurnQueue
 from domain.errors import ModelLoadError
 from domain.types import Status, TranscriptStatus
-from tests.conftest import GREEDY
+from tests.conftest import GREEDY, make_manager
 from tests.media_factory import FORMATS, write_audio
 from ui import render
 
@@ -40,24 +38,6 @@ class CountingWhisper:
         return self.model.transcribe(audio, **options)
 
 
-@pytest.fixture
-def transcripts(tmp_path, repository):
-    from storage.database import open_database, sqlite_url
-    from storage.transcripts import TranscriptRepository
-
-    return TranscriptRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")))
-
-
-def ready_host(engine) -> ModelHost:
-    host = ModelHost(lambda progress: engine).start()
-    assert host.wait(10)
-    return host
-
-
-def manager_with(engine, repository, transcriber) -> DialogueManager:
-    return DialogueManager(repository, ready_host(engine), transcriber._media, TurnQueue(), transcriber=transcriber)
-
-
 def send(manager, conversation_id, text, uploads=()):
     return list(manager.send(conversation_id, text, list(uploads), threading.Event()))
 
@@ -73,7 +53,7 @@ def test_speech_in_every_browser_and_phone_format_is_transcribed(suffix, fmt, co
     speech = decode_audio(speech_wav)
     path = write_audio(tmp_path / f"question{suffix}", speech, SAMPLE_RATE if codec != "libopus" else 16000, fmt, codec)
     transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: whisper_model, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
-    manager = manager_with(engine, repository, transcriber)
+    manager = make_manager(engine, repository, transcriber)
     events = send(manager, None, "", [(path, path.name)])
     wait_for(transcriber, [events[0].message])
 
@@ -89,7 +69,7 @@ def test_speech_in_every_browser_and_phone_format_is_transcribed(suffix, fmt, co
 def test_a_file_sent_twice_is_transcribed_once_and_shown_under_both(whisper_model, speech_wav, engine, repository, transcripts):
     counting = CountingWhisper(whisper_model)
     transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: counting, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
-    manager = manager_with(engine, repository, transcriber)
+    manager = make_manager(engine, repository, transcriber)
     first = send(manager, None, "listen", [(speech_wav, "q.wav")])
     conversation_id = first[0].conversation.id
     wait_for(transcriber, [first[0].message])
@@ -116,7 +96,7 @@ def test_an_answer_never_waits_for_the_transcript(whisper_model, speech_wav, eng
         return whisper_model
 
     transcriber = Transcriber(transcripts, MediaLoader(), slow_load, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
-    manager = manager_with(engine, repository, transcriber)
+    manager = make_manager(engine, repository, transcriber)
     events = send(manager, None, "what did I say?", [(speech_wav, "q.wav")])
     assert isinstance(events[-1], ReplyFinished) and events[-1].message.status is Status.COMPLETE
     sha = events[0].message.attachments[0].sha256
@@ -142,7 +122,7 @@ def test_whisper_starts_after_the_answers_first_token_so_it_never_slows_the_pref
     clocked = FirstTokenClock(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=24, generation_kwargs=GREEDY)
     counting = CountingWhisper(whisper_model)
     transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: counting, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
-    manager = manager_with(clocked, repository, transcriber)
+    manager = make_manager(clocked, repository, transcriber)
     events = send(manager, None, "what did I say?", [(speech_wav, "q.wav")])
     wait_for(transcriber, [events[0].message])
     assert clocked.first_at is not None and counting.started_at is not None
@@ -154,7 +134,7 @@ def test_when_whisper_cannot_be_had_the_chat_works_and_the_transcript_says_why(s
         raise ModelLoadError("Whisper base could not be downloaded (no network connection).")
 
     transcriber = Transcriber(transcripts, MediaLoader(), no_network, "Whisper base").start()
-    manager = manager_with(engine, repository, transcriber)
+    manager = make_manager(engine, repository, transcriber)
     events = send(manager, None, "what did I say?", [(speech_wav, "q.wav")])
     assert events[-1].message.status is Status.COMPLETE
     wait_for(transcriber, [events[0].message])
@@ -170,7 +150,7 @@ def test_transcripts_are_searched_and_exported_and_imported(whisper_model, speec
     from storage.exchange import export_zip, read_archive
 
     transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: whisper_model, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
-    manager = manager_with(engine, repository, transcriber)
+    manager = make_manager(engine, repository, transcriber)
     events = send(manager, None, "voice note", [(speech_wav, "note.wav")])
     wait_for(transcriber, [events[0].message])
     transcript = repository.get_messages(events[0].conversation.id)[0].attachments[0].transcript
@@ -269,7 +249,7 @@ def test_named_whisper_weights_are_downloaded_once_into_the_data_dir_with_progre
         transcripts, MediaLoader(), lambda progress: load_whisper("tiny-test", downloads, "cpu", lambda m, f: (seen.append((m, f)), progress(m, f))),
         "Whisper tiny-test", options=DEMO_WHISPER_OPTIONS,
     ).start()
-    manager = manager_with(engine, repository, transcriber)
+    manager = make_manager(engine, repository, transcriber)
     events = send(manager, None, "", [(speech_wav, "q.wav")])
     wait_for(transcriber, [events[0].message])
     assert (downloads / "tiny-test.pt").read_bytes() == data

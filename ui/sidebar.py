@@ -12,7 +12,6 @@ import gradio as gr
 from assistant.dialogue import DialogueManager
 from domain.errors import AssistantError
 from domain.types import ConversationSummary
-from ui import render
 from ui.files import chat_view
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.

@@ -69,7 +69,7 @@ END_OF_TURN = ("<eos>", "<turn|>", "<|tool_response>")
 # size and md5, less the three lines that open an empty thought channel after the generation prompt, which the
 # E2B/E4B template does not have (compared by eye with a copy labelled E4B, not by checksum). 17 KB of Jinja,
 # kept beside this module.
-GEMMA4_CHAT_TEMPLATE = (Path(__file__).with_name("gemma4_chat_template.jinja")).read_text(encoding="utf-8")
+CHAT_TEMPLATE_FILE = Path(__file__).with_name("gemma4_chat_template.jinja")
 
 
 def build_demo(path: Path) -> None:
@@ -130,7 +130,7 @@ def _build_processor(tokenizer):
         image_processor=image_processor,
         video_processor=Gemma4VideoProcessor(),
         tokenizer=tokenizer,
-        chat_template=GEMMA4_CHAT_TEMPLATE,
+        chat_template=CHAT_TEMPLATE_FILE.read_text(encoding="utf-8"),
         image_seq_length=280,
     )
 
