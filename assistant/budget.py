@@ -18,13 +18,20 @@ Step = tuple[Callable[[Fitting], None], str]
 
 
 def fit(
-    history: Sequence[Message], build: Callable[[Fitting], ModelInput], count: Callable[[ModelInput], int], limit: int
+    history: Sequence[Message],
+    build: Callable[[Fitting], ModelInput],
+    count: Callable[[ModelInput], int],
+    limit: int,
+    hears: bool = True,
 ) -> tuple[ModelInput, list[str]]:
-    """(the model input within `limit` tokens as `count` counts them, what was left out)."""
+    """(the model input within `limit` tokens as `count` counts them, what was left out).
+
+    `hears`: the model hears audio itself, so a clip left out can still come as its (shorter) transcript.
+    """
     fitting = Fitting()
     model_input = build(fitting)
     left_out: list[str] = []
-    steps = _steps(history)
+    steps = _steps(history, hears)
     while count(model_input) > limit:
         step = next(steps, None)
         if step is None:
@@ -36,33 +43,33 @@ def fit(
     return model_input, _merge(left_out)
 
 
-def _steps(history: Sequence[Message]) -> Iterator[Step]:
+def _steps(history: Sequence[Message], hears: bool) -> Iterator[Step]:
     last_question = max((i for i, m in enumerate(history) if m.role is Role.USER), default=len(history))
     earlier, latest = history[:last_question], history[last_question:]
-    yield from _media_steps(earlier, MediaKind.AUDIO)
-    yield from _media_steps(earlier, MediaKind.IMAGE)
+    yield from _media_steps(earlier, MediaKind.AUDIO, hears)
+    yield from _media_steps(earlier, MediaKind.IMAGE, hears)
     for index, message in enumerate(earlier):
         # Dropping up to the next question keeps the conversation starting with a question.
         if message.role is Role.USER and index > 0:
             yield _drop_before(index), "earlier messages"
     if earlier:
         yield _drop_before(last_question), "earlier messages"
-    yield from _media_steps(latest, MediaKind.AUDIO)
-    yield from _media_steps(latest, MediaKind.IMAGE)
+    yield from _media_steps(latest, MediaKind.AUDIO, hears)
+    yield from _media_steps(latest, MediaKind.IMAGE, hears)
     text = history[last_question].text if last_question < len(history) else ""
     for keep in (len(text) // 2, len(text) // 4, len(text) // 16, 0):
         if keep < len(text):
             yield _cut_text(keep), "the start of the message"
 
 
-def _media_steps(messages: Sequence[Message], kind: MediaKind) -> Iterator[Step]:
+def _media_steps(messages: Sequence[Message], kind: MediaKind, hears: bool) -> Iterator[Step]:
     for message in messages:
         for position, attachment in enumerate(message.attachments):
             if attachment.kind is not kind:
                 continue
             key = (message.id, position)
             if kind is MediaKind.AUDIO:
-                how = " (as its transcript)" if has_transcript(attachment) else ""
+                how = " (as its transcript)" if hears and has_transcript(attachment) else ""
                 yield _add(lambda f: f.audio_as_text, key), f"the audio “{attachment.filename}”{how}"
             else:
                 yield _add(lambda f: f.images_as_notes, key), f"the image “{attachment.filename}”"

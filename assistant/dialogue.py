@@ -333,7 +333,7 @@ class DialogueManager:
                         return build_model_input(history, self.media, system_prompt, engine.family, fitting)
 
                     limit = engine.context_tokens - engine.answer_budget(settings)
-                    model_input, left_out = fit(history, build, engine.count_tokens, limit)
+                    model_input, left_out = fit(history, build, engine.count_tokens, limit, engine.family.hears())
                     report = GenerationReport()
                     for chunk in engine.stream(
                         model_input, stop, ticket.release, settings, report, reuse_key=question.conversation_id

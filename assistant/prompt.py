@@ -33,7 +33,9 @@ class ModelInput:
 class Fitting:
     """What to leave out of a conversation so it fits the model's context (see assistant.budget)."""
 
-    audio_as_text: set[tuple[int, int]] = field(default_factory=set)  # (message id, position): transcript or note
+    # (message id, position): a model that hears audio gets the transcript (or a note); one that hears only
+    # transcripts anyway gets the note.
+    audio_as_text: set[tuple[int, int]] = field(default_factory=set)
     images_as_notes: set[tuple[int, int]] = field(default_factory=set)
     first_message: int = 0  # the history from this index on; earlier turns are dropped
     last_text_chars: int | None = None  # the last question's text cut to its last N characters
@@ -103,7 +105,7 @@ def build_model_input(
                 if key in fitting.images_as_notes:
                     content.append({"type": "text", "text": left_out_note(attachment)})
                 elif key in fitting.audio_as_text:
-                    note = transcript_text(attachment) if has_transcript(attachment) else left_out_note(attachment)
+                    note = transcript_text(attachment) if hears and has_transcript(attachment) else left_out_note(attachment)
                     content.append({"type": "text", "text": note})
                 elif attachment.kind is MediaKind.IMAGE:
                     if not sees:

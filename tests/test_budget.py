@@ -90,3 +90,27 @@ def test_a_single_message_longer_than_the_context_keeps_its_end(engine, reposito
     assert answer.status is Status.COMPLETE and answer.details.left_out == ("the start of the message",)
     assert texts(small.inputs[-1]).rstrip().endswith("THE ACTUAL QUESTION?")
     assert repository.get_messages(events[0].conversation.id)[0].text == question  # stored whole
+
+
+def test_a_model_that_hears_only_transcripts_has_them_left_out_when_the_chat_is_too_long(
+    family_model_dir, repository, speech_wav, transcripts
+):
+    from assistant.loader import ModelSpec, Quant, load_engine
+    from domain.types import MediaFile, MediaKind, Transcript, TranscriptStatus
+
+    vl = load_engine(ModelSpec(str(family_model_dir("qwen2.5-vl")), Quant.NONE, demo=True), lambda *_: None)
+    small = CountingEngine(vl, context=120)
+    manager = manager_for(small, repository)
+    # Sent before this model was chosen (no transcriber now): stored with a transcript.
+    message = repository.add_user_message(None, "Listen", [], new_title="voice")
+    first = list(manager.send(message.conversation_id, "x " * 10, [], threading.Event()))
+    with_audio = repository.add_user_message(
+        first[0].conversation.id, "and this", [MediaFile(speech_wav, "q.wav", MediaKind.AUDIO, "audio/wav")]
+    )
+    long = "what colour is the car in the picture, tell me please " * 4
+    transcripts.save(with_audio.attachments[0].sha256, Transcript(TranscriptStatus.DONE, text=long, language="en", seconds=2.4, model="m"))
+    events = list(manager.send(first[0].conversation.id, "And?", [], threading.Event()))
+    assert events[-1].message.status is Status.COMPLETE
+    left_out = events[-1].message.details.left_out
+    assert left_out[0] == "the audio “q.wav”"  # not "(as its transcript)": that was all this model heard of it
+    assert long not in texts(small.inputs[-1])

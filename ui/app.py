@@ -288,7 +288,7 @@ def build_app(
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
     sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
     file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
-    attach = " or ".join(f"{kind}s" for kind in file_types)
+    attach = " or ".join({"image": "images", "audio": "audio"}[kind] for kind in file_types)
     transfer = TransferHandlers(handlers.access)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
