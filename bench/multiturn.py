@@ -77,6 +77,8 @@ def checkpoint(size: str, folder: Path) -> Path:
     model.save_pretrained(target)
     AutoProcessor.from_pretrained(demo).save_pretrained(target)
     del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # so that the weights figure below is the loaded model's alone
     return target
 
 
@@ -108,7 +110,7 @@ def media(folder: Path) -> dict[int, list[tuple[Path, str]]]:
     return {1: [(first, "first.png")], 3: [(clip, "clip.wav")], 6: [(second, "second.png")]}
 
 
-def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, tokens: int) -> list[dict]:
+def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, tokens: int, repeats: int) -> list[dict]:
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.repository import ConversationRepository
@@ -134,9 +136,13 @@ def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, 
             "encoder_calls": counter.calls - before,
             "ttft_s": details.first_token_s,
             "app_tokens_per_s": details.tokens_per_s,
-            "raw_tokens_per_s": raw_decode_rate(engine, history, tokens),
+            "raw_tokens_per_s": raw_decode_rate(engine, history, tokens, repeats),
             "answer": answer.text,
         })
+        row = rows[-1]
+        print(f"  {'reuse' if reuse is not None else 'no reuse'} turn {turn}: {row['prompt_tokens']} tokens, "
+              f"first token {row['ttft_s']:.3f}s, app {row['app_tokens_per_s'] or 0:.1f} t/s, raw {row['raw_tokens_per_s']:.1f} t/s",
+              flush=True)
     return rows
 
 
@@ -152,8 +158,9 @@ def warm_up(engine: TransformersEngine, uploads) -> None:
         pass
 
 
-def raw_decode_rate(engine: TransformersEngine, history, tokens: int) -> float:
-    """Decode tokens per second of plain model.generate on the same prompt: (N - 1) / (time(N) - time(1)), median of 3."""
+def raw_decode_rate(engine: TransformersEngine, history, tokens: int, repeats: int) -> float:
+    """Decode tokens per second of plain model.generate on the same prompt: (N - 1) / (time(N) - time(1)), the median
+    of `repeats` runs."""
     plain = TransformersEngine(engine.model, engine.processor, engine.info, engine.family)  # the processor's whole output
     inputs = plain.prepare(build_model_input(history, MediaLoader(), None, engine.family))
     args = dict(inputs)
@@ -171,8 +178,8 @@ def raw_decode_rate(engine: TransformersEngine, history, tokens: int) -> float:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    # The median of three: on a busy CPU single runs vary by ±10%.
-    return statistics.median((tokens - 1) / max(timed(tokens) - timed(1), 1e-9) for _ in range(3))
+    # On a busy CPU single runs vary by ±10%: take the median of three there.
+    return statistics.median((tokens - 1) / max(timed(tokens) - timed(1), 1e-9) for _ in range(repeats))
 
 
 def main() -> None:
@@ -180,12 +187,19 @@ def main() -> None:
     parser.add_argument("--size", choices=["demo", "small", "3b", "7b"], default="small")
     parser.add_argument("--quant", choices=["none", "4bit"], default="none")
     parser.add_argument("--tokens", type=int, default=32, help="answer length (forced)")
+    parser.add_argument("--repeats", type=int, default=3, help="raw decode timings per turn (median)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assistant-multiturn")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     path = checkpoint(args.size, args.work)
+    print(f"checkpoint ready in {time.perf_counter() - started:.0f}s", flush=True)
+    started = time.perf_counter()
     base = load_engine(ModelSpec(str(path), Quant(args.quant), demo=True), lambda *_: None)
+    weights_gib = torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    print(f"loaded ({base.info.quant}) in {time.perf_counter() - started:.0f}s; weights {weights_gib or 0:.2f} GiB on the GPU",
+          flush=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     greedy = {"do_sample": False, "min_new_tokens": args.tokens}
@@ -197,7 +211,7 @@ def main() -> None:
         reuse = Reuse(4.0, folder / "encoders") if name == "reuse" else None  # a fresh encoder cache each run
         engine = TransformersEngine(base.model, base.processor, base.info, base.family, max_new_tokens=args.tokens,
                                     generation_kwargs=greedy, reuse=reuse)
-        results[name] = run(engine, reuse, uploads, folder, args.tokens)
+        results[name] = run(engine, reuse, uploads, folder, args.tokens, args.repeats)
     with_reuse, without = results["reuse"], results["no_reuse"]
     params = sum(p.numel() for p in base.model.parameters())
     print(f"size {args.size} ({params / 1e6:.0f}M parameters), {base.info.quant}, {base.info.device}, {args.tokens}-token answers")
@@ -217,6 +231,10 @@ def main() -> None:
         "encoder_calls_per_item": sum(r["encoder_calls"] for r in with_reuse) / sum(len(u) for u in uploads.values()),
         "identical": [r["answer"] for r in with_reuse] == [f["answer"] for f in without],
         "decode_ratio": statistics.median(r["app_tokens_per_s"] / r["raw_tokens_per_s"] for r in with_reuse),
+        "weights_gpu_gib": weights_gib,
+        "ttft_s_turn10": {"reuse": with_reuse[-1]["ttft_s"], "no_reuse": without[-1]["ttft_s"]},
+        "app_tokens_per_s": statistics.median(r["app_tokens_per_s"] for r in with_reuse),
+        "raw_tokens_per_s": statistics.median(r["raw_tokens_per_s"] for r in with_reuse),
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
     print(json.dumps(summary, indent=1))

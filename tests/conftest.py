@@ -115,7 +115,10 @@ def png_file(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
-    """Real speech from espeak-ng (22.05 kHz mono WAV)."""
+    """Real speech from espeak-ng (22.05 kHz mono WAV). Where espeak-ng is missing (the GPU machine), SPEECH_WAV
+    names a file it made elsewhere."""
+    if os.environ.get("SPEECH_WAV"):
+        return Path(os.environ["SPEECH_WAV"])
     path = tmp_path_factory.mktemp("speech") / "question.wav"
     subprocess.run(["espeak-ng", "-w", str(path), "What colour is the car in the picture?"], check=True)
     return path
