@@ -224,3 +224,16 @@ def browser():
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def media(tmp_path, speech_wav):
+    """For reuse: two images of the same size (the same number of placeholder tokens, told apart only by what they
+    are) and a spoken question."""
+    from tests.media_factory import png
+
+    return {
+        "red": png(tmp_path / "red.png", (96, 64), (220, 20, 20)),
+        "blue": png(tmp_path / "blue.png", (96, 64), (20, 20, 220)),
+        "speech": speech_wav,
+    }

@@ -10,7 +10,6 @@ from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.reuse import Reuse
 from tests.conftest import make_manager
 from tests.test_reuse import TURNS, repository_at, script, with_reuse
-from tests.test_reuse import media as media  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -25,7 +24,7 @@ def exact_cuda():
 
 
 @pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl"])
-def test_reuse_on_cuda_in_fp32_is_token_for_token_a_full_prefill(family, family_model_dir, media, tmp_path, exact_cuda):  # noqa: F811
+def test_reuse_on_cuda_in_fp32_is_token_for_token_a_full_prefill(family, family_model_dir, media, tmp_path, exact_cuda):
     base = load_engine(ModelSpec(str(family_model_dir(family)), Quant.NONE, demo=True), lambda *_: None)
     assert base.model.device.type == "cuda"
     base.model.float()
@@ -38,7 +37,7 @@ def test_reuse_on_cuda_in_fp32_is_token_for_token_a_full_prefill(family, family_
     assert reuse.encoders.calls == (3 if base.family.hears() else 2)
 
 
-def test_reuse_on_cuda_in_nf4_answers_every_turn_and_encodes_each_item_once(family_model_dir, media, tmp_path):  # noqa: F811
+def test_reuse_on_cuda_in_nf4_answers_every_turn_and_encodes_each_item_once(family_model_dir, media, tmp_path):
     base = load_engine(ModelSpec(str(family_model_dir("qwen2.5-omni")), Quant.AUTO, demo=True), lambda *_: None)
     assert base.info.quant == "4bit" and base.model.device.type == "cuda"
     reuse = Reuse(1.0, tmp_path / "encoders")

@@ -16,7 +16,6 @@ from assistant.reuse import Reuse
 from domain.types import Status
 from tests.conftest import GREEDY
 from tests.conftest import make_manager as manager_for
-from tests.media_factory import png
 
 TURNS = 10
 
@@ -32,16 +31,6 @@ def repository_at(folder):
 
 def with_reuse(engine, reuse: Reuse | None) -> TransformersEngine:
     return TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=12, generation_kwargs=GREEDY, reuse=reuse)
-
-
-@pytest.fixture
-def media(tmp_path, speech_wav):
-    # Two images of the same size: the same number of placeholder tokens, told apart only by what they are.
-    return {
-        "red": png(tmp_path / "red.png", (96, 64), (220, 20, 20)),
-        "blue": png(tmp_path / "blue.png", (96, 64), (20, 20, 220)),
-        "speech": speech_wav,
-    }
 
 
 def script(manager: DialogueManager, media) -> list[str]:
