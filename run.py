@@ -89,7 +89,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("ASSISTANT_AUTH"),
         help="USER:PASSWORD login, required when --host is not a loopback address (or set ASSISTANT_AUTH)",
     )
+    parser.add_argument(
+        "--allow-remote-media",
+        action="store_true",
+        help="let API requests name images and audio by http(s) URL, which the app then fetches (never from "
+        "loopback or private addresses); without it, media come as data: URLs",
+    )
+    parser.add_argument(
+        "--api-queue-limit",
+        type=int,
+        default=32,
+        help="API requests beyond this many waiting answers get 429 with Retry-After (default 32)",
+    )
     return parser.parse_args(argv)
+
+
+def api_model_id(args: argparse.Namespace) -> str:
+    """The model's name in the API: demo-FAMILY, a local folder's name, or the Hugging Face id."""
+    if args.demo:
+        return f"demo-{args.demo}"
+    path = Path(args.model).expanduser()
+    return path.name if path.is_dir() else args.model
 
 
 def is_loopback(host: str) -> bool:
@@ -111,7 +131,8 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 def open_storage(data_dir: Path, db_url: str | None):
-    """(conversations, users, transcripts) on the database and files of `data_dir`."""
+    """(conversations, users, transcripts, API keys) on the database and files of `data_dir`."""
+    from storage.api_keys import ApiKeyRepository
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.repository import ConversationRepository
@@ -120,7 +141,12 @@ def open_storage(data_dir: Path, db_url: str | None):
 
     blobs = BlobStore(data_dir / "files")
     database = open_database(db_url or sqlite_url(data_dir / "conversations.sqlite3"))
-    return ConversationRepository(database, blobs), UserRepository(database, blobs), TranscriptRepository(database)
+    return (
+        ConversationRepository(database, blobs),
+        UserRepository(database, blobs),
+        TranscriptRepository(database),
+        ApiKeyRepository(database),
+    )
 
 
 def make_transcriber(source: str | None, demo: bool, data_dir: Path, store, media):
@@ -149,11 +175,11 @@ def make_transcriber(source: str | None, demo: bool, data_dir: Path, store, medi
     return Transcriber(store, media, lambda progress: load_whisper(name, root, device, progress), f"Whisper {name}", fp16=cuda).start()
 
 
-COMMANDS = ("export", "import", "adduser", "deluser", "passwd")
+COMMANDS = ("export", "import", "adduser", "deluser", "passwd", "apikey")
 
 
 def command(argv: list[str]) -> int:
-    """The command-line tools: export, import, adduser, deluser, passwd (see --help)."""
+    """The command-line tools: export, import, adduser, deluser, passwd, apikey (see --help)."""
     parser = argparse.ArgumentParser(prog="run.py", description="Manage conversations and accounts.")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write conversations (all, or those named) to a zip")
@@ -170,7 +196,12 @@ def command(argv: list[str]) -> int:
         account_commands.append(sub)
         if name != "deluser":
             sub.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    for sub in (export, imported, *account_commands):
+    apikey = commands.add_parser("apikey", help="create, list or revoke a user's keys for the OpenAI-compatible API")
+    apikey.add_argument("action", choices=["create", "list", "revoke"])
+    apikey.add_argument("--user", required=True, help="whose keys")
+    apikey.add_argument("--name", default="key", help="create: a name to tell the key apart")
+    apikey.add_argument("--id", type=int, help="revoke: the key's id (from list)")
+    for sub in (export, imported, apikey, *account_commands):
         sub.add_argument("--data-dir", type=Path, default=None, help="as for the app")
         sub.add_argument("--db", default=None, help="as for the app")
     args = parser.parse_args(argv)
@@ -180,8 +211,10 @@ def command(argv: list[str]) -> int:
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    conversations_repo, users, _ = open_storage(data_dir, args.db)
+    conversations_repo, users, _, keys = open_storage(data_dir, args.db)
     try:
+        if args.command == "apikey":
+            return api_key_command(args, users, keys)
         if args.command in ("adduser", "passwd"):
             password = read_password(args.password_stdin)
             (users.add if args.command == "adduser" else users.set_password)(args.name, password)
@@ -211,6 +244,25 @@ def command(argv: list[str]) -> int:
     except AssistantError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def api_key_command(args, users, keys) -> int:
+    owner = users.id_of(args.user)
+    if owner is None:
+        raise SystemExit(f"error: there is no user called {args.user} (add one with: python run.py adduser NAME)")
+    if args.action == "create":
+        record, key = keys.create(owner, args.name)
+        print(f"Created API key {record.id} ({record.name}) for {args.user}. It is shown only now:\n{key}")
+    elif args.action == "list":
+        for record in keys.list(owner):
+            used = record.last_used_at.strftime("%Y-%m-%d %H:%M") if record.last_used_at else "never"
+            print(f"{record.id}\t{record.name}\t{record.prefix}…\tcreated {record.created_at:%Y-%m-%d %H:%M}\tused {used}")
+    else:
+        if args.id is None:
+            raise SystemExit("error: revoke needs --id (see: python run.py apikey list --user NAME)")
+        keys.revoke(owner, args.id)
+        print(f"Revoked API key {args.id} of {args.user}.")
     return 0
 
 
@@ -249,6 +301,8 @@ def main(argv: list[str] | None = None) -> int | None:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "uploads"))
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # a local assistant sends nothing anywhere
 
+    from api import remote_media
+    from api.routes import ChatApi
     from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
     from assistant.dialogue import DialogueManager
     from assistant.families import family_named, family_of_checkpoint
@@ -264,7 +318,7 @@ def main(argv: list[str] | None = None) -> int | None:
     from ui.files import attachment_route
     from ui.uploads import clear_stale_uploads
 
-    repository, users, transcripts = open_storage(data_dir, args.db)
+    repository, users, transcripts, keys = open_storage(data_dir, args.db)
     if auth is not None:  # --auth USER:PASSWORD creates that user, or sets their password
         (users.set_password if users.id_of(auth[0]) is not None else users.add)(*auth)
     if exposed and not users.any():
@@ -306,6 +360,16 @@ def main(argv: list[str] | None = None) -> int | None:
         repository, host, media, TurnQueue(), transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
     )
     app = build_app(dialogue, host, demo=demo, owner_of=users.id_of)
+    api = ChatApi(
+        dialogue,
+        host,
+        model_id=api_model_id(args),
+        accounts=users.any,
+        user_of_key=keys.user_of,
+        upload_dir=data_dir / "uploads" / "api",
+        queue_limit=args.api_queue_limit,
+        fetch=remote_media.fetch if args.allow_remote_media else None,
+    )
     hosts = security.allowed_hosts(args.host, args.allowed_hosts.split(","))
     # With accounts, the page asks for a login (users added later count after a restart). Attachments are
     # served only through a route that checks their owner, never from a folder open to every session.
@@ -314,7 +378,10 @@ def main(argv: list[str] | None = None) -> int | None:
         server_port=args.port,
         auth=users.verify if users.any() else None,
         max_file_size=limits.MAX_FILE_BYTES,
-        app_kwargs={"middleware": security.middleware(hosts), "routes": [attachment_route(dialogue, users.id_of)]},
+        app_kwargs={
+            "middleware": security.middleware(hosts),
+            "routes": [attachment_route(dialogue, users.id_of), *api.routes()],
+        },
         show_error=False,
         footer_links=[],
     )

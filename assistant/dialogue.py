@@ -24,7 +24,7 @@ from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
-from assistant.validation import validate_text, validate_turn
+from assistant.validation import clean_text, validate_text, validate_turn
 from domain import limits
 from domain.errors import AssistantError, ConversationBusy, InvalidInput
 from domain.settings import AnswerDetails, GenerationSettings
@@ -177,6 +177,20 @@ class DialogueManager:
         """The stored file, if one of this user's messages links it."""
         return self.repository.attachment_path(sha256)
 
+    def continuation_of(self, system_prompt: str | None, turns: Sequence[tuple[Role, str, tuple[str, ...]]]) -> str | None:
+        """The conversation whose active branch is exactly these (role, text, attachment sha256s) turns, under
+        this system prompt: where a stateless client (the API) that sends the whole history left off."""
+        if not turns:
+            return None
+        wanted = [(role, clean_text(text).strip(), shas) for role, text, shas in turns]
+        for conversation_id in self.repository.conversations_starting_with(clean_text(turns[0][1])):
+            if (self.repository.get_conversation(conversation_id).settings.system_prompt or None) != (system_prompt or None):
+                continue
+            path = self.repository.get_messages(conversation_id)
+            if [(m.role, clean_text(m.text).strip(), tuple(a.sha256 for a in m.attachments)) for m in path] == wanted:
+                return conversation_id
+        return None
+
     def get_path(self, message_id: int) -> list[Message]:
         """The branch from the first message down to this one."""
         return self.repository.get_path(message_id)
@@ -215,10 +229,12 @@ class DialogueManager:
         uploads: Sequence[tuple[Path, str]],
         stop: threading.Event,
         settings: GenerationSettings | None = None,
+        stop_strings: tuple[str, ...] = (),
     ) -> Iterator[Event]:
         """Raises InvalidInput before saving anything; after that, every outcome ends in ReplyFinished.
 
-        `settings`, when given, become the conversation's (they travel with it from then on).
+        `settings`, when given, become the conversation's (they travel with it from then on). `stop_strings` end
+        this answer where one first appears (the API's `stop`).
         """
         text, files = validate_turn(text, uploads, self.max_audio_seconds)
         self._check_accepted(files)
@@ -232,7 +248,7 @@ class DialogueManager:
         self._transcribe([user], not_before=first_token if family is None or family.hears() else None)
         yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
-        yield from self._answer(user, stop, first_token)
+        yield from self._answer(user, stop, first_token, stop_strings)
 
     def regenerate(
         self, conversation_id: str, stop: threading.Event, settings: GenerationSettings | None = None
@@ -285,7 +301,13 @@ class DialogueManager:
     def fork(self, message_id: int) -> ConversationSummary:
         return self.repository.fork(message_id)
 
-    def _answer(self, question: Message, stop: threading.Event, first_token: threading.Event | None = None) -> Iterator[Event]:
+    def _answer(
+        self,
+        question: Message,
+        stop: threading.Event,
+        first_token: threading.Event | None = None,
+        stop_strings: tuple[str, ...] = (),
+    ) -> Iterator[Event]:
         """`first_token` is set once the answer has its first token, or has ended (or been abandoned) without one."""
         first_token = first_token or threading.Event()
         try:
@@ -296,14 +318,16 @@ class DialogueManager:
             with self._answering_lock:
                 self._answering.add(question.conversation_id)
             try:
-                yield from self._write_answer(question, stop, first_token)
+                yield from self._write_answer(question, stop, first_token, stop_strings)
             finally:
                 with self._answering_lock:
                     self._answering.discard(question.conversation_id)
         finally:
             first_token.set()
 
-    def _write_answer(self, question: Message, stop: threading.Event, first_token: threading.Event) -> Iterator[Event]:
+    def _write_answer(
+        self, question: Message, stop: threading.Event, first_token: threading.Event, stop_strings: tuple[str, ...] = ()
+    ) -> Iterator[Event]:
         # The answer hangs under this question, even if another tab has added to the conversation meanwhile.
         reply = self.repository.start_assistant_message(question.conversation_id, parent_id=question.id)
         text, status, error = "", Status.COMPLETE, None
@@ -336,7 +360,13 @@ class DialogueManager:
                     model_input, left_out = fit(history, build, engine.count_tokens, limit, engine.family.hears())
                     report = GenerationReport()
                     for chunk in engine.stream(
-                        model_input, stop, ticket.release, settings, report, reuse_key=question.conversation_id
+                        model_input,
+                        stop,
+                        ticket.release,
+                        settings,
+                        report,
+                        reuse_key=question.conversation_id,
+                        stop_strings=stop_strings,
                     ):
                         first_token.set()
                         text += chunk

@@ -149,19 +149,21 @@ class TransformersEngine:
         settings: GenerationSettings | None = None,
         report: GenerationReport | None = None,
         reuse_key: str | None = None,
+        stop_strings: tuple[str, ...] = (),
     ) -> Iterator[str]:
-        """`reuse_key` names the conversation whose cached work this turn may reuse (and keeps it for the next)."""
+        """`reuse_key` names the conversation whose cached work this turn may reuse (and keeps it for the next).
+        `stop_strings` end the answer where one first appears; the answer ends before it."""
         settings = settings or GenerationSettings()
         report = report if report is not None else GenerationReport()
         self._busy.acquire()
         started = time.monotonic()  # time to first token counts the processor's work too
         try:
             inputs = self.prepare(model_input)
-            streamer = ChunkStreamer(self.processor.tokenizer, timeout=self.stream_timeout_s)
+            streamer = ChunkStreamer(self.processor.tokenizer, timeout=self.stream_timeout_s, stop_strings=stop_strings)
             abandoned = threading.Event()
             args = self._generate_args(inputs, settings)
             args["streamer"] = streamer
-            args["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(stop, abandoned)])
+            args["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(stop, abandoned, streamer.hit_stop_string)])
             report.prompt_tokens = int(inputs["input_ids"].shape[1])
             report.max_new_tokens = args["max_new_tokens"]
             reuse = None

@@ -28,8 +28,11 @@ class ChunkStreamer(BaseStreamer):
     of byte-fallback tokens. What is emitted is always a prefix of the final decoded text.
     """
 
-    def __init__(self, tokenizer, timeout: float):
+    def __init__(self, tokenizer, timeout: float, stop_strings: tuple[str, ...] = ()):
         self._tokenizer = tokenizer
+        # Text that ends the answer (the API's `stop`): never emitted itself, and nothing after it either.
+        self._stop_strings = tuple(s for s in stop_strings if s)
+        self.hit_stop_string = threading.Event()
         self._timeout = timeout
         self._queue: queue.Queue = queue.Queue()
         self._ids: list[int] = []
@@ -48,6 +51,8 @@ class ChunkStreamer(BaseStreamer):
         if not self._prompt_seen:  # generate() first hands over the prompt
             self._prompt_seen = True
             return
+        if self.hit_stop_string.is_set():  # generate() may hand over one more token before it stops
+            return
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
         self._ids.extend(value.reshape(-1).tolist())
@@ -56,11 +61,24 @@ class ChunkStreamer(BaseStreamer):
             settled -= 1
         text = self._tokenizer.decode(self._ids[:settled], skip_special_tokens=True)
         if not text.endswith("\ufffd"):
-            self._emit(text)
+            self._emit_until_stop(text, final=False)
 
     def end(self) -> None:
-        self._emit(self._tokenizer.decode(self._ids, skip_special_tokens=True))
+        if not self.hit_stop_string.is_set():
+            self._emit_until_stop(self._tokenizer.decode(self._ids, skip_special_tokens=True), final=True)
         self._queue.put(_END)
+
+    def _emit_until_stop(self, text: str, final: bool) -> None:
+        """Emit up to the first stop string (and end there); hold back a tail that may be the start of one."""
+        if self._stop_strings:
+            found = [i for i in (text.find(s) for s in self._stop_strings) if i >= 0]
+            if found:
+                self._emit(text[: max(min(found), self._emitted)])
+                self.hit_stop_string.set()
+                return
+            if not final:
+                text = text[: len(text) - _partial_stop(text, self._stop_strings)]
+        self._emit(text)
 
     def fail(self, error: BaseException) -> None:
         self._queue.put(error)
@@ -83,6 +101,11 @@ class ChunkStreamer(BaseStreamer):
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+def _partial_stop(text: str, stops: tuple[str, ...]) -> int:
+    """The length of the longest end of `text` that begins one of `stops`."""
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
 class StopOnEvent(StoppingCriteria):

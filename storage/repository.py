@@ -145,6 +145,19 @@ class ConversationRepository:
             tree = Tree(self._rows(session, conversation_id))
             return [self._message(row, tree) for row in branch(tree, conversation.current_leaf_id)]
 
+    def conversations_starting_with(self, first_text: str, limit: int = 50) -> list[str]:
+        """This owner's conversations (most recent first) with a first message of exactly this text, on any branch."""
+        with self._read() as session:
+            query = (
+                select(ConversationRow.id)
+                .join(MessageRow, MessageRow.conversation_id == ConversationRow.id)
+                .where(self._owned(), MessageRow.parent_id.is_(None), MessageRow.content == first_text)
+                .group_by(ConversationRow.id)
+                .order_by(ConversationRow.updated_at.desc())
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
     def get_path(self, message_id: int) -> list[Message]:
         """The branch from the first message down to this one (what the model sees when answering it)."""
         with self._read() as session:

@@ -27,6 +27,22 @@ class UserRow(Base):
     __table_args__ = (UniqueConstraint("name", name="uq_app_user_name"),)
 
 
+class ApiKeyRow(Base):
+    """A key for the OpenAI-compatible API; only its SHA-256 is kept (keys are random, so no slow hash is needed)."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's start, to tell keys apart in a list
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_api_key_hash"), Index("ix_api_key_user_id", "user_id"))
+
+
 class ConversationRow(Base):
     __tablename__ = "conversation"
 

@@ -95,7 +95,7 @@ def test_migration_from_empty_to_head_and_back(tmp_path):
     tables = set(inspect(engine).get_table_names())
     assert {"conversation", "message", "attachment", "message_attachment", "alembic_version"} <= tables
     with engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0006"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0007"
         assert connection.execute(text("pragma journal_mode")).scalar() == "wal"
         assert connection.execute(text("pragma foreign_keys")).scalar() == 1
     indexes = {i["name"] for i in inspect(engine).get_indexes("conversation")}

@@ -1,0 +1,297 @@
+"""`GET /v1/models` and `POST /v1/chat/completions`, OpenAI's protocol over the same dialogue manager as the page.
+
+Every exchange is stored as a conversation of the key's owner. The protocol is stateless, so a request whose
+earlier messages are exactly the active branch of one of that owner's conversations continues it (and reuses
+its cached work); other history is stored as a new conversation first. Turns queue with the page's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+
+from api import request as parsing
+from api.errors import ApiError
+from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished
+from assistant.model_host import ModelHost, Phase
+from assistant.validation import validate_turn
+from domain import limits
+from domain.errors import AssistantError, InvalidInput
+from domain.types import Message, Role, Status
+
+log = logging.getLogger(__name__)
+
+# A request carries at most a message's files, base64-encoded (4/3), for each turn of history it repeats.
+MAX_BODY_BYTES = 256 * 1024**2
+DEFAULT_QUEUE_LIMIT = 32
+RETRY_AFTER_S = 5
+LOOPBACK_CLIENTS = ("127.0.0.1", "::1", "localhost")
+_DONE = object()
+
+
+class ChatApi:
+    def __init__(
+        self,
+        dialogue: DialogueManager,
+        host: ModelHost,
+        model_id: str,
+        accounts: Callable[[], bool],
+        user_of_key: Callable[[str | None], int | None],
+        upload_dir: Path,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        fetch: Callable[[str, int, str], bytes] | None = None,
+    ):
+        """`accounts()`: whether users exist (then every request needs a key); `fetch`: http(s) media, or None."""
+        self.dialogue = dialogue
+        self.host = host
+        self.model_id = model_id
+        self.accounts = accounts
+        self.user_of_key = user_of_key
+        self.upload_dir = upload_dir
+        self.queue_limit = queue_limit
+        self.fetch = fetch
+        self.created = int(time.time())
+        self._threads = anyio.CapacityLimiter(64)  # non-streamed answers wait in these, not in Starlette's pool
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        return [
+            Route("/v1/models", self._guarded(self.models), methods=["GET"]),
+            Route("/v1/chat/completions", self._guarded(self.completions), methods=["POST"]),
+        ]
+
+    def _guarded(self, handler):
+        async def endpoint(request):
+            try:
+                return await handler(request)
+            except ApiError as error:
+                return error.response()
+            except Exception:  # a fault of ours: logged with its traceback, answered without it
+                log.exception("API request failed")
+                return ApiError(500, "The server failed while handling the request.", code="server_error").response()
+
+        return endpoint
+
+    def _owner(self, request) -> int | None:
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else None
+        if self.accounts():
+            owner = self.user_of_key(key)
+            if owner is None:
+                raise ApiError(401, "A valid API key is required: create one in the page's Settings, or with "
+                               "python run.py apikey create --user NAME.", code="invalid_api_key")
+            return owner
+        # One local person and no accounts: loopback needs no key, as with Ollama.
+        if request.client is None or request.client.host not in LOOPBACK_CLIENTS:
+            raise ApiError(401, "Only this machine may use the API while the app has no accounts.", code="invalid_api_key")
+        return None
+
+    async def models(self, request):
+        from starlette.responses import JSONResponse
+
+        self._owner(request)
+        model = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "local-assistant"}
+        return JSONResponse({"object": "list", "data": [model]})
+
+    async def completions(self, request):
+        owner = self._owner(request)
+        chat = parsing.parse(await _json_body(request), self._fetch_in_thread if self.fetch else None)
+        if chat.model != self.model_id:
+            raise ApiError(404, f"The model {chat.model!r} does not exist here; this app serves {self.model_id!r} "
+                           "(GET /v1/models).", "model", "model_not_found")
+        if self.host.state.phase is Phase.FAILED:
+            raise ApiError(503, self.host.state.message, code="model_not_loaded")
+        if len(self.dialogue.queue) >= self.queue_limit:
+            raise ApiError(429, f"{len(self.dialogue.queue)} answers are waiting already; try again shortly.",
+                           code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)})
+        dialogue = self.dialogue.for_owner(owner)
+        stop = threading.Event()
+        try:
+            events = await anyio.to_thread.run_sync(self._start, dialogue, chat, stop, limiter=self._threads)
+        except InvalidInput as error:
+            raise ApiError(400, str(error), "messages", "invalid_input") from None
+        except AssistantError as error:
+            raise ApiError(400, str(error), code="invalid_request") from None
+        conversation_id, events = events
+        headers = {"X-Conversation-Id": conversation_id}
+        completion = Completion(f"chatcmpl-{uuid.uuid4().hex}", self.model_id)
+        if chat.stream:
+            from starlette.responses import StreamingResponse
+
+            body = self._stream(events, stop, completion, chat.include_usage)
+            return StreamingResponse(body, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+        from starlette.responses import JSONResponse
+
+        finished = None
+        try:
+            for event in await anyio.to_thread.run_sync(list, events, limiter=self._threads):
+                if isinstance(event, ReplyFinished):
+                    finished = event.message
+        finally:
+            stop.set()
+        if finished is None or finished.status is Status.ERROR:
+            raise ApiError(500, (finished.error if finished else None) or "The answer failed.", code="generation_failed")
+        return JSONResponse(completion.whole(finished), headers=headers)
+
+    def _fetch_in_thread(self, url: str, limit: int, param: str) -> bytes:
+        return self.fetch(url, limit, param)
+
+    def _start(self, dialogue: DialogueManager, chat: parsing.ChatRequest, stop: threading.Event):
+        """Store what the request adds (history not stored yet, the question and its files) and start the answer:
+        (conversation id, the rest of the turn's events). InvalidInput before anything is saved."""
+        with tempfile.TemporaryDirectory(dir=self._upload_root()) as folder:
+            folder = Path(folder)
+            uploads = _write(chat.question.files, folder / "question")
+            validate_turn(chat.question.text, uploads)  # before any history is stored
+            conversation_id = self._conversation(dialogue, chat, folder)
+            events = dialogue.send(conversation_id, chat.question.text, uploads, stop, chat.settings, stop_strings=chat.stop)
+            saved = next(events)  # validation, then the question and its files are stored: the uploads can go
+        return saved.conversation.id, events
+
+    def _upload_root(self) -> Path:
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        return self.upload_dir
+
+    def _conversation(self, dialogue: DialogueManager, chat: parsing.ChatRequest, folder: Path) -> str | None:
+        if not chat.history:
+            return None
+        signature = [(t.role, t.text, tuple(hashlib.sha256(data).hexdigest() for data, _ in t.files)) for t in chat.history]
+        found = dialogue.continuation_of(chat.settings.system_prompt, signature)
+        if found is not None:
+            return found
+        from assistant.dialogue import make_title
+        from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage
+
+        messages = []
+        for i, turn in enumerate(chat.history):
+            text, files = turn.text, []
+            if turn.files or turn.role is Role.USER:
+                text, checked = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"))
+                files = [ImportedFile(Path(f.path).read_bytes(), f.filename, f.mime, f.kind) for f in checked]
+            messages.append(ImportedMessage(str(i), str(i - 1) if i else None, turn.role, text, files=files))
+        first = chat.history[0]
+        title = make_title(first.text, []) if first.text.strip() else "API conversation"
+        settings = chat.settings.model_dump(exclude_none=True)
+        imported = ImportedConversation(title, messages, str(len(messages) - 1), settings=settings)
+        return dialogue.import_conversations([imported])[0].id
+
+    async def _stream(self, events, stop: threading.Event, completion: Completion, include_usage: bool):
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def put(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the server is shutting down
+                pass
+
+        def work() -> None:
+            try:
+                for event in events:  # runs to the end even if the client left: the answer is stored as stopped
+                    put(event)
+            except BaseException as error:  # noqa: BLE001 - reported to the client below
+                put(error)
+            finally:
+                put(_DONE)
+
+        threading.Thread(target=work, name="api-answer", daemon=True).start()
+        sent = 0
+        try:
+            yield completion.chunk({"role": "assistant", "content": ""}, usage=include_usage)
+            while (event := await queue.get()) is not _DONE:
+                if isinstance(event, BaseException):
+                    log.error("API answer failed", exc_info=event)
+                    yield _sse(ApiError(500, "The answer failed.", code="generation_failed").body())
+                    return
+                if isinstance(event, ReplyDelta) and len(event.text) > sent:
+                    yield completion.chunk({"content": event.text[sent:]}, usage=include_usage)
+                    sent = len(event.text)
+                elif isinstance(event, ReplyFinished):
+                    message = event.message
+                    if message.status is Status.ERROR:
+                        yield _sse(ApiError(500, message.error or "The answer failed.", code="generation_failed").body())
+                        return
+                    if len(message.text) > sent:
+                        yield completion.chunk({"content": message.text[sent:]}, usage=include_usage)
+                    yield completion.chunk({}, finish_reason(message), usage=include_usage)
+                    if include_usage:
+                        yield _sse({**completion.base("chat.completion.chunk"), "choices": [], "usage": usage(message)})
+            yield "data: [DONE]\n\n"
+        finally:
+            stop.set()  # the client went away (or all was sent): end the answer within a token
+
+
+class Completion:
+    def __init__(self, completion_id: str, model: str):
+        self.id = completion_id
+        self.model = model
+        self.created = int(time.time())
+
+    def base(self, kind: str) -> dict:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "system_fingerprint": None}
+
+    def chunk(self, delta: dict, finish: str | None = None, usage: bool = False) -> str:
+        body = {**self.base("chat.completion.chunk"), "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if usage:
+            body["usage"] = None
+        return _sse(body)
+
+    def whole(self, message: Message) -> dict:
+        choice = {"index": 0, "message": {"role": "assistant", "content": message.text, "refusal": None},
+                  "logprobs": None, "finish_reason": finish_reason(message)}
+        return {**self.base("chat.completion"), "choices": [choice], "usage": usage(message)}
+
+
+def finish_reason(message: Message) -> str:
+    return "length" if message.details is not None and message.details.finish == "length" else "stop"
+
+
+def usage(message: Message) -> dict:
+    prompt = message.details.prompt_tokens if message.details else 0
+    answer = message.details.answer_tokens if message.details else 0
+    return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
+
+
+def _sse(body: dict) -> str:
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def _write(files: list[tuple[bytes, str]], folder: Path) -> list[tuple[Path, str]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    uploads = []
+    for i, (data, name) in enumerate(files):
+        path = folder / f"{i}-{name}"
+        path.write_bytes(data)
+        uploads.append((path, name))
+    return uploads
+
+
+async def _json_body(request) -> object:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, f"The request is larger than {MAX_BODY_BYTES // 2**20} MB; files are limited to "
+                    f"{limits.MAX_FILE_BYTES // 2**20} MB each.", code="request_too_large")

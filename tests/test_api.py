@@ -1,0 +1,264 @@
+"""The OpenAI-compatible API, through the official `openai` client against the app started as a user would
+(`python run.py`), with the demo model: text, images, audio in both shapes, streaming with usage, a stateless
+multi-turn exchange that continues one stored conversation, stop strings, Stop by closing the stream, and
+each error status."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+import pytest
+
+from tests.conftest import ROOT, AppProcess
+from tests.media_factory import png, write_tone
+
+
+def data_url(path, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def stored(data_dir, user: str | None = None):
+    """The app's conversations as its database holds them (read from this process)."""
+    from run import open_storage
+
+    conversations, users, _, _ = open_storage(data_dir, None)
+    return conversations.for_owner(users.id_of(user))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, demo_model_dir):
+    """One app (no accounts, so loopback needs no key) and its data dir, for the module."""
+    folder = tmp_path_factory.mktemp("api")
+    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "1"],
+                     folder / "app.log")
+    app.wait_for_page()
+    app.wait_for_log("model ready")
+    yield app, folder / "data"
+    app.kill()
+
+
+@pytest.fixture
+def client(api):
+    app, _ = api
+    return openai.OpenAI(base_url=f"{app.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def model(client) -> str:
+    return client.models.list().data[0].id
+
+
+def test_models_lists_the_one_model(client):
+    models = client.models.list().data
+    assert [m.id for m in models] == ["demo"]  # the checkpoint folder's name
+    assert models[0].owned_by == "local-assistant"
+
+
+def test_text_answer_is_stored_as_a_conversation_with_usage(client, model, api):
+    _, data_dir = api
+    response = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "Hello from a script"}], temperature=0, max_tokens=12
+    )
+    completion = response.parse()
+    answer = completion.choices[0].message.content
+    assert answer and completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage.completion_tokens > 0 and completion.usage.prompt_tokens > 5
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    conversation_id = response.headers["x-conversation-id"]
+    messages = stored(data_dir).get_messages(conversation_id)
+    assert [(m.role.value, m.text) for m in messages] == [("user", "Hello from a script"), ("assistant", answer)]
+    assert stored(data_dir).get_conversation(conversation_id).title == "Hello from a script"
+
+
+def test_image_and_audio_in_both_shapes_reach_the_model_and_are_stored(client, model, api, tmp_path, speech_wav):
+    _, data_dir = api
+    image = png(tmp_path / "red.png")
+    clip = write_tone(tmp_path / "tone.wav", 1.5)
+    content = [
+        {"type": "text", "text": "What do you see and hear?"},
+        {"type": "image_url", "image_url": {"url": data_url(image, "image/png")}},
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(speech_wav.read_bytes()).decode(), "format": "wav"}},
+        {"type": "audio_url", "audio_url": {"url": data_url(clip, "audio/wav")}},
+    ]
+    response = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": content}], max_tokens=8
+    )
+    completion = response.parse()
+    assert completion.choices[0].message.content
+    assert completion.usage.prompt_tokens > 100  # image and audio placeholders were expanded
+    question = stored(data_dir).get_messages(response.headers["x-conversation-id"])[0]
+    assert [a.kind.value for a in question.attachments] == ["image", "audio", "audio"]
+    assert question.attachments[0].path.read_bytes() == image.read_bytes()
+
+
+def test_streaming_sends_the_stored_answer_in_chunks_with_usage_last(client, model, api):
+    _, data_dir = api
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Stream please"}], max_tokens=16, stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1
+    assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    latest = stored(data_dir).list_conversations()[0]
+    assert stored(data_dir).get_messages(latest.id)[-1].text == text
+
+
+def test_a_stateless_follow_up_continues_the_stored_conversation(client, model, api):
+    _, data_dir = api
+    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "First question, continued"}]
+    first = client.chat.completions.with_raw_response.create(model=model, messages=history, max_tokens=8)
+    conversation_id = first.headers["x-conversation-id"]
+    history += [{"role": "assistant", "content": first.parse().choices[0].message.content},
+                {"role": "user", "content": "And the second?"}]
+    second = client.chat.completions.with_raw_response.create(model=model, messages=history, max_tokens=8)
+    assert second.headers["x-conversation-id"] == conversation_id
+    messages = stored(data_dir).get_messages(conversation_id)
+    assert [m.role.value for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert stored(data_dir).get_conversation(conversation_id).settings.system_prompt == "Be brief."
+
+    # History that was never stored here (another client's) becomes a new conversation holding it.
+    foreign = [{"role": "user", "content": "First question, continued"}, {"role": "assistant", "content": "Not what you said"},
+               {"role": "user", "content": "Third?"}]
+    third = client.chat.completions.with_raw_response.create(model=model, messages=foreign, max_tokens=8)
+    other = third.headers["x-conversation-id"]
+    assert other != conversation_id
+    assert [m.text for m in stored(data_dir).get_messages(other)][:3] == [m["content"] for m in foreign]
+
+
+def test_a_stop_string_ends_the_answer_before_it(client, model):
+    question = [{"role": "user", "content": "Say something long"}]
+    whole = client.chat.completions.create(model=model, messages=question, temperature=0, max_tokens=40)
+    text = whole.choices[0].message.content
+    assert len(text) > 20
+    cut = text[10:14]
+    stopped = client.chat.completions.create(model=model, messages=question, temperature=0, max_tokens=40, stop=[cut])
+    assert stopped.choices[0].message.content == text[: text.index(cut)]
+    assert stopped.choices[0].finish_reason == "stop"
+
+
+def test_closing_the_stream_stops_the_answer_and_keeps_what_was_said(client, model, api):
+    _, data_dir = api
+    stream = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "A long story, please"}], max_tokens=2000, stream=True
+    )
+    conversation_id = stream.headers["x-conversation-id"]
+    received = ""
+    for chunk in stream.parse():
+        received += chunk.choices[0].delta.content or ""
+        if len(received) > 20:
+            break
+    stream.http_response.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = stored(data_dir).get_messages(conversation_id)[-1]
+        if answer.status.value != "streaming":
+            break
+        time.sleep(0.2)
+    assert answer.status.value == "stopped"
+    assert answer.text.startswith(received) and answer.details.answer_tokens < 2000
+
+
+def test_bad_requests_get_openai_errors_naming_what_is_wrong(client, model, tmp_path, api):
+    _, data_dir = api
+    before = len(stored(data_dir).list_conversations())
+    cases = [
+        ({"n": 2}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+        ({"temperature": 5}, "temperature"),
+    ]
+    for extra, param in cases:
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], **extra)
+        assert error.value.status_code == 400 and error.value.param == param, extra
+        assert error.value.body["type"] == "invalid_request_error" and param in error.value.message
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(png(tmp_path / "ok.png").read_bytes()[:80])
+    for part, words in [
+        ({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}, "base64"),
+        ({"type": "image_url", "image_url": {"url": data_url(broken, "image/png")}}, "image"),
+        ({"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}, "--allow-remote-media"),
+        ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}, "wav or mp3"),
+        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "type"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": [part]}])
+        assert words in error.value.message, (part["type"], error.value.message)
+    with pytest.raises(openai.BadRequestError, match="last message"):
+        client.chat.completions.create(model=model, messages=[{"role": "assistant", "content": "hi"}])
+    with pytest.raises(openai.NotFoundError) as error:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert error.value.code == "model_not_found"
+    huge = "A" * (34 * 1024**2)  # base64 of a 25.5 MB file
+    with pytest.raises(openai.APIStatusError) as error:
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": huge, "format": "wav"}}]}]
+        )
+    assert error.value.status_code == 413
+    assert len(stored(data_dir).list_conversations()) == before  # nothing was stored for any of them
+
+
+def test_a_full_queue_answers_429_with_retry_after(client, model, api):
+    """The app runs with --api-queue-limit 1: while one answer is being written, another request is refused."""
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Keep talking"}], max_tokens=2000, stream=True
+    )
+    next(chunk for chunk in stream if chunk.choices[0].delta.content)  # the answer holds the model now
+    with pytest.raises(openai.RateLimitError) as error:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "me too"}])
+    assert error.value.response.headers["retry-after"].isdigit()
+    stream.close()
+
+
+def test_with_accounts_every_request_needs_a_valid_key(tmp_path, demo_model_dir):
+    data_dir = tmp_path / "data"
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, input="a-long-password\n", check=True, cwd=ROOT)
+        return done.stdout
+
+    cli("adduser", "alice", "--password-stdin")
+    key = cli("apikey", "create", "--user", "alice", "--name", "editor").splitlines()[-1]
+    assert key.startswith("sk-la-")
+    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(data_dir)], tmp_path / "app.log")
+    try:
+        app.wait_for_page()
+        app.wait_for_log("model ready")
+        for bad in ("not-needed", "sk-la-wrong"):
+            with pytest.raises(openai.AuthenticationError):
+                openai.OpenAI(base_url=f"{app.url}/v1", api_key=bad, max_retries=0).models.list()
+        client = openai.OpenAI(base_url=f"{app.url}/v1", api_key=key, max_retries=0, timeout=120)
+        response = client.chat.completions.with_raw_response.create(
+            model="demo", messages=[{"role": "user", "content": "for alice"}], max_tokens=4
+        )
+        conversation_id = response.headers["x-conversation-id"]
+        assert stored(data_dir, "alice").get_conversation(conversation_id).title == "for alice"
+        listed = cli("apikey", "list", "--user", "alice")
+        assert "editor" in listed and key not in listed and "used 2" in listed  # the key itself is never shown again
+        cli("apikey", "revoke", "--user", "alice", "--id", listed.split("\t")[0])
+        with pytest.raises(openai.AuthenticationError):
+            client.models.list()
+    finally:
+        app.kill()
+
+
+def test_remote_media_is_never_fetched_from_this_machine_or_private_networks():
+    from api.errors import ApiError
+    from api.remote_media import fetch
+
+    served = threading.Event()
+    for url in ("http://127.0.0.1:9/x.png", "http://localhost/x.png", "http://10.1.2.3/x.png", "http://[::1]/x.png",
+                "http://169.254.169.254/latest/meta-data", "ftp://example.com/x.png"):
+        with pytest.raises(ApiError) as error:
+            fetch(url, 1000, "messages[0].content[0]")
+        assert error.value.status == 400, url
+    assert not served.is_set()
