@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int | None:
     dialogue = DialogueManager(
         repository, host, media, TurnQueue(), transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
     )
-    app = build_app(dialogue, host, demo=demo, owner_of=users.id_of)
+    app = build_app(dialogue, host, demo=demo, owner_of=users.id_of, api_keys=keys)
     api = ChatApi(
         dialogue,
         host,

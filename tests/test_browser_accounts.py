@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import urllib.error
@@ -97,3 +98,35 @@ def test_a_wrong_password_is_refused(browser, start_app, demo_model_dir, tmp_pat
     expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
     expect(page.locator("#composer")).to_have_count(0)
     page.close()
+
+
+def test_a_user_creates_an_api_key_in_the_page_uses_it_and_revokes_it(browser, start_app, demo_model_dir, tmp_path):
+    import openai
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "alice", "alice's password")
+    app = start_ready_app(start_app, demo_model_dir, data_dir)
+    context, page = sign_in(browser, app.url, "alice", "alice's password")
+    page.locator("#api-keys").get_by_text("API keys").click()
+    expect(page.locator("#api-note")).to_contain_text(f"{app.url}/v1")
+    page.locator("#api-key-name input").fill("my editor")
+    page.locator("#api-key-create").click()
+    created = page.locator("#api-key-created input, #api-key-created textarea")
+    expect(created).to_have_value(re.compile(r"^sk-la-"))
+    key = created.input_value()
+    client = openai.OpenAI(base_url=f"{app.url}/v1", api_key=key, max_retries=0, timeout=60)
+    answer = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "from my editor"}], max_tokens=4)
+    assert answer.choices[0].message.content
+
+    page.locator("#api-key-list input").click()
+    page.get_by_role("option", name=re.compile("my editor")).click()
+    page.locator("#api-key-revoke").click()
+    expect(page.locator('[data-testid="toast-text"]')).to_contain_text("revoked")
+    expect(created).to_be_hidden()
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+    # The exchange is alice's conversation, in her sidebar after a reload.
+    page.reload(wait_until="load")
+    expect(page.locator("#conversation-list")).to_contain_text("from my editor")
+    context.close()

@@ -96,6 +96,22 @@ def test_chunks_never_split_a_utf8_character(engine):
     assert len(chunks) > 3
 
 
+@pytest.mark.parametrize("stop", [("goodbye",), ("odb", "zzz"), ("bye world!",)])
+def test_a_stop_string_ends_the_text_before_it_and_is_never_streamed_even_in_part(engine, stop):
+    tokenizer = engine.processor.tokenizer
+    text = "Hello world, goodbye world"
+    streamer = ChunkStreamer(tokenizer, timeout=5, stop_strings=stop)
+    streamer.put(torch.tensor([[1, 2]]))
+    for token in tokenizer(text)["input_ids"]:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    chunks = list(streamer)
+    cut = min(text.index(s) for s in stop if s in text) if any(s in text for s in stop) else len(text)
+    assert "".join(chunks) == text[:cut]
+    assert streamer.hit_stop_string.is_set() == (cut < len(text))
+    assert streamer.token_count < len(tokenizer(text)["input_ids"]) or cut == len(text)
+
+
 def test_a_failing_generation_reaches_the_caller(engine, png_file, speech_wav):
     broken = TransformersEngine(
         engine.model, engine.processor, engine.info, engine.family, max_new_tokens=4, generation_kwargs={"num_beams": 0}

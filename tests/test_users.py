@@ -81,3 +81,27 @@ def test_deleting_a_user_deletes_their_chats_and_their_files_only(users, reposit
     assert bob.list_conversations() == [] and bob.search("bob") == []
     assert shared_path.exists() and not own_path.exists()
     assert [c.title for c in alice.list_conversations()] == ["New chat"]
+
+
+def test_api_keys_are_kept_only_as_hashes_belong_to_one_user_and_go_with_them(tmp_path):
+    from sqlalchemy import text
+
+    from run import open_storage
+
+    _, users, _, keys = open_storage(tmp_path, None)
+    alice, bob = users.add("alice", "a-long-password"), users.add("bob", "a-long-password")
+    record, key = keys.create(alice, "  my   editor ")
+    assert record.name == "my editor" and key.startswith(record.prefix) and len(key) > 40
+    assert keys.user_of(key) == alice and keys.list(alice)[0].last_used_at is not None
+    assert keys.user_of(key[:-1]) is None and keys.user_of("") is None and keys.user_of(None) is None
+    database = tmp_path / "conversations.sqlite3"
+    assert key.encode() not in database.read_bytes()  # only its SHA-256 was written
+    with pytest.raises(InvalidInput):
+        keys.revoke(bob, record.id)  # not bob's
+    assert keys.user_of(key) == alice
+    users.delete("alice")
+    assert keys.user_of(key) is None
+    from storage.database import open_database, sqlite_url
+
+    with open_database(sqlite_url(database)).read() as session:
+        assert session.execute(text("select count(*) from api_key")).scalar() == 0

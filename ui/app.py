@@ -28,6 +28,7 @@ from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.settings import GenerationSettings
 from domain.types import MediaKind, Status
+from ui import api_keys as api_key_panel
 from ui import branches, render, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
@@ -281,8 +282,10 @@ def build_app(
     *,
     demo: bool,
     owner_of: Callable[[str | None], int | None] = lambda name: None,
+    api_keys=None,
 ) -> gr.Blocks:
-    """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person)."""
+    """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person);
+    `api_keys` (storage.api_keys.ApiKeyRepository), when given, adds the panel where users manage theirs."""
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
@@ -313,6 +316,8 @@ def build_app(
             )
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
         panel = settings.build_settings_panel()
+        if api_keys is not None:
+            api_key_panel.wire(api_key_panel.build_api_key_panel(), api_key_panel.ApiKeyHandlers(api_keys, owner_of), app)
         timer = gr.Timer(1.0)
         transcript_timer = gr.Timer(1.0, active=False)
         actions = [bar.actions, bar.rename, bar.pin, bar.archive, *panel.fields]

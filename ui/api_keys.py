@@ -1,0 +1,89 @@
+"""The page's "API keys" panel: a signed-in user creates keys for the OpenAI-compatible API (each shown once) and
+revokes them. Without accounts it only says how to reach the API, which needs no key from this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from domain.errors import AssistantError
+
+
+@dataclass
+class ApiKeyPanel:
+    note: gr.Markdown
+    controls: gr.Column
+    name: gr.Textbox
+    create: gr.Button
+    created: gr.Textbox
+    keys: gr.Dropdown
+    revoke: gr.Button
+
+
+def build_api_key_panel() -> ApiKeyPanel:
+    """Declare the panel (inside a `with gr.Blocks()` block)."""
+    with gr.Accordion("🔑 API keys", open=False, elem_id="api-keys"):
+        note = gr.Markdown(elem_id="api-note")
+        with gr.Column(visible=False) as controls:
+            with gr.Row(equal_height=True):
+                name = gr.Textbox(label="New key's name", placeholder="e.g. editor", max_lines=1, elem_id="api-key-name", scale=3)
+                create = gr.Button("Create key", elem_id="api-key-create", scale=1)
+            created = gr.Textbox(
+                label="Your new key (shown only now: copy it)", visible=False, interactive=False,
+                elem_id="api-key-created", buttons=["copy"],
+            )
+            with gr.Row(equal_height=True):
+                keys = gr.Dropdown(label="Your keys", choices=[], elem_id="api-key-list", scale=3)
+                revoke = gr.Button("Revoke", variant="stop", elem_id="api-key-revoke", scale=1)
+    return ApiKeyPanel(note, controls, name, create, created, keys, revoke)
+
+
+class ApiKeyHandlers:
+    def __init__(self, keys, user_id_of: Callable[[str | None], int | None]):
+        self._keys = keys
+        self._user_id_of = user_id_of
+
+    def _user(self, request: gr.Request) -> int | None:
+        return self._user_id_of(getattr(request, "username", None))
+
+    def show(self, request: gr.Request):
+        """(note, controls, key list) for whoever is signed in."""
+        base = f"{str(request.request.base_url).rstrip('/')}/v1" if getattr(request, "request", None) else "/v1"
+        user = self._user(request)
+        if user is None:
+            note = (f"Other programs can use this assistant through its OpenAI-compatible API at `{base}`. "
+                    "No key is needed from this machine while the app has no accounts.")
+            return note, gr.Column(visible=False), gr.Dropdown(choices=[], value=None)
+        note = f"Other programs reach this assistant at `{base}` with a key of yours (`Authorization: Bearer KEY`)."
+        return note, gr.Column(visible=True), self._choices(user)
+
+    def _choices(self, user: int, value=None) -> gr.Dropdown:
+        choices = [(f"{k.name} ({k.prefix}…, created {k.created_at:%Y-%m-%d})", k.id) for k in self._keys.list(user)]
+        return gr.Dropdown(choices=choices, value=value, interactive=True)
+
+    def create(self, name: str, request: gr.Request):
+        user = self._user(request)
+        if user is None:
+            raise gr.Error("Keys belong to accounts; this app has none (no key is needed from this machine).",
+                           print_exception=False)
+        _, key = self._keys.create(user, name)
+        return "", gr.Textbox(value=key, visible=True), self._choices(user)
+
+    def revoke(self, key_id, request: gr.Request):
+        user = self._user(request)
+        if user is None or key_id is None:
+            raise gr.Error("Choose a key to revoke.", print_exception=False)
+        try:
+            self._keys.revoke(user, int(key_id))
+        except AssistantError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        gr.Info("The key is revoked: requests with it are refused from now on.")
+        return gr.Textbox(value="", visible=False), self._choices(user)
+
+
+def wire(panel: ApiKeyPanel, handlers: ApiKeyHandlers, app: gr.Blocks) -> None:
+    app.load(handlers.show, outputs=[panel.note, panel.controls, panel.keys])
+    panel.create.click(handlers.create, inputs=[panel.name], outputs=[panel.name, panel.created, panel.keys])
+    panel.revoke.click(handlers.revoke, inputs=[panel.keys], outputs=[panel.created, panel.keys])
