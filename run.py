@@ -90,6 +90,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="USER:PASSWORD login, required when --host is not a loopback address (or set ASSISTANT_AUTH)",
     )
     parser.add_argument(
+        "--engine",
+        choices=["transformers", "openai"],
+        default="transformers",
+        help="transformers: load --model in this process (default); openai: send generation to the "
+        "OpenAI-compatible server at --engine-url (vLLM, SGLang), which serves --model by that name",
+    )
+    parser.add_argument("--engine-url", default=None, help="with --engine openai: the server's base URL, e.g. http://gpu-box:8000/v1")
+    parser.add_argument(
+        "--engine-key", default=os.environ.get("ASSISTANT_ENGINE_KEY"), help="with --engine openai: its API key (or set ASSISTANT_ENGINE_KEY)"
+    )
+    parser.add_argument(
+        "--engine-audio-part",
+        choices=["input_audio", "audio_url"],
+        default="input_audio",
+        help="with --engine openai: how audio is sent (vLLM takes input_audio, the default; SGLang takes audio_url)",
+    )
+    parser.add_argument(
+        "--engine-accepts",
+        default=None,
+        help="with --engine openai: what the served model takes, e.g. text,image,audio (default: from the model's "
+        "name when the app knows its family, else text)",
+    )
+    parser.add_argument(
+        "--engine-concurrency",
+        type=int,
+        default=64,
+        help="with --engine openai: answers sent to the server at once (it batches them; default 64)",
+    )
+    parser.add_argument(
         "--allow-remote-media",
         action="store_true",
         help="let API requests name images and audio by http(s) URL, which the app then fetches (never from "
@@ -99,9 +128,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--api-queue-limit",
         type=int,
         default=32,
-        help="API requests beyond this many waiting answers get 429 with Retry-After (default 32)",
+        help="when this many answers wait for the model already, API requests get 429 with Retry-After (default 32)",
     )
     return parser.parse_args(argv)
+
+
+def parse_accepts(value: str | None):
+    """--engine-accepts text,image,audio -> the media kinds besides text (None: not given)."""
+    if value is None:
+        return None
+    from domain.types import MediaKind
+
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = names - {"text", "image", "audio"}
+    if unknown:
+        raise SystemExit(f"error: --engine-accepts takes text, image and audio, not {', '.join(sorted(unknown))}")
+    return frozenset(MediaKind(name) for name in names - {"text"})
 
 
 def api_model_id(args: argparse.Namespace) -> str:
@@ -109,6 +151,8 @@ def api_model_id(args: argparse.Namespace) -> str:
     if args.demo:
         return f"demo-{args.demo}"
     path = Path(args.model).expanduser()
+    if args.engine == "openai":
+        return args.model
     return path.name if path.is_dir() else args.model
 
 
@@ -310,6 +354,7 @@ def main(argv: list[str] | None = None) -> int | None:
     from assistant.loader import load_engine
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
+    from assistant.remote_engine import OpenAIEngine, family_for_model
     from assistant.reuse import Reuse
     from assistant.turn_queue import TurnQueue
     from domain.errors import ModelLoadError
@@ -330,16 +375,33 @@ def main(argv: list[str] | None = None) -> int | None:
     if interrupted:
         logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
 
-    demo = args.demo is not None or is_demo_checkpoint(Path(args.model).expanduser())
+    remote = args.engine == "openai"
+    if remote and (not args.engine_url or args.demo):
+        raise SystemExit("error: --engine openai needs --engine-url URL and --model NAME (the served model), not --demo")
+    demo = not remote and (args.demo is not None or is_demo_checkpoint(Path(args.model).expanduser()))
     max_new_tokens = args.max_new_tokens or (64 if demo else DEFAULT_MAX_NEW_TOKENS)
     try:  # known before loading when it can be: the page then offers only what the model takes
-        family = family_named(args.demo) if args.demo else family_of_checkpoint(Path(args.model).expanduser())
+        if remote:
+            family = family_for_model(args.model, parse_accepts(args.engine_accepts))
+        else:
+            family = family_named(args.demo) if args.demo else family_of_checkpoint(Path(args.model).expanduser())
     except ModelLoadError as error:
         if args.demo or Path(args.model).expanduser().is_dir():
             raise SystemExit(f"error: {error}") from None
         family = None  # a Hugging Face id: its config arrives with the download
 
     def load(progress):
+        if remote:
+            progress(f"Connecting to {args.engine_url}…", None)
+            return OpenAIEngine(
+                args.engine_url,
+                args.model,
+                family,
+                api_key=args.engine_key,
+                audio_part=args.engine_audio_part,
+                max_new_tokens=max_new_tokens,
+                max_context=args.max_context,
+            )
         source = args.model
         if args.demo:
             progress("Building the demo model (first start only)…", None)
@@ -356,8 +418,9 @@ def main(argv: list[str] | None = None) -> int | None:
     host = ModelHost(load, family).start()
     media = MediaLoader()
     transcriber = make_transcriber(args.whisper_model, demo, data_dir, transcripts, media)
+    queue = TurnQueue(slots=args.engine_concurrency if remote else 1)
     dialogue = DialogueManager(
-        repository, host, media, TurnQueue(), transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
+        repository, host, media, queue, transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
     )
     app = build_app(dialogue, host, demo=demo, owner_of=users.id_of, api_keys=keys)
     api = ChatApi(

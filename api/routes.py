@@ -102,6 +102,9 @@ class ChatApi:
 
         self._owner(request)
         model = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "local-assistant"}
+        engine = self.host.engine
+        if engine is not None:
+            model["max_model_len"] = engine.context_tokens  # as vLLM says it: a client can budget its prompts
         return JSONResponse({"object": "list", "data": [model]})
 
     async def completions(self, request):
@@ -112,8 +115,8 @@ class ChatApi:
                            "(GET /v1/models).", "model", "model_not_found")
         if self.host.state.phase is Phase.FAILED:
             raise ApiError(503, self.host.state.message, code="model_not_loaded")
-        if len(self.dialogue.queue) >= self.queue_limit:
-            raise ApiError(429, f"{len(self.dialogue.queue)} answers are waiting already; try again shortly.",
+        if self.dialogue.queue.waiting() >= self.queue_limit:
+            raise ApiError(429, f"{self.dialogue.queue.waiting()} answers are waiting already; try again shortly.",
                            code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)})
         dialogue = self.dialogue.for_owner(owner)
         stop = threading.Event()

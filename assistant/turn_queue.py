@@ -1,5 +1,6 @@
-"""First come, first served access to the one model shared by every browser tab.
+"""First come, first served access to the model shared by every browser tab and API client.
 
+`slots` turns run at once: 1 for the in-process model; many for a remote server, which batches them itself.
 A waiting turn knows its place, can leave at once (Stop, closed page), and holds nothing meanwhile.
 Knows nothing of models, storage or the UI.
 """
@@ -10,9 +11,10 @@ import threading
 
 
 class TurnQueue:
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 1) -> None:
         self._changed = threading.Condition()
-        self._tickets: list[Ticket] = []  # the first one holds the model
+        self._tickets: list[Ticket] = []  # the first `slots` ones are answering
+        self.slots = slots
 
     def join(self) -> Ticket:
         ticket = Ticket(self)
@@ -24,13 +26,18 @@ class TurnQueue:
         with self._changed:
             return len(self._tickets)
 
+    def waiting(self) -> int:
+        """Turns that wait for a slot."""
+        with self._changed:
+            return max(0, len(self._tickets) - self.slots)
+
     def _place(self, ticket: Ticket) -> int:
         with self._changed:
-            return self._tickets.index(ticket) if ticket in self._tickets else 0
+            return max(0, self._tickets.index(ticket) - self.slots + 1) if ticket in self._tickets else 0
 
     def _wait(self, ticket: Ticket, timeout: float | None) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: not self._tickets or self._tickets[0] is ticket, timeout)
+            return self._changed.wait_for(lambda: ticket not in self._tickets[self.slots :], timeout)
 
     def _leave(self, ticket: Ticket) -> None:
         with self._changed:

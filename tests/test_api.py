@@ -34,7 +34,7 @@ def stored(data_dir, user: str | None = None):
 def api(tmp_path_factory, demo_model_dir):
     """One app (no accounts, so loopback needs no key) and its data dir, for the module."""
     folder = tmp_path_factory.mktemp("api")
-    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "1"],
+    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "0"],
                      folder / "app.log")
     app.wait_for_page()
     app.wait_for_log("model ready")
@@ -207,7 +207,7 @@ def test_bad_requests_get_openai_errors_naming_what_is_wrong(client, model, tmp_
 
 
 def test_a_full_queue_answers_429_with_retry_after(client, model, api):
-    """The app runs with --api-queue-limit 1: while one answer is being written, another request is refused."""
+    """The app runs with --api-queue-limit 0: while one answer is being written, another request is refused."""
     stream = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Keep talking"}], max_tokens=2000, stream=True
     )

@@ -1,0 +1,262 @@
+"""An engine that sends generation to an OpenAI-compatible server (vLLM, SGLang, or another instance of this app)
+instead of running a model in-process. Same contract as assistant.engine.TransformersEngine: `stream` yields text
+chunks, ends within a chunk once `stop` is set (closing the connection, which aborts the server's generation),
+calls `on_finished` when done, and fills in `report`.
+
+Images go as PNG data URLs and audio as 16 kHz WAV data URLs, decoded and re-encoded the same way each turn, so
+a server that caches prefixes (or this app, which continues the stored conversation) sees the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from assistant.engine import EngineInfo, GenerationReport
+from assistant.families import families
+from assistant.families.base import Family
+from assistant.media import SAMPLE_RATE
+from assistant.prompt import ModelInput
+from domain.errors import GenerationError, ModelLoadError
+from domain.settings import GenerationSettings
+from domain.types import MediaKind
+
+log = logging.getLogger(__name__)
+
+AUDIO_PARTS = ("input_audio", "audio_url")  # vLLM takes the first, SGLang only the second
+DEFAULT_CONTEXT = 32_768
+DEFAULT_MAX_NEW_TOKENS = 1024
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 300.0  # the longest wait for the server's next chunk
+# What a prompt costs in tokens, estimated (the server's tokenizer is not at hand): text at about 3 characters a
+# token, an image at the cost of a 448×448 one in Qwen's vision tower, audio at Whisper's 25 tokens a second.
+CHARS_PER_TOKEN = 3
+IMAGE_TOKENS = 256
+AUDIO_TOKENS_PER_S = 25
+
+
+def family_for_model(name: str, accepts: frozenset[MediaKind] | None) -> Family:
+    """The registry's family whose name the served model's name contains (Qwen/Qwen2.5-Omni-7B -> qwen2.5-omni),
+    with `accepts` (from --engine-accepts) overriding what it takes; an unknown name takes text unless told."""
+
+    def squash(text: str) -> str:
+        return text.lower().replace("-", "").replace("_", "")
+
+    known = next((f for f in families().values() if squash(f.name) in squash(name)), None)
+    if known is None:
+        return Family(
+            name="remote", title=name, model_types=(), accepts=accepts or frozenset(), model_class="", unquantized=(),
+            license="the server's", build_demo=_no_demo, context_tokens=DEFAULT_CONTEXT,
+        )
+    return replace(known, accepts=accepts) if accepts is not None else known
+
+
+def _no_demo(_folder) -> None:
+    raise ModelLoadError("A remote model has no demo checkpoint.")
+
+
+class OpenAIEngine:
+    """Generation by an OpenAI-compatible server at `base_url` (…/v1)."""
+
+    reuse = None  # the server keeps its own prefix cache
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        family: Family,
+        api_key: str | None = None,
+        audio_part: str = "input_audio",
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        max_context: int | None = None,
+        client=None,
+    ):
+        import httpx
+
+        if audio_part not in AUDIO_PARTS:
+            raise ValueError(f"audio_part must be one of {AUDIO_PARTS}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.family = family
+        self.audio_part = audio_part
+        self.max_new_tokens = max_new_tokens
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.Client(
+            headers=headers, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        )
+        self.info = EngineInfo(model=model, quant="remote", device=self.base_url)
+        context = self._served_context() or family.context_tokens or DEFAULT_CONTEXT
+        self.context_tokens = min(context, max_context) if max_context else context
+
+    def _served_context(self) -> int | None:
+        """vLLM says each model's context length (max_model_len) in /v1/models; others may not, or may be down."""
+        try:
+            response = self._client.get(f"{self.base_url}/models", timeout=CONNECT_TIMEOUT_S)
+            for entry in response.json().get("data", []):
+                if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
+                    return entry["max_model_len"]
+        except Exception as error:  # noqa: BLE001 - only an estimate is lost; turns say what is wrong
+            log.warning("could not ask %s for the model's context length: %s", self.base_url, error)
+        return None
+
+    def answer_budget(self, settings: GenerationSettings) -> int:
+        return min(settings.max_new_tokens or self.max_new_tokens, self.context_tokens // 2)
+
+    def count_tokens(self, model_input: ModelInput) -> int:
+        """An estimate: the server's tokenizer is not at hand (a too-long prompt then gets the server's error)."""
+        chars = sum(len(item.get("text", "")) for turn in model_input.conversation for item in _items(turn))
+        audio_s = sum(len(a) for a in model_input.audios) / SAMPLE_RATE
+        return chars // CHARS_PER_TOKEN + IMAGE_TOKENS * len(model_input.images) + int(AUDIO_TOKENS_PER_S * audio_s) + 8
+
+    def request_body(self, model_input: ModelInput, settings: GenerationSettings, stop_strings=()) -> dict:
+        images, audios = iter(model_input.images), iter(model_input.audios)
+        messages = []
+        for turn in model_input.conversation:
+            content = turn["content"]
+            if isinstance(content, str):
+                messages.append({"role": turn["role"], "content": content})
+                continue
+            parts = []
+            for item in content:
+                if item["type"] == "text":
+                    parts.append({"type": "text", "text": item["text"]})
+                elif item["type"] == "image":
+                    parts.append({"type": "image_url", "image_url": {"url": _png_data_url(next(images))}})
+                elif item["type"] == "audio":
+                    wav = _wav_base64(next(audios))
+                    if self.audio_part == "input_audio":
+                        parts.append({"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}})
+                    else:
+                        parts.append({"type": "audio_url", "audio_url": {"url": f"data:audio/wav;base64,{wav}"}})
+            if turn["role"] == "system":
+                parts = "\n".join(p["text"] for p in parts if p["type"] == "text")
+            messages.append({"role": turn["role"], "content": parts})
+        room = self.context_tokens - self.count_tokens(model_input)
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": max(1, min(settings.max_new_tokens or self.max_new_tokens, room)),
+        }
+        for name, value in (("temperature", settings.temperature), ("top_p", settings.top_p), ("seed", settings.seed)):
+            if value is not None:
+                body[name] = value
+        if stop_strings:
+            body["stop"] = list(stop_strings)
+        return body
+
+    def stream(
+        self,
+        model_input: ModelInput,
+        stop: threading.Event,
+        on_finished: Callable[[], None] | None = None,
+        settings: GenerationSettings | None = None,
+        report: GenerationReport | None = None,
+        reuse_key: str | None = None,
+        stop_strings: tuple[str, ...] = (),
+    ) -> Iterator[str]:
+        import httpx
+
+        settings = settings or GenerationSettings()
+        report = report if report is not None else GenerationReport()
+        started = time.monotonic()
+        body = self.request_body(model_input, settings, stop_strings)
+        report.max_new_tokens = body["max_tokens"]
+        report.prompt_tokens = self.count_tokens(model_input)
+        chunks = 0
+        try:
+            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise GenerationError(self._refusal(response))
+                finished = False
+                for line in response.iter_lines():
+                    if stop.is_set():
+                        break  # leaving the block closes the connection: the server aborts the generation
+                    data = _sse_data(line)
+                    if data is None:
+                        continue
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    event = self._parse(data)
+                    if event.get("usage"):
+                        report.prompt_tokens = event["usage"].get("prompt_tokens", report.prompt_tokens)
+                        report.answer_tokens = event["usage"].get("completion_tokens", report.answer_tokens)
+                    for choice in event.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            if report.first_token_s is None:
+                                report.first_token_s = time.monotonic() - started
+                            chunks += 1
+                            yield text
+                if not finished and not stop.is_set():
+                    raise GenerationError(f"The engine server at {self.base_url} ended the answer without finishing it "
+                                          "(the connection closed mid-answer).")
+        except httpx.ConnectError:
+            raise GenerationError(f"The engine server at {self.base_url} is not reachable; is it running?") from None
+        except httpx.TimeoutException:
+            raise GenerationError(f"The engine server at {self.base_url} did not answer in time.") from None
+        except httpx.HTTPError as error:
+            raise GenerationError(f"The connection to the engine server at {self.base_url} failed: {error}.") from None
+        finally:
+            report.answer_tokens = report.answer_tokens or chunks
+            report.seconds = time.monotonic() - started
+            if on_finished is not None:
+                on_finished()
+
+    def _parse(self, data: str) -> dict:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            raise GenerationError(f"The engine server at {self.base_url} answered something that is not OpenAI's "
+                                  f"protocol: {data[:120]!r}.")
+        if event.get("error"):
+            error = event["error"]
+            raise GenerationError(f"The engine server failed: {error.get('message') if isinstance(error, dict) else error}")
+        return event
+
+    def _refusal(self, response) -> str:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200] or response.reason_phrase
+        return f"The engine server at {self.base_url} refused the request (HTTP {response.status_code}): {message}"
+
+
+def _items(turn: dict) -> list[dict]:
+    content = turn["content"]
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _sse_data(line: str) -> str | None:
+    return line[5:].strip() if line.startswith("data:") else None
+
+
+def _png_data_url(image) -> str:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(out.getvalue()).decode()}"
+
+
+def _wav_base64(samples: np.ndarray) -> str:
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(SAMPLE_RATE)
+        file.writeframes(pcm.tobytes())
+    return base64.b64encode(out.getvalue()).decode()

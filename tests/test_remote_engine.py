@@ -1,0 +1,174 @@
+"""--engine openai: generation by an OpenAI-compatible server. The server here is another instance of this app
+(`python run.py` with the demo model, speaking the API of tests/test_api.py); plus servers that are down, die
+mid-answer or answer garbage, which must end in a clear, saved message and never lose what was said."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socketserver
+import threading
+import time
+
+import pytest
+
+from assistant.model_host import ModelHost
+from assistant.remote_engine import OpenAIEngine, family_for_model
+from domain.types import MediaKind, Role, Status
+from tests.conftest import AppProcess, free_port, make_manager
+from tests.media_factory import png
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory, demo_model_dir):
+    folder = tmp_path_factory.mktemp("backend")
+    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--max-new-tokens", "2000"],
+                     folder / "app.log")
+    app.wait_for_page()
+    app.wait_for_log("model ready")
+    yield app, folder / "data"
+    app.kill()
+
+
+def remote_manager(url: str, repository, model: str = "demo", **engine_kwargs):
+    family = family_for_model(model, frozenset({MediaKind.IMAGE, MediaKind.AUDIO}))
+    engine = OpenAIEngine(url, model, family, **engine_kwargs)
+    manager = make_manager(engine, repository)
+    return manager, engine
+
+
+def send(manager, conversation_id, text, uploads=(), stop=None):
+    events = list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
+    return events[0].conversation.id, events[-1].message
+
+
+def app_context(app) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{app.url}/v1/models") as response:
+        return json.load(response)["data"][0]["max_model_len"]
+
+
+def backend_conversations(data_dir):
+    from run import open_storage
+
+    return open_storage(data_dir, None)[0]
+
+
+def test_family_comes_from_the_served_models_name_or_what_it_is_said_to_take():
+    assert family_for_model("Qwen/Qwen2.5-Omni-7B", None).name == "qwen2.5-omni"
+    assert family_for_model("google/gemma-4-E4B-it", None).name == "gemma4"
+    assert family_for_model("Qwen/Qwen2.5-VL-7B-Instruct", None).accepts == frozenset({MediaKind.IMAGE})
+    assert family_for_model("my-llama", None).accepts == frozenset()
+    assert family_for_model("my-llama", frozenset({MediaKind.IMAGE})).sees()
+
+
+@pytest.mark.parametrize("audio_part", ["input_audio", "audio_url"])
+def test_a_conversation_with_an_image_and_audio_through_a_remote_server(backend, repository, tmp_path, speech_wav, audio_part):
+    app, data_dir = backend
+    manager, engine = remote_manager(f"{app.url}/v1", repository, audio_part=audio_part, max_new_tokens=24)
+    # The context length the server announces (this app's /v1/models says max_model_len, as vLLM's does).
+    assert engine.info.quant == "remote" and engine.context_tokens == app_context(app)
+    image = png(tmp_path / "red.png")
+    conversation, first = send(manager, None, "What is in the picture?", [(image, "red.png")])
+    _, second = send(manager, conversation, "And what did I say?", [(speech_wav, "question.wav")])
+    _, third = send(manager, conversation, "Thanks.")
+    for answer in (first, second, third):
+        assert answer.status is Status.COMPLETE and answer.text.strip(), answer.error
+        assert answer.details.answer_tokens > 0 and answer.details.prompt_tokens > 0
+    # The server got the same image and clip bytes each turn, so it continued one stored conversation.
+    served = backend_conversations(data_dir)
+    matching = [c for c in served.list_conversations() if c.title == "What is in the picture?"]
+    messages = served.get_messages(matching[-1].id)
+    assert [m.role for m in messages] == [Role.USER, Role.ASSISTANT] * 3
+    assert [m.text for m in messages if m.role is Role.ASSISTANT] == [first.text, second.text, third.text]
+    assert [a.kind for a in messages[2].attachments] == [MediaKind.AUDIO]
+    assert len({a.sha256 for m in messages for a in m.attachments}) == 2
+
+
+def test_stop_closes_the_stream_and_the_server_stops_too(backend, repository):
+    app, data_dir = backend
+    manager, _ = remote_manager(f"{app.url}/v1", repository)
+    stop = threading.Event()
+    events = manager.send(None, "A very long story about the remote server", [], stop)
+    text = ""
+    for event in events:
+        text = getattr(event, "text", text)
+        if len(text) > 30:
+            stop.set()
+    answer = event.message
+    assert answer.status is Status.STOPPED and answer.text.startswith(text[:30])
+    served = backend_conversations(data_dir)
+    conversation = next(c for c in served.list_conversations() if c.title.startswith("A very long story"))
+    deadline = time.monotonic() + 20
+    while (remote := served.get_messages(conversation.id)[-1]).status is Status.STREAMING and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert remote.status is Status.STOPPED  # closing the connection reached the server's generation
+    assert remote.details.answer_tokens < 2000
+
+
+class FakeServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def serve(body_lines: list[bytes], close_early: bool):
+    """A server that streams these lines for /chat/completions (then hangs up, if close_early) and 404s /models."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for line in body_lines:
+                self.wfile.write(line)
+                self.wfile.flush()
+                time.sleep(0.05)
+            if close_early:
+                self.connection.shutdown(2)
+
+    server = FakeServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def chunk(text: str) -> bytes:
+    return f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': text}}]})}\n\n".encode()
+
+
+@pytest.mark.parametrize(
+    "lines, close_early, expected, message",
+    [
+        ([chunk("Hello "), chunk("there")], True, "Hello there", "closed mid-answer"),
+        ([chunk("Partly "), b"data: <html>oops</html>\n\n"], False, "Partly ", "not OpenAI's protocol"),
+        ([b"data: {\"error\": {\"message\": \"CUDA out of memory\"}}\n\n"], False, "", "CUDA out of memory"),
+    ],
+    ids=["dies-mid-stream", "garbage", "error-event"],
+)
+def test_a_failing_server_ends_the_answer_with_a_clear_error_and_keeps_what_was_said(repository, lines, close_early, expected, message):
+    server = serve(lines, close_early)
+    try:
+        manager, _ = remote_manager(f"http://127.0.0.1:{server.server_address[1]}/v1", repository)
+        conversation, answer = send(manager, None, "Hello?")
+    finally:
+        server.shutdown()
+    assert answer.status is Status.ERROR and message in answer.error
+    assert answer.text == expected
+    assert [m.role for m in repository.get_messages(conversation)] == [Role.USER, Role.ASSISTANT]
+
+
+def test_a_server_that_is_down_gives_a_clear_message(repository):
+    port = free_port()
+    manager, engine = remote_manager(f"http://127.0.0.1:{port}/v1", repository)
+    host = ModelHost(lambda progress: engine).start()
+    host.wait()
+    _, answer = send(manager, None, "Anyone there?")
+    assert answer.status is Status.ERROR and f"127.0.0.1:{port}" in answer.error and "not reachable" in answer.error
+    assert repository.get_messages(answer.conversation_id)[0].text == "Anyone there?"
