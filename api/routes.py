@@ -115,8 +115,9 @@ class ChatApi:
                            "(GET /v1/models).", "model", "model_not_found")
         if self.host.state.phase is Phase.FAILED:
             raise ApiError(503, self.host.state.message, code="model_not_loaded")
-        if self.dialogue.queue.waiting() >= self.queue_limit:
-            raise ApiError(429, f"{self.dialogue.queue.waiting()} answers are waiting already; try again shortly.",
+        queue = self.dialogue.queue
+        if len(queue) >= queue.slots + self.queue_limit:  # this one would wait behind `queue_limit` others
+            raise ApiError(429, f"The model is busy: {len(queue)} answers are being written or waiting; try again shortly.",
                            code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)})
         dialogue = self.dialogue.for_owner(owner)
         stop = threading.Event()

@@ -26,10 +26,6 @@ class TurnQueue:
         with self._changed:
             return len(self._tickets)
 
-    def waiting(self) -> int:
-        """Turns that wait for a slot."""
-        with self._changed:
-            return max(0, len(self._tickets) - self.slots)
 
     def _place(self, ticket: Ticket) -> int:
         with self._changed:
