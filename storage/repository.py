@@ -404,6 +404,10 @@ class ConversationRepository:
         error: str | None = None,
     ) -> MessageRow:
         """Append a message under `parent_id` (LEAF: the current leaf) and make it the conversation's leaf."""
+        # Writers to one conversation take turns: on PostgreSQL (several app instances) the row lock, re-reading
+        # the current leaf under it; SQLite's BEGIN IMMEDIATE already holds the whole database.
+        session.flush()
+        session.refresh(conversation, with_for_update=True)
         last = session.scalar(select(func.max(MessageRow.position)).where(MessageRow.conversation_id == conversation.id))
         now = _now()
         row = MessageRow(

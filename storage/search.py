@@ -1,8 +1,12 @@
-"""Full-text search over message text and audio transcripts, through the FTS5 trigram index of revision 0002; knows nothing of models or UI.
+"""Full-text search over message text and audio transcripts; knows nothing of models or UI.
 
-Trigrams need three characters: shorter queries (two Chinese characters are a word) scan the message
-text instead, which is fast enough for a personal history. Audio transcripts are searched the same way
-through their own index (`transcript_fts`, revision 0006); a hit there is the message that carries the audio.
+SQLite: the FTS5 trigram index of revision 0002. Trigrams need three characters: shorter queries (two Chinese
+characters are a word) scan the message text instead, which is fast enough for a personal history. Audio
+transcripts are searched the same way through their own index (`transcript_fts`, revision 0006); a hit there is
+the message that carries the audio.
+
+PostgreSQL (revision 0008): a substring match served by pg_trgm's GIN index (so Chinese, Japanese and Korean
+substrings are found, as in SQLite), or the words of the query in any order by PostgreSQL's full-text search.
 """
 
 from __future__ import annotations
@@ -30,6 +34,16 @@ _TRANSCRIPT_HIT = """
 """
 _TRANSCRIPTS_INDEXED = _TRANSCRIPT_HIT.format(source="transcript_fts f JOIN transcript t ON t.id = f.rowid", column="f.text")
 _TRANSCRIPTS_SCAN = _TRANSCRIPT_HIT.format(source="transcript t", column="t.text")
+_POSTGRES_MATCH = (
+    "({column} ILIKE :pattern ESCAPE '\\' OR to_tsvector('simple', {column}) @@ plainto_tsquery('simple', :query))"
+    " AND c.user_id IS NOT DISTINCT FROM :owner"
+)
+_MESSAGES_POSTGRES = _MESSAGE_HIT.replace("{column} LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner", _POSTGRES_MATCH).format(
+    source="message m", column="m.content"
+)
+_TRANSCRIPTS_POSTGRES = _TRANSCRIPT_HIT.replace(
+    "{column} LIKE :pattern ESCAPE '\\' AND c.user_id IS :owner", _POSTGRES_MATCH
+).format(source="transcript t", column="t.text")
 
 
 def search_messages(sessions: sessionmaker[Session], query: str, owner: int | None, limit: int = 50) -> list[SearchHit]:
@@ -39,11 +53,17 @@ def search_messages(sessions: sessionmaker[Session], query: str, owner: int | No
     if not query:
         return []
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    params = {"pattern": pattern, "owner": owner, "limit": limit}
+    params = {"pattern": pattern, "owner": owner, "limit": limit, "query": query}
     with sessions() as session:
-        indexed = len(query) >= 3 and session.get_bind().dialect.name == "sqlite"
-        typed = session.execute(text(_MESSAGES_INDEXED if indexed else _MESSAGES_SCAN), params).all()
-        heard = session.execute(text(_TRANSCRIPTS_INDEXED if indexed else _TRANSCRIPTS_SCAN), params).all()
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            messages, transcripts = _MESSAGES_POSTGRES, _TRANSCRIPTS_POSTGRES
+        elif len(query) >= 3 and dialect == "sqlite":
+            messages, transcripts = _MESSAGES_INDEXED, _TRANSCRIPTS_INDEXED
+        else:
+            messages, transcripts = _MESSAGES_SCAN, _TRANSCRIPTS_SCAN
+        typed = session.execute(text(messages), params).all()
+        heard = session.execute(text(transcripts), params).all()
     hits: dict[int, tuple] = {}
     for mid, cid, content, title, created in [*typed, *((m, c, TRANSCRIPT_MARK + t, ti, cr) for m, c, t, ti, cr in heard)]:
         hits.setdefault(mid, (cid, content, title, created))  # a message found by its text and its audio shows once

@@ -237,3 +237,35 @@ def media(tmp_path, speech_wav):
         "blue": png(tmp_path / "blue.png", (96, 64), (20, 20, 220)),
         "speech": speech_wav,
     }
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on loopback for the whole run (tests/postgres.py)."""
+    from tests.postgres import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A new, empty database of each kind the app runs on."""
+    from storage.database import sqlite_url
+
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "db.sqlite3")
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture
+def repository_on_each_database(database_url, tmp_path):
+    from storage.blobs import BlobStore
+    from storage.database import open_database
+    from storage.repository import ConversationRepository
+
+    return ConversationRepository(open_database(database_url), BlobStore(tmp_path / "files"))

@@ -5,11 +5,18 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlalchemy import text
 
 from domain.errors import ConversationNotFound, InvalidInput
 from domain.types import MediaFile, MediaKind, Status
 from storage.database import create_db_engine, migrate, sqlite_url
 from tests.media_factory import png
+
+
+@pytest.fixture
+def repository(repository_on_each_database):
+    """Every test here that takes `repository` runs on SQLite and on PostgreSQL."""
+    return repository_on_each_database
 
 
 def image(path, name="p.png"):
@@ -18,8 +25,8 @@ def image(path, name="p.png"):
 
 def chat(repository, title, *texts, files=()):
     conversation = repository.create_conversation(title)
-    for i, text in enumerate(texts):
-        repository.add_user_message(conversation.id, text, files if i == 0 else [])
+    for i, said in enumerate(texts):
+        repository.add_user_message(conversation.id, said, files if i == 0 else [])
         reply = repository.start_assistant_message(conversation.id)
         repository.finish_message(reply.id, f"reply {i}", Status.COMPLETE)
     return conversation
@@ -47,7 +54,7 @@ def test_rename_keeps_the_order_and_refuses_an_empty_title(repository):
         repository.rename_conversation("nope", "x")
 
 
-def test_delete_removes_messages_and_only_the_files_nobody_else_uses(repository, tmp_path):
+def test_delete_removes_messages_and_only_the_files_nobody_else_uses(repository, tmp_path, database_url):
     shared, own = png(tmp_path / "shared.png"), png(tmp_path / "own.png", color=(0, 0, 255))
     keep = chat(repository, "keep", "look", files=[image(shared)])
     gone = chat(repository, "gone", "look", "again", files=[image(shared), image(own)])
@@ -57,9 +64,9 @@ def test_delete_removes_messages_and_only_the_files_nobody_else_uses(repository,
     assert [c.id for c in repository.list_conversations()] == [keep.id]
     with pytest.raises(ConversationNotFound):
         repository.get_messages(gone.id)
-    db = sqlite3.connect(tmp_path / "db.sqlite3")
-    assert db.execute("select count(*) from message where conversation_id = ?", (gone.id,)).fetchone() == (0,)
-    assert db.execute("select count(*) from attachment").fetchone() == (1,)
+    with create_db_engine(database_url).connect() as connection:
+        assert connection.execute(text("select count(*) from message where conversation_id = :c"), {"c": gone.id}).scalar() == 0
+        assert connection.execute(text("select count(*) from attachment")).scalar() == 1
     assert repository.search("again") == []  # the index forgot it too
     assert repository.get_messages(keep.id)[0].attachments[0].path.read_bytes() == shared.read_bytes()
 

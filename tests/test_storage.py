@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 from sqlalchemy import inspect, text
@@ -12,6 +11,12 @@ from domain.types import MediaFile, MediaKind, Role, Status
 from storage.database import create_db_engine, migrate, sqlite_url
 from assistant.dialogue import make_title
 from storage.repository import INTERRUPTED
+
+
+@pytest.fixture
+def repository(repository_on_each_database):
+    """Every test here that takes `repository` runs on SQLite and on PostgreSQL."""
+    return repository_on_each_database
 
 
 def image(png_file, name="car.png"):
@@ -37,16 +42,20 @@ def test_round_trip_with_attachments(repository, png_file, speech_wav):
     assert (answer.role, answer.text, answer.status) == (Role.ASSISTANT, "A red car.", Status.COMPLETE)
 
 
-def test_same_image_twice_is_stored_once(repository, png_file, tmp_path):
+def count(url: str, sql: str, **params) -> int:
+    with create_db_engine(url).connect() as connection:
+        return connection.execute(text(sql), params).scalar()
+
+
+def test_same_image_twice_is_stored_once(repository, png_file, tmp_path, database_url):
     conversation = repository.create_conversation("Twice")
     repository.add_user_message(conversation.id, "one", [image(png_file, "a.png")])
     repository.add_user_message(conversation.id, "two", [image(png_file, "b.png"), image(png_file, "c.png")])
 
     blobs = [p for p in (tmp_path / "files").rglob("*") if p.is_file()]
     assert len(blobs) == 1
-    db = sqlite3.connect(tmp_path / "db.sqlite3")
-    assert db.execute("select count(*) from attachment").fetchone() == (1,)
-    assert db.execute("select count(*) from message_attachment").fetchone() == (3,)
+    assert count(database_url, "select count(*) from attachment") == 1
+    assert count(database_url, "select count(*) from message_attachment") == 3
     names = [a.filename for m in repository.get_messages(conversation.id) for a in m.attachments]
     assert names == ["a.png", "b.png", "c.png"]
 
@@ -70,10 +79,10 @@ def test_unknown_conversation_is_an_error_not_none(repository):
         repository.get_messages("nope")
 
 
-def test_deleting_a_conversation_cascades(repository, png_file, tmp_path):
+def test_deleting_a_conversation_cascades(repository, png_file, database_url):
     conversation = repository.create_conversation("gone")
     repository.add_user_message(conversation.id, "x", [image(png_file)])
-    engine = create_db_engine(sqlite_url(tmp_path / "db.sqlite3"))
+    engine = create_db_engine(database_url)
     with engine.begin() as connection:
         connection.execute(text("delete from conversation"))
         assert connection.execute(text("select count(*) from message")).scalar() == 0
@@ -95,7 +104,7 @@ def test_migration_from_empty_to_head_and_back(tmp_path):
     tables = set(inspect(engine).get_table_names())
     assert {"conversation", "message", "attachment", "message_attachment", "alembic_version"} <= tables
     with engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0007"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0008"
         assert connection.execute(text("pragma journal_mode")).scalar() == "wal"
         assert connection.execute(text("pragma foreign_keys")).scalar() == 1
     indexes = {i["name"] for i in inspect(engine).get_indexes("conversation")}
@@ -210,3 +219,25 @@ def test_every_conversation_is_listed(repository):
         repository.create_conversation(f"chat {i}")
     titles = [c.title for c in repository.list_conversations()]
     assert len(titles) == 520 and titles[-1] == "chat 0"
+
+
+def test_migrations_run_on_postgresql_up_down_and_up_again(postgres):
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.database import MIGRATIONS_DIR
+
+    engine = create_db_engine(postgres.new_database())
+    migrate(engine)
+    tables = set(inspect(engine).get_table_names())
+    assert {"conversation", "message", "attachment", "transcript", "api_key", "alembic_version"} <= tables
+    indexes = {i["name"] for i in inspect(engine).get_indexes("message")}
+    assert {"ix_message_content_trgm", "ix_message_content_words"} <= indexes
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    migrate(engine)
+    assert "api_key" in inspect(engine).get_table_names()

@@ -47,9 +47,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("message_fts_insert", "message_fts_delete", "message_fts_update"):
-        op.execute(f"DROP TRIGGER IF EXISTS {name}")
-    op.execute("DROP TABLE IF EXISTS message_fts")
+    if op.get_bind().dialect.name == "sqlite":
+        for name in ("message_fts_insert", "message_fts_delete", "message_fts_update"):
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        op.execute("DROP TABLE IF EXISTS message_fts")
     op.drop_index("ix_conversation_list", table_name="conversation")
     # SQLite has had DROP COLUMN since 3.35; Alembic's SQLite dialect would insist on a batch copy.
     op.execute("ALTER TABLE conversation DROP COLUMN archived")

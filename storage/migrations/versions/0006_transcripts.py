@@ -48,7 +48,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("transcript_fts_insert", "transcript_fts_delete", "transcript_fts_update"):
-        op.execute(f"DROP TRIGGER IF EXISTS {name}")
-    op.execute("DROP TABLE IF EXISTS transcript_fts")
+    if op.get_bind().dialect.name == "sqlite":
+        for name in ("transcript_fts_insert", "transcript_fts_delete", "transcript_fts_update"):
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        op.execute("DROP TABLE IF EXISTS transcript_fts")
     op.drop_table("transcript")
