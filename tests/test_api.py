@@ -262,3 +262,20 @@ def test_remote_media_is_never_fetched_from_this_machine_or_private_networks():
             fetch(url, 1000, "messages[0].content[0]")
         assert error.value.status == 400, url
     assert not served.is_set()
+
+
+def test_a_model_that_failed_to_load_is_a_503_saying_why(start_app, demo_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_model_dir, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors")
+    app = start_app("--model", str(broken), "--data-dir", str(tmp_path / "data"), "--whisper-model", "none")
+    app.wait_for_page()
+    app.wait_for_log("ERROR")
+    client = openai.OpenAI(base_url=f"{app.url}/v1", api_key="none", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as error:
+        client.chat.completions.create(model="broken", messages=[{"role": "user", "content": "hi"}])
+    assert error.value.status_code == 503 and error.value.code == "model_not_loaded"
+    assert "failed to load" in error.value.message and "Safetensor" in error.value.message  # as the page says it

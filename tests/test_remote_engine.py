@@ -172,3 +172,34 @@ def test_a_server_that_is_down_gives_a_clear_message(repository):
     _, answer = send(manager, None, "Anyone there?")
     assert answer.status is Status.ERROR and f"127.0.0.1:{port}" in answer.error and "not reachable" in answer.error
     assert repository.get_messages(answer.conversation_id)[0].text == "Anyone there?"
+
+
+def test_the_conversations_settings_reach_the_server(backend, repository):
+    from domain.settings import GenerationSettings
+
+    app, data_dir = backend
+    manager, _ = remote_manager(f"{app.url}/v1", repository)
+    settings = GenerationSettings(system_prompt="Be terse.", temperature=0.7, top_p=0.9, max_new_tokens=7, seed=11)
+    events = list(manager.send(None, "Settings travel?", [], threading.Event(), settings))
+    assert events[-1].message.status is Status.COMPLETE
+    served = backend_conversations(data_dir)
+    conversation = next(c for c in served.list_conversations() if c.title == "Settings travel?")
+    assert served.get_conversation(conversation.id).settings == settings
+    assert served.get_messages(conversation.id)[-1].details.answer_tokens <= 7
+
+
+def test_an_api_answer_that_fails_upstream_is_a_500_in_openais_shape(start_app, tmp_path):
+    """The one fault the API reports as 500: generation failed (here: --engine openai with its server down)."""
+    import openai
+
+    front = start_app("--engine", "openai", "--engine-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "some-model",
+                      "--whisper-model", "none", "--data-dir", str(tmp_path / "front"))
+    front.wait_for_page()
+    front.wait_for_log("model ready")
+    client = openai.OpenAI(base_url=f"{front.url}/v1", api_key="none", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as error:
+        client.chat.completions.create(model="some-model", messages=[{"role": "user", "content": "hi"}])
+    assert error.value.status_code == 500 and "not reachable" in error.value.message
+    stream = client.chat.completions.create(model="some-model", messages=[{"role": "user", "content": "hi"}], stream=True)
+    with pytest.raises(openai.APIError, match="not reachable"):
+        list(stream)
