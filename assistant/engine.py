@@ -47,12 +47,15 @@ class GenerationReport:
     max_new_tokens: int = 0
     first_token_s: float | None = None
     seconds: float | None = None
+    last_token_s: float | None = None  # when the last token came (seconds may include work after it)
 
     @property
     def tokens_per_s(self) -> float | None:
-        if not self.seconds or self.first_token_s is None or self.answer_tokens < 2:
+        """Decode speed: the tokens after the first over the time from the first to the last."""
+        end = self.last_token_s if self.last_token_s is not None else self.seconds
+        if not end or self.first_token_s is None or self.answer_tokens < 2:
             return None
-        return (self.answer_tokens - 1) / max(self.seconds - self.first_token_s, 1e-9)
+        return (self.answer_tokens - 1) / max(end - self.first_token_s, 1e-9)
 
     @property
     def hit_length_limit(self) -> bool:
@@ -229,6 +232,7 @@ class TransformersEngine:
             report.seconds = time.monotonic() - started
             if streamer.first_token_at is not None:
                 report.first_token_s = streamer.first_token_at - started
+                report.last_token_s = streamer.last_token_at - started
             self._busy.release()
             if on_finished is not None:
                 on_finished()

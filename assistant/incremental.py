@@ -35,7 +35,7 @@ class IncrementalProcessor:
 
     def __call__(self, model_input: ModelInput, known: Callable[[str], bool]) -> dict:
         processor = self._processor
-        image_token, audio_token = processor.image_token, getattr(processor, "audio_token", None)
+        image_token, audio_token = getattr(processor, "image_token", None), getattr(processor, "audio_token", None)
         image_keys = [media_key("image", k) for k in model_input.image_keys]
         audio_keys = [media_key("audio", k) for k in model_input.audio_keys]
         new_images = [i for i, k in enumerate(image_keys) if not (k in self._seen and known(k))]
@@ -47,7 +47,7 @@ class IncrementalProcessor:
             media = self._media_kwargs([model_input.images[i] for i in new_images], [model_input.audios[i] for i in new_audios])
             fresh = processor(text=[placeholders], **media, return_tensors="pt", padding=True)
             ids = fresh["input_ids"][0].tolist()
-            image_runs = _runs(ids, processor.tokenizer.convert_tokens_to_ids(image_token))
+            image_runs = _runs(ids, processor.tokenizer.convert_tokens_to_ids(image_token)) if new_images else []
             for j, i in enumerate(new_images):
                 self._seen[image_keys[i]] = Seen(tokens=image_runs[j], grid=fresh["image_grid_thw"][j])
             audio_runs = _runs(ids, processor.tokenizer.convert_tokens_to_ids(audio_token)) if new_audios else []

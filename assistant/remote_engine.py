@@ -196,8 +196,9 @@ class OpenAIEngine:
                     for choice in event.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")
                         if text:
+                            report.last_token_s = time.monotonic() - started
                             if report.first_token_s is None:
-                                report.first_token_s = time.monotonic() - started
+                                report.first_token_s = report.last_token_s
                             chunks += 1
                             yield text
                 if not finished and not stop.is_set():

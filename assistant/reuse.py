@@ -44,9 +44,16 @@ def _vl_positions(inner, inputs):
     )
 
 
-# The families this path knows: how each computes its 3-D rotary positions for a whole prompt. The others prefill
-# in full each turn (Qwen3-VL adds vision features inside its first layers, which embeddings alone cannot carry).
-POSITIONS = {"qwen2.5-omni": _omni_positions, "qwen2.5-vl": _vl_positions}
+def _text_positions(inner, inputs):
+    """Plain 1-D positions (Qwen2-Audio): 0..n-1, no deltas to keep."""
+    length = inputs["input_ids"].shape[1]
+    return torch.arange(length, device=inputs["input_ids"].device).unsqueeze(0), None
+
+
+# The families this path knows: how each computes its rotary positions for a whole prompt. The others prefill in
+# full each turn (Qwen3-VL adds vision features inside its first layers, which embeddings alone cannot carry;
+# Gemma 4 feeds per-layer inputs computed from the token ids).
+POSITIONS = {"qwen2.5-omni": _omni_positions, "qwen2.5-vl": _vl_positions, "qwen2-audio": _text_positions}
 REUSE_FAMILIES = frozenset(POSITIONS)
 # Encoder outputs kept in RAM (on the CPU, whatever the model's device), least recently used dropped first.
 ENCODER_MEMORY_BYTES = 1 << 30
@@ -203,7 +210,7 @@ class Reuse:
         ids = inputs["input_ids"]
         length = ids.shape[1]
         config = model.config
-        blocks = _blocks(ids[0], config.image_token_id, getattr(config, "audio_token_id", None), image_keys, audio_keys)
+        blocks = _blocks(ids[0], getattr(config, "image_token_id", None), getattr(config, "audio_token_id", None), image_keys, audio_keys)
         positions, deltas = POSITIONS[family](inner, inputs)
         entry = self.kv.take(key)
         start, cache = 0, DynamicCache(config=config)
@@ -228,11 +235,12 @@ class Reuse:
             inner(
                 inputs_embeds=embeds,
                 attention_mask=mask,
-                position_ids=positions[:, :, start : length - 1],
+                position_ids=positions[..., start : length - 1],
                 past_key_values=cache,
                 use_cache=True,
             )
-        inner.rope_deltas = deltas
+        if deltas is not None:
+            inner.rope_deltas = deltas
         return cache, [(s, k) for s, _, _, _, k in blocks]
 
     def keep(self, key: str, sequence: torch.Tensor, cache, keys: list[tuple[int, str]]) -> None:
@@ -306,4 +314,21 @@ def _encode(inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
         return inner.get_image_features(pixels, grids[j : j + 1]).pooler_output[0]
     features = inputs["input_features"][j : j + 1].to(float_dtype)
     mask = inputs["feature_attention_mask"][j : j + 1]
+    if not hasattr(inner, "get_audio_features"):
+        return _qwen2_audio_features(inner, features, mask)
     return inner.get_audio_features(features, mask).last_hidden_state
+
+
+def _qwen2_audio_features(inner, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Qwen2-Audio merges audio inside its forward and has no get_audio_features: the same steps for one clip
+    (tower over the valid frames, projector), cut to the tokens its placeholder run holds."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    tower = inner.audio_tower
+    feature_lengths, output_lengths = tower._get_feat_extract_output_lengths(mask.sum(-1))
+    frames = (features.shape[-1] - 2) // 2 + 1
+    valid = (torch.arange(frames, device=features.device) < feature_lengths.to(features.device).unsqueeze(1)).long()
+    dummy = torch.zeros((1, frames, 1), dtype=features.dtype, device=features.device)
+    attention = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=valid)
+    hidden = tower(features, attention_mask=attention).last_hidden_state
+    return inner.multi_modal_projector(hidden)[0, : int(output_lengths[0])]

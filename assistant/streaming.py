@@ -39,6 +39,7 @@ class ChunkStreamer(BaseStreamer):
         self._emitted = 0
         self._prompt_seen = False
         self.first_token_at: float | None = None  # time.monotonic() of the first new token
+        self.last_token_at: float | None = None  # … and of the latest
         self._is_byte = lru_cache(maxsize=None)(
             lambda token_id: bool(_BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or ""))
         )
@@ -53,8 +54,9 @@ class ChunkStreamer(BaseStreamer):
             return
         if self.hit_stop_string.is_set():  # generate() may hand over one more token before it stops
             return
+        self.last_token_at = time.monotonic()
         if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
+            self.first_token_at = self.last_token_at
         self._ids.extend(value.reshape(-1).tolist())
         settled = len(self._ids)
         while settled and self._is_byte(self._ids[settled - 1]):

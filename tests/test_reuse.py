@@ -41,7 +41,7 @@ def script(manager: DialogueManager, media) -> list[str]:
     for turn in range(1, TURNS + 1):
         for name in conversations:
             uploads = []
-            if turn in (1, 6):
+            if turn in (1, 6) and manager.host.family.sees():
                 picture = pictures[name][0 if turn == 1 else 1]
                 uploads = [(media[picture], f"{picture}.png")]
             elif turn == 3 and manager.host.family.hears():
@@ -59,7 +59,7 @@ def script(manager: DialogueManager, media) -> list[str]:
 
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
-@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl"])
+@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl", "qwen2-audio"])
 def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, tmp_path):
     base = load_engine(ModelSpec(str(family_model_dir(family)), quant, demo=True), lambda *_: None)
     reuse = Reuse(1.0, tmp_path / "encoders")
@@ -71,7 +71,7 @@ def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, 
     assert len(got) == 2 * TURNS + 2 and all(answer.strip() for answer in got)
     # Each media item (two images, and a clip for a model that hears) went through its encoder once, in both
     # conversations.
-    assert reuse.encoders.calls == (3 if base.family.hears() else 2)
+    assert reuse.encoders.calls == 2 * base.family.sees() + base.family.hears()
 
 
 def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder_outputs(engine, media, tmp_path):
@@ -185,3 +185,32 @@ def test_earlier_media_are_not_processed_again_and_the_prompt_is_the_same(engine
     assert torch.equal(incremental["input_ids"], whole["input_ids"])
     assert torch.equal(incremental["image_grid_thw"], whole["image_grid_thw"])
     assert "".join(reusing.stream(follow_up, threading.Event(), reuse_key="c")) == "".join(full.stream(follow_up, threading.Event()))
+
+
+def test_qwen2_audio_follow_ups_process_and_prefill_only_what_is_new(family_model_dir, media, tmp_path):
+    """Qwen2-Audio (1-D positions, audio merged inside its forward): the earlier clip is neither processed nor
+    prefilled again, the prompt is the one the full processor makes, and the answer is the full prefill's."""
+    import torch
+
+    from assistant.media import decode_audio
+    from assistant.prompt import ModelInput
+    from tests.media_factory import write_tone
+
+    base = load_engine(ModelSpec(str(family_model_dir("qwen2-audio")), Quant.NONE, demo=True), lambda *_: None)
+    reuse = Reuse(1.0, tmp_path / "encoders")
+    reusing, full = with_reuse(base, reuse), with_reuse(base, None)
+    speech, tone = decode_audio(media["speech"]), decode_audio(write_tone(tmp_path / "tone.wav", 2.0))
+    question = {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "what?"}]}
+    first = ModelInput([question], [], [speech], [], ["speech#0"])
+    answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
+    follow_up = ModelInput(
+        [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+         {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "and this?"}]}],
+        [], [speech, tone], [], ["speech#0", "tone#0"],
+    )
+    incremental, whole = reusing.prepare(follow_up), full.prepare(follow_up)
+    assert incremental["new_audios"] == [1] and incremental["input_features"].shape[0] == 1
+    assert torch.equal(incremental["input_ids"], whole["input_ids"])
+    assert "".join(reusing.stream(follow_up, threading.Event(), reuse_key="c")) == "".join(full.stream(follow_up, threading.Event()))
+    assert reuse.prefilled < whole["input_ids"].shape[1] - full.prepare(first)["input_ids"].shape[1]  # not the first turn again
+    assert reuse.encoders.calls == 2
