@@ -1,7 +1,8 @@
 """Where the app's decode speed goes: the same prompt and forced answer length through plain `model.generate`
-on the calling thread, in a worker thread, in a worker thread with our streamer and stop criterion, and through
-`TransformersEngine.stream` (with and without reuse), in rounds so that drift shows. Tokens per second are
-(N - 1) / (time(N) - time(1)).
+on the calling thread, in a new worker thread, in one long-lived thread, in a worker thread with our streamer and
+stop criterion, through `TransformersEngine.stream` (with and without reuse) and through the dialogue manager
+(storage included), in rounds so that drift shows. Tokens per second are (N - 1) / (time(N) - time(1)); the
+engine's and the dialogue's are the app's own figure (first to last token).
 Run: .venv/bin/python bench/decode_overhead.py --size small [--tokens 32] [--rounds 2]
 """
 
@@ -80,6 +81,17 @@ def main() -> None:
         sync()
         return time.perf_counter() - start
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    persistent = ThreadPoolExecutor(max_workers=1)  # one thread for every generation, as opposed to a new one each
+
+    def long_lived(n: int) -> float:
+        sync()
+        start = time.perf_counter()
+        persistent.submit(generate, n).result()
+        sync()
+        return time.perf_counter() - start
+
     def app(engine: TransformersEngine, key: str | None, turn: int) -> float:
         report = GenerationReport()
         for _ in engine.stream(prompt(turn), threading.Event(), report=report, reuse_key=key):
@@ -91,15 +103,37 @@ def main() -> None:
     reusing = TransformersEngine(model, base.processor, base.info, base.family, max_new_tokens=args.tokens,
                                  generation_kwargs={**greedy, "min_new_tokens": args.tokens},
                                  reuse=Reuse(1.0, args.work / "decode-overhead-encoders"))
+    def dialogue_rate(turn: int) -> float:
+        """Through the dialogue manager, as the page and the API call it (storage included)."""
+        from assistant.dialogue import DialogueManager
+        from assistant.media import MediaLoader
+        from assistant.model_host import ModelHost
+        from assistant.turn_queue import TurnQueue
+        from storage.blobs import BlobStore
+        from storage.database import open_database, sqlite_url
+        from storage.repository import ConversationRepository
+
+        folder = args.work / f"decode-overhead-{time.time_ns()}"
+        folder.mkdir(parents=True)
+        repository = ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
+        host = ModelHost(lambda progress: plain).start()
+        host.wait()
+        manager = DialogueManager(repository, host, MediaLoader(), TurnQueue())
+        text = prompt(turn).conversation[0]["content"][0]["text"]
+        events = list(manager.send(None, text, [], threading.Event()))
+        return events[-1].message.details.tokens_per_s or 0.0
+
     main_thread(2)  # warm-up
     print(f"size {args.size}, {base.info.quant}, {base.info.device}, {args.tokens} tokens; tokens/s:")
     for round_ in range(args.rounds):
         figures = {
             "main thread": rate(main_thread, args.tokens),
             "worker thread": rate(worker, args.tokens),
+            "long-lived thread": rate(long_lived, args.tokens),
             "worker+streamer": rate(lambda n: worker(n, True), args.tokens),
             "engine.stream": app(plain, None, 0),
             "engine.stream reuse": app(reusing, "c", round_),
+            "dialogue": dialogue_rate(round_),
             "main thread after": rate(main_thread, args.tokens),
         }
         print(f"round {round_ + 1}: " + ", ".join(f"{name} {value:.1f}" for name, value in figures.items()), flush=True)
