@@ -203,3 +203,35 @@ def test_an_api_answer_that_fails_upstream_is_a_500_in_openais_shape(start_app, 
     stream = client.chat.completions.create(model="some-model", messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.APIError, match="not reachable"):
         list(stream)
+
+
+def test_a_remote_model_that_cannot_hear_gets_the_transcript_which_the_server_receives(backend, repository, transcripts, whisper_model, speech_wav):
+    from assistant.demo_whisper import DEMO_WHISPER_OPTIONS
+    from assistant.media import MediaLoader
+    from assistant.transcribe import Transcriber
+
+    app, data_dir = backend
+    family = family_for_model("demo", frozenset({MediaKind.IMAGE}))  # the server is told: text and images only
+    engine = OpenAIEngine(f"{app.url}/v1", "demo", family, max_new_tokens=8)
+    transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: whisper_model, "demo Whisper (random weights)",
+                              options=DEMO_WHISPER_OPTIONS).start()
+    manager = make_manager(engine, repository, transcriber)
+    conversation, answer = send(manager, None, "What did I ask?", [(speech_wav, "question.wav")])
+    assert answer.status is Status.COMPLETE, answer.error
+    [attachment] = repository.get_messages(conversation)[0].attachments
+    assert attachment.transcript.text.strip()
+    served = backend_conversations(data_dir)
+    [question] = [m for c in served.list_conversations() for m in served.get_messages(c.id)[:1] if "What did I ask?" in m.text]
+    assert question.attachments == ()  # no audio went to the server, only its transcript
+    assert f"[Audio “question.wav”, transcribed: {attachment.transcript.text}]" in question.text
+
+
+def test_a_queue_with_several_slots_runs_that_many_turns_at_once():
+    from assistant.turn_queue import TurnQueue
+
+    queue = TurnQueue(slots=2)
+    first, second, third = queue.join(), queue.join(), queue.join()
+    assert first.wait(0) and second.wait(0) and not third.wait(0)
+    assert (first.place, second.place, third.place) == (0, 0, 1)
+    second.release()
+    assert third.wait(1) and third.place == 0
