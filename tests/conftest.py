@@ -190,6 +190,15 @@ class AppProcess:
         self._log.close()
 
 
+def ready_app(folder: Path, *args: str) -> AppProcess:
+    """`python run.py ARGS` logging into `folder`, once its page is up and its model loaded."""
+    folder.mkdir(parents=True, exist_ok=True)
+    app = AppProcess(list(args), folder / "app.log")
+    app.wait_for_page()
+    app.wait_for_log("model ready")
+    return app
+
+
 @pytest.fixture
 def start_app(tmp_path):
     started: list[AppProcess] = []

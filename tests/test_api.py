@@ -14,7 +14,7 @@ import time
 import openai
 import pytest
 
-from tests.conftest import ROOT, AppProcess
+from tests.conftest import ROOT, ready_app
 from tests.media_factory import png, write_tone
 
 
@@ -34,10 +34,7 @@ def stored(data_dir, user: str | None = None):
 def api(tmp_path_factory, demo_model_dir):
     """One app (no accounts, so loopback needs no key) and its data dir, for the module."""
     folder = tmp_path_factory.mktemp("api")
-    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "0"],
-                     folder / "app.log")
-    app.wait_for_page()
-    app.wait_for_log("model ready")
+    app = ready_app(folder, "--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "0")
     yield app, folder / "data"
     app.kill()
 
@@ -229,10 +226,8 @@ def test_with_accounts_every_request_needs_a_valid_key(tmp_path, demo_model_dir)
     cli("adduser", "alice", "--password-stdin")
     key = cli("apikey", "create", "--user", "alice", "--name", "editor").splitlines()[-1]
     assert key.startswith("sk-la-")
-    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(data_dir)], tmp_path / "app.log")
+    app = ready_app(tmp_path / "app", "--model", str(demo_model_dir), "--data-dir", str(data_dir))
     try:
-        app.wait_for_page()
-        app.wait_for_log("model ready")
         for bad in ("not-needed", "sk-la-wrong"):
             with pytest.raises(openai.AuthenticationError):
                 openai.OpenAI(base_url=f"{app.url}/v1", api_key=bad, max_retries=0).models.list()

@@ -15,17 +15,14 @@ import pytest
 from assistant.model_host import ModelHost
 from assistant.remote_engine import OpenAIEngine, family_for_model
 from domain.types import MediaKind, Role, Status
-from tests.conftest import AppProcess, free_port, make_manager
+from tests.conftest import free_port, make_manager, ready_app
 from tests.media_factory import png
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory, demo_model_dir):
     folder = tmp_path_factory.mktemp("backend")
-    app = AppProcess(["--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--max-new-tokens", "2000"],
-                     folder / "app.log")
-    app.wait_for_page()
-    app.wait_for_log("model ready")
+    app = ready_app(folder, "--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--max-new-tokens", "2000")
     yield app, folder / "data"
     app.kill()
 

@@ -110,17 +110,7 @@ def test_migration_from_empty_to_head_and_back(tmp_path):
     indexes = {i["name"] for i in inspect(engine).get_indexes("conversation")}
     assert "ix_conversation_updated_at" in indexes
     migrate(engine)  # at head already: a no-op, as at every later startup
-
-    from alembic import command
-    from alembic.config import Config
-
-    from storage.database import MIGRATIONS_DIR
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    downgrade_to_base(engine)
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
 
 
@@ -222,22 +212,26 @@ def test_every_conversation_is_listed(repository):
 
 
 def test_migrations_run_on_postgresql_up_down_and_up_again(postgres):
-    from alembic import command
-    from alembic.config import Config
-
-    from storage.database import MIGRATIONS_DIR
-
     engine = create_db_engine(postgres.new_database())
     migrate(engine)
     tables = set(inspect(engine).get_table_names())
     assert {"conversation", "message", "attachment", "transcript", "api_key", "alembic_version"} <= tables
     indexes = {i["name"] for i in inspect(engine).get_indexes("message")}
     assert {"ix_message_content_trgm", "ix_message_content_words"} <= indexes
+    downgrade_to_base(engine)
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    migrate(engine)
+    assert "api_key" in inspect(engine).get_table_names()
+
+
+def downgrade_to_base(engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.database import MIGRATIONS_DIR
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
-    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-    migrate(engine)
-    assert "api_key" in inspect(engine).get_table_names()
