@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 import tempfile
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024**2
 DEFAULT_QUEUE_LIMIT = 32
 RETRY_AFTER_S = 5
-LOOPBACK_CLIENTS = ("127.0.0.1", "::1", "localhost")
 _DONE = object()
 
 
@@ -93,7 +93,7 @@ class ChatApi:
                                "python run.py apikey create --user NAME.", code="invalid_api_key")
             return owner
         # One local person and no accounts: loopback needs no key, as with Ollama.
-        if request.client is None or request.client.host not in LOOPBACK_CLIENTS:
+        if request.client is None or not _is_loopback(request.client.host):
             raise ApiError(401, "Only this machine may use the API while the app has no accounts.", code="invalid_api_key")
         return None
 
@@ -265,6 +265,15 @@ def usage(message: Message) -> dict:
     prompt = message.details.prompt_tokens if message.details else 0
     answer = message.details.answer_tokens if message.details else 0
     return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _sse(body: dict) -> str:

@@ -274,3 +274,19 @@ def test_a_model_that_failed_to_load_is_a_503_saying_why(start_app, demo_model_d
         client.chat.completions.create(model="broken", messages=[{"role": "user", "content": "hi"}])
     assert error.value.status_code == 503 and error.value.code == "model_not_loaded"
     assert "failed to load" in error.value.message and "Safetensor" in error.value.message  # as the page says it
+
+
+def test_without_accounts_only_this_machine_may_use_the_api(tmp_path):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from api.routes import ChatApi
+
+    api = ChatApi(None, None, "demo", accounts=lambda: False, user_of_key=lambda key: None, upload_dir=tmp_path)
+    for client_address, status in ((("192.168.1.20", 5000), 401), (("::ffff:127.0.0.1", 5000), 200)):
+        api.host = type("Host", (), {"engine": None})()
+        with TestClient(Starlette(routes=api.routes()), client=client_address) as client:
+            response = client.get("/v1/models")
+        assert response.status_code == status, client_address
+        if status == 401:
+            assert response.json()["error"]["code"] == "invalid_api_key"
