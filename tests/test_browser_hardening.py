@@ -240,3 +240,27 @@ def test_an_unexpected_failure_is_shown_in_the_chat_and_the_page_unlocks(browser
     expect(page.locator("#stop")).to_be_disabled()
     expect(page.locator("#new-chat")).to_be_enabled()
     page.close()
+
+
+def test_page_and_api_turns_share_one_queue(browser, start_app, demo_model_dir, tmp_path):
+    """An API answer holds the model: a page turn waits, showing its place, and goes on when the API client is done."""
+    import openai
+
+    app = start_ready_app(start_app, demo_model_dir, tmp_path / "data")
+    client = openai.OpenAI(base_url=f"{app.url}/v1", api_key="none", max_retries=0, timeout=120)
+    stream = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Talk on"}], stream=True, max_tokens=4000
+    )
+    next(chunk for chunk in stream if chunk.choices and chunk.choices[0].delta.content)  # it holds the model now
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    open_page(page, app.url)
+    page.locator("#composer textarea").fill("My turn?")
+    page.locator("#composer textarea").press("Enter")
+    bubble = page.locator("#chat .message-row.bot-row")
+    expect(bubble).to_contain_text("Queued: 1 answer for other chats before yours")
+    stream.close()  # the API client leaves: its answer stops, and the page's turn gets the model
+    wait_for_answer(page, 1)
+    expect(bubble).not_to_contain_text("Queued")
+    assert bubble.text_content().strip()
+    page.close()
