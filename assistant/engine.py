@@ -9,6 +9,7 @@ storage, conversations on disk, queueing, or the UI.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,40 @@ class GenerationReport:
         return self.answer_tokens >= self.max_new_tokens > 0
 
 
+class GenerationThread:
+    """One long-lived thread that runs every generation, in turn.
+
+    Not a new thread per answer: on an H200, generate() from a freshly started thread decoded at a third of the
+    main thread's speed (bench/decode_overhead.py), and PyTorch is known to warm up per thread. A daemon, so an
+    answer in progress never holds up the app's exit. Started on first use.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, function: Callable, *args) -> threading.Event:
+        """Queue `function(*args)`; the returned event is set once it has returned (it must catch its own errors)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="generate", daemon=True)
+                self._thread.start()
+        done = threading.Event()
+        self._jobs.put((function, args, done))
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            function, args, done = self._jobs.get()
+            try:
+                function(*args)
+            except BaseException:  # noqa: BLE001 - the job reports its own errors; the thread serves the next one
+                log.exception("a generation job failed")
+            finally:
+                done.set()
+
+
 class TransformersEngine:
     def __init__(
         self,
@@ -87,6 +122,7 @@ class TransformersEngine:
         # thread when generate() returns, not when the consumer has read the last chunk.
         self._busy = threading.Lock()
         self._last_processed: tuple[ModelInput, object] | None = None
+        self._generator = GenerationThread()
         # Image and audio features go in at the dtype of the model's (unquantized) floating-point weights.
         self.float_dtype = model.dtype
         text_config = model.config.get_text_config()
@@ -172,13 +208,7 @@ class TransformersEngine:
             reuse = None
             if self.reuse is not None and reuse_key is not None:
                 reuse = (reuse_key, inputs, model_input)
-            worker = threading.Thread(
-                target=self._run,
-                args=(args, streamer, on_finished, settings.seed, report, started, reuse),
-                name="generate",
-                daemon=True,
-            )
-            worker.start()
+            done = self._generator.submit(self._run, args, streamer, on_finished, settings.seed, report, started, reuse)
         except BaseException:
             self._busy.release()
             if on_finished is not None:
@@ -188,7 +218,7 @@ class TransformersEngine:
             yield from streamer
         finally:
             abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
-            worker.join(timeout=self.stream_timeout_s)
+            done.wait(timeout=self.stream_timeout_s)
 
     def _generate_reusing(self, args: dict, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""

@@ -169,3 +169,15 @@ def test_auto_loads_4bit_bf16_on_cuda(demo_model_dir, png_file, speech_wav):
     assert next(engine.model.model.visual.parameters()).dtype == torch.bfloat16
     model_input = multimodal_input(png_file, speech_wav)
     assert "".join(engine.stream(model_input, threading.Event())) == generate_whole(engine, model_input)
+
+
+def test_every_answer_is_generated_on_one_long_lived_thread(engine, png_file, speech_wav):
+    threads = set()
+    handle = engine.model.register_forward_hook(lambda *_: threads.add(threading.current_thread()))
+    try:
+        plain = TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=3, generation_kwargs=GREEDY)
+        for _ in range(3):
+            assert "".join(plain.stream(multimodal_input(png_file, speech_wav), threading.Event()))
+    finally:
+        handle.remove()
+    assert len(threads) == 1 and threading.main_thread() not in threads
