@@ -2,6 +2,9 @@
 # The checks only a CUDA machine can make, in one go, within a deadline: `pytest -m gpu`, then bench/multiturn.py
 # on the published 7B and 3B Qwen2.5-Omni shapes in nf4 and bf16. Logs and JSON go to $OUT (default ./gpu-out).
 # Where espeak-ng is missing, SPEECH_WAV names a speech recording made elsewhere (tests/conftest.py).
+# On a bare CUDA image with torch, the rest of requirements.txt must be there too: the lent H200's image (2026-11) lacked
+# bitsandbytes, av, sqlalchemy, alembic, mako and pydantic and had transformers 5.17; wheels carried in and installed
+# with `pip install --no-deps --target DIR` (bitsandbytes' wheel trimmed to its CUDA 13 library to fit) did the job.
 # Run: bash bench/gpu.sh [SECONDS]
 set -u
 deadline=$((SECONDS + ${1:-560}))
