@@ -70,15 +70,25 @@ def padded_vocab(tokenizer, multiple: int = 64) -> int:
     return -(-len(tokenizer) // multiple) * multiple
 
 
-def save_demo(model, processor, path, end_ids: list[int], pad_id: int, bos_id: int | None = None) -> None:
-    """Save a random demo model that talks until max_new_tokens, and its processor, to `path`.
+def save_demo(
+    path, model_class: str, config, seed: int, processor, end_tokens, pad_id: int, bos_id: int | None = None
+) -> None:
+    """Build `model_class` (a transformers class name) with random weights seeded by `seed`, and save it, made to
+    talk until max_new_tokens, with its processor to `path`.
 
     Random weights end most answers within a few tokens; zeroing the end-of-turn rows of the (untied) head gives
     those tokens logit 0, below the best random logit (a final soft-cap keeps 0 at 0), so streaming and Stop
-    stay visible. As in the published generation configs, any of `end_ids` ends a turn.
+    stay visible. As in the published generation configs, any of `end_tokens` ends a turn.
     """
-    import torch
+    from pathlib import Path
 
+    import torch
+    import transformers
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_class)(config).eval()
+    end_ids = [processor.tokenizer.convert_tokens_to_ids(token) for token in end_tokens]
     with torch.no_grad():
         model.get_output_embeddings().weight[end_ids] = 0.0
     model.generation_config.eos_token_id = list(end_ids)

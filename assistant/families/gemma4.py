@@ -74,20 +74,11 @@ CHAT_TEMPLATE_FILE = Path(__file__).with_name("gemma4_chat_template.jinja")
 
 def build_demo(path: Path) -> None:
     """Write a tiny random Gemma 4 checkpoint (config, weights, processor) to `path`."""
-    import torch
-    from transformers import Gemma4ForConditionalGeneration
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer()
     processor = _build_processor(tokenizer)  # adds nothing: <|video|> is already in the vocabulary
-    config = _build_config(tokenizer)
-
-    torch.manual_seed(DEMO_SEED)
-    model = Gemma4ForConditionalGeneration(config).eval()
     # The published head is tied to the embeddings; the demo config unties it, so zeroing end rows leaves inputs alone.
-    end_ids = [tokenizer.convert_tokens_to_ids(token) for token in END_OF_TURN]
-    save_demo(model, processor, path, end_ids, pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id)
+    save_demo(path, "Gemma4ForConditionalGeneration", _build_config(tokenizer), DEMO_SEED, processor, END_OF_TURN,
+              pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id)
 
 
 def _train_tokenizer():

@@ -55,20 +55,10 @@ QWEN2_AUDIO_CHAT_TEMPLATE = (
 
 def build_demo(path: Path) -> None:
     """Write a tiny random Qwen2-Audio checkpoint (config, weights, processor) to `path`."""
-    import torch
-    from transformers import Qwen2AudioForConditionalGeneration
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tokenizer = qwen2_tokenizer(SPECIAL_TOKENS, MODALITY_TOKENS, model_max_length=CONTEXT_TOKENS)
-    processor = _build_processor(tokenizer)
-    config = _build_config(tokenizer)
-
-    torch.manual_seed(DEMO_SEED)
-    model = Qwen2AudioForConditionalGeneration(config).eval()
     # <|im_end|> ends a turn as in the published generation_config.json; <|endoftext|> pads, and stops too.
-    end_ids = [tokenizer.convert_tokens_to_ids(token) for token in END_OF_TURN]
-    save_demo(model, processor, path, end_ids, pad_id=tokenizer.pad_token_id)
+    save_demo(path, "Qwen2AudioForConditionalGeneration", _build_config(tokenizer), DEMO_SEED,
+              _build_processor(tokenizer), END_OF_TURN, pad_id=tokenizer.pad_token_id)
 
 
 def _build_processor(tokenizer):

@@ -195,20 +195,11 @@ CONTEXT_TOKENS = 262144  # max_position_embeddings of the published 4B and 8B co
 
 def build_demo(path: Path) -> None:
     """Write the tiny random Qwen3-VL checkpoint to `path`."""
-    import torch
-    from transformers import Qwen3VLForConditionalGeneration
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer()
-    processor = _processor(tokenizer)
-    config = _config(tokenizer)
-
-    torch.manual_seed(DEMO_SEED)
-    model = Qwen3VLForConditionalGeneration(config).eval()
     # As the published generation_config.json: either end token stops, <|endoftext|> pads (and begins).
-    ends = [tokenizer.convert_tokens_to_ids(token) for token in ("<|im_end|>", "<|endoftext|>")]
-    save_demo(model, processor, path, ends, pad_id=ends[1], bos_id=ends[1])
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    save_demo(path, "Qwen3VLForConditionalGeneration", _config(tokenizer), DEMO_SEED, _processor(tokenizer),
+              ("<|im_end|>", "<|endoftext|>"), pad_id=pad, bos_id=pad)
 
 
 def _tokenizer():
