@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -154,15 +153,6 @@ def api_model_id(args: argparse.Namespace) -> str:
     if args.engine == "openai":
         return args.model
     return path.name if path.is_dir() else args.model
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -338,6 +328,8 @@ def main(argv: list[str] | None = None) -> int | None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     auth = parse_auth(args.auth)
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+    from ui.security import is_loopback  # light: the standard library only
+
     exposed = not is_loopback(args.host) and auth is None
     if exposed and args.db is None and not (data_dir / "conversations.sqlite3").exists():
         refuse_exposed(args.host)  # no database, so no users: say so before creating anything

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import tempfile
@@ -29,6 +28,7 @@ from assistant.validation import validate_turn
 from domain import limits
 from domain.errors import AssistantError, InvalidInput
 from domain.types import Message, Role, Status
+from ui.security import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ChatApi:
                                "python run.py apikey create --user NAME.", code="invalid_api_key")
             return owner
         # One local person and no accounts: loopback needs no key, as with Ollama.
-        if request.client is None or not _is_loopback(request.client.host):
+        if request.client is None or not is_loopback(request.client.host):
             raise ApiError(401, "Only this machine may use the API while the app has no accounts.", code="invalid_api_key")
         return None
 
@@ -109,7 +109,9 @@ class ChatApi:
 
     async def completions(self, request):
         owner = self._owner(request)
-        chat = parsing.parse(await _json_body(request), self._fetch_in_thread if self.fetch else None)
+        body = await _body(request)
+        # Off the event loop: JSON and base64 of up to hundreds of MB, and http(s) media (--allow-remote-media).
+        chat = await anyio.to_thread.run_sync(_parse, body, self.fetch, limiter=self._threads)
         if chat.model != self.model_id:
             raise ApiError(404, f"The model {chat.model!r} does not exist here; this app serves {self.model_id!r} "
                            "(GET /v1/models).", "model", "model_not_found")
@@ -148,17 +150,13 @@ class ChatApi:
             raise ApiError(500, (finished.error if finished else None) or "The answer failed.", code="generation_failed")
         return JSONResponse(completion.whole(finished), headers=headers)
 
-    def _fetch_in_thread(self, url: str, limit: int, param: str) -> bytes:
-        return self.fetch(url, limit, param)
-
     def _start(self, dialogue: DialogueManager, chat: parsing.ChatRequest, stop: threading.Event):
         """Store what the request adds (history not stored yet, the question and its files) and start the answer:
         (conversation id, the rest of the turn's events). InvalidInput before anything is saved."""
         with tempfile.TemporaryDirectory(dir=self._upload_root()) as folder:
             folder = Path(folder)
             uploads = _write(chat.question.files, folder / "question")
-            validate_turn(chat.question.text, uploads)  # before any history is stored
-            conversation_id = self._conversation(dialogue, chat, folder)
+            conversation_id = self._conversation(dialogue, chat, folder, uploads)
             events = dialogue.send(conversation_id, chat.question.text, uploads, stop, chat.settings, stop_strings=chat.stop)
             saved = next(events)  # validation, then the question and its files are stored: the uploads can go
         return saved.conversation.id, events
@@ -167,13 +165,16 @@ class ChatApi:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         return self.upload_dir
 
-    def _conversation(self, dialogue: DialogueManager, chat: parsing.ChatRequest, folder: Path) -> str | None:
+    def _conversation(self, dialogue: DialogueManager, chat: parsing.ChatRequest, folder: Path, uploads) -> str | None:
+        """The conversation the question goes to: None (a new one), the stored one this history continues, or a new
+        one holding the history, which is stored only once the question is known to be valid."""
         if not chat.history:
             return None
         signature = [(t.role, t.text, tuple(hashlib.sha256(data).hexdigest() for data, _ in t.files)) for t in chat.history]
         found = dialogue.continuation_of(chat.settings.system_prompt, signature)
         if found is not None:
             return found
+        validate_turn(chat.question.text, uploads)
         from assistant.dialogue import make_title
         from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage
 
@@ -182,7 +183,7 @@ class ChatApi:
             text, files = turn.text, []
             if turn.files or turn.role is Role.USER:
                 text, checked = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"))
-                files = [ImportedFile(Path(f.path).read_bytes(), f.filename, f.mime, f.kind) for f in checked]
+                files = [ImportedFile(data, f.filename, f.mime, f.kind) for (data, _), f in zip(turn.files, checked)]
             messages.append(ImportedMessage(str(i), str(i - 1) if i else None, turn.role, text, files=files))
         first = chat.history[0]
         title = make_title(first.text, []) if first.text.strip() else "API conversation"
@@ -267,15 +268,6 @@ def usage(message: Message) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host == "localhost"
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
 def _sse(body: dict) -> str:
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
@@ -290,7 +282,7 @@ def _write(files: list[tuple[bytes, str]], folder: Path) -> list[tuple[Path, str
     return uploads
 
 
-async def _json_body(request) -> object:
+async def _body(request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
@@ -299,10 +291,15 @@ async def _json_body(request) -> object:
         body += chunk
         if len(body) > MAX_BODY_BYTES:
             raise _too_large()
+    return bytes(body)
+
+
+def _parse(body: bytes, fetch) -> parsing.ChatRequest:
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    return parsing.parse(value, fetch)
 
 
 def _too_large() -> ApiError:
