@@ -44,6 +44,12 @@ def _vl_positions(inner, inputs):
     )
 
 
+def _qwen3_vl_positions(inner, inputs):
+    return inner.get_rope_index(
+        inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"]
+    )
+
+
 def _text_positions(inner, inputs):
     """Plain 1-D positions (Qwen2-Audio): 0..n-1, no deltas to keep."""
     length = inputs["input_ids"].shape[1]
@@ -51,9 +57,13 @@ def _text_positions(inner, inputs):
 
 
 # The families this path knows: how each computes its rotary positions for a whole prompt. The others prefill in
-# full each turn (Qwen3-VL adds vision features inside its first layers, which embeddings alone cannot carry;
-# Gemma 4 feeds per-layer inputs computed from the token ids).
-POSITIONS = {"qwen2.5-omni": _omni_positions, "qwen2.5-vl": _vl_positions, "qwen2-audio": _text_positions}
+# full each turn (Gemma 4 feeds per-layer inputs computed from the token ids).
+POSITIONS = {
+    "qwen2.5-omni": _omni_positions,
+    "qwen2.5-vl": _vl_positions,
+    "qwen2-audio": _text_positions,
+    "qwen3-vl": _qwen3_vl_positions,
+}
 REUSE_FAMILIES = frozenset(POSITIONS)
 # Encoder outputs kept in RAM (on the CPU, whatever the model's device), least recently used dropped first.
 ENCODER_MEMORY_BYTES = 1 << 30
@@ -227,18 +237,25 @@ class Reuse:
             needed = [b for b in blocks if b[0] >= start]
             # Media processed earlier have no pixels or features in `inputs`: fetch theirs before new ones can evict.
             needed.sort(key=lambda b: b[3] in inputs[f"new_{b[2]}s"])
+            deepstack = {}  # block start -> (levels, tokens, hidden): what Qwen3-VL adds inside its first layers
             for block_start, block_end, kind, index, media_key in needed:
                 features = self.encoders.get(media_key, lambda: _encode(inner, inputs, kind, index, float_dtype))
+                if features.dim() == 3:
+                    features, deepstack[block_start] = features[0], features[1:]
                 embeds[0, block_start - start : block_end - start] = features.to(embeds.device, embeds.dtype)
             mask = torch.ones(1, length - 1, dtype=torch.long, device=ids.device)
             # The inner model: the cache is what this pass is for, so the output head (152k wide) is skipped.
-            inner(
+            args = dict(
                 inputs_embeds=embeds,
                 attention_mask=mask,
                 position_ids=positions[..., start : length - 1],
                 past_key_values=cache,
                 use_cache=True,
             )
+            if deepstack:
+                inner.language_model(**args, **_deepstack_args(deepstack, blocks, start, segment, embeds))
+            else:
+                inner(**args)
         if deltas is not None:
             inner.rope_deltas = deltas
         return cache, [(s, k) for s, _, _, _, k in blocks]
@@ -311,12 +328,29 @@ def _encode(inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
         rows = grids.prod(-1).tolist()
         first = sum(rows[:j])
         pixels = inputs["pixel_values"][first : first + rows[j]].to(float_dtype)
-        return inner.get_image_features(pixels, grids[j : j + 1]).pooler_output[0]
+        output = inner.get_image_features(pixels, grids[j : j + 1])
+        levels = getattr(output, "deepstack_features", None)
+        if levels:  # Qwen3-VL: the merged features and each DeepStack level's, kept together (levels, tokens, hidden)
+            return torch.stack([output.pooler_output[0], *(level[0] for level in levels)])
+        return output.pooler_output[0]
     features = inputs["input_features"][j : j + 1].to(float_dtype)
     mask = inputs["feature_attention_mask"][j : j + 1]
     if not hasattr(inner, "get_audio_features"):
         return _qwen2_audio_features(inner, features, mask)
     return inner.get_audio_features(features, mask).last_hidden_state
+
+
+def _deepstack_args(deepstack: dict, blocks, start: int, segment: torch.Tensor, embeds: torch.Tensor) -> dict:
+    """Qwen3-VL's language model adds each image's DeepStack levels to its tokens' hidden states in the first
+    layers: where the segment's image tokens are, and their levels in order."""
+    where = torch.zeros(segment.shape, dtype=torch.bool, device=segment.device)
+    ordered = []
+    for block_start, block_end, *_ in blocks:
+        if block_start in deepstack:
+            where[0, block_start - start : block_end - start] = True
+            ordered.append(deepstack[block_start])
+    levels = torch.cat(ordered, dim=1).to(embeds.device, embeds.dtype)  # (levels, tokens of every image, hidden)
+    return {"visual_pos_masks": where, "deepstack_visual_embeds": list(levels)}
 
 
 def _qwen2_audio_features(inner, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
