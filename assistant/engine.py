@@ -21,7 +21,7 @@ from transformers import BatchFeature, StoppingCriteriaList
 from assistant.families.base import Family
 from assistant.incremental import IncrementalProcessor
 from assistant.prompt import ModelInput
-from assistant.reuse import REUSE_FAMILIES, Reuse, model_fingerprint
+from assistant.reuse import Reuse, model_fingerprint, supports_reuse
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
 from domain.settings import GenerationSettings
@@ -129,7 +129,7 @@ class TransformersEngine:
         context = getattr(text_config, "max_position_embeddings", None) or family.context_tokens
         self.context_tokens = min(context, max_context) if max_context else context  # prompt and answer together
         # Work kept across turns (assistant/reuse.py), for the families that path knows; None: full prefill.
-        self.reuse = reuse if reuse is not None and family.name in REUSE_FAMILIES else None
+        self.reuse = reuse if reuse is not None and supports_reuse(family.name, model) else None
         self._incremental = None
         if self.reuse is not None:
             self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)

@@ -48,32 +48,40 @@ class IncrementalProcessor:
             fresh = processor(text=[placeholders], **media, return_tensors="pt", padding=True)
             ids = fresh["input_ids"][0].tolist()
             image_runs = _runs(ids, processor.tokenizer.convert_tokens_to_ids(image_token)) if new_images else []
+            grids = fresh.get("image_grid_thw")  # Qwen's; Gemma 4 has patch positions instead
             for j, i in enumerate(new_images):
-                self._seen[image_keys[i]] = Seen(tokens=image_runs[j], grid=fresh["image_grid_thw"][j])
+                self._seen[image_keys[i]] = Seen(tokens=image_runs[j], grid=None if grids is None else grids[j])
             audio_runs = _runs(ids, processor.tokenizer.convert_tokens_to_ids(audio_token)) if new_audios else []
+            lengths = fresh.get("feature_attention_mask")  # Qwen2.5-Omni's positions need each clip's
             for j, i in enumerate(new_audios):
-                length = int(fresh["feature_attention_mask"][j].sum())
+                length = None if lengths is None else int(lengths[j].sum())
                 self._seen[audio_keys[i]] = Seen(tokens=audio_runs[j], feature_length=length)
-            for name in ("pixel_values", "input_features", "feature_attention_mask"):
+            for name in ("pixel_values", "image_position_ids", "input_features", "feature_attention_mask", "input_features_mask"):
                 if name in fresh:
                     result[name] = fresh[name]
         text = processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
         counters = {"image": 0, "audio": 0}
+        # Gemma 4's processor also wraps each run in begin/end tokens; the Qwen templates already hold theirs.
+        wraps = {
+            "image": (getattr(processor, "boi_token", None) or "", getattr(processor, "eoi_token", None) or ""),
+            "audio": (getattr(processor, "boa_token", None) or "", getattr(processor, "eoa_token", None) or ""),
+        }
 
         def expand(match: re.Match) -> str:
             kind = "image" if match.group(0) == image_token else "audio"
             keys = image_keys if kind == "image" else audio_keys
             seen = self._seen[keys[counters[kind]]]
             counters[kind] += 1
-            return match.group(0) * seen.tokens
+            begin, end = wraps[kind]
+            return begin + match.group(0) * seen.tokens + end
 
         pattern = "|".join(re.escape(t) for t in (image_token, audio_token) if t)
         expanded = re.sub(pattern, expand, text)
         tokens = processor.tokenizer([expanded], return_tensors="pt")
         result["input_ids"], result["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
-        if image_keys:
+        if image_keys and self._seen[image_keys[0]].grid is not None:
             result["image_grid_thw"] = torch.stack([self._seen[k].grid for k in image_keys])
-        if audio_keys:
+        if audio_keys and self._seen[audio_keys[0]].feature_length is not None:
             result["audio_feature_lengths"] = torch.tensor([self._seen[k].feature_length for k in audio_keys])
         if hasattr(processor, "create_mm_token_type_ids"):
             result["mm_token_type_ids"] = torch.as_tensor(processor.create_mm_token_type_ids(result["input_ids"].tolist()))

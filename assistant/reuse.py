@@ -4,9 +4,12 @@ A new turn prefills only the tokens its conversation's cache does not already ho
 to the longest common prefix of the cached and the new token ids, never inside an image or audio block,
 and only up to the first block whose media differ (ids alone cannot tell two same-size images apart).
 The new part goes in as embeddings, media scattered in from the encoder cache (memory, then disk, then
-the encoder itself), with Qwen2.5-Omni's 3-D rotary positions computed for the whole prompt; then
+the encoder itself), with the Qwen models' 3-D rotary positions computed for the whole prompt; then
 `generate` continues from the cache with the last prompt token, the model's `rope_deltas` set for this
-conversation (it keeps those of whatever ran last). Knows nothing of storage, queueing or the UI.
+conversation (it keeps those of whatever ran last). Qwen3-VL's DeepStack levels are kept with each image's
+features and added in its first layers; Gemma 4 gets its per-layer embeddings of the token ids, and its
+sliding-window layers keep every token so that the cache can be cut anywhere. Knows nothing of storage,
+queueing or the UI.
 """
 
 from __future__ import annotations
@@ -56,15 +59,14 @@ def _text_positions(inner, inputs):
     return torch.arange(length, device=inputs["input_ids"].device).unsqueeze(0), None
 
 
-# The families this path knows: how each computes its rotary positions for a whole prompt. The others prefill in
-# full each turn (Gemma 4 feeds per-layer inputs computed from the token ids).
+# The families this path knows: how each computes its rotary positions for a whole prompt.
 POSITIONS = {
     "qwen2.5-omni": _omni_positions,
     "qwen2.5-vl": _vl_positions,
     "qwen2-audio": _text_positions,
     "qwen3-vl": _qwen3_vl_positions,
+    "gemma4": _text_positions,
 }
-REUSE_FAMILIES = frozenset(POSITIONS)
 # Encoder outputs kept in RAM (on the CPU, whatever the model's device), least recently used dropped first.
 ENCODER_MEMORY_BYTES = 1 << 30
 
@@ -183,6 +185,14 @@ def model_fingerprint(model, quant: str, dtype: torch.dtype) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def supports_reuse(family: str, model) -> bool:
+    """Whether this path can keep `model`'s work across turns. Not for a family it does not know, nor for a Gemma 4
+    whose config lets image tokens see each other both ways (transformers describes the smaller models as not
+    doing so): that mask needs each image block's place in the whole prompt, which this prefill does not pass."""
+    bidirectional = getattr(model.config.get_text_config(), "use_bidirectional_attention", None)
+    return family in POSITIONS and bidirectional is None
+
+
 def default_budget_bytes(device: torch.device) -> int:
     """A quarter of the GPU memory still free once the model is loaded (at most 8 GiB); 2 GiB of RAM on a CPU."""
     if device.type == "cuda":
@@ -223,18 +233,21 @@ class Reuse:
         blocks = _blocks(ids[0], getattr(config, "image_token_id", None), getattr(config, "audio_token_id", None), image_keys, audio_keys)
         positions, deltas = POSITIONS[family](inner, inputs)
         entry = self.kv.take(key)
-        start, cache = 0, DynamicCache(config=config)
+        start, cache = 0, None
         if entry is not None:
             start = _reusable(entry, ids[0], blocks, length - 1)
-            cache = entry.cache
-            surplus = cache.get_seq_length() - start
-            if surplus > 0:
-                cache.crop(-surplus)
+            cache = entry.cache if _crop(entry.cache, start) else None
+        if cache is None:
+            start, cache = 0, _recording(DynamicCache(config=config))
         self.prefilled = length - 1 - start
         if start < length - 1:
             segment = ids[:, start : length - 1]
-            embeds = inner.get_input_embeddings()(segment)
             needed = [b for b in blocks if b[0] >= start]
+            # Placeholder tokens embed as padding (Gemma 4's may lie outside its vocabulary); media go in over them.
+            text_ids = segment.clone()
+            for block_start, block_end, *_ in needed:
+                text_ids[0, block_start - start : block_end - start] = getattr(config.get_text_config(), "pad_token_id", None) or 0
+            embeds = inner.get_input_embeddings()(text_ids)
             # Media processed earlier have no pixels or features in `inputs`: fetch theirs before new ones can evict.
             needed.sort(key=lambda b: b[3] in inputs[f"new_{b[2]}s"])
             deepstack = {}  # block start -> (levels, tokens, hidden): what Qwen3-VL adds inside its first layers
@@ -254,6 +267,9 @@ class Reuse:
             )
             if deepstack:
                 inner.language_model(**args, **_deepstack_args(deepstack, blocks, start, segment, embeds))
+            elif getattr(config.get_text_config(), "hidden_size_per_layer_input", None):
+                # Gemma 4: per-layer embeddings of the token ids, padding where the media are, as its forward makes them
+                inner(**args, per_layer_inputs=inner.language_model.get_per_layer_inputs(text_ids, None))
             else:
                 inner(**args)
         if deltas is not None:
@@ -302,6 +318,34 @@ def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[st
     return blocks
 
 
+def _recording(cache):
+    """Sliding-window layers keep every token, not only the window's: a later turn may cut the cache anywhere."""
+    for layer in getattr(cache, "layers", []):
+        if hasattr(layer, "activate_past_recording"):
+            layer.activate_past_recording()
+    return cache
+
+
+def _crop(cache, keep: int) -> bool:
+    """Cut the cache to its first `keep` tokens; False if it cannot be (a sliding layer has dropped some)."""
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    surplus = cache.get_seq_length() - keep
+    if surplus <= 0:
+        return True
+    for layer in cache.layers:
+        if not getattr(layer, "is_initialized", False):
+            continue
+        if isinstance(layer, DynamicSlidingWindowLayer):
+            if layer.keys.shape[-2] != layer.cumulative_length:
+                return False
+            layer.keys, layer.values = layer.keys[:, :, :keep], layer.values[:, :, :keep]
+            layer.cumulative_length = keep
+        else:
+            layer.crop(-surplus)
+    return True
+
+
 def _reusable(entry: Entry, ids: torch.Tensor, blocks, limit: int) -> int:
     """The longest prefix the cache may keep: equal ids, whole blocks, the same media in the same places."""
     old = entry.ids.to(ids.device)
@@ -323,6 +367,12 @@ def _encode(inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
     if index not in new:
         raise RuntimeError(f"the encoder output of {kind} {index} is no longer cached and its inputs were not processed")
     j = new.index(index)
+    if kind == "image" and "image_position_ids" in inputs:  # Gemma 4: one row of patches per image
+        output = inner.get_image_features(inputs["pixel_values"][j : j + 1].to(float_dtype), inputs["image_position_ids"][j : j + 1])
+        return output.pooler_output[0]
+    if kind == "audio" and "input_features_mask" in inputs:  # Gemma 4: the tokens of the clip's valid frames
+        output = inner.get_audio_features(inputs["input_features"][j : j + 1].to(float_dtype), inputs["input_features_mask"][j : j + 1])
+        return output.pooler_output[output.attention_mask.to(output.pooler_output.device)]
     if kind == "image":
         grids = inputs["image_grid_thw"][new]
         rows = grids.prod(-1).tolist()

@@ -59,7 +59,7 @@ def script(manager: DialogueManager, media) -> list[str]:
 
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
-@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl", "qwen2-audio", "qwen3-vl"])
+@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl", "qwen2-audio", "qwen3-vl", "gemma4"])
 def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, tmp_path):
     base = load_engine(ModelSpec(str(family_model_dir(family)), quant, demo=True), lambda *_: None)
     reuse = Reuse(1.0, tmp_path / "encoders")
@@ -214,3 +214,55 @@ def test_qwen2_audio_follow_ups_process_and_prefill_only_what_is_new(family_mode
     assert "".join(reusing.stream(follow_up, threading.Event(), reuse_key="c")) == "".join(full.stream(follow_up, threading.Event()))
     assert reuse.prefilled < whole["input_ids"].shape[1] - full.prepare(first)["input_ids"].shape[1]  # not the first turn again
     assert reuse.encoders.calls == 2
+
+
+def test_gemma4_follow_ups_process_only_new_media_and_cut_the_cache_past_its_sliding_window(family_model_dir, media, tmp_path):
+    """Gemma 4: earlier media keep their begin/end tokens without being processed again, so the prompt is the full
+    processor's; its sliding-window layers keep every token, so a regenerated answer can cut the cache back past the
+    window (512 tokens) and still answer as a full prefill does."""
+    import torch
+
+    from assistant.media import decode_audio, load_image
+    from assistant.prompt import ModelInput
+
+    base = load_engine(ModelSpec(str(family_model_dir("gemma4")), Quant.NONE, demo=True), lambda *_: None)
+    reuse = Reuse(1.0, None)
+    reusing, full = with_reuse(base, reuse), with_reuse(base, None)
+    red, blue, clip = load_image(media["red"]), load_image(media["blue"]), decode_audio(media["speech"])
+    question = {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "what?"}]}
+    first = ModelInput([question], [red], [clip], ["red"], ["clip#0"])
+    answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
+
+    def follow_up(reply: str) -> ModelInput:
+        return ModelInput(
+            [question, {"role": "assistant", "content": [{"type": "text", "text": reply}]},
+             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this?"}]}],
+            [red, blue], [clip], ["red", "blue"], ["clip#0"],
+        )
+
+    incremental, whole = reusing.prepare(follow_up(answer)), full.prepare(follow_up(answer))
+    assert incremental["new_images"] == [1] and incremental["new_audios"] == []  # only the blue image is processed
+    assert incremental["pixel_values"].shape[0] == 1 and "input_features" not in incremental
+    assert torch.equal(incremental["input_ids"], whole["input_ids"])
+    assert whole["input_ids"].shape[1] > base.model.config.get_text_config().sliding_window
+    assert "".join(reusing.stream(follow_up(answer), threading.Event(), reuse_key="c")) == "".join(
+        full.stream(follow_up(answer), threading.Event())
+    )
+    # Another first answer: the cache is cut back to before it, well inside the window already passed.
+    other = follow_up("something else entirely")
+    assert "".join(reusing.stream(other, threading.Event(), reuse_key="c")) == "".join(full.stream(other, threading.Event()))
+    # Only the other answer and what follows it were prefilled, not the first question again.
+    assert 0 < reuse.prefilled < full.prepare(other)["input_ids"].shape[1] - full.prepare(first)["input_ids"].shape[1]
+    assert reuse.encoders.calls == 3  # red, the clip, blue: once each
+
+
+def test_a_gemma4_whose_images_attend_both_ways_prefills_in_full(family_model_dir):
+    """A Gemma 4 config may let image tokens see each other both ways in sliding layers, a mask this prefill from
+    the middle of the prompt does not make: no reuse then (the demo, like the smaller models, does not set it)."""
+    base = load_engine(ModelSpec(str(family_model_dir("gemma4")), Quant.NONE, demo=True), lambda *_: None)
+    assert with_reuse(base, Reuse(1.0, None)).reuse is not None
+    base.model.config.get_text_config().use_bidirectional_attention = "vision"
+    try:
+        assert with_reuse(base, Reuse(1.0, None)).reuse is None
+    finally:
+        base.model.config.get_text_config().use_bidirectional_attention = None
