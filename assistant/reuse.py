@@ -7,8 +7,9 @@ The new part goes in as embeddings, media scattered in from the encoder cache (m
 the encoder itself), with the Qwen models' 3-D rotary positions computed for the whole prompt; then
 `generate` continues from the cache with the last prompt token, the model's `rope_deltas` set for this
 conversation (it keeps those of whatever ran last). Qwen3-VL's DeepStack levels are kept with each image's
-features and added in its first layers; Gemma 4 gets its per-layer embeddings of the token ids, and its
-sliding-window layers keep every token so that the cache can be cut anywhere. Knows nothing of storage,
+features and added in its first layers; Gemma 4 gets its per-layer embeddings of the token ids (and, where
+image tokens attend both ways, every token's type), and its sliding-window layers keep every token so that
+the cache can be cut anywhere. Knows nothing of storage,
 queueing or the UI.
 """
 
@@ -186,11 +187,9 @@ def model_fingerprint(model, quant: str, dtype: torch.dtype) -> str:
 
 
 def supports_reuse(family: str, model) -> bool:
-    """Whether this path can keep `model`'s work across turns. Not for a family it does not know, nor for a Gemma 4
-    whose config lets image tokens see each other both ways (transformers describes the smaller models as not
-    doing so): that mask needs each image block's place in the whole prompt, which this prefill does not pass."""
-    bidirectional = getattr(model.config.get_text_config(), "use_bidirectional_attention", None)
-    return family in POSITIONS and bidirectional is None
+    """Whether this path can keep `model`'s work across turns: a family it knows, and not a model whose every
+    token attends both ways (Gemma's `use_bidirectional_attention="all"`: a cached token would depend on later ones)."""
+    return family in POSITIONS and getattr(model.config.get_text_config(), "use_bidirectional_attention", None) != "all"
 
 
 def default_budget_bytes(device: torch.device) -> int:
@@ -268,7 +267,11 @@ class Reuse:
             if deepstack:
                 inner.language_model(**args, **_deepstack_args(deepstack, blocks, start, segment, embeds))
             elif getattr(config.get_text_config(), "hidden_size_per_layer_input", None):
-                # Gemma 4: per-layer embeddings of the token ids, padding where the media are, as its forward makes them
+                # Gemma 4: per-layer embeddings of the token ids, padding where the media are, as its forward makes them;
+                # and where its image tokens see each other both ways, every token's type from the start of the prompt
+                # (the mask finds each image block by its place in the whole sequence).
+                if getattr(config.get_text_config(), "use_bidirectional_attention", None) == "vision":
+                    args["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, : length - 1]
                 inner(**args, per_layer_inputs=inner.language_model.get_per_layer_inputs(text_ids, None))
             else:
                 inner(**args)

@@ -256,13 +256,20 @@ def test_gemma4_follow_ups_process_only_new_media_and_cut_the_cache_past_its_sli
     assert reuse.encoders.calls == 3  # red, the clip, blue: once each
 
 
-def test_a_gemma4_whose_images_attend_both_ways_prefills_in_full(family_model_dir):
-    """A Gemma 4 config may let image tokens see each other both ways in sliding layers, a mask this prefill from
-    the middle of the prompt does not make: no reuse then (the demo, like the smaller models, does not set it)."""
-    base = load_engine(ModelSpec(str(family_model_dir("gemma4")), Quant.NONE, demo=True), lambda *_: None)
-    assert with_reuse(base, Reuse(1.0, None)).reuse is not None
-    base.model.config.get_text_config().use_bidirectional_attention = "vision"
+@pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
+def test_a_gemma4_whose_image_tokens_see_each_other_both_ways_reuses_too(quant, family_model_dir, media, tmp_path):
+    """Gemma 4 configs may set `use_bidirectional_attention="vision"`: in sliding layers an image's tokens attend to
+    each other both ways, a mask built from each block's place in the whole prompt. Reuse gives the full prefill's
+    answers then too; "all" (every token both ways) keeps no cache."""
+    base = load_engine(ModelSpec(str(family_model_dir("gemma4")), quant, demo=True), lambda *_: None)
+    text_config = base.model.config.get_text_config()
     try:
+        text_config.use_bidirectional_attention = "vision"
+        reuse = Reuse(1.0, None)
+        expected = script(manager_for(with_reuse(base, None), repository_at(tmp_path / "full")), media)
+        assert script(manager_for(with_reuse(base, reuse), repository_at(tmp_path / "reuse")), media) == expected
+        assert reuse.encoders.calls == 3
+        text_config.use_bidirectional_attention = "all"
         assert with_reuse(base, Reuse(1.0, None)).reuse is None
     finally:
-        base.model.config.get_text_config().use_bidirectional_attention = None
+        text_config.use_bidirectional_attention = None
