@@ -26,6 +26,10 @@ class ChunkStreamer(BaseStreamer):
     Byte-level tokens can end inside a multi-byte character; the decoder then ends in U+FFFD, and
     that tail is held back until the next token completes it (or generation ends). So is a trailing run
     of byte-fallback tokens. What is emitted is always a prefix of the final decoded text.
+
+    Each token costs a decode of a few tokens, not of the whole answer (`put` runs in the generating thread, so a
+    decode of everything so far would slow every later token): the new text is what the tokens since the last
+    settled point add to the decode of the token before it, which keeps a leading space or a cleaned-up one right.
     """
 
     def __init__(self, tokenizer, timeout: float, stop_strings: tuple[str, ...] = ()):
@@ -36,6 +40,9 @@ class ChunkStreamer(BaseStreamer):
         self._timeout = timeout
         self._queue: queue.Queue = queue.Queue()
         self._ids: list[int] = []
+        self._text = ""  # the decoded text of self._ids[:self._read]
+        self._prefix = 0  # where the decode that gives the next piece starts: one settled token back
+        self._read = 0  # the ids up to here are in self._text
         self._emitted = 0
         self._prompt_seen = False
         self.first_token_at: float | None = None  # time.monotonic() of the first new token
@@ -59,21 +66,41 @@ class ChunkStreamer(BaseStreamer):
             self.first_token_at = self.last_token_at
         self._ids.extend(value.reshape(-1).tolist())
         settled = len(self._ids)
-        while settled and self._is_byte(self._ids[settled - 1]):
+        while settled > self._read and self._is_byte(self._ids[settled - 1]):
             settled -= 1
-        text = self._tokenizer.decode(self._ids[:settled], skip_special_tokens=True)
-        if not text.endswith("\ufffd"):
-            self._emit_until_stop(text, final=False)
+        if settled == self._read:
+            return
+        piece = self._piece(settled)
+        if piece is not None:
+            self._text += piece
+            self._prefix, self._read = self._read, settled
+            self._emit_until_stop(self._text, final=False)
+
+    def _piece(self, upto: int) -> str | None:
+        """The text self._ids[self._read:upto] adds, or None while it ends inside a character."""
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix : upto])
+        if after.endswith("\ufffd") or not after.startswith(before):
+            return None
+        return after[len(before) :]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
 
     def end(self) -> None:
         if not self.hit_stop_string.is_set():
-            self._emit_until_stop(self._tokenizer.decode(self._ids, skip_special_tokens=True), final=True)
+            whole = self._decode(self._ids)  # once: the answer's text as a whole decode gives it
+            if not whole.startswith(self._text):  # never seen; keep what was streamed and add the rest
+                whole = self._text + self._decode(self._ids[self._prefix :])[len(self._decode(self._ids[self._prefix : self._read])) :]
+            self._emit_until_stop(whole, final=True)
         self._queue.put(_END)
 
     def _emit_until_stop(self, text: str, final: bool) -> None:
         """Emit up to the first stop string (and end there); hold back a tail that may be the start of one."""
         if self._stop_strings:
-            found = [i for i in (text.find(s) for s in self._stop_strings) if i >= 0]
+            # Only where a stop string could begin that was not there before: the text held back, and a little earlier.
+            start = max(0, self._emitted - max(map(len, self._stop_strings)))
+            found = [i for i in (text.find(s, start) for s in self._stop_strings) if i >= 0]
             if found:
                 self._emit(text[: max(min(found), self._emitted)])
                 self.hit_stop_string.set()

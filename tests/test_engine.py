@@ -96,6 +96,34 @@ def test_chunks_never_split_a_utf8_character(engine):
     assert len(chunks) > 3
 
 
+@pytest.mark.parametrize("family", ["qwen2.5-omni", "gemma4", "qwen2-audio", "qwen3-vl"])
+def test_streamed_text_is_the_whole_decode_and_each_token_decodes_only_a_few(family, family_model_dir):
+    """Byte-level BPE (Qwen) and sentencepiece with byte fallback and leading-space stripping (Gemma): the chunks join
+    to the whole answer's decode, and a token's decode covers the few ids since the last whole character (a run of
+    byte tokens for a character the tokenizer never saw), not the whole answer."""
+    from transformers import AutoProcessor
+
+    tokenizer = AutoProcessor.from_pretrained(family_model_dir(family)).tokenizer
+    texts = ["Hello world, goodbye world . ?", "Ωmega 漢字 🚀 жук ok 👩‍👩‍👧", "  two spaces\n\nand\tTabs ... (x) [y]",
+             "def f(x):\n    return x ** 2  # ü", "l'été , dit-il . « oui » — 😀", "日本語と한국어와 العربية " * 20]
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        decoded: list[int] = []
+        real_decode = tokenizer.decode
+        streamer = ChunkStreamer(tokenizer, timeout=5)
+        streamer.put(torch.tensor([[1, 2]]))
+        tokenizer.decode = lambda ids_, **kwargs: decoded.append(len(ids_)) or real_decode(ids_, **kwargs)
+        try:
+            for token in ids:
+                streamer.put(torch.tensor([token]))
+        finally:
+            del tokenizer.decode
+        streamer.end()
+        assert "".join(streamer) == tokenizer.decode(ids, skip_special_tokens=True)
+        assert max(decoded) <= 50, (len(ids), max(decoded))
+    assert len(ids) > 500  # the last text, twenty times over
+
+
 @pytest.mark.parametrize("stop", [("goodbye",), ("odb", "zzz"), ("bye world!",)])
 def test_a_stop_string_ends_the_text_before_it_and_is_never_streamed_even_in_part(engine, stop):
     tokenizer = engine.processor.tokenizer
