@@ -1,6 +1,6 @@
 """Where the app's decode speed goes: the same prompt and forced answer length through plain `model.generate`
-on the calling thread, in a new worker thread, in one long-lived thread, in a worker thread with our streamer and
-stop criterion, through `TransformersEngine.stream` (with and without reuse) and through the dialogue manager
+on the calling thread, in a new worker thread (also with one CPU intra-op thread), in one long-lived thread, in
+a worker thread with our streamer and stop criterion, through `TransformersEngine.stream` (with and without reuse) and through the dialogue manager
 (storage included), in rounds so that drift shows. Tokens per second are (N - 1) / (time(N) - time(1)); the
 engine's and the dialogue's are the app's own figure (first to last token).
 Run: .venv/bin/python bench/decode_overhead.py --size small [--tokens 32] [--rounds 2]
@@ -68,11 +68,21 @@ def main() -> None:
         sync()
         return time.perf_counter() - start
 
-    def worker(n: int, streamed: bool = False) -> float:
+    def worker(n: int, streamed: bool = False, cpu_threads: int | None = None) -> float:
         streamer = ChunkStreamer(base.processor.tokenizer, timeout=60) if streamed else None
         sync()
         start = time.perf_counter()
-        thread = threading.Thread(target=generate, args=(n, streamer))
+
+        def target() -> None:
+            before = torch.get_num_threads()
+            if cpu_threads is not None:
+                torch.set_num_threads(cpu_threads)
+            try:
+                generate(n, streamer)
+            finally:
+                torch.set_num_threads(before)
+
+        thread = threading.Thread(target=target)
         thread.start()
         if streamer is not None:
             for _ in streamer:
@@ -129,6 +139,9 @@ def main() -> None:
         figures = {
             "main thread": rate(main_thread, args.tokens),
             "worker thread": rate(worker, args.tokens),
+            # A second thread's CPU thread pool (MKL, OpenMP): on a 2-core CPU the demo model decoded 20-25% slower
+            # in any thread but the one that loaded it, and as fast with one intra-op thread there.
+            "worker, 1 CPU thread": rate(lambda n: worker(n, cpu_threads=1), args.tokens),
             "long-lived thread": rate(long_lived, args.tokens),
             "worker+streamer": rate(lambda n: worker(n, True), args.tokens),
             "engine.stream": app(plain, None, 0),
