@@ -7,10 +7,18 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from assistant.demo_model import DEFAULT_DEMO_FAMILY
 from assistant.loader import DEFAULT_MODEL, ModelSpec, Quant
 from domain import limits
+
+if TYPE_CHECKING:
+    from storage.api_keys import ApiKeyRepository
+    from storage.instances import Instances
+    from storage.repository import ConversationRepository
+    from storage.transcripts import TranscriptRepository
+    from storage.users import UserRepository
 
 DEFAULT_HOST = "127.0.0.1"
 ENCODER_CACHE = Path("cache") / "encoders"  # under the data dir: image and audio encoder outputs, per model
@@ -164,22 +172,32 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def open_storage(data_dir: Path, db_url: str | None):
-    """(conversations, users, transcripts, API keys) on the database and files of `data_dir`."""
+class Storage(NamedTuple):
+    conversations: ConversationRepository
+    users: UserRepository
+    transcripts: TranscriptRepository
+    keys: ApiKeyRepository
+    instances: Instances | None  # with a writer: this instance's heartbeat and the answers it writes
+
+
+def open_storage(data_dir: Path, db_url: str | None, writer: str | None = None) -> Storage:
+    """The repositories on the database and files of `data_dir`; `writer` names this app instance."""
     from storage.api_keys import ApiKeyRepository
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
+    from storage.instances import Instances
     from storage.repository import ConversationRepository
     from storage.transcripts import TranscriptRepository
     from storage.users import UserRepository
 
     blobs = BlobStore(data_dir / "files")
     database = open_database(db_url or sqlite_url(data_dir / "conversations.sqlite3"))
-    return (
-        ConversationRepository(database, blobs),
+    return Storage(
+        ConversationRepository(database, blobs, writer=writer),
         UserRepository(database, blobs),
         TranscriptRepository(database),
         ApiKeyRepository(database),
+        Instances(database, writer) if writer is not None else None,
     )
 
 
@@ -245,7 +263,8 @@ def command(argv: list[str]) -> int:
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    conversations_repo, users, _, keys = open_storage(data_dir, args.db)
+    stores = open_storage(data_dir, args.db)
+    conversations_repo, users, keys = stores.conversations, stores.users, stores.keys
     try:
         if args.command == "apikey":
             return api_key_command(args, users, keys)
@@ -334,7 +353,12 @@ def main(argv: list[str] | None = None) -> int | None:
     if exposed and args.db is None and not (data_dir / "conversations.sqlite3").exists():
         refuse_exposed(args.host)  # no database, so no users: say so before creating anything
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "uploads"))
+    from storage.instances import instance_name
+    from ui.uploads import instance_folder
+
+    me = instance_name(args.port)  # this instance, as its answers and its uploads folder name it
+    uploads = data_dir / "uploads" / instance_folder(me)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(uploads))
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # a local assistant sends nothing anywhere
 
     from api import remote_media
@@ -355,17 +379,19 @@ def main(argv: list[str] | None = None) -> int | None:
     from ui.files import attachment_route
     from ui.uploads import clear_stale_uploads
 
-    repository, users, transcripts, keys = open_storage(data_dir, args.db)
+    stores = open_storage(data_dir, args.db, writer=me)
+    repository, users, transcripts, keys = stores.conversations, stores.users, stores.transcripts, stores.keys
     if auth is not None:  # --auth USER:PASSWORD creates that user, or sets their password
         (users.set_password if users.id_of(auth[0]) is not None else users.add)(*auth)
     if exposed and not users.any():
         refuse_exposed(args.host)
-    stale = clear_stale_uploads(data_dir / "uploads")
-    if stale:
-        logging.info("deleted %d upload(s) an earlier run left unsent", stale)
-    interrupted = repository.mark_interrupted()
+    # Answers an earlier run of this instance, or an instance that has stopped, left streaming: kept, marked.
+    interrupted = stores.instances.start()
     if interrupted:
         logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
+    stale = clear_stale_uploads(data_dir / "uploads", uploads.name, stores.instances.alive())
+    if stale:
+        logging.info("deleted %d upload(s) an earlier run left unsent", stale)
 
     remote = args.engine == "openai"
     if remote and (not args.engine_url or args.demo):
@@ -421,7 +447,7 @@ def main(argv: list[str] | None = None) -> int | None:
         model_id=api_model_id(args),
         accounts=users.any,
         user_of_key=keys.user_of,
-        upload_dir=data_dir / "uploads" / "api",
+        upload_dir=uploads / "api",
         queue_limit=args.api_queue_limit,
         fetch=remote_media.fetch if args.allow_remote_media else None,
     )

@@ -64,7 +64,7 @@ def lost_messages(data_dir: Path, results: dict) -> int:
     """Exchanges a client completed that its stored conversation does not hold, word for word."""
     from run import open_storage
 
-    repository = open_storage(data_dir, None)[0]
+    repository = open_storage(data_dir, None).conversations
     lost = 0
     for record in results.values():
         if record["conversation"] is None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
 from domain.errors import InvalidInput
-from storage.database import Database
+from storage.database import Database, utc_now
 from storage.schema import ApiKeyRow
 
 PREFIX = "sk-la-"
@@ -34,10 +34,6 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 class ApiKeyRepository:
     def __init__(self, database: Database):
         self._read = database.read
@@ -47,7 +43,7 @@ class ApiKeyRepository:
         """A new key for the user: (its record, the key itself, which is not stored and cannot be shown again)."""
         name = " ".join((name or "").split())[:MAX_NAME_CHARS] or "key"
         key = PREFIX + secrets.token_urlsafe(32)
-        row = ApiKeyRow(user_id=user_id, name=name, prefix=key[: len(PREFIX) + 4], key_hash=_digest(key), created_at=_now())
+        row = ApiKeyRow(user_id=user_id, name=name, prefix=key[: len(PREFIX) + 4], key_hash=_digest(key), created_at=utc_now())
         with self._write.begin() as session:
             session.add(row)
             session.flush()
@@ -73,7 +69,7 @@ class ApiKeyRepository:
             user_id = session.scalar(select(ApiKeyRow.user_id).where(ApiKeyRow.key_hash == digest))
         if user_id is not None:
             with self._write.begin() as session:
-                session.execute(update(ApiKeyRow).where(ApiKeyRow.key_hash == digest).values(last_used_at=_now()))
+                session.execute(update(ApiKeyRow).where(ApiKeyRow.key_hash == digest).values(last_used_at=utc_now()))
         return user_id
 
 

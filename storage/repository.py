@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -20,7 +19,7 @@ from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
 from storage.blobs import BlobStore, StoredBlob
-from storage.database import Database
+from storage.database import Database, utc_now
 from storage.exchange import ExportedConversation, ImportedConversation
 from storage.records import LEAF, Leaf, Tree, attach, branch, to_message, to_summary
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
@@ -28,15 +27,10 @@ from storage.search import search_messages
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "The app stopped before this answer was finished."
 # Loads a message's attachments with it, in one extra query per batch.
 _WITH_ATTACHMENTS = (
     selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment).selectinload(AttachmentRow.transcript)
 )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ConversationRepository:
@@ -45,15 +39,17 @@ class ConversationRepository:
     Another owner's conversation or message is ConversationNotFound / MessageNotFound, as if it did not exist.
     """
 
-    def __init__(self, database: Database, blobs: BlobStore, owner: int | None = None):
+    def __init__(self, database: Database, blobs: BlobStore, owner: int | None = None, writer: str | None = None):
+        """`writer` names this app instance on the answers it streams (storage/instances.py)."""
         self._database = database
         self._read = database.read
         self._write = database.write
         self._blobs = blobs
         self._owner = owner
+        self._writer = writer
 
     def for_owner(self, owner: int | None) -> ConversationRepository:
-        return ConversationRepository(self._database, self._blobs, owner)
+        return ConversationRepository(self._database, self._blobs, owner, self._writer)
 
     def _owned(self):
         return ConversationRow.user_id.is_(None) if self._owner is None else ConversationRow.user_id == self._owner
@@ -292,6 +288,7 @@ class ConversationRepository:
         with self._write.begin() as session:
             conversation = self._conversation(session, conversation_id)
             row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING, parent_id)
+            row.writer = self._writer
             return self._message(row)
 
     def edit_user_message(self, message_id: int, text: str) -> Message:
@@ -348,7 +345,7 @@ class ConversationRepository:
 
     def update_message_text(self, message_id: int, text: str) -> None:
         with self._write.begin() as session:
-            session.execute(update(MessageRow).where(MessageRow.id == message_id).values(content=text, updated_at=_now()))
+            session.execute(update(MessageRow).where(MessageRow.id == message_id).values(content=text, updated_at=utc_now()))
 
     def finish_message(
         self, message_id: int, text: str, status: Status, error: str | None = None, details: AnswerDetails | None = None
@@ -362,22 +359,13 @@ class ConversationRepository:
                     status=status.value,
                     error=error,
                     details=details.model_dump(mode="json") if details else None,
-                    updated_at=_now(),
+                    updated_at=utc_now(),
+                    writer=None,
                 )
             )
 
     def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
         return self._change(conversation_id, settings=settings.model_dump(mode="json", exclude_none=True) or None)
-
-    def mark_interrupted(self) -> int:
-        """Answers left streaming by a crash keep their text and are marked as errors; returns how many."""
-        with self._write.begin() as session:
-            result = session.execute(
-                update(MessageRow)
-                .where(MessageRow.status == Status.STREAMING.value)
-                .values(status=Status.ERROR.value, error=INTERRUPTED)
-            )
-            return result.rowcount
 
     def _conversation(self, session: Session, conversation_id: str) -> ConversationRow:
         row = session.get(ConversationRow, conversation_id)
@@ -386,7 +374,7 @@ class ConversationRepository:
         return row
 
     def _new_conversation(self, session: Session, title: str, settings: GenerationSettings | None = None) -> ConversationRow:
-        now = _now()
+        now = utc_now()
         row = ConversationRow(id=uuid.uuid4().hex, title=title[:200], created_at=now, updated_at=now, user_id=self._owner)
         if settings is not None:
             row.settings = settings.model_dump(mode="json", exclude_none=True) or None
@@ -409,7 +397,7 @@ class ConversationRepository:
         session.flush()
         session.refresh(conversation, with_for_update=True)
         last = session.scalar(select(func.max(MessageRow.position)).where(MessageRow.conversation_id == conversation.id))
-        now = _now()
+        now = utc_now()
         row = MessageRow(
             conversation_id=conversation.id,
             position=0 if last is None else last + 1,

@@ -83,6 +83,7 @@ class MessageRow(Base):
     details: Mapped[dict | None] = mapped_column(JSON)  # domain.settings.AnswerDetails, for answers
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    writer: Mapped[str | None] = mapped_column(String(255))  # the app instance that writes it while it streams
 
     conversation: Mapped[ConversationRow] = relationship(back_populates="messages")
     links: Mapped[list[MessageAttachmentRow]] = relationship(
@@ -136,3 +137,12 @@ class TranscriptRow(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("sha256", name="uq_transcript_sha256"),)
+
+
+class InstanceRow(Base):
+    """A running app instance (host:port), alive while its heartbeat is recent (storage/instances.py)."""
+
+    __tablename__ = "app_instance"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    heartbeat_at: Mapped[datetime]

@@ -142,8 +142,8 @@ def free_port() -> int:
 class AppProcess:
     """`python run.py` as a child process, as a user would start it."""
 
-    def __init__(self, args: list[str], log_path: Path):
-        self.port = free_port()
+    def __init__(self, args: list[str], log_path: Path, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "ab")

@@ -26,7 +26,8 @@ def stored(data_dir, user: str | None = None):
     """The app's conversations as its database holds them (read from this process)."""
     from run import open_storage
 
-    conversations, users, _, _ = open_storage(data_dir, None)
+    storage = open_storage(data_dir, None)
+    conversations, users = storage.conversations, storage.users
     return conversations.for_owner(users.id_of(user))
 
 

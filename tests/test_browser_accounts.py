@@ -69,7 +69,8 @@ def test_each_user_sees_only_their_own(browser, start_app, demo_model_dir, png_f
 
     from run import open_storage
 
-    repository, users, _, _ = open_storage(data_dir, None)
+    storage = open_storage(data_dir, None)
+    repository, users = storage.conversations, storage.users
     assert [c.title for c in repository.for_owner(users.id_of("alice")).list_conversations()] == ["Alice's secret garden"]
     assert repository.for_owner(users.id_of("bob")).list_conversations() == []
     alice_context.close()

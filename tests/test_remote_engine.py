@@ -49,7 +49,7 @@ def app_context(app) -> int:
 def backend_conversations(data_dir):
     from run import open_storage
 
-    return open_storage(data_dir, None)[0]
+    return open_storage(data_dir, None).conversations
 
 
 def test_family_comes_from_the_served_models_name_or_what_it_is_said_to_take():

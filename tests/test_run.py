@@ -80,7 +80,7 @@ def test_accounts_from_the_command_line(tmp_path):
     assert changed.returncode == 0
     from run import open_storage
 
-    _, users, _, _ = open_storage(tmp_path, None)
+    users = open_storage(tmp_path, None).users
     assert users.verify("alice", "a new password") and not users.verify("alice", "alice's password")
     # With accounts, export and import need to know whose conversations.
     anonymous = run("export", "--out", str(tmp_path / "x.zip"))
@@ -90,7 +90,7 @@ def test_accounts_from_the_command_line(tmp_path):
     from domain.types import MediaFile, MediaKind
     from tests.media_factory import png
 
-    conversations, _, _, _ = open_storage(tmp_path, None)
+    conversations = open_storage(tmp_path, None).conversations
     picture = png(tmp_path / "p.png")
     message = conversations.for_owner(users.id_of("alice")).add_user_message(
         None, "mine", [MediaFile(picture, "p.png", MediaKind.IMAGE, "image/png")], new_title="mine"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import inspect, text
 
@@ -10,7 +9,7 @@ from domain.errors import ConversationNotFound
 from domain.types import MediaFile, MediaKind, Role, Status
 from storage.database import create_db_engine, migrate, sqlite_url
 from assistant.dialogue import make_title
-from storage.repository import INTERRUPTED
+from storage.instances import INTERRUPTED, Instances
 
 
 @pytest.fixture
@@ -89,13 +88,47 @@ def test_deleting_a_conversation_cascades(repository, png_file, database_url):
         assert connection.execute(text("select count(*) from message_attachment")).scalar() == 0
 
 
-def test_interrupted_answers_keep_their_text(repository):
-    conversation = repository.create_conversation("crash")
-    reply = repository.start_assistant_message(conversation.id)
-    repository.update_message_text(reply.id, "half an ans")
-    assert repository.mark_interrupted() == 1
-    [message] = repository.get_messages(conversation.id)
-    assert (message.text, message.status, message.error) == ("half an ans", Status.ERROR, INTERRUPTED)
+def test_an_instance_marks_only_the_answers_no_live_instance_is_writing(database_url, tmp_path):
+    """Two app instances on one database: one that starts again marks its earlier run's unfinished answers (and
+    those written before writers were recorded), text kept, but not the answer the other is still writing; that
+    one is marked by a later beat once the other has stopped beating."""
+    from storage.blobs import BlobStore
+    from storage.database import open_database
+    from storage.repository import ConversationRepository
+
+    database = open_database(database_url)
+
+    def instance(name: str):
+        return ConversationRepository(database, BlobStore(tmp_path / "files"), writer=name), Instances(database, name)
+
+    (first, first_beats), (second, second_beats) = instance("host:7860"), instance("host:7861")
+    assert first_beats.start(interval_s=3600) == 0 and second_beats.start(interval_s=3600) == 0
+    conversation = first.create_conversation("two instances")
+    crashed = first.start_assistant_message(conversation.id)
+    first.update_message_text(crashed.id, "half an ans")
+    live = second.start_assistant_message(conversation.id, parent_id=None)
+    legacy = ConversationRepository(database, BlobStore(tmp_path / "files")).start_assistant_message(conversation.id, parent_id=None)
+    done = second.start_assistant_message(conversation.id, parent_id=None)
+    second.finish_message(done.id, "all of it", Status.COMPLETE)
+
+    restarted = Instances(database, "host:7860")
+    assert restarted.start(interval_s=3600) == 2  # its own earlier answer and the one with no writer
+
+    def state(message_id):
+        message = first.get_message(message_id)
+        return message.text, message.status, message.error
+
+    assert state(crashed.id) == ("half an ans", Status.ERROR, INTERRUPTED)
+    assert state(legacy.id) == ("", Status.ERROR, INTERRUPTED)
+    assert state(live.id)[1] is Status.STREAMING
+    assert state(done.id) == ("all of it", Status.COMPLETE, None)
+    second_beats.beat()
+    assert restarted.mark_interrupted() == 0  # the second instance beats: its answer is left alone
+    # Seen from later on, when every beat of the second instance is older than the staleness limit.
+    assert Instances(database, "host:7860", stale_s=0).mark_interrupted() == 1
+    assert state(live.id)[1:] == (Status.ERROR, INTERRUPTED)
+    for beats in (first_beats, second_beats, restarted):
+        beats.stop()
 
 
 def test_migration_from_empty_to_head_and_back(tmp_path):
@@ -104,7 +137,7 @@ def test_migration_from_empty_to_head_and_back(tmp_path):
     tables = set(inspect(engine).get_table_names())
     assert {"conversation", "message", "attachment", "message_attachment", "alembic_version"} <= tables
     with engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0008"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0009"
         assert connection.execute(text("pragma journal_mode")).scalar() == "wal"
         assert connection.execute(text("pragma foreign_keys")).scalar() == 1
     indexes = {i["name"] for i in inspect(engine).get_indexes("conversation")}

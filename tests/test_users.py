@@ -88,7 +88,8 @@ def test_api_keys_are_kept_only_as_hashes_belong_to_one_user_and_go_with_them(tm
 
     from run import open_storage
 
-    _, users, _, keys = open_storage(tmp_path, None)
+    storage = open_storage(tmp_path, None)
+    users, keys = storage.users, storage.keys
     alice, bob = users.add("alice", "a-long-password"), users.add("bob", "a-long-password")
     record, key = keys.create(alice, "  my   editor ")
     assert record.name == "my editor" and key.startswith(record.prefix) and len(key) > 40
