@@ -263,9 +263,16 @@ def finish_reason(message: Message) -> str:
 
 
 def usage(message: Message) -> dict:
-    prompt = message.details.prompt_tokens if message.details else 0
-    answer = message.details.answer_tokens if message.details else 0
-    return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
+    """OpenAI's usage, with the prompt tokens a kept KV cache held as `cached_tokens`."""
+    details = message.details
+    prompt = details.prompt_tokens if details else 0
+    answer = details.answer_tokens if details else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": answer,
+        "total_tokens": prompt + answer,
+        "prompt_tokens_details": {"cached_tokens": details.cached_tokens if details else 0},
+    }
 
 
 def _sse(body: dict) -> str:

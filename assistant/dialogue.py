@@ -95,6 +95,7 @@ def answer_details(
         quant=info.quant,
         settings=used,
         prompt_tokens=report.prompt_tokens,
+        cached_tokens=report.cached_tokens,
         answer_tokens=report.answer_tokens,
         first_token_s=report.first_token_s,
         tokens_per_s=report.tokens_per_s,

@@ -44,6 +44,7 @@ class GenerationReport:
     """Filled in by `stream` as it goes: sizes and timings of one answer."""
 
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, those a kept KV cache held (not prefilled again)
     answer_tokens: int = 0
     max_new_tokens: int = 0
     first_token_s: float | None = None
@@ -220,12 +221,13 @@ class TransformersEngine:
             abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
             done.wait(timeout=self.stream_timeout_s)
 
-    def _generate_reusing(self, args: dict, key: str, inputs, model_input: ModelInput) -> None:
+    def _generate_reusing(self, args: dict, report: GenerationReport, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
         cache, blocks = self.reuse.prefill(
             self.model, self.family.name, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype
         )
         ids = inputs["input_ids"]
+        report.cached_tokens = ids.shape[1] - 1 - self.reuse.prefilled
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.
         plain = {k: v for k, v in args.items() if k not in inputs}  # sampling, lengths, streamer, stopping
         output = self.model.generate(
@@ -250,7 +252,7 @@ class TransformersEngine:
                 if reuse is None:
                     self.model.generate(**args)
                 else:
-                    self._generate_reusing(args, *reuse)
+                    self._generate_reusing(args, report, *reuse)
         except torch.OutOfMemoryError:
             log.exception("generation ran out of memory")
             streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))

@@ -192,6 +192,9 @@ class OpenAIEngine:
                     event = self._parse(data)
                     if event.get("usage"):
                         report.prompt_tokens = event["usage"].get("prompt_tokens", report.prompt_tokens)
+                        # vLLM and SGLang report their prefix cache's share, when asked to
+                        cached = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens")
+                        report.cached_tokens = cached if isinstance(cached, int) else report.cached_tokens
                         report.answer_tokens = event["usage"].get("completion_tokens", report.answer_tokens)
                     for choice in event.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")

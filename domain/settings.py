@@ -34,6 +34,7 @@ class AnswerDetails(BaseModel):
     quant: str
     settings: GenerationSettings
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, those reused from the conversation's KV cache
     answer_tokens: int = 0
     first_token_s: float | None = None
     tokens_per_s: float | None = None

@@ -118,6 +118,9 @@ def test_a_stateless_follow_up_continues_the_stored_conversation(client, model, 
                 {"role": "user", "content": "And the second?"}]
     second = client.chat.completions.with_raw_response.create(model=model, messages=history, max_tokens=8)
     assert second.headers["x-conversation-id"] == conversation_id
+    # It went on from the conversation's KV cache, and says so as OpenAI's usage does.
+    assert first.parse().usage.prompt_tokens_details.cached_tokens == 0
+    assert 0 < second.parse().usage.prompt_tokens_details.cached_tokens < second.parse().usage.prompt_tokens
     messages = stored(data_dir).get_messages(conversation_id)
     assert [m.role.value for m in messages] == ["user", "assistant", "user", "assistant"]
     assert stored(data_dir).get_conversation(conversation_id).settings.system_prompt == "Be brief."

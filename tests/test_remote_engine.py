@@ -81,6 +81,8 @@ def test_a_conversation_with_an_image_and_audio_through_a_remote_server(backend,
     assert [m.text for m in messages if m.role is Role.ASSISTANT] == [first.text, second.text, third.text]
     assert [a.kind for a in messages[2].attachments] == [MediaKind.AUDIO]
     assert len({a.sha256 for m in messages for a in m.attachments}) == 2
+    # Its KV cache held the earlier turns, and the usage it sent back said how much, which the answers keep.
+    assert first.details.cached_tokens == 0 and 0 < third.details.cached_tokens < third.details.prompt_tokens
 
 
 def test_stop_closes_the_stream_and_the_server_stops_too(backend, repository):

@@ -54,3 +54,15 @@ def test_footers_link_versions_and_forks():
         "\n\n<small>[‹](#msg-3-prev) 1 / 2 [›](#msg-3-next) · [⑂ fork](#msg-3-fork)</small>"
     )
     assert render.message_footer(replace(answer(""), status=Status.STREAMING)) == ""
+
+
+def test_details_say_how_much_of_the_prompt_the_kept_cache_held():
+    from domain.settings import AnswerDetails, GenerationSettings
+    from ui.render import details_text
+
+    def details(cached: int) -> str:
+        return details_text(AnswerDetails(model="demo", quant="none", settings=GenerationSettings(), prompt_tokens=1257,
+                                          cached_tokens=cached, answer_tokens=32))
+
+    assert "1257 in the prompt (1216 of them kept from the last turn) · 32 in the answer" in details(1216)
+    assert "1257 in the prompt · 32 in the answer" in details(0)

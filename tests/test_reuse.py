@@ -82,9 +82,12 @@ def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder
     first = list(manager.send(None, "what is this?", [(media["red"], "red.png"), (media["speech"], "q.wav")], threading.Event()))
     prompt_tokens = first[-1].message.details.prompt_tokens
     assert reuse.prefilled == prompt_tokens - 1  # a fresh conversation: everything but the last token
+    assert first[-1].message.details.cached_tokens == 0
     conversation_id = first[0].conversation.id
-    list(manager.send(conversation_id, "and the colour?", [], threading.Event()))
+    follow_up = list(manager.send(conversation_id, "and the colour?", [], threading.Event()))[-1].message.details
     assert reuse.prefilled < 0.5 * prompt_tokens  # the image and audio were not prefilled again
+    # The answer's details say how much of its prompt the kept cache held: all of it but what was prefilled.
+    assert follow_up.cached_tokens == follow_up.prompt_tokens - 1 - reuse.prefilled > prompt_tokens // 2
     assert reuse.encoders.calls == 2
 
     # A restart: no KV cache, but each encoder output is read from disk, not computed.

@@ -123,7 +123,9 @@ def details_text(details: AnswerDetails) -> str:
         f"**Model** {details.model} · {details.quant}",
         f"**Settings** temperature {value(settings.temperature)} · top-p {value(settings.top_p)} · "
         f"max {value(settings.max_new_tokens)} new tokens · seed {value(settings.seed)}",
-        f"**Tokens** {details.prompt_tokens} in the prompt · {details.answer_tokens} in the answer",
+        f"**Tokens** {details.prompt_tokens} in the prompt"
+        + (f" ({details.cached_tokens} of them kept from the last turn)" if details.cached_tokens else "")
+        + f" · {details.answer_tokens} in the answer",
         "**Speed** "
         + (f"first token after {details.first_token_s:.2f} s" if details.first_token_s is not None else "no token")
         + (f" · {details.tokens_per_s:.1f} tokens/s" if details.tokens_per_s is not None else ""),
