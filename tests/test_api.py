@@ -263,6 +263,63 @@ def test_remote_media_is_never_fetched_from_this_machine_or_private_networks():
     assert not served.is_set()
 
 
+def test_remote_media_from_a_public_address_is_fetched_from_the_address_that_was_checked(monkeypatch, png_file):
+    """The fetch itself, over a real HTTP exchange: the name resolves to a public address (nothing public is
+    reachable here, so the connection to that address is handed to a local server standing in for it)."""
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from api import remote_media
+    from api.errors import ApiError
+
+    public = "93.184.215.14"
+    image = png_file.read_bytes()
+
+    class Media(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = {"/cat.png": image, "/big.bin": b"x" * 5000}.get(self.path.split("?")[0])
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+            served.append((self.headers["Host"], self.path))
+
+        def log_message(self, *args):
+            pass
+
+    served: list[tuple[str, str]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Media)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connected: list[tuple[str, int]] = []
+    real_connect = socket.create_connection
+
+    def connect(address, timeout=None):
+        connected.append(address)
+        assert address[0] == public  # only ever the address that was checked
+        return real_connect(server.server_address, timeout=timeout)
+
+    real_resolve = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        if host == "media.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (public, port))]
+        return real_resolve(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(remote_media.socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(remote_media.socket, "create_connection", connect)
+    try:
+        assert remote_media.fetch("http://media.example/cat.png?size=1", 10_000, "p") == image
+        assert served[-1] == ("media.example", "/cat.png?size=1") and connected[-1] == (public, 80)
+        with pytest.raises(ApiError) as missing:
+            remote_media.fetch("http://media.example/gone.png", 10_000, "p")
+        assert missing.value.status == 400 and "HTTP 404" in str(missing.value)
+        with pytest.raises(ApiError) as large:
+            remote_media.fetch("http://media.example/big.bin", 1000, "p")
+        assert large.value.status == 413
+    finally:
+        server.shutdown()
+
+
 def test_a_model_that_failed_to_load_is_a_503_saying_why(start_app, demo_model_dir, tmp_path):
     import shutil
 
