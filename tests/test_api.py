@@ -277,12 +277,12 @@ def test_remote_media_from_a_public_address_is_fetched_from_the_address_that_was
 
     class Media(BaseHTTPRequestHandler):
         def do_GET(self):
+            served.append((self.headers["Host"], self.path))  # before answering: the client returns once it has read
             body = {"/cat.png": image, "/big.bin": b"x" * 5000}.get(self.path.split("?")[0])
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
             self.wfile.write(body or b"")
-            served.append((self.headers["Host"], self.path))
 
         def log_message(self, *args):
             pass
