@@ -9,8 +9,7 @@ the encoder itself), with the Qwen models' 3-D rotary positions computed for the
 conversation (it keeps those of whatever ran last). Qwen3-VL's DeepStack levels are kept with each image's
 features and added in its first layers; Gemma 4 gets its per-layer embeddings of the token ids (and, where
 image tokens attend both ways, every token's type), and its sliding-window layers keep every token so that
-the cache can be cut anywhere. Knows nothing of storage,
-queueing or the UI.
+the cache can be cut anywhere. Knows nothing of storage, queueing or the UI.
 """
 
 from __future__ import annotations
@@ -229,6 +228,7 @@ class Reuse:
         ids = inputs["input_ids"]
         length = ids.shape[1]
         config = model.config
+        text_config = config.get_text_config()
         blocks = _blocks(ids[0], getattr(config, "image_token_id", None), getattr(config, "audio_token_id", None), image_keys, audio_keys)
         positions, deltas = POSITIONS[family](inner, inputs)
         entry = self.kv.take(key)
@@ -245,7 +245,7 @@ class Reuse:
             # Placeholder tokens embed as padding (Gemma 4's may lie outside its vocabulary); media go in over them.
             text_ids = segment.clone()
             for block_start, block_end, *_ in needed:
-                text_ids[0, block_start - start : block_end - start] = getattr(config.get_text_config(), "pad_token_id", None) or 0
+                text_ids[0, block_start - start : block_end - start] = getattr(text_config, "pad_token_id", None) or 0
             embeds = inner.get_input_embeddings()(text_ids)
             # Media processed earlier have no pixels or features in `inputs`: fetch theirs before new ones can evict.
             needed.sort(key=lambda b: b[3] in inputs[f"new_{b[2]}s"])
@@ -266,11 +266,11 @@ class Reuse:
             )
             if deepstack:
                 inner.language_model(**args, **_deepstack_args(deepstack, blocks, start, segment, embeds))
-            elif getattr(config.get_text_config(), "hidden_size_per_layer_input", None):
+            elif getattr(text_config, "hidden_size_per_layer_input", None):
                 # Gemma 4: per-layer embeddings of the token ids, padding where the media are, as its forward makes them;
                 # and where its image tokens see each other both ways, every token's type from the start of the prompt
                 # (the mask finds each image block by its place in the whole sequence).
-                if getattr(config.get_text_config(), "use_bidirectional_attention", None) == "vision":
+                if getattr(text_config, "use_bidirectional_attention", None) == "vision":
                     args["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, : length - 1]
                 inner(**args, per_layer_inputs=inner.language_model.get_per_layer_inputs(text_ids, None))
             else:

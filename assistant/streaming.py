@@ -70,17 +70,17 @@ class ChunkStreamer(BaseStreamer):
             settled -= 1
         if settled == self._read:
             return
-        piece = self._piece(settled)
+        piece = self._piece(settled, final=False)
         if piece is not None:
             self._text += piece
             self._prefix, self._read = self._read, settled
             self._emit_until_stop(self._text, final=False)
 
-    def _piece(self, upto: int) -> str | None:
-        """The text self._ids[self._read:upto] adds, or None while it ends inside a character."""
+    def _piece(self, upto: int, final: bool) -> str | None:
+        """The text self._ids[self._read:upto] adds; unless `final`, None while it ends inside a character."""
         before = self._decode(self._ids[self._prefix : self._read])
         after = self._decode(self._ids[self._prefix : upto])
-        if after.endswith("\ufffd") or not after.startswith(before):
+        if not final and (after.endswith("\ufffd") or not after.startswith(before)):
             return None
         return after[len(before) :]
 
@@ -91,7 +91,7 @@ class ChunkStreamer(BaseStreamer):
         if not self.hit_stop_string.is_set():
             whole = self._decode(self._ids)  # once: the answer's text as a whole decode gives it
             if not whole.startswith(self._text):  # never seen; keep what was streamed and add the rest
-                whole = self._text + self._decode(self._ids[self._prefix :])[len(self._decode(self._ids[self._prefix : self._read])) :]
+                whole = self._text + self._piece(len(self._ids), final=True)
             self._emit_until_stop(whole, final=True)
         self._queue.put(_END)
 

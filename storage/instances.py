@@ -49,16 +49,18 @@ class Instances:
                 row.heartbeat_at = utc_now()
             session.execute(delete(InstanceRow).where(InstanceRow.heartbeat_at < utc_now() - FORGOTTEN_AFTER))
 
+    def _alive(self):
+        """The ids of the instances that beat lately, this one included once it has."""
+        return select(InstanceRow.id).where(InstanceRow.heartbeat_at >= utc_now() - self._stale)
+
     def alive(self) -> list[str]:
-        """The instances that beat lately, this one included once it has."""
         with self._read() as session:
-            return list(session.scalars(select(InstanceRow.id).where(InstanceRow.heartbeat_at >= utc_now() - self._stale)))
+            return list(session.scalars(self._alive()))
 
     def mark_interrupted(self, startup: bool = False) -> int:
         """Mark the answers left streaming by gone instances (and, at startup, by this one's earlier run) as
         interrupted, their text kept; returns how many."""
-        alive = select(InstanceRow.id).where(InstanceRow.heartbeat_at >= utc_now() - self._stale)
-        orphaned = or_(MessageRow.writer.is_(None), MessageRow.writer.not_in(alive))
+        orphaned = or_(MessageRow.writer.is_(None), MessageRow.writer.not_in(self._alive()))
         if startup:
             orphaned = or_(orphaned, MessageRow.writer == self.me)
         else:

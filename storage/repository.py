@@ -287,8 +287,7 @@ class ConversationRepository:
         """An empty, streaming answer to `parent_id` (by default the current leaf); it becomes the leaf."""
         with self._write.begin() as session:
             conversation = self._conversation(session, conversation_id)
-            row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING, parent_id)
-            row.writer = self._writer
+            row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING, parent_id, writer=self._writer)
             return self._message(row)
 
     def edit_user_message(self, message_id: int, text: str) -> Message:
@@ -390,6 +389,7 @@ class ConversationRepository:
         status: Status,
         parent_id: int | None | Leaf = LEAF,
         error: str | None = None,
+        writer: str | None = None,
     ) -> MessageRow:
         """Append a message under `parent_id` (LEAF: the current leaf) and make it the conversation's leaf."""
         # Writers to one conversation take turns: on PostgreSQL (several app instances) the row lock, re-reading
@@ -408,6 +408,7 @@ class ConversationRepository:
             error=error,
             created_at=now,
             updated_at=now,
+            writer=writer,
         )
         session.add(row)
         session.flush()
