@@ -190,12 +190,8 @@ class OpenAIEngine:
                         finished = True
                         break
                     event = self._parse(data)
-                    if event.get("usage"):
-                        report.prompt_tokens = event["usage"].get("prompt_tokens", report.prompt_tokens)
-                        # vLLM and SGLang report their prefix cache's share, when asked to
-                        cached = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens")
-                        report.cached_tokens = cached if isinstance(cached, int) else report.cached_tokens
-                        report.answer_tokens = event["usage"].get("completion_tokens", report.answer_tokens)
+                    if isinstance(event.get("usage"), dict):
+                        _take_usage(event["usage"], report)
                     for choice in event.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")
                         if text:
@@ -264,3 +260,15 @@ def _wav_base64(samples: np.ndarray) -> str:
         file.setframerate(SAMPLE_RATE)
         file.writeframes(pcm.tobytes())
     return base64.b64encode(out.getvalue()).decode()
+
+
+def _take_usage(usage: dict, report: GenerationReport) -> None:
+    """The server's token counts, where they are whole numbers (a server may send anything)."""
+
+    def count(value, fallback: int) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else fallback
+
+    report.prompt_tokens = count(usage.get("prompt_tokens"), report.prompt_tokens)
+    report.answer_tokens = count(usage.get("completion_tokens"), report.answer_tokens)
+    details = usage.get("prompt_tokens_details")  # vLLM and SGLang report their prefix cache's share, when asked to
+    report.cached_tokens = count(details.get("cached_tokens") if isinstance(details, dict) else None, report.cached_tokens)

@@ -163,6 +163,23 @@ def test_a_failing_server_ends_the_answer_with_a_clear_error_and_keeps_what_was_
     assert [m.role for m in repository.get_messages(conversation)] == [Role.USER, Role.ASSISTANT]
 
 
+@pytest.mark.parametrize("usage", [
+    "lots", {"prompt_tokens": "12", "completion_tokens": -3, "prompt_tokens_details": "cached"},
+    {"prompt_tokens": 12, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": [5]}},
+])
+def test_a_server_whose_usage_is_odd_still_gives_the_answer(repository, usage):
+    """Token counts that are not whole numbers are ignored, not taken in or failed on."""
+    server = serve([chunk("Fine"), chunk(" answer"), f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode(),
+                    b"data: [DONE]\n\n"], False)
+    try:
+        manager, _ = remote_manager(f"http://127.0.0.1:{server.server_address[1]}/v1", repository)
+        _, answer = send(manager, None, "Hello?")
+    finally:
+        server.shutdown()
+    assert (answer.status, answer.text) == (Status.COMPLETE, "Fine answer"), answer.error
+    assert answer.details.cached_tokens == 0 and answer.details.prompt_tokens > 0 and answer.details.answer_tokens >= 0
+
+
 def test_a_server_that_is_down_gives_a_clear_message(repository):
     port = free_port()
     manager, engine = remote_manager(f"http://127.0.0.1:{port}/v1", repository)
