@@ -33,3 +33,18 @@ class MessageNotFound(AssistantError):
 
 class ConversationBusy(AssistantError):
     """The conversation has an answer in progress, so it cannot be changed that way now."""
+
+
+class EngineUnavailable(GenerationError):
+    """The generation server (a remote engine) failed, refused or could not be reached: not this app's fault."""
+
+
+class ServiceUnavailable(AssistantError):
+    """A fault of the machine, not of the request or the app: the disk is full, the database is busy or away.
+
+    `retry_after_s` is how long a client should wait before trying again.
+    """
+
+    def __init__(self, message: str, retry_after_s: int = 5):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
