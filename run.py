@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated extra host names the page may be reached as (besides loopback and --host), "
         "e.g. a LAN name; requests for any other Host header are refused (or set ASSISTANT_ALLOWED_HOSTS)",
     )
+    parser.add_argument(
+        "--allowed-origins",
+        default=os.environ.get("ASSISTANT_ALLOWED_ORIGINS", ""),
+        help="comma-separated web origins (scheme://host[:port]) whose pages may call the app from the browser, "
+        "e.g. a web front end of yours; any other site's requests are refused (or set ASSISTANT_ALLOWED_ORIGINS)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer, in tokens")
     parser.add_argument(
         "--no-reuse",
@@ -346,9 +352,13 @@ def main(argv: list[str] | None = None) -> int | None:
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     auth = parse_auth(args.auth)
-    data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
-    from ui.security import is_loopback  # light: the standard library only
+    from ui.security import is_loopback, parse_origins  # light: the standard library only
 
+    try:
+        origins = parse_origins(args.allowed_origins.split(","))
+    except ValueError as error:
+        raise SystemExit(f"error: --allowed-origins: {error}") from None
+    data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     exposed = not is_loopback(args.host) and auth is None
     if exposed and args.db is None and not (data_dir / "conversations.sqlite3").exists():
         refuse_exposed(args.host)  # no database, so no users: say so before creating anything
@@ -377,6 +387,12 @@ def main(argv: list[str] | None = None) -> int | None:
     from ui import security
     from ui.app import build_app
     from ui.files import attachment_route
+    from starlette.middleware import Middleware
+
+    from ui.app import TITLE
+    from ui.server import build_server_app, serve
+    from ui.sessions import LOGIN_NOTE, Sessions
+    from ui.signin import SignInRedirect, signin_route
     from ui.uploads import clear_stale_uploads
 
     stores = open_storage(data_dir, args.db, writer=me)
@@ -440,7 +456,8 @@ def main(argv: list[str] | None = None) -> int | None:
     dialogue = DialogueManager(
         repository, host, media, queue, transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
     )
-    app = build_app(dialogue, host, demo=demo, owner_of=users.id_of, api_keys=keys)
+    sessions = Sessions(users)
+    app = build_app(dialogue, host, demo=demo, owner_of=sessions.owner_of, api_keys=keys)
     api = ChatApi(
         dialogue,
         host,
@@ -454,18 +471,15 @@ def main(argv: list[str] | None = None) -> int | None:
     hosts = security.allowed_hosts(args.host, args.allowed_hosts.split(","))
     # With accounts, the page asks for a login (users added later count after a restart). Attachments are
     # served only through a route that checks their owner, never from a folder open to every session.
-    app.queue(default_concurrency_limit=16).launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=users.verify if users.any() else None,
+    server, gradio_app = build_server_app(
+        app.queue(default_concurrency_limit=16),
+        routes=[attachment_route(dialogue, sessions.owner), signin_route(TITLE, LOGIN_NOTE), *api.routes()],
+        middleware=security.middleware(hosts, origins, [*sessions.middleware(), Middleware(SignInRedirect, sessions=sessions)]),
+        auth=sessions.authenticate if users.any() else None,
         max_file_size=limits.MAX_FILE_BYTES,
-        app_kwargs={
-            "middleware": security.middleware(hosts),
-            "routes": [attachment_route(dialogue, users.id_of), *api.routes()],
-        },
-        show_error=False,
-        footer_links=[],
     )
+    sessions.bind(gradio_app)
+    serve(server, args.host, args.port)
 
 
 if __name__ == "__main__":

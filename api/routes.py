@@ -109,6 +109,7 @@ class ChatApi:
 
     async def completions(self, request):
         owner = self._owner(request)
+        _require_json(request)
         body = await _body(request)
         # Off the event loop: JSON and base64 of up to hundreds of MB, and http(s) media (--allow-remote-media).
         chat = await anyio.to_thread.run_sync(_parse, body, self.fetch, limiter=self._threads)
@@ -299,6 +300,15 @@ async def _body(request) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise _too_large()
     return bytes(body)
+
+
+def _require_json(request) -> None:
+    """Only JSON bodies: a web page can send text/plain or form bodies to any site without asking (no CORS preflight),
+    so accepting them would let other sites run the model and write conversations through a visitor's browser."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(415, "Send the request body as JSON, with the header Content-Type: application/json.",
+                       code="unsupported_media_type")
 
 
 def _parse(body: bytes, fetch) -> parsing.ChatRequest:

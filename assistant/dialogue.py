@@ -28,7 +28,7 @@ from assistant.validation import clean_text, validate_text, validate_turn
 from domain import limits
 from domain.errors import AssistantError, ConversationBusy, InvalidInput
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status
+from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status, StoredFile
 
 if TYPE_CHECKING:
     from assistant.transcribe import Transcriber
@@ -174,9 +174,9 @@ class DialogueManager:
         """All of them in one transaction, or none."""
         return self.repository.import_conversations(conversations)
 
-    def attachment_path(self, sha256: str) -> Path | None:
+    def attachment_file(self, sha256: str) -> StoredFile | None:
         """The stored file, if one of this user's messages links it."""
-        return self.repository.attachment_path(sha256)
+        return self.repository.attachment_file(sha256)
 
     def continuation_of(self, system_prompt: str | None, turns: Sequence[tuple[Role, str, tuple[str, ...]]]) -> str | None:
         """The conversation whose active branch is exactly these (role, text, attachment sha256s) turns, under

@@ -48,3 +48,7 @@ class ServiceUnavailable(AssistantError):
     def __init__(self, message: str, retry_after_s: int = 5):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class NotSignedIn(AssistantError):
+    """The app has accounts and the request carries no valid session (signed out, or the account or password changed)."""

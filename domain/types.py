@@ -68,6 +68,15 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """Where an attachment's bytes are, and what validation found them to be (how they may be served)."""
+
+    path: Path
+    kind: MediaKind
+    mime: str
+
+
+@dataclass(frozen=True)
 class Message:
     id: int
     conversation_id: str

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import ConversationSummary, MediaFile, Message, Role, SearchHit, Status
+from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status, StoredFile
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database, utc_now
 from storage.exchange import ExportedConversation, ImportedConversation
@@ -54,7 +54,7 @@ class ConversationRepository:
     def _owned(self):
         return ConversationRow.user_id.is_(None) if self._owner is None else ConversationRow.user_id == self._owner
 
-    def attachment_path(self, sha256: str) -> Path | None:
+    def attachment_file(self, sha256: str) -> StoredFile | None:
         """The stored file of an attachment one of this owner's messages links (what they may download), or None."""
         with self._read() as session:
             row = session.scalar(
@@ -65,7 +65,13 @@ class ConversationRepository:
                 .where(AttachmentRow.sha256 == sha256, self._owned())
                 .limit(1)
             )
-            return self._blobs.path_for(row.sha256, row.mime) if row is not None else None
+            if row is None:
+                return None
+            return StoredFile(self._blobs.path_for(row.sha256, row.mime), MediaKind(row.kind), row.mime)
+
+    def attachment_path(self, sha256: str) -> Path | None:
+        stored = self.attachment_file(sha256)
+        return stored.path if stored is not None else None
 
     def create_conversation(self, title: str) -> ConversationSummary:
         with self._write.begin() as session:

@@ -6,6 +6,7 @@ user added takes those conversations over; later users start empty.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -85,6 +86,15 @@ class UserRepository:
             for attachment in orphans:  # under the write lock, as in ConversationRepository.delete_conversation
                 self._blobs.path_for(attachment.sha256, attachment.mime).unlink(missing_ok=True)
             return [attachment.sha256 for attachment in orphans]
+
+    def session_key(self, name: str | None) -> str | None:
+        """What a sign-in session of `name` is bound to: it changes with the password and when the user is deleted and
+        added again (a digest of the salted hash, never the hash itself); None if there is no such user."""
+        if not name:
+            return None
+        with self._read() as session:
+            password_hash = session.scalar(select(UserRow.password_hash).where(UserRow.name == name))
+        return None if password_hash is None else hashlib.sha256(password_hash.encode()).hexdigest()
 
     def verify(self, name: str, password: str) -> bool:
         from argon2.exceptions import InvalidHashError, VerificationError

@@ -29,7 +29,7 @@ def sign_in(browser, url: str, name: str, password: str):
     page.goto(url, wait_until="load")
     page.locator("input[type=text]").fill(name)
     page.locator("input[type=password]").fill(password)
-    page.get_by_role("button", name="Login").click()
+    page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#composer textarea")
     expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
     return context, page
@@ -95,8 +95,8 @@ def test_a_wrong_password_is_refused(browser, start_app, demo_model_dir, tmp_pat
     page.goto(app.url, wait_until="load")
     page.locator("input[type=text]").fill("alice")
     page.locator("input[type=password]").fill("not her password")
-    page.get_by_role("button", name="Login").click()
-    expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
     expect(page.locator("#composer")).to_have_count(0)
     page.close()
 
@@ -130,4 +130,52 @@ def test_a_user_creates_an_api_key_in_the_page_uses_it_and_revokes_it(browser, s
     # The exchange is alice's conversation, in her sidebar after a reload.
     page.reload(wait_until="load")
     expect(page.locator("#conversation-list")).to_contain_text("from my editor")
+    context.close()
+
+
+def test_repeated_wrong_passwords_are_paused_and_the_page_says_for_how_long(browser, start_app, demo_model_dir, tmp_path):
+    from ui.sessions import FAILURES_PER_USER
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "alice", "alice's password")
+    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir))
+    app.wait_for_page()
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url, wait_until="load")
+    for attempt in range(FAILURES_PER_USER + 1):
+        page.locator("input[type=text]").fill("alice")
+        page.locator("input[type=password]").fill(f"guess {attempt}")
+        with page.expect_response(lambda response: response.url.endswith("/login")) as answer:
+            page.get_by_role("button", name="Sign in").click()
+        assert answer.value.status == (400 if attempt < FAILURES_PER_USER else 429)
+    expect(page.get_by_role("alert")).to_have_text(re.compile(r"^Too many failed sign-ins for this account: try again in \d+ minutes\.$"))
+    page.locator("input[type=text]").fill("alice")
+    page.locator("input[type=password]").fill("alice's password")
+    page.get_by_role("button", name="Sign in").click()  # the right password waits too
+    expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+    expect(page.locator("#composer")).to_have_count(0)
+    page.close()
+
+
+def test_a_deleted_users_open_page_can_no_longer_act(browser, start_app, demo_model_dir, tmp_path):
+    """Her cookie used to go on working as the owner-less local person, storing what she sent for nobody."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "alice", "alice's password")
+    add_user(data_dir, "carol", "carol's password")
+    app = start_ready_app(start_app, demo_model_dir, data_dir)
+    context, page = sign_in(browser, app.url, "carol", "carol's password")
+    subprocess.run([sys.executable, "run.py", "deluser", "carol", "--data-dir", str(data_dir)], cwd=ROOT, check=True, capture_output=True)
+    page.locator("#composer textarea").fill("Am I still here?")
+    page.locator("#composer textarea").press("Enter")
+    page.wait_for_timeout(3000)
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "conversations.sqlite3") as db:
+        assert db.execute("select count(*) from message").fetchone()[0] == 0
+    page.reload(wait_until="load")
+    expect(page.locator("input[type=password]")).to_be_visible()  # signed out: the sign-in form again
+    assert page.url.endswith("/signin")
     context.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from domain.errors import AssistantError
+from domain.errors import AssistantError, NotSignedIn
 
 
 @dataclass
@@ -46,7 +46,10 @@ class ApiKeyHandlers:
         self._user_id_of = user_id_of
 
     def _user(self, request: gr.Request) -> int | None:
-        return self._user_id_of(getattr(request, "username", None))
+        try:
+            return self._user_id_of(getattr(request, "username", None))
+        except NotSignedIn as error:
+            raise gr.Error(str(error), print_exception=False) from None
 
     def show(self, request: gr.Request):
         """(note, controls, key list) for whoever is signed in."""

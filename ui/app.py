@@ -25,7 +25,7 @@ from assistant.dialogue import (
 )
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
-from domain.errors import AssistantError, InvalidInput
+from domain.errors import AssistantError, InvalidInput, NotSignedIn
 from domain.settings import GenerationSettings
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
@@ -63,8 +63,13 @@ class ChatHandlers:
         self._stops: dict[str, threading.Event] = {}
 
     def access(self, request: gr.Request) -> DialogueManager:
-        """The dialogue manager as the request's signed-in user sees it (everything, with no accounts)."""
-        return self._dialogue.for_owner(self._owner_of(getattr(request, "username", None)))
+        """The dialogue manager as the request's signed-in user sees it (everything, with no accounts); with accounts,
+        a request without a valid session gets a message and nothing else."""
+        try:
+            owner = self._owner_of(getattr(request, "username", None))
+        except NotSignedIn as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return self._dialogue.for_owner(owner)
 
     def on_load(self, request: gr.Request):
         status = render.status_markdown(self.host.state, self.demo)
@@ -284,7 +289,8 @@ def build_app(
     owner_of: Callable[[str | None], int | None] = lambda name: None,
     api_keys=None,
 ) -> gr.Blocks:
-    """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person);
+    """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person; NotSignedIn:
+    the app has accounts and the name is not a user);
     `api_keys` (storage.api_keys.ApiKeyRepository), when given, adds the panel where users manage theirs."""
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar

@@ -1,5 +1,7 @@
 """Attachments served to the page through a route that checks who is asking: a signed-in user gets only files
-their own messages link, and anything else is 404, as if it did not exist.
+their own messages link, and anything else is 404, as if it did not exist. A file is served as the image or audio
+its validation found it to be, or else only as a download, and always under a sandbox policy, so no stored file
+can run as the app.
 
 Chat messages point at these files by absolute URL, which Gradio hands the browser as is (no copy into
 its cache, no hashing per update).
@@ -11,34 +13,52 @@ import re
 from collections.abc import Callable
 
 from assistant.dialogue import DialogueManager
+from domain.errors import NotSignedIn
+from domain.types import MediaKind
+from ui.security import FILE_POLICY
 
 ROUTE = "/attachments/{name}"
 _NAME = re.compile(r"^([0-9a-f]{64})(\.[A-Za-z0-9]{1,8})?$")
 
 
-def current_user(request) -> str | None:
-    """The user Gradio signed in on this browser, from its session cookie (None without login)."""
-    app = request.app
-    cookie_id = getattr(app, "cookie_id", None)
-    if cookie_id is None:
-        return None
-    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
-    return getattr(app, "tokens", {}).get(token)
+# Served as what validation found them to be (Pillow's raster formats, FFmpeg's audio); anything else, e.g. an
+# older import's "text/html" or "image/svg+xml", which can hold script, only as an opaque download.
+_MEDIA_TYPE = re.compile(r"^(image|audio)/[a-z0-9.+-]{1,80}$")
+_DOWNLOAD = "application/octet-stream"
 
 
-def attachment_route(dialogue: DialogueManager, owner_of: Callable[[str | None], int | None]):
-    """A Starlette route for gr.Blocks.launch(app_kwargs={"routes": [...]})."""
+def served_type(kind: MediaKind, mime: str) -> tuple[str, str]:
+    """(Content-Type, Content-Disposition type) for a stored file."""
+    mime = (mime or "").lower()
+    inert = _MEDIA_TYPE.match(mime) and mime.startswith(kind.value + "/") and "svg" not in mime and "xml" not in mime
+    return (mime, "inline") if inert else (_DOWNLOAD, "attachment")
+
+
+def attachment_route(dialogue: DialogueManager, owner: Callable[[object], int | None]):
+    """A Starlette route for the server's routes; `owner(request)` is the signed-in user's id (None without accounts),
+    raising NotSignedIn when the app has accounts and the request has no valid session."""
     from starlette.responses import FileResponse, PlainTextResponse
     from starlette.routing import Route
 
     async def attachment(request):
         match = _NAME.match(request.path_params["name"])
-        path = None
+        stored = None
         if match:
-            path = dialogue.for_owner(owner_of(current_user(request))).attachment_path(match[1])
-        if path is None or not path.is_file():
+            try:
+                stored = dialogue.for_owner(owner(request)).attachment_file(match[1])
+            except NotSignedIn:
+                stored = None
+        if stored is None or not stored.path.is_file():
             return PlainTextResponse("Not found", status_code=404)
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=31536000, immutable"})
+        media_type, disposition = served_type(stored.kind, stored.mime)
+        suffix = stored.path.suffix if disposition == "inline" else ".bin"
+        headers = {
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "Content-Security-Policy": FILE_POLICY,
+            "Content-Disposition": f'{disposition}; filename="{match[1]}{suffix}"',
+            "X-Content-Type-Options": "nosniff",
+        }
+        return FileResponse(stored.path, media_type=media_type, headers=headers)
 
     return Route(ROUTE, attachment, methods=["GET", "HEAD"])
 

@@ -1,0 +1,295 @@
+"""Sign-in: who a request is, whether its session is still valid, and how often a password may be guessed.
+
+Gradio's login keeps sessions in memory (`tokens`: cookie value -> user name) and knows nothing of users deleted or
+passwords changed since, least of all by `python run.py deluser`/`passwd` in another process. So each session is
+bound, when it is made, to the user's current `session_key` (storage/users.py), and every request whose cookie no
+longer matches has its session ended before Gradio or a route sees it. Failed sign-ins are counted per user name
+and per client address; past the limits, attempts are refused with 429 and Retry-After without checking the
+password, and the password is checked in a worker thread, off the event loop. Knows nothing of models or pages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from domain.errors import NotSignedIn
+
+# OWASP's usual figures: a person who forgot their password gets five tries a quarter of an hour; one address (a
+# household behind one router) gets twenty across its users.
+FAILURES_PER_USER = 5
+FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW_S = 15 * 60
+MAX_TRACKED = 10_000  # names and addresses remembered at once; the oldest are forgotten first
+MAX_LOGIN_BODY = 16 * 1024
+# Argon2 verification costs ~50 ms of CPU and 64 MiB each: at most this many at once.
+VERIFY_THREADS = 2
+LOGIN_PATHS = ("/login", "/login/")
+LOGIN_NOTE = f"After {FAILURES_PER_USER} wrong passwords an account waits up to {FAILURE_WINDOW_S // 60} minutes before its next try."
+SIGNED_OUT = (
+    "You are not signed in: your session ended (you signed out, or your account or password changed). "
+    "Reload the page and sign in."
+)
+
+class FailureLimit:
+    """Failed attempts per key (a user name, an address) in a sliding window."""
+
+    def __init__(self, limit: int, window_s: float = FAILURE_WINDOW_S, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait_s(self, key: str) -> float:
+        """Seconds until `key` may try again (0: now)."""
+        failures = self._recent(key)
+        return 0.0 if len(failures) < self.limit else failures[0] + self.window_s - self._clock()
+
+    def fail(self, key: str) -> None:
+        failures = self._recent(key)
+        failures.append(self._clock())
+        self._failures[key] = failures
+        self._failures.move_to_end(key)
+        while len(self._failures) > MAX_TRACKED:
+            self._failures.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def _recent(self, key: str) -> deque[float]:
+        failures = self._failures.get(key, deque())
+        while failures and failures[0] <= self._clock() - self.window_s:
+            failures.popleft()
+        return failures
+
+
+class Sessions:
+    """The signed-in user of a request. `users` is storage.users.UserRepository (any, id_of, session_key, verify)."""
+
+    def __init__(self, users, clock: Callable[[], float] = time.monotonic):
+        self._users = users
+        self._gradio = None
+        self._bound: dict[str, str] = {}  # session token -> the user's session_key when it signed in
+        self.per_user = FailureLimit(FAILURES_PER_USER, clock=clock)
+        self.per_address = FailureLimit(FAILURES_PER_ADDRESS, clock=clock)
+        self._verifying = None
+
+    def bind(self, gradio_app) -> None:
+        """Gradio's app, which holds the sessions (`tokens`) and names the cookies (`cookie_id`)."""
+        self._gradio = gradio_app
+
+    def middleware(self) -> list:
+        from starlette.middleware import Middleware
+
+        return [Middleware(SessionGuard, sessions=self), Middleware(LoginGuard, sessions=self)]
+
+    def required(self) -> bool:
+        """Whether the page asks for a sign-in (it does when the app started with accounts)."""
+        return getattr(self._gradio, "auth", None) is not None
+
+    # --- who is asking -----------------------------------------------------------------------------------------
+
+    def owner_of(self, name: str | None) -> int | None:
+        """The user id of a signed-in name (Gradio's `request.username`); None while the app has no accounts.
+        NotSignedIn when it has accounts and the name is missing or no longer a user."""
+        if not self._users.any():
+            return None
+        owner = self._users.id_of(name)
+        if owner is None:
+            raise NotSignedIn(SIGNED_OUT)
+        return owner
+
+    def owner(self, request) -> int | None:
+        """As owner_of, for a Starlette request to one of the app's own routes (attachments, exports)."""
+        return self.owner_of(self.user(request))
+
+    def user(self, request) -> str | None:
+        """The user name of the request's session cookie, if that session is valid."""
+        tokens = self._tokens()
+        for token in self._cookie_tokens(request.cookies):
+            name = tokens.get(token)
+            if name is not None and self._still_valid(token, name):
+                return name
+        return None
+
+    # --- sessions ----------------------------------------------------------------------------------------------
+
+    def end_stale(self, cookies: dict[str, str]) -> None:
+        """End the sessions of these cookies that belong to a deleted user or predate a password change."""
+        tokens = self._tokens()
+        for token in self._cookie_tokens(cookies):
+            name = tokens.get(token)
+            if name is not None and not self._still_valid(token, name):
+                tokens.pop(token, None)
+                self._bound.pop(token, None)
+
+    def signed_in(self, cookies: dict[str, str]) -> None:
+        """After Gradio accepted a sign-in: bind the new session to the user's current key."""
+        tokens = self._tokens()
+        for token in self._cookie_tokens(cookies):
+            name = tokens.get(token)
+            if name is not None:
+                self._bound[token] = self._users.session_key(name)
+        for token in [t for t in self._bound if t not in tokens]:  # signed out since
+            del self._bound[token]
+
+    def _still_valid(self, token: str, name: str) -> bool:
+        key = self._bound.get(token)
+        return key is not None and key == self._users.session_key(name)
+
+    def _tokens(self) -> dict:
+        return getattr(self._gradio, "tokens", None) or {}
+
+    def _cookie_tokens(self, cookies: dict[str, str]) -> list[str]:
+        cookie_id = getattr(self._gradio, "cookie_id", None)
+        if cookie_id is None:
+            return []
+        names = (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}")
+        return [cookies[name] for name in names if cookies.get(name)]
+
+    # --- signing in ----------------------------------------------------------------------------------------------
+
+    async def authenticate(self, name: str, password: str) -> bool:
+        """Gradio's `auth`: the password checked in a worker thread, so the event loop goes on serving meanwhile."""
+        import anyio
+
+        if self._verifying is None:
+            self._verifying = anyio.CapacityLimiter(VERIFY_THREADS)
+        return await anyio.to_thread.run_sync(self._users.verify, name, password, limiter=self._verifying)
+
+    def refusal(self, name: str, address: str) -> tuple[str, int] | None:
+        """(why, seconds to wait) if this sign-in must not even be tried now."""
+        user_wait, address_wait = self.per_user.wait_s(name), self.per_address.wait_s(address)
+        if user_wait <= 0 and address_wait <= 0:
+            return None
+        wait = max(user_wait, address_wait)
+        whom = "for this account" if user_wait > 0 else "from this address"
+        return f"Too many failed sign-ins {whom}: try again in {_duration(wait)}.", max(1, round(wait))
+
+    def attempted(self, name: str, address: str, accepted: bool) -> None:
+        if accepted:
+            # Only the account's count: one that knows its own password must not reset its address's guesses.
+            self.per_user.clear(name)
+        else:
+            self.per_user.fail(name)
+            self.per_address.fail(address)
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} minutes" if minutes > 1 else "a minute" if minutes == 1 else f"{max(1, round(seconds))} seconds"
+
+
+def _cookies(scope) -> dict[str, str]:
+    from starlette.requests import cookie_parser
+
+    for key, value in scope.get("headers", []):
+        if key == b"cookie":
+            return cookie_parser(value.decode("latin-1"))
+    return {}
+
+
+class SessionGuard:
+    """Before anything else sees a request, end its session if that session is no longer valid."""
+
+    def __init__(self, app, sessions: Sessions):
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            cookies = _cookies(scope)
+            if cookies:
+                self.sessions.end_stale(cookies)
+        await self.app(scope, receive, send)
+
+
+class LoginGuard:
+    """Gradio's POST /login, limited: refused with 429 past the failure limits; each outcome counted; the session
+    cookie made SameSite=Lax (Gradio sets SameSite=None, which lets other sites' requests carry it)."""
+
+    def __init__(self, app, sessions: Sessions):
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in LOGIN_PATHS:
+            return await self.app(scope, receive, send)
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        body = await _read_body(receive, MAX_LOGIN_BODY)
+        if body is None:
+            return await JSONResponse({"detail": "The sign-in request is too large."}, status_code=413)(scope, receive, send)
+        replay = _replay(body)
+        form = await Request(scope, replay()).form()
+        name = str(form.get("username") or "").strip()[:200]
+        address = scope["client"][0] if scope.get("client") else "unknown"
+        refused = self.sessions.refusal(name, address)
+        if refused is not None:
+            why, wait = refused
+            response = JSONResponse({"detail": why}, status_code=429, headers={"Retry-After": str(wait)})
+            return await response(scope, receive, send)
+        status = 0
+        cookies: dict[str, str] = {}
+
+        async def send_lax(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = []
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"set-cookie":
+                        text = value.decode("latin-1")
+                        pair = text.split(";", 1)[0]
+                        cookies[pair.split("=", 1)[0].strip()] = pair.split("=", 1)[-1].strip()
+                        value = _lax(text).encode("latin-1")
+                    headers.append((key, value))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, replay(), send_lax)
+        if status == 200:
+            self.sessions.signed_in(cookies)
+            self.sessions.attempted(name, address, accepted=True)
+        elif status in (400, 401):
+            self.sessions.attempted(name, address, accepted=False)
+
+
+def _lax(cookie: str) -> str:
+    parts = [p.strip() for p in cookie.split(";")]
+    kept = [p for p in parts if not p.lower().startswith("samesite")]
+    return "; ".join([*kept, "SameSite=lax"])
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            break
+    return bytes(body)
+
+
+def _replay(body: bytes):
+    """A fresh `receive` each call that hands over `body` once, as the server would have."""
+
+    def make():
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return receive
+
+    return make

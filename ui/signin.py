@@ -1,0 +1,102 @@
+"""The sign-in page, in place of Gradio's: Gradio's says "Incorrect credentials" for a refusal and nothing at all when
+sign-ins are paused (429), so a person locked out for fifteen minutes would keep typing a right password in vain.
+
+While the app has accounts, the page's address sends anyone not signed in here; the form posts to Gradio's own
+`/login` (which ui/sessions.py limits), then goes back to the page. Knows nothing of models or storage.
+"""
+
+from __future__ import annotations
+
+import html
+
+PATH = "/signin"
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · {title}</title>
+<style>
+  body {{ font-family: system-ui, sans-serif; background: #f4f4f5; color: #18181b; display: grid; place-items: center;
+         min-height: 100vh; margin: 0; }}
+  form {{ background: white; padding: 2rem; border-radius: .75rem; box-shadow: 0 1px 4px #0002; width: min(24rem, 90vw); }}
+  h1 {{ font-size: 1.3rem; margin: 0 0 1rem; }}
+  label {{ display: block; margin: .75rem 0 .25rem; font-weight: 600; }}
+  input {{ width: 100%; box-sizing: border-box; padding: .55rem; font-size: 1rem; border: 1px solid #d4d4d8; border-radius: .4rem; }}
+  button {{ margin-top: 1.25rem; width: 100%; padding: .6rem; font-size: 1rem; border: 0; border-radius: .4rem;
+           background: #ea580c; color: white; cursor: pointer; }}
+  button:disabled {{ opacity: .6; }}
+  .note {{ color: #52525b; font-size: .9rem; }}
+  #problem {{ color: #b91c1c; min-height: 1.2em; }}
+  @media (prefers-color-scheme: dark) {{ body {{ background: #18181b; color: #f4f4f5; }}
+    form {{ background: #27272a; }} .note {{ color: #a1a1aa; }} input {{ background: #18181b; color: inherit; border-color: #52525b; }}
+    #problem {{ color: #fca5a5; }} }}
+</style></head>
+<body><form id="signin" method="post" action="login">
+  <h1>{title}</h1>
+  <label for="username">User name</label>
+  <input id="username" name="username" type="text" autocomplete="username" autofocus required>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <p id="problem" role="alert"></p>
+  <button type="submit">Sign in</button>
+  <p class="note">{note}</p>
+</form>
+<script>
+const form = document.getElementById("signin");
+const problem = document.getElementById("problem");
+form.addEventListener("submit", async (event) => {{
+  event.preventDefault();
+  const button = form.querySelector("button");
+  button.disabled = true;
+  problem.textContent = "";
+  try {{
+    const response = await fetch("login", {{ method: "POST", body: new FormData(form) }});
+    if (response.ok) {{ location.replace("./"); return; }}
+    let detail = null;
+    try {{ detail = (await response.json()).detail; }} catch (error) {{}}
+    problem.textContent = response.status === 429 && typeof detail === "string" ? detail
+      : response.status === 400 ? "Wrong user name or password."
+      : "Signing in failed (HTTP " + response.status + "); try again.";
+    form.password.value = "";
+    form.password.focus();
+  }} catch (error) {{
+    problem.textContent = "The app cannot be reached; is it still running?";
+  }} finally {{
+    button.disabled = false;
+  }}
+}});
+</script></body></html>
+"""
+
+
+def signin_route(title: str, note: str):
+    """The Starlette route of the page."""
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    page = PAGE.format(title=html.escape(title), note=html.escape(note))
+
+    async def signin(request):
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    return Route(PATH, signin, methods=["GET", "HEAD"])
+
+
+class SignInRedirect:
+    """While sign-in is required, the page's address takes a visitor without a valid session to the sign-in page."""
+
+    def __init__(self, app, sessions):
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] == "/" and self._signed_out(scope):
+            from starlette.responses import RedirectResponse
+
+            # Relative, so that it also works under a reverse proxy's path prefix.
+            return await RedirectResponse("signin", status_code=303)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _signed_out(self, scope) -> bool:
+        from starlette.requests import Request
+
+        return self.sessions.required() and self.sessions.user(Request(scope)) is None
