@@ -1,7 +1,8 @@
-"""An engine that sends generation to an OpenAI-compatible server (vLLM, SGLang, or another instance of this app)
-instead of running a model in-process. Same contract as assistant.engine.TransformersEngine: `stream` yields text
-chunks, ends within a chunk once `stop` is set (closing the connection, which aborts the server's generation),
-calls `on_finished` when done, and fills in `report`.
+"""An engine that sends generation to an OpenAI-compatible server (vLLM, SGLang, `transformers serve`, or another
+instance of this app) instead of running a model in-process. Same contract as assistant.engine.TransformersEngine:
+`stream` yields text chunks, ends within a chunk once `stop` is set (closing the connection, which aborts the
+server's generation), calls `on_finished` when done, and fills in `report`. Every fault of the server raises
+EngineUnavailable with a sentence for people; what the server actually said or did goes to the log.
 
 Images go as PNG data URLs and audio as 16 kHz WAV data URLs, decoded and re-encoded the same way each turn, so
 a server that caches prefixes (or this app, which continues the stored conversation) sees the same bytes.
@@ -26,7 +27,7 @@ from assistant.families import families
 from assistant.families.base import Family
 from assistant.media import SAMPLE_RATE
 from assistant.prompt import ModelInput
-from domain.errors import GenerationError, ModelLoadError
+from domain.errors import EngineUnavailable, ModelLoadError
 from domain.settings import GenerationSettings
 from domain.types import MediaKind
 
@@ -37,6 +38,8 @@ DEFAULT_CONTEXT = 32_768
 DEFAULT_MAX_NEW_TOKENS = 1024
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 300.0  # the longest wait for the server's next chunk
+SSE_FIELDS = ("event:", "id:", "retry:", ":")  # the event-stream lines besides data: ones
+SAID_CHARS = 200  # the most of a server's own error message that a person is shown
 # What a prompt costs in tokens, estimated (the server's tokenizer is not at hand): text at about 3 characters a
 # token, an image at the cost of a 448×448 one in Qwen's vision tower, audio at Whisper's 25 tokens a second.
 CHARS_PER_TOKEN = 3
@@ -98,9 +101,14 @@ class OpenAIEngine:
         self.context_tokens = min(context, max_context) if max_context else context
 
     def _served_context(self) -> int | None:
-        """vLLM says each model's context length (max_model_len) in /v1/models; others may not, or may be down."""
+        """vLLM says each model's context length (max_model_len) in /v1/models; others may not (transformers serve
+        answers a 500 there when it has no Hub cache), or may be down."""
         try:
             response = self._client.get(f"{self.base_url}/models", timeout=CONNECT_TIMEOUT_S)
+            if response.status_code != 200:
+                log.warning("%s/models answered HTTP %s, so the model's context length is its family's",
+                            self.base_url, response.status_code)
+                return None
             for entry in response.json().get("data", []):
                 if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
                     return entry["max_model_len"]
@@ -165,6 +173,8 @@ class OpenAIEngine:
         reuse_key: str | None = None,
         stop_strings: tuple[str, ...] = (),
     ) -> Iterator[str]:
+        """The answer's text chunks; every failure of the server (unreachable, slow, refusing, breaking the protocol,
+        failing or hanging up mid-answer) raises EngineUnavailable, whose message names no internals."""
         import httpx
 
         settings = settings or GenerationSettings()
@@ -178,42 +188,60 @@ class OpenAIEngine:
             with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise GenerationError(self._refusal(response))
-                finished = False
-                for line in response.iter_lines():
-                    if stop.is_set():
-                        break  # leaving the block closes the connection: the server aborts the generation
-                    data = _sse_data(line)
-                    if data is None:
-                        continue
-                    if data == "[DONE]":
-                        finished = True
-                        break
-                    event = self._parse(data)
-                    if isinstance(event.get("usage"), dict):
-                        _take_usage(event["usage"], report)
-                    for choice in event.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            report.last_token_s = time.monotonic() - started
-                            if report.first_token_s is None:
-                                report.first_token_s = report.last_token_s
-                            chunks += 1
-                            yield text
-                if not finished and not stop.is_set():
-                    raise GenerationError(f"The engine server at {self.base_url} ended the answer without finishing it "
-                                          "(the connection closed mid-answer).")
-        except httpx.ConnectError:
-            raise GenerationError(f"The engine server at {self.base_url} is not reachable; is it running?") from None
-        except httpx.TimeoutException:
-            raise GenerationError(f"The engine server at {self.base_url} did not answer in time.") from None
-        except httpx.HTTPError as error:
-            raise GenerationError(f"The connection to the engine server at {self.base_url} failed: {error}.") from None
+                    raise self._refusal(response)
+                for text in self._answer(response, stop, report):
+                    report.last_token_s = time.monotonic() - started
+                    if report.first_token_s is None:
+                        report.first_token_s = report.last_token_s
+                    chunks += 1
+                    yield text
+        except httpx.ConnectError as error:
+            raise self._failed(f"The engine server at {self.base_url} is not reachable; check that it is running and "
+                               "that its address is right.", error) from None
+        except httpx.TimeoutException as error:
+            raise self._failed(f"The engine server at {self.base_url} did not answer in time; try again, and check "
+                               "the server if it keeps happening.", error) from None
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
+            raise self._failed(f"The connection to the engine server at {self.base_url} failed; try again, and check "
+                               "the server's log if it keeps happening.", error) from None
         finally:
             report.answer_tokens = report.answer_tokens or chunks
             report.seconds = time.monotonic() - started
             if on_finished is not None:
                 on_finished()
+
+    def _answer(self, response, stop: threading.Event, report: GenerationReport) -> Iterator[str]:
+        """The text of a 200 response's event stream. The answer is whole at `data: [DONE]`, or where the stream ends
+        after a choice's finish_reason: transformers serve sends no [DONE] (the openai client needs none either)."""
+        finished, events, not_sse = False, 0, None
+        for line in response.iter_lines():
+            if stop.is_set():
+                return  # leaving the stream's block closes the connection: the server aborts the generation
+            data = _sse_data(line)
+            if data is None:
+                if not_sse is None and line.strip() and not line.startswith(SSE_FIELDS):
+                    not_sse = line
+                continue
+            if data == "[DONE]":
+                return
+            events += 1
+            event = self._parse(data)
+            if isinstance(event.get("usage"), dict):
+                _take_usage(event["usage"], report)
+            deltas = _deltas(event)
+            if deltas is None:
+                raise self._not_protocol(data)
+            for text, ends in deltas:
+                finished = finished or ends
+                if text:
+                    yield text
+        if finished or stop.is_set():
+            return
+        if events == 0 and not_sse is not None:
+            raise self._not_protocol(not_sse)
+        log.warning("engine server %s ended its stream after %d events without finishing the answer", self.base_url, events)
+        raise EngineUnavailable(f"The engine server at {self.base_url} closed the connection mid-answer; try again, and "
+                                "check the server's log if it keeps happening.")
 
     def _parse(self, data: str) -> dict:
         try:
@@ -221,19 +249,85 @@ class OpenAIEngine:
         except ValueError:
             event = None
         if not isinstance(event, dict):
-            raise GenerationError(f"The engine server at {self.base_url} answered something that is not OpenAI's "
-                                  f"protocol: {data[:120]!r}.")
+            raise self._not_protocol(data)
         if event.get("error"):
-            error = event["error"]
-            raise GenerationError(f"The engine server failed: {error.get('message') if isinstance(error, dict) else error}")
+            log.warning("engine server %s sent an error event: %.2000s", self.base_url, data)
+            said = _said_to_clients(event)
+            raise EngineUnavailable(_sentence(f"The engine server at {self.base_url} failed while answering", said,
+                                              "Try again, and check the server's log if it keeps happening."))
         return event
 
-    def _refusal(self, response) -> str:
+    def _refusal(self, response) -> EngineUnavailable:
         try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:200] or response.reason_phrase
-        return f"The engine server at {self.base_url} refused the request (HTTP {response.status_code}): {message}"
+            said = _said_to_clients(response.json())
+        except ValueError:
+            said = None
+        status = response.status_code
+        log.warning("engine server %s refused a request with HTTP %s: %.2000s", self.base_url, status, response.text)
+        what = "answered with an error" if status >= 500 else "refused the request"
+        return EngineUnavailable(_sentence(f"The engine server at {self.base_url} {what} (HTTP {status})", said,
+                                           _refusal_advice(status)))
+
+    def _not_protocol(self, sample: str) -> EngineUnavailable:
+        log.warning("engine server %s answered something that is not OpenAI's protocol: %.500r", self.base_url, sample)
+        return EngineUnavailable(f"The engine server at {self.base_url} answered something that is not OpenAI's "
+                                 "protocol; check that its address names an OpenAI-compatible server (…/v1).")
+
+    def _failed(self, message: str, error: Exception) -> EngineUnavailable:
+        log.warning("engine server %s: %s: %s", self.base_url, type(error).__name__, error)
+        return EngineUnavailable(message)
+
+
+def _deltas(event: dict) -> list[tuple[str, bool]] | None:
+    """Each choice's (text, whether it is the choice's last chunk) in a streamed chunk; None where the chunk is not in
+    OpenAI's shape (a usage-only chunk has no choices)."""
+    choices = event.get("choices") or []
+    if not isinstance(choices, list):
+        return None
+    deltas = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return None
+        delta, reason = choice.get("delta") or {}, choice.get("finish_reason")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if not isinstance(delta, dict) or not isinstance(text, str | None) or not isinstance(reason, str | None):
+            return None
+        deltas.append((text or "", reason is not None))
+    return deltas
+
+
+def _said_to_clients(body) -> str | None:
+    """The message a server's error body carries for its clients, on one line: OpenAI's shape (vLLM, SGLang, this
+    app), vLLM's older flat one, or FastAPI's `detail` (transformers serve). None for anything else, such as a bare
+    string, which is often an exception's text."""
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("error"), dict):
+        message = body["error"].get("message")
+    elif body.get("object") == "error":
+        message = body.get("message")
+    else:
+        message = body.get("detail")
+    if not isinstance(message, str) or not message.strip():
+        return None
+    line = " ".join(message.strip().splitlines()[0].split())
+    return line if len(line) <= SAID_CHARS else line[: SAID_CHARS - 1] + "…"
+
+
+def _sentence(what: str, said: str | None, advice: str) -> str:
+    return f"{what}: {said.rstrip('.')}. {advice}" if said else f"{what}. {advice}"
+
+
+def _refusal_advice(status: int) -> str:
+    if status in (401, 403):
+        return "Check the API key the app gives it."
+    if status == 404:
+        return "Check the server's address and the model's name."
+    if status in (408, 429, 503):
+        return "It is busy; try again in a moment."
+    if status >= 500:
+        return "Try again, and check the server's log if it keeps happening."
+    return "Check the server's log to see why."
 
 
 def _items(turn: dict) -> list[dict]:

@@ -1,19 +1,30 @@
-"""--engine openai: generation by an OpenAI-compatible server. The server here is another instance of this app
-(`python run.py` with the demo model, speaking the API of tests/test_api.py); plus servers that are down, die
-mid-answer or answer garbage, which must end in a clear, saved message and never lose what was said."""
+"""--engine openai: generation by an OpenAI-compatible server. The servers here are another instance of this app
+(`python run.py` with the demo model, speaking the API of tests/test_api.py) and `transformers serve` (with the demo
+Qwen2.5-VL and Qwen2-Audio checkpoints); plus servers that are down, die mid-answer or answer garbage, which must end
+in a clear, saved message (EngineUnavailable, naming no internals) and never lose what was said."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import logging
+import os
+import re
 import socketserver
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
+import httpx
 import pytest
 
 from assistant.model_host import ModelHost
+from assistant.prompt import ModelInput
 from assistant.remote_engine import OpenAIEngine, family_for_model
+from domain.errors import EngineUnavailable
 from domain.types import MediaKind, Role, Status
 from tests.conftest import free_port, make_manager, ready_app
 from tests.media_factory import png
@@ -145,7 +156,7 @@ def chunk(text: str) -> bytes:
 @pytest.mark.parametrize(
     "lines, close_early, expected, message",
     [
-        ([chunk("Hello "), chunk("there")], True, "Hello there", "closed mid-answer"),
+        ([chunk("Hello "), chunk("there")], True, "Hello there", "closed the connection mid-answer"),
         ([chunk("Partly "), b"data: <html>oops</html>\n\n"], False, "Partly ", "not OpenAI's protocol"),
         ([b"data: {\"error\": {\"message\": \"CUDA out of memory\"}}\n\n"], False, "", "CUDA out of memory"),
     ],
@@ -251,3 +262,190 @@ def test_a_queue_with_several_slots_runs_that_many_turns_at_once():
     assert (first.place, second.place, third.place) == (0, 0, 1)
     second.release()
     assert third.wait(1) and third.place == 0
+
+
+def finish(reason: str = "stop", usage: dict | None = None) -> bytes:
+    event = {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}], **({"usage": usage} if usage else {})}
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+def test_a_stream_that_ends_after_its_finish_reason_without_done_is_a_whole_answer(repository):
+    """transformers serve ends its stream after the chunk that carries finish_reason, with no `data: [DONE]`."""
+    usage = {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}
+    server = serve([chunk("Whole"), chunk(" answer"), finish("stop", usage)], close_early=True)
+    try:
+        manager, _ = remote_manager(f"http://127.0.0.1:{server.server_address[1]}/v1", repository)
+        _, answer = send(manager, None, "Hello?")
+    finally:
+        server.shutdown()
+    assert (answer.status, answer.text, answer.error) == (Status.COMPLETE, "Whole answer", None)
+    assert (answer.details.prompt_tokens, answer.details.answer_tokens) == (12, 2)
+
+
+class RawServer(socketserver.ThreadingTCPServer):
+    """Answers each POST with these exact bytes (then holds the connection `hold_s` before closing it) and each GET
+    with a 404: a server that speaks broken HTTP, or HTTP but not OpenAI's protocol."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, answer: bytes, hold_s: float = 0.0):
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                request_line, length = self.rfile.readline(), 0
+                while header := self.rfile.readline().strip():
+                    name, _, value = header.partition(b":")
+                    length = int(value) if name.lower() == b"content-length" else length
+                self.rfile.read(length)
+                if request_line.startswith(b"GET"):
+                    self.wfile.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    return
+                self.wfile.write(answer)
+                self.wfile.flush()
+                time.sleep(hold_s)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+def http_answer(status: str, content_type: str, body: bytes) -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+
+
+def sse_answer(*events: bytes) -> bytes:
+    """A 200 event stream that ends when the connection closes (no Content-Length, no chunking)."""
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + b"".join(events)
+
+
+TRACEBACK = b'Traceback (most recent call last):\n  File "/srv/engine.py", line 12\nValueError: secret internals'
+FAILURES = {
+    # id: (what the server answers, seconds it then holds the line, what the message says, what the log says)
+    "not-reachable": (None, 0, "not reachable", "ConnectError"),
+    "timeout": (sse_answer(chunk("Slow")), 4, "did not answer in time", "ReadTimeout"),
+    "refusal": (http_answer("400 Bad Request", "application/json", json.dumps({"error": {
+        "message": "This model's maximum context length is 4096 tokens.\n  (request id 7f3a)", "type": "BadRequestError",
+        "code": 400}}).encode()), 0, "HTTP 400): This model's maximum context length is 4096 tokens.", "request id 7f3a"),
+    "refusal-fastapi": (http_answer("400 Bad Request", "application/json", b'{"detail": "Server is pinned to \'m\'."}'),
+                        0, "HTTP 400): Server is pinned to 'm'.", '{"detail"'),
+    "unauthorized": (http_answer("401 Unauthorized", "text/plain", b"Invalid token abc123"), 0, "API key", "abc123"),
+    "server-error": (http_answer("500 Internal Server Error", "text/plain", TRACEBACK), 0, "HTTP 500", "secret internals"),
+    "not-http": (b"SSH-2.0-OpenSSH_9.2p1\r\n", 0, "failed", "RemoteProtocolError"),
+    "cut-chunked": (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + f"{len(chunk('Half')):x}\r\n".encode() + chunk("Half") + b"\r\n5\r\ndata:", 0, "failed",
+                    "RemoteProtocolError"),
+    "html-page": (http_answer("200 OK", "text/html", b"<html><body>Welcome to nginx!</body></html>"), 0,
+                  "not OpenAI's protocol", "Welcome to nginx"),
+    "garbage-event": (sse_answer(chunk("Partly "), b"data: <html>oops</html>\n\n"), 0, "not OpenAI's protocol", "oops"),
+    "odd-choices": (sse_answer(b'data: {"choices": "all of them"}\n\n'), 0, "not OpenAI's protocol", "all of them"),
+    "odd-content": (sse_answer(b'data: {"choices": [{"delta": {"content": 42}}]}\n\n'), 0, "not OpenAI's protocol",
+                    '"content": 42'),
+    "error-event": (sse_answer(b'data: {"error": {"message": "CUDA out of memory.\\nTried to allocate 2 GiB"}}\n\n'), 0,
+                    "failed while answering: CUDA out of memory.", "Tried to allocate"),
+    "error-event-text": (sse_answer(b'data: {"error": "RuntimeError: CUDA error: device-side assert triggered"}\n\n'), 0,
+                         "failed while answering", "device-side assert"),
+    "mid-answer": (sse_answer(chunk("Hello "), chunk("there")), 0, "closed the connection mid-answer", "after 2 events"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_every_failure_of_the_server_is_engine_unavailable_with_a_sentence_that_names_no_internals(failure, caplog):
+    """The API answers EngineUnavailable with a 502: the fault is the server's, not this app's. People get a fixed
+    sentence (plus a refusal's own message, meant for clients, on one line); the details go to the log."""
+    answer, hold_s, says, logged = FAILURES[failure]
+    server = RawServer(answer, hold_s) if answer is not None else None
+    url = server.url if server else f"http://127.0.0.1:{free_port()}/v1"
+    client = httpx.Client(timeout=httpx.Timeout(1.0, connect=5.0))  # the default waits minutes for a slow server
+    engine = OpenAIEngine(url, "some-model", family_for_model("some-model", None), client=client)
+    caplog.set_level(logging.WARNING, logger="assistant.remote_engine")
+    try:
+        with pytest.raises(EngineUnavailable) as raised:
+            list(engine.stream(ModelInput([{"role": "user", "content": "Hello?"}]), threading.Event()))
+    finally:
+        if server:
+            server.shutdown()
+    message = str(raised.value)
+    assert says in message and url in message
+    assert not re.search(r"[A-Za-z]+(Error|Exception|Timeout)\b|Traceback|\n|[{}<>]", message), message
+    assert logged not in message and logged in caplog.text
+
+
+TRANSFORMERS_SERVE_START_S = 60
+
+
+class TransformersServe:
+    """`transformers serve` (transformers' own OpenAI-compatible server) as a child process on a free loopback port,
+    serving one checkpoint named by its path (its /v1/models lists only models in the Hub cache)."""
+
+    def __init__(self, model_dir: Path, log_path: Path):
+        self.model = str(model_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model,
+             "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+
+    def wait(self) -> None:
+        """Until /health answers; fails with the server's output when it exits or takes too long."""
+        deadline = time.monotonic() + TRANSFORMERS_SERVE_START_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"transformers serve exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"transformers serve did not come up in {TRANSFORMERS_SERVE_START_S}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def transformers_serve(tmp_path):
+    """model folder -> a started `transformers serve` for it, stopped after the test."""
+    started: list[TransformersServe] = []
+
+    def start(model_dir: Path) -> TransformersServe:
+        started.append(TransformersServe(model_dir, tmp_path / f"serve-{len(started)}.log"))
+        started[-1].wait()
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("family, kind", [("qwen2.5-vl", MediaKind.IMAGE), ("qwen2-audio", MediaKind.AUDIO)])
+def test_a_conversation_through_transformers_serve(family, kind, transformers_serve, family_model_dir, repository,
+                                                   tmp_path, speech_wav):
+    """transformers serve ends each stream after its finish_reason chunk, without `data: [DONE]`."""
+    server = transformers_serve(family_model_dir(family))
+    engine = OpenAIEngine(server.url, server.model, family_for_model(server.model, None), max_new_tokens=8)
+    assert engine.family.name == family and engine.family.accepts == frozenset({kind})
+    manager = make_manager(engine, repository)
+    media = (png(tmp_path / "red.png"), "red.png") if kind is MediaKind.IMAGE else (speech_wav, "question.wav")
+    conversation, with_media = send(manager, None, "What is this?", [media])
+    _, follow_up = send(manager, conversation, "Say it again.")
+    _, without_media = send(manager, None, "What is this?")
+    for answer in (with_media, follow_up, without_media):
+        assert answer.status is Status.COMPLETE, (answer.error, server.output())
+        assert answer.details.answer_tokens > 0
+    # The counts are the server's (its usage): the picture or the clip became tokens of the model's prompt.
+    assert with_media.details.prompt_tokens > without_media.details.prompt_tokens
+    assert [a.kind for a in repository.get_messages(conversation)[0].attachments] == [kind]
