@@ -29,6 +29,10 @@ from domain.settings import GenerationSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 1024
+GENERATION_FAILED = (
+    "The model failed while answering; what it said so far is kept. Ask again (↻); if it keeps failing, the console "
+    "log says why."
+)
 DEFAULT_STREAM_TIMEOUT_S = 300.0
 
 
@@ -256,9 +260,9 @@ class TransformersEngine:
         except torch.OutOfMemoryError:
             log.exception("generation ran out of memory")
             streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))
-        except Exception as error:  # reported to the consumer, with the traceback in the log
+        except Exception:  # reported to the consumer, with the traceback in the log
             log.exception("generation failed")
-            streamer.fail(GenerationError(f"The model failed while answering: {type(error).__name__}: {error}"))
+            streamer.fail(GenerationError(GENERATION_FAILED))
         finally:
             report.answer_tokens = streamer.token_count
             report.seconds = time.monotonic() - started

@@ -95,7 +95,8 @@ def _reason(error: OSError) -> str:
         return "the repository is gated; log in with `hf auth login` first"
     if isinstance(error, RepositoryNotFoundError):
         return "no such model on Hugging Face"
-    return str(error).splitlines()[0][:200]
+    log.warning("downloading the model failed: %s", error)
+    return "the download failed; the log has the details"
 
 
 def _file_progress(source: str, progress: Progress):
@@ -132,9 +133,9 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
             device_map="auto" if cuda else "cpu",
             quantization_config=quantization_config(quant, family.unquantized),
         )
-    except (OSError, ValueError, KeyError) as error:
-        log.debug("loading failed", exc_info=True)
-        raise cannot_fetch(spec.source, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+    except (OSError, ValueError, KeyError):
+        log.warning("loading %s failed", spec.source, exc_info=True)
+        raise cannot_fetch(spec.source, "its files are missing, damaged or of a kind this app cannot load; the log has the details") from None
     model.eval()
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
     info = EngineInfo(model=name, quant=quant.value, device=device)

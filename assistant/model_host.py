@@ -14,6 +14,11 @@ from domain.errors import AssistantError
 
 log = logging.getLogger(__name__)
 
+MODEL_LOAD_FAILED = (
+    "The model failed to load because of a fault in the app or a library it uses; the console log says what happened. "
+    "Restart the app, or start it with --demo to check that the rest works."
+)
+
 
 class Phase(StrEnum):
     LOADING = "loading"
@@ -72,9 +77,9 @@ class ModelHost:
         except AssistantError as error:
             self._state = HostState(Phase.FAILED, str(error))
             log.error("%s", error)
-        except Exception as error:  # an unexpected failure: the page says so, the log keeps the traceback
+        except Exception:  # an unexpected failure: the page says so, the log keeps the traceback
             log.exception("model loading failed")
-            self._state = HostState(Phase.FAILED, f"The model failed to load: {type(error).__name__}: {error}")
+            self._state = HostState(Phase.FAILED, MODEL_LOAD_FAILED)
         else:
             self._engine = engine
             info = engine.info

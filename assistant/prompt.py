@@ -62,8 +62,8 @@ def transcript_text(attachment: Attachment) -> str:
     transcript = attachment.transcript
     if has_transcript(attachment):
         return f"[Audio “{attachment.filename}”, transcribed: {transcript.text}]"
-    why = transcript.error if transcript is not None and transcript.error else "no transcript was made"
-    return f"[Audio “{attachment.filename}” is attached here but could not be transcribed ({why}), so it is left out.]"
+    # Why not is for people (shown under the audio), never for the model: it could name the app's internals.
+    return f"[Audio “{attachment.filename}” is attached here but could not be transcribed, so it is left out.]"
 
 
 def audio_windows(audio: np.ndarray, window_s: float) -> list[np.ndarray]:

@@ -26,6 +26,7 @@ from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
 log = logging.getLogger(__name__)
 
 OFF = "none"
+TRANSCRIPTION_FAILED = "Whisper could not transcribe this clip (the console log says why); sending the file again retries."
 DOWNLOAD_CHUNK = 1 << 20
 # The longest a transcript waits for an answer's first token (see Transcriber.submit).
 HOLD_MAX_S = 120.0
@@ -63,8 +64,12 @@ def load_whisper(source: str, download_root: Path, device: str, progress: Progre
     progress(f"Loading Whisper {path.name if path.name != source else source}…", None)
     try:
         return whisper.load_model(str(path), device=device)
-    except (OSError, RuntimeError, KeyError, ValueError) as error:
-        raise ModelLoadError(f"The Whisper checkpoint {path.name} could not be loaded ({type(error).__name__}: {error}).") from None
+    except Exception:  # noqa: BLE001 - whatever the file holds, it is not a checkpoint Whisper can load
+        log.warning("loading the Whisper checkpoint %s failed", path, exc_info=True)
+        raise ModelLoadError(
+            f"The Whisper checkpoint {path.name} could not be loaded: it is damaged or not a Whisper checkpoint "
+            "(the log has the details)."
+        ) from None
 
 
 def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
@@ -194,9 +199,9 @@ class Transcriber:
             result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
         except AssistantError as error:
             return Transcript(TranscriptStatus.FAILED, model=self.label, error=str(error))
-        except Exception as error:  # a Whisper failure costs this transcript only, never the chat
+        except Exception:  # a Whisper failure costs this transcript only, never the chat
             log.exception("transcribing %s failed", filename)
-            return Transcript(TranscriptStatus.FAILED, model=self.label, error=f"Whisper failed: {type(error).__name__}: {error}")
+            return Transcript(TranscriptStatus.FAILED, model=self.label, error=TRANSCRIPTION_FAILED)
         return Transcript(
             TranscriptStatus.DONE,
             text=result["text"].strip(),
