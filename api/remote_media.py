@@ -1,15 +1,15 @@
 """Fetching an http(s) media URL for the API, only when `--allow-remote-media` is given, and never from this
-machine or its networks: every address the name resolves to must be a public one, and the connection goes
+machine or its networks: every address the name resolves to must be a public one (api.addresses), and the connection goes
 to the address that was checked (no second lookup a rebinding DNS server could answer differently)."""
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import ssl
 from urllib.parse import urlsplit
 
+from api.addresses import is_public_address
 from api.errors import ApiError
 
 TIMEOUT_S = 15
@@ -24,7 +24,7 @@ def fetch(url: str, limit: int, param: str) -> bytes:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
     except OSError:
         raise ApiError(400, f"The media URL's host {parts.hostname} could not be resolved.", param, "invalid_url") from None
-    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+    if not addresses or not all(is_public_address(a) for a in addresses):
         raise ApiError(400, "The media URL points at this machine or a private network; that is refused.", param, "invalid_url")
     address = sorted(addresses)[0]
     try:

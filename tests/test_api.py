@@ -254,13 +254,16 @@ def test_remote_media_is_never_fetched_from_this_machine_or_private_networks():
     from api.errors import ApiError
     from api.remote_media import fetch
 
-    served = threading.Event()
+    with pytest.raises(ApiError) as error:
+        fetch("ftp://example.com/x.png", 1000, "messages[0].content[0]")
+    assert error.value.status == 400
+    # IPv6 forms that carry 127.0.0.1 or a private IPv4 address inside (tests/test_addresses.py has them all).
     for url in ("http://127.0.0.1:9/x.png", "http://localhost/x.png", "http://10.1.2.3/x.png", "http://[::1]/x.png",
-                "http://169.254.169.254/latest/meta-data", "ftp://example.com/x.png"):
+                "http://169.254.169.254/latest/meta-data", "http://[::127.0.0.1]:9/x.png", "http://[64:ff9b::7f00:1]/x.png",
+                "http://[2002:7f00:1::]/x.png", "http://[64:ff9b::a00:1]/x.png", "http://[::ffff:10.0.0.1]/x.png"):
         with pytest.raises(ApiError) as error:
             fetch(url, 1000, "messages[0].content[0]")
-        assert error.value.status == 400, url
-    assert not served.is_set()
+        assert error.value.status == 400 and "private network; that is refused" in error.value.message, url
 
 
 def test_remote_media_from_a_public_address_is_fetched_from_the_address_that_was_checked(monkeypatch, png_file):
