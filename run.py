@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int | None:
     from domain.errors import ModelLoadError
     from ui import security
     from ui.app import build_app
+    from ui.exports import ExportStore, export_route
     from ui.files import attachment_route
     from ui.uploads import clear_stale_uploads
 
@@ -440,7 +441,9 @@ def main(argv: list[str] | None = None) -> int | None:
     dialogue = DialogueManager(
         repository, host, media, queue, transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
     )
-    app = build_app(dialogue, host, demo=demo, owner_of=users.id_of, api_keys=keys)
+    # Exports wait for their one download outside Gradio's folders (which it serves to anyone who has the path).
+    exports = ExportStore(data_dir / "exports" / instance_folder(me)).start()
+    app = build_app(dialogue, host, demo=demo, owner_of=users.id_of, api_keys=keys, exports=exports)
     api = ChatApi(
         dialogue,
         host,
@@ -461,7 +464,7 @@ def main(argv: list[str] | None = None) -> int | None:
         max_file_size=limits.MAX_FILE_BYTES,
         app_kwargs={
             "middleware": security.middleware(hosts),
-            "routes": [attachment_route(dialogue, users.id_of), *api.routes()],
+            "routes": [attachment_route(dialogue, users.id_of), export_route(exports, users.id_of), *api.routes()],
         },
         show_error=False,
         footer_links=[],

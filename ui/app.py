@@ -7,6 +7,7 @@ copied or hashed per update) and answer updates are coalesced to at most one per
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from ui import api_keys as api_key_panel
 from ui import branches, render, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
+from ui.exports import ExportStore
 from ui.files import chat_view
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
@@ -62,9 +64,13 @@ class ChatHandlers:
         self.sidebar = SidebarHandlers(self.access)
         self._stops: dict[str, threading.Event] = {}
 
+    def owner(self, request: gr.Request) -> int | None:
+        """The request's signed-in user's id (None: no accounts, the one local person)."""
+        return self._owner_of(getattr(request, "username", None))
+
     def access(self, request: gr.Request) -> DialogueManager:
         """The dialogue manager as the request's signed-in user sees it (everything, with no accounts)."""
-        return self._dialogue.for_owner(self._owner_of(getattr(request, "username", None)))
+        return self._dialogue.for_owner(self.owner(request))
 
     def on_load(self, request: gr.Request):
         status = render.status_markdown(self.host.state, self.demo)
@@ -283,16 +289,20 @@ def build_app(
     demo: bool,
     owner_of: Callable[[str | None], int | None] = lambda name: None,
     api_keys=None,
+    exports: ExportStore | None = None,
 ) -> gr.Blocks:
     """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person);
-    `api_keys` (storage.api_keys.ApiKeyRepository), when given, adds the panel where users manage theirs."""
+    `api_keys` (storage.api_keys.ApiKeyRepository), when given, adds the panel where users manage theirs;
+    `exports` keeps exported zips for ui.exports.export_route to serve."""
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
     sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
     file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
     attach = " or ".join({"image": "images", "audio": "audio"}[kind] for kind in file_types)
-    transfer = TransferHandlers(handlers.access)
+    if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
+        exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
+    transfer = TransferHandlers(handlers.access, exports, handlers.owner)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
