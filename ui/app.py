@@ -30,7 +30,7 @@ from domain.errors import AssistantError, InvalidInput
 from domain.settings import GenerationSettings
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
-from ui import branches, render, settings, sidebar
+from ui import branches, render, script_api, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
@@ -401,4 +401,8 @@ def build_app(
         bar.import_button.upload(transfer.import_file, inputs=[bar.import_button], outputs=[bar.import_button]).then(
             side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
         )
+
+        # Scripts (gradio_client) get one documented endpoint; the events above are the page's own steps.
+        script_api.declare(script_api.ScriptApi(handlers.access))
+        script_api.hide_internal_events(app)
     return app
