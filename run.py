@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> int | None:
     from domain.errors import ModelLoadError
     from ui import security
     from ui.app import build_app
+    from ui.exports import ExportStore, export_route
     from ui.files import attachment_route
     from starlette.middleware import Middleware
 
@@ -457,7 +458,9 @@ def main(argv: list[str] | None = None) -> int | None:
         repository, host, media, queue, transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
     )
     sessions = Sessions(users)
-    app = build_app(dialogue, host, demo=demo, owner_of=sessions.owner_of, api_keys=keys)
+    # Exports wait for their one download outside Gradio's folders (which it serves to anyone who has the path).
+    exports = ExportStore(data_dir / "exports" / instance_folder(me)).start()
+    app = build_app(dialogue, host, demo=demo, owner_of=sessions.owner_of, api_keys=keys, exports=exports)
     api = ChatApi(
         dialogue,
         host,
@@ -473,7 +476,12 @@ def main(argv: list[str] | None = None) -> int | None:
     # served only through a route that checks their owner, never from a folder open to every session.
     server, gradio_app = build_server_app(
         app.queue(default_concurrency_limit=16),
-        routes=[attachment_route(dialogue, sessions.owner), signin_route(TITLE, LOGIN_NOTE), *api.routes()],
+        routes=[
+            attachment_route(dialogue, sessions.owner),
+            export_route(exports, sessions.owner),
+            signin_route(TITLE, LOGIN_NOTE),
+            *api.routes(),
+        ],
         middleware=security.middleware(hosts, origins, [*sessions.middleware(), Middleware(SignInRedirect, sessions=sessions)]),
         auth=sessions.authenticate if users.any() else None,
         max_file_size=limits.MAX_FILE_BYTES,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -11,6 +14,7 @@ import pytest
 
 from domain.types import Status
 from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, open_page, open_repository, start_ready_app
+from tests.test_browser_accounts import add_user, sign_in
 
 pytestmark = pytest.mark.browser
 # Gradio puts the UploadButton's file input beside the button (#import), not inside it.
@@ -35,11 +39,18 @@ def test_export_a_conversation_and_import_it_back(browser, start_app, demo_model
     page.locator("#export").click()
     link = page.locator("#download a").first
     expect(link).to_be_visible()
-    with urllib.request.urlopen(app.url + link.get_attribute("href").removeprefix(app.url)) as response:
+    url = link.get_attribute("href")
+    # The link names a one-time token, nothing of where the data lives.
+    assert re.fullmatch(re.escape(app.url) + r"/exports/[A-Za-z0-9_-]{43}", url), url
+    with urllib.request.urlopen(url) as response:
         data = response.read()
+        disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and "Keep%20me" in disposition  # RFC 5987 filename*
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         manifest = json.loads(archive.read("conversations.json"))
     assert [c["title"] for c in manifest["conversations"]] == ["Keep me"]
+    assert status_of(url) == 404  # downloaded once: gone
+    wait_until_empty(data_dir / "exports")
 
     # Import the file through the page: a copy of the conversation appears, with a summary.
     exported = tmp_path / "keep-me.zip"
@@ -56,3 +67,52 @@ def test_export_a_conversation_and_import_it_back(browser, start_app, demo_model
     expect(page.locator('[data-testid="toast-text"].error')).to_contain_text("not an export this app can read")
     assert len(repository.list_conversations()) == 3
     page.close()
+
+
+def test_an_export_is_downloaded_only_by_its_owner_and_only_once(browser, start_app, demo_model_dir, tmp_path):
+    from run import open_storage
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "alice", "alice's password")
+    add_user(data_dir, "bob", "bob's password")
+    storage = open_storage(data_dir, None)
+    alices = storage.conversations.for_owner(storage.users.id_of("alice"))
+    alices.add_user_message(alices.create_conversation("Alice's diary").id, "dear diary", [])
+    app = start_ready_app(start_app, demo_model_dir, data_dir)
+
+    alice_context, alice = sign_in(browser, app.url, "alice", "alice's password")
+    alice.locator("#export-all").click()
+    link = alice.locator("#download a").first
+    expect(link).to_be_visible()
+    url = link.get_attribute("href")
+
+    bob_context, _ = sign_in(browser, app.url, "bob", "bob's password")
+    assert bob_context.request.get(url).status == 404  # another user, with the link
+    assert status_of(url) == 404  # nobody signed in
+    response = alice_context.request.get(url)  # neither of those used it up
+    assert response.status == 200 and response.headers["content-disposition"].startswith("attachment;")
+    with zipfile.ZipFile(io.BytesIO(response.body())) as archive:
+        manifest = json.loads(archive.read("conversations.json"))
+    assert [c["title"] for c in manifest["conversations"]] == ["Alice's diary"]
+    assert alice_context.request.get(url).status == 404  # once only
+    wait_until_empty(data_dir / "exports")
+    alice_context.close()
+    bob_context.close()
+
+
+def status_of(url: str) -> int:
+    """The status of GET url without any cookie."""
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def wait_until_empty(folder, timeout: float = 5) -> None:
+    """Until no exported file is left under `folder` (deleted just after its download)."""
+    deadline = time.monotonic() + timeout
+    while any(p.is_file() for p in folder.rglob("*")):
+        assert time.monotonic() < deadline, [str(p) for p in folder.rglob("*")]
+        time.sleep(0.1)

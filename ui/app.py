@@ -7,6 +7,7 @@ copied or hashed per update) and answer updates are coalesced to at most one per
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,9 +30,10 @@ from domain.errors import AssistantError, InvalidInput, NotSignedIn
 from domain.settings import GenerationSettings
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
-from ui import branches, render, settings, sidebar
+from ui import branches, render, script_api, settings, sidebar
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
+from ui.exports import ExportStore
 from ui.files import chat_view
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
@@ -62,14 +64,17 @@ class ChatHandlers:
         self.sidebar = SidebarHandlers(self.access)
         self._stops: dict[str, threading.Event] = {}
 
-    def access(self, request: gr.Request) -> DialogueManager:
-        """The dialogue manager as the request's signed-in user sees it (everything, with no accounts); with accounts,
-        a request without a valid session gets a message and nothing else."""
+    def owner(self, request: gr.Request) -> int | None:
+        """The request's signed-in user's id (None: no accounts, the one local person); with accounts, a request
+        without a valid session gets a message and nothing else."""
         try:
-            owner = self._owner_of(getattr(request, "username", None))
+            return self._owner_of(getattr(request, "username", None))
         except NotSignedIn as error:
             raise gr.Error(str(error), print_exception=False) from None
-        return self._dialogue.for_owner(owner)
+
+    def access(self, request: gr.Request) -> DialogueManager:
+        """The dialogue manager as the request's signed-in user sees it (everything, with no accounts)."""
+        return self._dialogue.for_owner(self.owner(request))
 
     def on_load(self, request: gr.Request):
         status = render.status_markdown(self.host.state, self.demo)
@@ -288,17 +293,20 @@ def build_app(
     demo: bool,
     owner_of: Callable[[str | None], int | None] = lambda name: None,
     api_keys=None,
+    exports: ExportStore | None = None,
 ) -> gr.Blocks:
     """The page. `owner_of` maps a signed-in user's name to their id (None: no accounts, one local person; NotSignedIn:
-    the app has accounts and the name is not a user);
-    `api_keys` (storage.api_keys.ApiKeyRepository), when given, adds the panel where users manage theirs."""
+    the app has accounts and the name is not a user); `api_keys` (storage.api_keys.ApiKeyRepository), when given, adds
+    the panel where users manage theirs; `exports` keeps exported zips for ui.exports.export_route to serve."""
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
     sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
     file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
     attach = " or ".join({"image": "images", "audio": "audio"}[kind] for kind in file_types)
-    transfer = TransferHandlers(handlers.access)
+    if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
+        exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
+    transfer = TransferHandlers(handlers.access, exports, handlers.owner)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
@@ -397,4 +405,8 @@ def build_app(
         bar.import_button.upload(transfer.import_file, inputs=[bar.import_button], outputs=[bar.import_button]).then(
             side.conversation_list, inputs=[conversation_id, bar.show_archived], outputs=[bar.conversations]
         )
+
+        # Scripts (gradio_client) get one documented endpoint; the events above are the page's own steps.
+        script_api.declare(script_api.ScriptApi(handlers.access))
+        script_api.hide_internal_events(app)
     return app

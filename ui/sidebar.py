@@ -57,7 +57,7 @@ class Sidebar:
     export: gr.Button
     export_all: gr.Button
     import_button: gr.UploadButton
-    download: gr.File
+    download: gr.HTML  # an export's one-time download link (ui/exports.py)
 
 
 class SidebarHandlers:
@@ -179,7 +179,7 @@ def build_sidebar() -> Sidebar:
         with gr.Row():
             export_all = gr.Button("⬇ Export all", elem_id="export-all", size="sm")
             import_button = gr.UploadButton("⬆ Import", file_types=[".zip", ".json"], elem_id="import", size="sm")
-        download = gr.File(visible=False, elem_id="download", label="Export", interactive=False)
+        download = gr.HTML(visible=False, elem_id="download")
     return Sidebar(
         new_chat, search, results, conversations, show_archived, actions, rename, pin, archive, delete,
         confirm_row, confirm_delete, cancel_delete, scroll_to, export, export_all, import_button, download,

@@ -4,7 +4,7 @@ Open WebUI's). The page's upload limit applies; bigger archives go through `pyth
 
 from __future__ import annotations
 
-import uuid
+import html
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,17 +14,25 @@ import gradio as gr
 from assistant.dialogue import DialogueManager
 from domain.errors import AssistantError
 from storage.exchange import export_zip, read_archive, safe_name
-from ui.uploads import discard_uploads, upload_folder
+from ui.exports import ExportStore, export_url
+from ui.uploads import discard_uploads
 
 
 class TransferHandlers:
-    """Act for the request's signed-in user (`access`): their conversations only."""
+    """Act for the request's signed-in user (`access`, and `owner` for whom an export is kept): their conversations only."""
 
-    def __init__(self, access: Callable[[gr.Request], DialogueManager]):
+    def __init__(
+        self,
+        access: Callable[[gr.Request], DialogueManager],
+        exports: ExportStore,
+        owner: Callable[[gr.Request], int | None],
+    ):
         self.access = access
+        self.exports = exports
+        self.owner = owner
 
     def export(self, selected: str | None, conversation_id: str | None, request: gr.Request):
-        """A download link for the selected (else open) conversation, or with neither, for all of the user's."""
+        """A one-time download link for the selected (else open) conversation, or with neither, for all of the user's."""
         conversation_id = selected or conversation_id
         try:
             conversations = self.access(request).export([conversation_id] if conversation_id else None)
@@ -34,12 +42,10 @@ class TransferHandlers:
             raise gr.Error("There is no conversation to export yet.", print_exception=False)
         title = conversations[0].title if conversation_id else "all conversations"
         name = f"{safe_name(title, 60)} {datetime.now():%Y-%m-%d %H%M}.zip"
-        # A folder per export: two users exporting at once must not share or delete each other's file.
-        folder = upload_folder() / "exports" / uuid.uuid4().hex
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / name
-        export_zip(conversations, path)
-        return gr.File(value=str(path), visible=True)
+        # Served by the export route to this user only, once: never through Gradio's cache, open to any session.
+        token = self.exports.add(self.owner(request), name, lambda path: export_zip(conversations, path))
+        link = f'<a href="{html.escape(export_url(request, token))}" download>⬇ {html.escape(name)}</a>'
+        return gr.HTML(f"{link}<br><small>The link works once, within the hour.</small>", visible=True)
 
     def export_all(self, request: gr.Request):
         return self.export(None, None, request)
