@@ -245,6 +245,9 @@ def command(argv: list[str]) -> int:
     export.add_argument("--conversation", action="append", help="a conversation id (repeat for several; default all)")
     imported = commands.add_parser("import", help="read a zip from this app, or ChatGPT's / Open WebUI's export")
     imported.add_argument("file", type=Path)
+    imported.add_argument(
+        "--max-audio-seconds", type=float, default=limits.MAX_AUDIO_SECONDS, help="as for the app: longer clips are left out"
+    )
     for sub in (export, imported):
         sub.add_argument("--user", help="whose conversations (required once accounts exist)")
     account_commands = []
@@ -265,7 +268,7 @@ def command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from domain.errors import AssistantError
-    from storage.exchange import export_zip, read_archive
+    from storage.exchange import export_zip
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -297,8 +300,9 @@ def command(argv: list[str]) -> int:
             else:
                 if not args.file.is_file():
                     raise SystemExit(f"error: {args.file} does not exist")
-                conversations, summary = read_archive(args.file.read_bytes())
-                repository.import_conversations(conversations)
+                from assistant.imports import import_archive
+
+                summary = import_archive(args.file, repository.import_conversations, args.max_audio_seconds)
                 print(summary.sentence())
     except AssistantError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -184,7 +184,11 @@ class ChatApi:
             text, files = turn.text, []
             if turn.files or turn.role is Role.USER:
                 text, checked = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"))
-                files = [ImportedFile(data, f.filename, f.mime, f.kind) for (data, _), f in zip(turn.files, checked)]
+                # Checked here as a turn's files are (a bad one refuses the request), so stored as they are.
+                files = [
+                    ImportedFile(f.path, hashlib.sha256(data).hexdigest(), f.filename, kind=f.kind, mime=f.mime)
+                    for (data, _), f in zip(turn.files, checked)
+                ]
             messages.append(ImportedMessage(str(i), str(i - 1) if i else None, turn.role, text, files=files))
         first = chat.history[0]
         title = make_title(first.text, []) if first.text.strip() else "API conversation"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from assistant.budget import fit
 from assistant.engine import EngineInfo, GenerationReport
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from assistant.transcribe import Transcriber
 
 if TYPE_CHECKING:
-    from storage.exchange import ExportedConversation, ImportedConversation
+    from storage.exchange import ExportedConversation, ImportedConversation, ImportSummary
     from storage.repository import ConversationRepository
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,14 @@ class DialogueManager:
         return self.repository.export_conversations(conversation_ids)
 
     def import_conversations(self, conversations: Sequence[ImportedConversation]) -> list[ConversationSummary]:
-        """All of them in one transaction, or none."""
+        """All of them in one transaction, or none; their files already checked (the API checks them as turns)."""
         return self.repository.import_conversations(conversations)
+
+    def import_archive(self, source: Path | BinaryIO, scratch: Path | None = None) -> ImportSummary:
+        """An export (ours, ChatGPT's, Open WebUI's), its files checked as uploads are: see assistant.imports."""
+        from assistant.imports import import_archive
+
+        return import_archive(source, self.repository.import_conversations, self.max_audio_seconds, scratch)
 
     def attachment_file(self, sha256: str) -> StoredFile | None:
         """The stored file, if one of this user's messages links it."""

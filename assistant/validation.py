@@ -47,7 +47,7 @@ def validate_turn(
         raise InvalidInput(
             f"{len(uploads)} files are attached; a message can carry at most {limits.MAX_FILES_PER_MESSAGE}."
         )
-    return text, [_validate_file(Path(path), clean_filename(filename), max_audio_seconds) for path, filename in uploads]
+    return text, [validate_file(Path(path), clean_filename(filename), max_audio_seconds) for path, filename in uploads]
 
 
 def clean_filename(filename: str) -> str:
@@ -59,7 +59,8 @@ def clean_filename(filename: str) -> str:
     return (name or "file")[:255]
 
 
-def _validate_file(path: Path, filename: str, max_audio_seconds: float) -> MediaFile:
+def validate_file(path: Path, filename: str, max_audio_seconds: float) -> MediaFile:
+    """One file, as an upload or an import brings it: fully decoded, an image or a sound within the limits."""
     if not path.is_file():
         raise InvalidInput(f"“{filename}” did not arrive; please attach it again.", filename)
     size = path.stat().st_size

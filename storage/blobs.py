@@ -38,10 +38,6 @@ class BlobStore:
 
         return self._store(sha256, size, mime, copy)
 
-    def put_bytes(self, data: bytes, mime: str) -> StoredBlob:
-        """Store bytes held in memory (an imported file), as `put` does."""
-        return self._store(hashlib.sha256(data).hexdigest(), len(data), mime, lambda out: out.write(data))
-
     def _store(self, sha256: str, size: int, mime: str, write) -> StoredBlob:
         target = self.path_for(sha256, mime)
         if target.is_file() and target.stat().st_size == size and file_digest(target)[0] == sha256:

@@ -3,23 +3,25 @@
 Our format is lossless: `conversations.json` holds every conversation's whole tree, settings and answer
 details; `files/` holds each attachment once, named by its SHA-256; `markdown/` holds each conversation's
 active path as Markdown, for people. Import also reads ChatGPT's and Open WebUI's exports
-(storage.foreign); every format becomes `ImportedConversation`s first, then one transaction stores them.
+(storage.foreign); every format becomes `ImportedConversation`s first, their files waiting in a scratch folder
+(storage.import_files); the assistant layer checks those files as it checks uploads; then one transaction stores them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from domain import limits
 from domain.errors import InvalidInput
 from domain.types import MediaKind, Message, Role, Status, Transcript, TranscriptStatus
+from storage.import_files import ImportFiles, read_member
 
 FORMAT = "local-assistant"
 FORMAT_VERSION = 1
@@ -28,15 +30,26 @@ MANIFEST = "conversations.json"
 MAX_UNPACKED_BYTES = 2 * 1024**3
 MAX_MEMBERS = 100_000
 MAX_JSON_BYTES = 512 * 1024**2
+# One import is one transaction: these keep a small, highly compressible file from making one that holds the
+# database's write lock for minutes (and leave room for a household's whole ChatGPT history).
+MAX_IMPORT_CONVERSATIONS = 10_000
+MAX_IMPORT_MESSAGES = 250_000
 
 
 @dataclass
 class ImportedFile:
-    data: bytes
+    """A file as an export brings it: a scratch copy (deleted after the import), and what it is only once checked.
+
+    `kind` and `mime` stay None until the assistant layer has validated the bytes (assistant.imports); the
+    repository stores no file without them, and nothing an export declares about a file is ever used for them.
+    """
+
+    path: Path
+    sha256: str
     filename: str
-    mime: str
-    kind: MediaKind
     transcript: Transcript | None = None
+    kind: MediaKind | None = None
+    mime: str | None = None
 
 
 @dataclass
@@ -70,6 +83,11 @@ class ImportSummary:
     messages: int = 0
     files: int = 0  # distinct files (the same bytes attached twice count once)
     skipped: list[str] = field(default_factory=list)  # what the source held that did not come over, by name
+
+    def count(self, conversations: list[ImportedConversation]) -> None:
+        self.conversations = len(conversations)
+        self.messages = sum(len(c.messages) for c in conversations)
+        self.files = len({f.sha256 for c in conversations for m in c.messages for f in m.files})
 
     def sentence(self) -> str:
         text = f"Imported {self.conversations} conversation(s), {self.messages} message(s), {self.files} file(s)."
@@ -173,20 +191,6 @@ def _transcript_json(transcript: Transcript | None) -> dict | None:
     }
 
 
-def _transcript(value) -> Transcript | None:
-    if not value:
-        return None
-    seconds = value.get("seconds")
-    return Transcript(
-        status=TranscriptStatus(value["status"]),
-        text=str(value.get("text") or ""),
-        language=None if value.get("language") is None else str(value["language"])[:16],
-        seconds=None if seconds is None else float(seconds),
-        model=str(value.get("model") or "")[:200],
-        error=None if value.get("error") is None else str(value["error"]),
-    )
-
-
 def _markdown(c: ExportedConversation) -> str:
     by_id = {m.id: m for m in c.messages}
     path, node = [], c.current_leaf_id
@@ -213,33 +217,45 @@ def safe_name(title: str, length: int = 80) -> str:
 # --- import -------------------------------------------------------------------------------------------------
 
 
-def read_archive(data: bytes) -> tuple[list[ImportedConversation], ImportSummary]:
-    """Parse an export (ours, ChatGPT's or Open WebUI's; a zip, or their bare JSON); InvalidInput says what is wrong."""
-    conversations, summary = _read(data)
-    summary.conversations = len(conversations)
-    summary.messages = sum(len(c.messages) for c in conversations)
-    summary.files = len({hashlib.sha256(f.data).digest() for c in conversations for m in c.messages for f in m.files})
+def read_archive(source: Path | BinaryIO, folder: Path) -> tuple[list[ImportedConversation], ImportSummary]:
+    """Parse an export (ours, ChatGPT's or Open WebUI's; a zip, or their bare JSON) from a file, never reading more
+    than its limits allow; its files go to `folder`, a scratch folder the caller deletes. InvalidInput says what is
+    wrong. The files are not checked here: kind and mime are for the assistant layer to find out."""
+    summary = ImportSummary()
+    conversations = _read(source, ImportFiles(folder), summary)
+    summary.count(conversations)
     return conversations, summary
 
 
-def _read(data: bytes) -> tuple[list[ImportedConversation], ImportSummary]:
-    from storage import foreign
+def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -> list[ImportedConversation]:
+    from storage import foreign, manifest
 
-    summary = ImportSummary()
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+    if zipfile.is_zipfile(source):
+        try:
+            archive = zipfile.ZipFile(source)
+        except (zipfile.BadZipFile, EOFError, OSError):
+            raise InvalidInput("The zip is damaged and cannot be read; nothing was imported.") from None
+        with archive:
             members = _checked_members(archive)
             name = _find_manifest(members)
-            document = _load_json(archive.read(name), name)
+            document = load_json(read_member(archive, members[name], MAX_JSON_BYTES), name)
             if isinstance(document, dict) and document.get("format") == FORMAT:
-                return _read_ours(document, archive, members, summary), summary
-            return foreign.read(document, summary), summary
-    if data.lstrip()[:1] in (b"[", b"{"):
-        document = _load_json(data, "the file")
-        if isinstance(document, dict) and document.get("format") == FORMAT:
-            raise InvalidInput("This is this app's export without its zip: import the .zip file it came in.")
-        return foreign.read(document, summary), summary
-    raise InvalidInput("This is not an export this app can read: expected a .zip file (or ChatGPT's conversations.json).")
+                return manifest.read(document, archive, members, files, summary)
+            return foreign.read(document, files, summary)
+    with source.open("rb") if isinstance(source, Path) else nullcontext(source) as stream:
+        stream.seek(0)
+        if stream.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()[:1] not in (b"[", b"{"):
+            raise InvalidInput(
+                "This is not an export this app can read: expected a .zip file (or ChatGPT's conversations.json)."
+            )
+        stream.seek(0)
+        data = stream.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise InvalidInput(f"The file is larger than {MAX_JSON_BYTES // 1024**2} MB, the most an export's JSON may be.")
+    document = load_json(data, "the file")
+    if isinstance(document, dict) and document.get("format") == FORMAT:
+        raise InvalidInput("This is this app's export without its zip: import the .zip file it came in.")
+    return foreign.read(document, files, summary)
 
 
 def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -257,6 +273,8 @@ def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         path = PurePosixPath(info.filename.replace("\\", "/"))
         if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", info.filename):
             raise InvalidInput(f"The zip holds a file with an unsafe name (“{info.filename}”); nothing was imported.")
+        if info.flag_bits & 0x1:
+            raise InvalidInput("The zip is password-protected; export it again without a password.")
         if not info.is_dir():
             members[str(path)] = info
     return members
@@ -266,74 +284,61 @@ def _find_manifest(members: dict[str, zipfile.ZipInfo]) -> str:
     candidates = [name for name in members if PurePosixPath(name).name == MANIFEST]
     if not candidates:
         raise InvalidInput(f"The zip has no {MANIFEST}: it is not an export of this app or of ChatGPT.")
-    return min(candidates, key=lambda name: name.count("/"))
+    name = min(candidates, key=lambda name: name.count("/"))
+    # Checked on the header, before a byte is read: a small zip can hold a manifest of gigabytes.
+    if members[name].file_size > MAX_JSON_BYTES:
+        raise InvalidInput(
+            f"{name} is {members[name].file_size / 1024**2:,.0f} MB; an export's {MANIFEST} may be at most "
+            f"{MAX_JSON_BYTES // 1024**2} MB."
+        )
+    return name
 
 
-def _load_json(raw: bytes, name: str):
-    if len(raw) > MAX_JSON_BYTES:
-        raise InvalidInput(f"{name} is larger than {MAX_JSON_BYTES // 1024**2} MB.")
+def load_json(raw: bytes | bytearray, name: str):
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"{name} is not valid JSON ({error}).") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"{name} is not valid JSON (the fault is at line {error.lineno}, column {error.colno}).") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{name} is not valid JSON: it is not UTF-8 text.") from None
+    except RecursionError:
+        # Python's parser recurses once per level: thousands of nested lists are a hostile file, not an export.
+        raise InvalidInput(f"{name} is nested too deeply (lists or objects inside each other) to be an export.") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise InvalidInput(f"{name} is not an export: it holds a number too long to read.") from None
 
 
-def _read_ours(document: dict, archive: zipfile.ZipFile, members: dict, summary: ImportSummary) -> list[ImportedConversation]:
-    if document.get("version") != FORMAT_VERSION:
-        raise InvalidInput(f"This export has format version {document.get('version')}; this app reads version {FORMAT_VERSION}.")
-    try:
-        return [_our_conversation(c, archive, members) for c in document["conversations"]]
-    except (KeyError, TypeError, ValueError) as error:
-        raise InvalidInput(f"{MANIFEST} is not in the shape this app writes ({type(error).__name__}: {error}).") from None
-
-
-def _our_conversation(c: dict, archive: zipfile.ZipFile, members: dict) -> ImportedConversation:
-    messages = []
-    for m in c["messages"]:
-        files = []
-        for a in m["attachments"]:
-            if a["file"] not in members:
-                raise InvalidInput(f"The zip lacks {a['file']} (“{a['filename']}”), which a message needs; nothing was imported.")
-            if members[a["file"]].file_size > limits.MAX_FILE_BYTES:
-                raise InvalidInput(f"{a['file']} is larger than {limits.MAX_FILE_BYTES // 2**20} MB.")
-            files.append(
-                ImportedFile(
-                    archive.read(a["file"]), str(a["filename"]), str(a["mime"]), MediaKind(a["kind"]), _transcript(a.get("transcript"))
-                )
-            )
-        messages.append(
-            ImportedMessage(
-                key=str(m["id"]),
-                parent_key=None if m["parent_id"] is None else str(m["parent_id"]),
-                role=Role(m["role"]),
-                text=str(m["text"]),
-                status=Status(m["status"]),
-                error=m["error"],
-                details=m["details"],
-                created_at=parse_time(m["created_at"]),
-                files=files,
-            )
+def check_counts(conversations: int, messages: int) -> None:
+    """Refuse, before anything is built, an import larger than one transaction may be."""
+    if conversations > MAX_IMPORT_CONVERSATIONS:
+        raise InvalidInput(
+            f"The export holds {conversations:,} conversations; one import takes at most {MAX_IMPORT_CONVERSATIONS:,}."
         )
-    current = c["current_message_id"]
-    return ImportedConversation(
-        title=str(c["title"]),
-        messages=messages,
-        current_key=None if current is None else str(current),
-        created_at=parse_time(c["created_at"]),
-        updated_at=parse_time(c["updated_at"]),
-        pinned=bool(c["pinned"]),
-        archived=bool(c["archived"]),
-        settings=c["settings"],
-    )
+    if messages > MAX_IMPORT_MESSAGES:
+        raise InvalidInput(f"The export holds {messages:,} messages; one import takes at most {MAX_IMPORT_MESSAGES:,}.")
 
 
-def parse_time(value) -> datetime | None:
-    """ISO text, or seconds (or milliseconds) since the epoch, as naive UTC."""
+def parse_time(value, what: str) -> datetime | None:
+    """ISO text, or seconds (or milliseconds) since the epoch, as naive UTC; InvalidInput naming `what` otherwise."""
     if value in (None, ""):
         return None
-    if isinstance(value, (int, float)):
-        if value > 1e11:  # milliseconds
-            value /= 1000
-        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
-    parsed = datetime.fromisoformat(str(value))
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(value)
+        if isinstance(value, (int, float)):
+            seconds = value / 1000 if value > 1e11 else value  # larger numbers are milliseconds
+            return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+        parsed = datetime.fromisoformat(value)
+        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    except (ValueError, OverflowError, OSError):  # NaN, beyond year 9999 or the platform's time_t, not a date at all
+        raise InvalidInput(
+            f"The export's {what} ({shown(value)}) is not a date and time this app can read; nothing was imported."
+        ) from None
+
+
+def shown(value, length: int = 40) -> str:
+    """A value from an export as a person reads it in a sentence: short, and never recursing into containers."""
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "an object"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= length else text[: length - 1] + "…"

@@ -3,8 +3,9 @@
 ChatGPT: `conversations.json`, a list of conversations whose `mapping` is a tree of nodes
 (`parent`/`children`, the shown branch ends at `current_node`). Open WebUI: a list of chats whose
 `chat.history.messages` is a tree (`parentId`/`childrenIds`, shown branch ends at `currentId`).
-Text, roles, titles and times come over; images embedded as data URLs become attachments; anything
-else a message held is named in the summary.
+Text, roles, titles and times come over; files embedded as data URLs become attachments (whatever type the URL
+declares: the assistant layer finds out what they are); anything else a message held is named in the summary.
+Values of the wrong shape where an object or an id belongs count as absent: these formats are read leniently.
 """
 
 from __future__ import annotations
@@ -15,31 +16,34 @@ import re
 
 from domain import limits
 from domain.errors import InvalidInput
-from domain.types import MediaKind, Role
-from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, parse_time
+from domain.types import Role
+from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, check_counts, parse_time
+from storage.import_files import ImportFiles, too_big
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 
 
-def read(document, summary: ImportSummary) -> list[ImportedConversation]:
-    """Tell the format by its shape; InvalidInput if it is neither."""
+def read(document, files: ImportFiles, summary: ImportSummary) -> list[ImportedConversation]:
+    """Tell the format by its shape; InvalidInput if it is neither. Embedded files go to `files`."""
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list) or not document or not all(isinstance(item, dict) for item in document):
         raise InvalidInput("The JSON is not a list of conversations from ChatGPT or Open WebUI.")
     if all("mapping" in item for item in document):
-        return [chatgpt_conversation(item, summary) for item in document]
+        check_counts(len(document), sum(len(item["mapping"]) for item in document if isinstance(item["mapping"], dict)))
+        return [chatgpt_conversation(item, files, summary) for item in document]
     if all(isinstance(item.get("chat"), dict) and "history" in item["chat"] for item in document):
-        return [open_webui_chat(item, summary) for item in document]
+        check_counts(len(document), sum(len(_dict(_dict(item["chat"]["history"]).get("messages"))) for item in document))
+        return [open_webui_chat(item, files, summary) for item in document]
     raise InvalidInput(
         "The JSON is of a shape this app does not know: expected ChatGPT's conversations.json "
         "(with “mapping”) or Open WebUI's chat export (with “chat.history”)."
     )
 
 
-def chatgpt_conversation(item: dict, summary: ImportSummary) -> ImportedConversation:
-    title = str(item.get("title") or "Imported chat")
+def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary) -> ImportedConversation:
+    title = _text(item.get("title")) or "Imported chat"
     mapping = item["mapping"]
     if not isinstance(mapping, dict):
         raise InvalidInput(f"“{title}”: its mapping is not an object.")
@@ -49,147 +53,167 @@ def chatgpt_conversation(item: dict, summary: ImportSummary) -> ImportedConversa
         seen = set()
         while node_id is not None and node_id not in kept and node_id not in seen:
             seen.add(node_id)
-            node_id = (mapping.get(node_id) or {}).get("parent")
+            node_id = _id(_dict(mapping.get(node_id)).get("parent"))
         return node_id if node_id in kept else None
 
     for node_id in _parents_first(mapping, "parent"):
         node = mapping[node_id]
-        message = node.get("message")
+        message = _dict(node.get("message"))
         if not message:
             continue  # the tree's root holds no message
-        role = _ROLES.get(((message.get("author") or {}).get("role")))
-        content = message.get("content") or {}
-        text, files = _chatgpt_parts(content, title, summary)
+        author = _dict(message.get("author")).get("role")
+        role = _ROLES.get(author) if isinstance(author, str) else None
+        text, attached = _chatgpt_parts(_dict(message.get("content")), title, files, summary)
         if role is None:
             if text.strip():
-                summary.skipped.append(f"a {(message.get('author') or {}).get('role')} message in “{title}”")
+                summary.skipped.append(f"a {_text(author)[:30] or 'non-text'} message in “{title}”")
             continue
-        if not text.strip() and not files:
+        if not text.strip() and not attached:
             continue  # hidden empty system-like turns
         kept[node_id] = ImportedMessage(
             key=node_id,
-            parent_key=nearest_kept(node.get("parent")),
+            parent_key=nearest_kept(_id(node.get("parent"))),
             role=role,
             text=text,
-            created_at=parse_time(message.get("create_time")),
-            files=files,
+            created_at=parse_time(message.get("create_time"), f"“create_time” of a message in “{title}”"),
+            files=attached,
         )
+    current = _id(item.get("current_node"))
     return ImportedConversation(
         title=title,
         messages=list(kept.values()),
-        current_key=nearest_kept(item.get("current_node")) if item.get("current_node") in mapping else _last(kept),
-        created_at=parse_time(item.get("create_time")),
-        updated_at=parse_time(item.get("update_time")),
+        current_key=nearest_kept(current) if current in mapping else _last(kept),
+        created_at=parse_time(item.get("create_time"), f"“create_time” of “{title}”"),
+        updated_at=parse_time(item.get("update_time"), f"“update_time” of “{title}”"),
         archived=bool(item.get("is_archived")),
     )
 
 
-def _chatgpt_parts(content: dict, title: str, summary: ImportSummary) -> tuple[str, list[ImportedFile]]:
+def _chatgpt_parts(content: dict, title: str, files: ImportFiles, summary: ImportSummary) -> tuple[str, list[ImportedFile]]:
     kind = content.get("content_type", "text")
     if kind not in ("text", "multimodal_text"):
-        summary.skipped.append(f"a “{kind}” message in “{title}”")
+        summary.skipped.append(f"a “{_text(kind)[:40]}” message in “{title}”")
         return "", []
-    texts, files = [], []
-    for part in content.get("parts") or []:
-        if isinstance(part, str):
-            file = _data_url_file(part, f"image-{len(files) + 1}", summary, title)
-            if file is not None:
-                files.append(file)
-            else:
-                texts.append(part)
-        elif isinstance(part, dict):
-            url = part.get("image_url") if isinstance(part.get("image_url"), str) else (part.get("image_url") or {}).get("url")
-            file = _data_url_file(url, f"image-{len(files) + 1}", summary, title) if url else None
-            if file is not None:
-                files.append(file)
-            else:
-                summary.skipped.append(f"a “{part.get('content_type', 'non-text')}” part in “{title}”")
-    return "\n".join(texts), files
+    parts = content.get("parts")
+    texts, attached = [], []
+    for part in parts if isinstance(parts, list) else []:
+        if isinstance(part, dict):
+            image_url = part.get("image_url")
+            url = image_url if isinstance(image_url, str) else _dict(image_url).get("url")
+            if not _data_url(url):
+                summary.skipped.append(f"a “{_text(part.get('content_type'))[:40] or 'non-text'}” part in “{title}”")
+                continue
+            part = url
+        if not isinstance(part, str):
+            continue
+        if embedded := _data_url(part):
+            file = _embedded(embedded, f"image-{len(attached) + 1}", files, summary, title)
+            attached += [file] if file is not None else []
+        else:
+            texts.append(part)
+    return "\n".join(texts), attached
 
 
-def open_webui_chat(item: dict, summary: ImportSummary) -> ImportedConversation:
+def open_webui_chat(item: dict, files: ImportFiles, summary: ImportSummary) -> ImportedConversation:
     chat = item["chat"]
-    title = str(chat.get("title") or item.get("title") or "Imported chat")
-    history = chat.get("history") or {}
+    title = _text(chat.get("title")) or _text(item.get("title")) or "Imported chat"
+    history = _dict(chat.get("history"))
     nodes = history.get("messages") or {}
     if not isinstance(nodes, dict):
         raise InvalidInput(f"“{title}”: its chat.history.messages is not an object.")
     messages: dict[str, ImportedMessage] = {}
     for node_id in _parents_first(nodes, "parentId"):
         node = nodes[node_id]
-        role = _ROLES.get(node.get("role"))
+        role = _ROLES.get(node.get("role")) if isinstance(node.get("role"), str) else None
         if role is None:
-            summary.skipped.append(f"a {node.get('role')} message in “{title}”")
+            summary.skipped.append(f"a {_text(node.get('role'))[:30] or 'non-text'} message in “{title}”")
             continue
-        files = []
-        for i, attached in enumerate(node.get("files") or []):
-            url = attached.get("url") if isinstance(attached, dict) else None
-            file = _data_url_file(url, str(attached.get("name") or f"image-{i + 1}"), summary, title) if url else None
-            if file is not None:
-                files.append(file)
+        attached = []
+        listed = node.get("files")
+        for i, entry in enumerate(listed if isinstance(listed, list) else []):
+            entry = _dict(entry)
+            if embedded := _data_url(entry.get("url")):
+                file = _embedded(embedded, _text(entry.get("name")) or f"image-{i + 1}", files, summary, title)
+                attached += [file] if file is not None else []
             else:
-                summary.skipped.append(f"a {attached.get('type', 'file') if isinstance(attached, dict) else 'file'} in “{title}”")
-        parent = node.get("parentId")
+                summary.skipped.append(f"a {_text(entry.get('type'))[:30] or 'file'} in “{title}”")
+        parent = _id(node.get("parentId"))
         messages[node_id] = ImportedMessage(
             key=node_id,
             parent_key=parent if parent in messages else None,
             role=role,
-            text=str(node.get("content") or ""),
-            created_at=parse_time(node.get("timestamp")),
-            files=files,
+            text=_text(node.get("content")),
+            created_at=parse_time(node.get("timestamp"), f"“timestamp” of a message in “{title}”"),
+            files=attached,
         )
-    current = history.get("currentId")
+    current = _id(history.get("currentId"))
     return ImportedConversation(
         title=title,
         messages=list(messages.values()),
         current_key=current if current in messages else _last(messages),
-        created_at=parse_time(item.get("created_at")),
-        updated_at=parse_time(item.get("updated_at")),
+        created_at=parse_time(item.get("created_at"), f"“created_at” of “{title}”"),
+        updated_at=parse_time(item.get("updated_at"), f"“updated_at” of “{title}”"),
         pinned=bool(item.get("pinned")),
         archived=bool(item.get("archived")),
     )
 
 
 def _parents_first(nodes: dict, parent_field: str) -> list[str]:
-    """Node ids ordered so that every parent comes before its children (cycles and dangling parents cut)."""
+    """Node ids ordered so that every parent comes before its children (cycles and dangling parents cut).
+
+    A loop, not recursion: a chain of thousands of messages listed leaf first is an ordinary long chat."""
     order, placed = [], set()
-
-    def place(node_id, trail=()):
-        if node_id in placed or node_id in trail or node_id not in nodes:
-            return
-        node = nodes[node_id]
-        parent = node.get(parent_field) if isinstance(node, dict) else None
-        if parent is not None:
-            place(parent, (*trail, node_id))
-        placed.add(node_id)
-        order.append(node_id)
-
-    for node_id in nodes:
-        if not isinstance(nodes[node_id], dict):
+    for start in nodes:
+        if not isinstance(nodes[start], dict):
             raise InvalidInput("A conversation's message tree holds something that is not a message.")
-        place(node_id)
+        chain, on_chain, node_id = [], set(), start
+        # Walk up to the first ancestor already placed (or the root, a dangling parent, a cycle) ...
+        while node_id in nodes and node_id not in placed and node_id not in on_chain:
+            chain.append(node_id)
+            on_chain.add(node_id)
+            node_id = _id(_dict(nodes[node_id]).get(parent_field))
+        # ... then place the chain from the top down.
+        for node_id in reversed(chain):
+            placed.add(node_id)
+            order.append(node_id)
     return order
 
 
-def _data_url_file(url: str | None, name: str, summary: ImportSummary, title: str) -> ImportedFile | None:
-    match = _DATA_URL.match(url or "")
-    if not match:
-        return None
-    mime = match["mime"].lower()
-    kind = MediaKind.IMAGE if mime.startswith("image/") else MediaKind.AUDIO if mime.startswith("audio/") else None
-    if kind is None:
-        summary.skipped.append(f"a {mime} file in “{title}”")
+def _data_url(value) -> re.Match | None:
+    return _DATA_URL.match(value) if isinstance(value, str) else None
+
+
+def _embedded(match: re.Match, name: str, files: ImportFiles, summary: ImportSummary, title: str) -> ImportedFile | None:
+    """The file a data: URL holds, kept in `files`; None (and named in the summary) if it cannot be decoded or is
+    too large. The type the URL declares is not used."""
+    encoded = match["data"]
+    if len(encoded) * 3 // 4 > limits.MAX_FILE_BYTES + 3:  # before decoding it
+        summary.skipped.append(f"{too_big(name, len(encoded) * 3 // 4)[:-1]} (in “{title}”)")
         return None
     try:
-        data = base64.b64decode(match["data"], validate=False)
+        data = base64.b64decode(encoded, validate=False)
     except (binascii.Error, ValueError):
-        summary.skipped.append(f"an unreadable embedded image in “{title}”")
+        summary.skipped.append(f"an unreadable embedded file in “{title}”")
         return None
     if len(data) > limits.MAX_FILE_BYTES:
-        summary.skipped.append(f"a file over {limits.MAX_FILE_BYTES // 2**20} MB in “{title}”")
+        summary.skipped.append(f"{too_big(name, len(data))[:-1]} (in “{title}”)")
         return None
-    suffix = mime.split("/")[1].split("+")[0]
-    return ImportedFile(data=data, filename=f"{name}.{suffix}" if "." not in name else name, mime=mime, kind=kind)
+    kept = files.data(data)
+    return ImportedFile(kept.path, kept.sha256, name)
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str:
+    """Text where text belongs; anything else (str() of a deeply nested list could even recurse too far) is none."""
+    return value if isinstance(value, str) else ""
+
+
+def _id(value) -> str | None:
+    """A node id as the tree's keys are (text); anything else is no id."""
+    return value if isinstance(value, str) else None
 
 
 def _last(messages: dict) -> str | None:

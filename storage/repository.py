@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
@@ -20,7 +20,7 @@ from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status, StoredFile
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database, utc_now
-from storage.exchange import ExportedConversation, ImportedConversation
+from storage.exchange import ExportedConversation, ImportedConversation, ImportedMessage
 from storage.records import LEAF, Leaf, Tree, attach, branch, to_message, to_summary
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, MessageRow
 from storage.search import search_messages
@@ -239,8 +239,10 @@ class ConversationRepository:
             return exported
 
     def import_conversations(self, conversations: Sequence[ImportedConversation]) -> list[ConversationSummary]:
-        """Store them all in one transaction (new ids, the same trees and files), or nothing at all."""
+        """Store them all in one transaction (new ids, the same trees and files), or nothing at all. Every file must
+        have been checked (its kind and mime set by the assistant layer: assistant.imports)."""
         stored: list[StoredBlob] = []
+        by_path: dict[Path, StoredBlob] = {}  # a file many messages hold is copied (and hashed) once
         try:
             with self._write.begin() as session:
                 summaries = []
@@ -250,24 +252,25 @@ class ConversationRepository:
                     conversation.settings = GenerationSettings.model_validate(imported.settings or {}).model_dump(
                         mode="json", exclude_none=True
                     ) or None
-                    ids: dict[str, int] = {}
-                    for message in imported.messages:
-                        status = Status.STOPPED if message.status is Status.STREAMING else message.status
-                        row = self._new_message(
-                            session, conversation, message.role, message.text, status, ids.get(message.parent_key or ""), message.error
-                        )
-                        row.details = AnswerDetails.model_validate(message.details).model_dump(mode="json") if message.details else None
-                        row.created_at = row.updated_at = message.created_at or row.created_at
+                    session.flush()  # the conversation's row, before its messages refer to it
+                    inserted, ids = self._insert_messages(session, conversation, imported.messages)
+                    for message, message_id in zip(imported.messages, inserted):
+                        if not message.files:
+                            continue
+                        row = session.get(MessageRow, message_id)
                         for position, file in enumerate(message.files):
-                            blob = self._blobs.put_bytes(file.data, file.mime)
-                            stored.append(blob)
+                            if file.kind is None or file.mime is None:
+                                raise ValueError(f"the imported file {file.filename!r} was not checked before storing")
+                            if (blob := by_path.get(file.path)) is None:
+                                blob = by_path[file.path] = self._blobs.put(file.path, file.mime)
+                                stored.append(blob)
                             attach(session, row, position, blob, file.kind, file.mime, file.filename, file.transcript)
-                        ids[message.key] = row.id
-                    conversation.current_leaf_id = ids.get(imported.current_key or "", conversation.current_leaf_id)
+                    conversation.current_leaf_id = ids.get(imported.current_key or "", inserted[-1] if inserted else None)
                     conversation.created_at = imported.created_at or conversation.created_at
                     conversation.updated_at = imported.updated_at or conversation.updated_at
                     session.flush()
                     summaries.append(to_summary(conversation))
+                    session.expunge_all()  # written: a session holding thousands of rows makes every flush slower
                 return summaries
         except ValidationError as error:
             self._discard_unreferenced(stored)
@@ -275,6 +278,44 @@ class ConversationRepository:
         except BaseException:
             self._discard_unreferenced(stored)
             raise
+
+    @staticmethod
+    def _insert_messages(
+        session: Session, conversation: ConversationRow, messages: Sequence[ImportedMessage]
+    ) -> tuple[list[int], dict[str, int]]:
+        """The messages of a conversation this transaction creates, in two statements rather than several per
+        message (_new_message's locking and re-reading are for conversations others can reach; at a few per
+        message, a large import held the database for minutes). Their ids in the order given, and by key."""
+        now = utc_now()
+        rows = [
+            {
+                "conversation_id": conversation.id,
+                "position": position,
+                "parent_id": None,
+                "role": message.role.value,
+                "content": message.text,
+                "status": (Status.STOPPED if message.status is Status.STREAMING else message.status).value,
+                "error": message.error,
+                "details": AnswerDetails.model_validate(message.details).model_dump(mode="json") if message.details else None,
+                "created_at": message.created_at or now,
+                "updated_at": message.created_at or now,
+            }
+            for position, message in enumerate(messages)
+        ]
+        if not rows:
+            return [], {}
+        inserted = session.scalars(insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True), rows).all()
+        ids: dict[str, int] = {}
+        parents = []
+        for message, message_id in zip(messages, inserted):
+            # Only a message listed earlier can be a parent: a key that comes later (or never) makes a root, so
+            # no export can make a cycle.
+            if (parent := ids.get(message.parent_key or "")) is not None:
+                parents.append({"id": message_id, "parent_id": parent})
+            ids[message.key] = message_id
+        if parents:
+            session.execute(update(MessageRow), parents)
+        return list(inserted), ids
 
     def _discard_unreferenced(self, blobs: Sequence[StoredBlob]) -> None:
         created = [blob for blob in blobs if blob.created]

@@ -406,3 +406,21 @@ def test_without_accounts_only_this_machine_may_use_the_api(tmp_path):
         assert response.status_code == status, client_address
         if status == 401:
             assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_history_never_stored_here_brings_its_files_into_a_new_conversation(client, model, api, tmp_path):
+    """The history's files are checked as a turn's are (once), and stored with the kind and type their bytes show."""
+    _, data_dir = api
+    picture = png(tmp_path / "earlier.png", color=(10, 200, 30))
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Earlier picture"},
+                                     {"type": "image_url", "image_url": {"url": data_url(picture, "image/jpeg")}}]},
+        {"role": "assistant", "content": "A green square."},
+        {"role": "user", "content": "And now?"},
+    ]  # fmt: skip
+    response = client.chat.completions.with_raw_response.create(model=model, messages=history, max_tokens=8)
+    messages = stored(data_dir).get_messages(response.headers["x-conversation-id"])
+    assert [m.text for m in messages][:3] == ["Earlier picture", "A green square.", "And now?"]
+    [attachment] = messages[0].attachments
+    assert (attachment.kind.value, attachment.mime) == ("image", "image/png")
+    assert attachment.path.read_bytes() == picture.read_bytes()

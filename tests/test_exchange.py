@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import zipfile
 
 import pytest
@@ -13,7 +14,8 @@ from domain.errors import InvalidInput
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import MediaFile, MediaKind, Status
 from storage import exchange
-from storage.exchange import export_zip, read_archive
+from assistant.imports import import_archive
+from storage.exchange import export_zip
 from tests.media_factory import png, write_tone
 from tests.test_bad_input import snapshot
 
@@ -72,6 +74,13 @@ def without_ids(document: dict) -> list[dict]:
     return conversations
 
 
+def import_into(repository, data: bytes):
+    """Import an export held in memory the way the page and the command line do: (stored conversations, summary)."""
+    stored = []
+    summary = import_archive(io.BytesIO(data), lambda conversations: stored.extend(repository.import_conversations(conversations)))
+    return stored, summary
+
+
 def test_export_then_import_gives_back_the_same_conversations(tmp_path):
     source = make_repository(tmp_path / "a")
     rich_history(source, tmp_path)
@@ -80,8 +89,7 @@ def test_export_then_import_gives_back_the_same_conversations(tmp_path):
     assert sum(n.startswith("files/") for n in names) == 2 and sum(n.startswith("markdown/") for n in names) == 2
 
     target = make_repository(tmp_path / "b")
-    conversations, summary = read_archive(data)
-    target.import_conversations(conversations)
+    import_into(target, data)
     second, names_again, _ = exported(target)
     assert without_ids(second) == without_ids(first)  # every field: tree, texts, statuses, settings, details, times
     assert {c["id"] for c in second["conversations"]}.isdisjoint({c["id"] for c in first["conversations"]})
@@ -89,6 +97,28 @@ def test_export_then_import_gives_back_the_same_conversations(tmp_path):
     pictures = next(c for c in target.list_conversations() if c.title == "Pictures")
     assert pictures.pinned and [m.text for m in target.get_messages(pictures.id)] == ["Describe it", "Half an ans"]
     assert target.search("这是什么")  # imported text is searchable
+
+
+def test_an_import_gives_back_the_same_conversations_on_each_database(repository_on_each_database, tmp_path):
+    source = make_repository(tmp_path / "a")
+    rich_history(source, tmp_path)
+    first, _, data = exported(source)
+    import_into(repository_on_each_database, data)
+    second, _, _ = exported(repository_on_each_database)
+    assert without_ids(second) == without_ids(first)
+
+
+def test_a_parent_listed_after_its_child_makes_a_root_never_a_cycle(tmp_path):
+    def message(id, parent, role):
+        return {"id": id, "parent_id": parent, "role": role, "text": f"m{id}", "status": "complete", "error": None,
+                "details": None, "created_at": None, "attachments": []}  # fmt: skip
+
+    conversation = {"id": "c", "title": "Loop", "created_at": None, "updated_at": None, "pinned": False, "archived": False,
+                    "settings": None, "current_message_id": 2, "messages": [message(1, 2, "user"), message(2, 1, "assistant")]}  # fmt: skip
+    manifest = {"format": "local-assistant", "version": 1, "conversations": [conversation]}
+    repository = make_repository(tmp_path / "r")
+    [imported], _ = import_into(repository, zipped({"conversations.json": json.dumps(manifest).encode()}))
+    assert [(m.text, m.parent_id is None) for m in repository.get_messages(imported.id)] == [("m1", True), ("m2", False)]
 
 
 def test_the_markdown_shows_the_active_path_with_its_images(tmp_path):
@@ -131,8 +161,7 @@ def test_chatgpt_export_keeps_branches_and_embedded_images(tmp_path):
     repository = make_repository(tmp_path / "r")
     raw = json.dumps(chatgpt_export(tmp_path)).encode()
     for data in (raw, zipped({"conversations.json": raw})):
-        conversations, summary = read_archive(data)
-        [conversation] = repository.import_conversations(conversations)
+        [conversation], summary = import_into(repository, data)
         path = repository.get_messages(conversation.id)
         assert [m.text for m in path] == ["Look at this", "Second answer", "and this picture"]
         assert [a.kind for a in path[2].attachments] == [MediaKind.IMAGE]
@@ -155,8 +184,7 @@ def test_open_webui_export_keeps_branches_and_embedded_images(tmp_path):
     }  # fmt: skip
     export = [{"id": "c1", "title": "From Open WebUI", "chat": {"title": "From Open WebUI", "history": {"messages": messages, "currentId": "b1"}},
                "created_at": 1710000000, "updated_at": 1710000003, "pinned": True}]  # fmt: skip
-    conversations, summary = read_archive(json.dumps(export).encode())
-    [conversation] = repository.import_conversations(conversations)
+    [conversation], summary = import_into(repository, json.dumps(export).encode())
     assert conversation.pinned and conversation.title == "From Open WebUI"
     path = repository.get_messages(conversation.id)
     assert [m.text for m in path] == ["Hi there", "Hello!"] and [a.kind for a in path[0].attachments] == [MediaKind.IMAGE]
@@ -193,18 +221,74 @@ BAD_FILES = {
     "our format, bad shape": (lambda tmp: zipped({"conversations.json": b'{"format": "local-assistant", "version": 1, "conversations": [{}]}'}), "not in the shape"),
     "missing attachment": (our_export_missing_a_file, "lacks files/"),
     "zip bomb": (lambda tmp: zipped({"conversations.json": b"[]", "big.bin": b"\0" * (3 << 20)}), "zip bomb"),
+    # issue 15: deep, long and odd JSON, dates that are none, and small files that would cost much
+    "5-million-deep JSON array": (lambda tmp: b"[" * 5_000_000 + b"]" * 5_000_000, "nested too deeply"),
+    "5-million-deep JSON array, zipped": (lambda tmp: zipped({"conversations.json": b"[" * 5_000_000 + b"]" * 5_000_000}), "nested too deeply"),
+    "a 5,000-digit number": (lambda tmp: b'[{"title": "x", "mapping": {}, "create_time": ' + b"9" * 5000 + b"}]", "a number too long"),
+    "ChatGPT create_time 1e20": (lambda tmp: chatgpt_with(create_time=1e20), r"“create_time” of “T” \(1e\+20\) is not a date"),
+    "ChatGPT create_time -1e20": (lambda tmp: chatgpt_with(create_time=-1e20), r"“create_time” of “T” \(-1e\+20\) is not a date"),
+    "ChatGPT create_time not a date": (lambda tmp: chatgpt_with(create_time="not a date"), r"“create_time” of “T” \(\"not a date\"\) is not a date"),
+    "ChatGPT create_time NaN": (lambda tmp: chatgpt_with(create_time=float("nan")), r"“create_time” of “T” \(NaN\) is not a date"),
+    "ChatGPT create_time a list": (lambda tmp: chatgpt_with(create_time=[2024]), r"“create_time” of “T” \(a list\) is not a date"),
+    "ChatGPT update_time infinite": (lambda tmp: chatgpt_with(update_time=float("inf")), r"“update_time” of “T” \(Infinity\) is not a date"),
+    "Open WebUI timestamp 1e20": (lambda tmp: webui_with(timestamp=1e20), r"“timestamp” of a message in “W” \(1e\+20\) is not a date"),
+    "our created_at not a date": (lambda tmp: ours_with(created_at="yesterday"), r"“created_at” of conversation 1 \(“T”\) \(\"yesterday\"\) is not a date"),
+    "our shape, no messages": (lambda tmp: ours_with(messages=None), r"conversation 1 \(“T”\) has a “messages” that is not a list"),
+    "our shape, a role unknown": (lambda tmp: ours_with(messages=[{"id": 1, "role": "root"}]), r"message 1 of conversation 1 \(“T”\) lacks “attachments”"),
+    "100,000 empty conversations": (lambda tmp: zipped({"conversations.json": json.dumps([{"title": "x", "mapping": {}}] * 100_000).encode()}), r"holds 100,000 conversations; one import takes at most 10,000"),
+    "250,001 messages": (lambda tmp: zipped({"conversations.json": json.dumps([{"title": "x", "mapping": {f"m{i}": {} for i in range(250_001)}}]).encode()}), r"holds 250,001 messages; one import takes at most 250,000"),
+    "manifest over 1 MB (on its header)": (lambda tmp: zipped({"conversations.json": b"[" + b" " * (3 << 19) + b"]"}), r"conversations.json is 2 MB; an export's conversations.json may be at most 1 MB"),
+    "damaged member": (lambda tmp: damaged_zip(), r"The zip is damaged: “conversations.json” in it cannot be read"),
+    "password-protected member": (lambda tmp: encrypted_zip(), r"password-protected"),
 }  # fmt: skip
+
+
+def chatgpt_with(**fields) -> bytes:
+    return json.dumps([{"title": "T", "mapping": {"q": {"message": {"author": {"role": "user"}, "content": {"parts": ["hi"]}}}}, **fields}]).encode()
+
+
+def webui_with(**fields) -> bytes:
+    node = {"id": "u", "parentId": None, "role": "user", "content": "hi", **fields}
+    return json.dumps([{"id": "w", "chat": {"title": "W", "history": {"currentId": "u", "messages": {"u": node}}}}]).encode()
+
+
+def ours_with(**fields) -> bytes:
+    c = {"id": "c", "title": "T", "created_at": None, "updated_at": None, "pinned": False, "archived": False, "settings": None,
+         "current_message_id": None, "messages": [], **fields}  # fmt: skip
+    return zipped({"conversations.json": json.dumps({"format": "local-assistant", "version": 1, "conversations": [c]}).encode()})
+
+
+def damaged_zip() -> bytes:
+    """A zip whose manifest's compressed bytes were overwritten: its header and directory still read."""
+    data = bytearray(zipped({"conversations.json": json.dumps([{"title": os.urandom(2000).hex(), "mapping": {}}]).encode()}))
+    start = data.index(b"conversations.json") + len("conversations.json") + 100
+    data[start : start + 40] = b"\xff" * 40
+    return bytes(data)
+
+
+def encrypted_zip() -> bytes:
+    """A zip whose member says it is encrypted (Python's zipfile cannot encrypt; readers then ask for a password)."""
+    data = bytearray(zipped({"conversations.json": b"[]"}))
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the local header's and the directory's flags
+        at = data.index(signature) + offset
+        data[at] |= 0x1
+    return bytes(data)
+
+
+SMALL_LIMITS = {"zip bomb", "manifest over 1 MB (on its header)"}
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))
 def test_a_bad_file_says_what_is_wrong_and_changes_nothing(name, tmp_path, monkeypatch):
-    monkeypatch.setattr(exchange, "MAX_UNPACKED_BYTES", 2 << 20)  # a small bomb stands for a big one
+    if name in SMALL_LIMITS:
+        monkeypatch.setattr(exchange, "MAX_UNPACKED_BYTES", 2 << 20)  # a small bomb stands for a big one
+        monkeypatch.setattr(exchange, "MAX_JSON_BYTES", 1 << 20)  # and a small manifest for a big one
     repository = make_repository(tmp_path)
     rich_history(repository, tmp_path)
     before = snapshot(tmp_path)
     build, message = BAD_FILES[name]
     with pytest.raises(InvalidInput, match=message):
-        repository.import_conversations(read_archive(build(tmp_path))[0])
+        import_into(repository, build(tmp_path))
     assert snapshot(tmp_path) == before
 
 
@@ -218,6 +302,6 @@ def test_an_import_is_one_transaction(tmp_path):
     members["conversations.json"] = json.dumps(document).encode()
     target = make_repository(tmp_path / "b")
     with pytest.raises(InvalidInput, match="unknown shape"):
-        target.import_conversations(read_archive(zipped(members))[0])
+        import_into(target, zipped(members))
     assert target.list_conversations() == [] and target.list_conversations(archived=True) == []
     assert [p for p in (tmp_path / "b" / "files").rglob("*") if p.is_file()] == []

@@ -147,7 +147,8 @@ def test_when_whisper_cannot_be_had_the_chat_works_and_the_transcript_says_why(s
 
 
 def test_transcripts_are_searched_and_exported_and_imported(whisper_model, speech_wav, engine, repository, transcripts, tmp_path):
-    from storage.exchange import export_zip, read_archive
+    from assistant.imports import import_archive
+    from storage.exchange import export_zip
 
     transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: whisper_model, "demo Whisper (random weights)", options=DEMO_WHISPER_OPTIONS).start()
     manager = make_manager(engine, repository, transcriber)
@@ -174,8 +175,9 @@ def test_transcripts_are_searched_and_exported_and_imported(whisper_model, speec
     from storage.repository import ConversationRepository
 
     fresh = ConversationRepository(open_database(sqlite_url(tmp_path / "fresh.sqlite3")), BlobStore(tmp_path / "fresh-files"))
-    conversations, _ = read_archive(buffer.getvalue())
-    [summary] = fresh.import_conversations(conversations)
+    stored = []
+    import_archive(io.BytesIO(buffer.getvalue()), lambda conversations: stored.extend(fresh.import_conversations(conversations)))
+    [summary] = stored
     assert fresh.get_messages(summary.id)[0].attachments[0].transcript == transcript
     assert [hit.conversation_id for hit in fresh.search(query)] == [summary.id]
 

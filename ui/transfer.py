@@ -13,9 +13,9 @@ import gradio as gr
 
 from assistant.dialogue import DialogueManager
 from domain.errors import AssistantError
-from storage.exchange import export_zip, read_archive, safe_name
+from storage.exchange import export_zip, safe_name
 from ui.exports import ExportStore, export_url
-from ui.uploads import discard_uploads
+from ui.uploads import discard_uploads, upload_folder
 
 
 class TransferHandlers:
@@ -55,8 +55,8 @@ class TransferHandlers:
         if not upload:
             return gr.skip()
         try:
-            conversations, summary = read_archive(Path(upload).read_bytes())
-            self.access(request).import_conversations(conversations)
+            # Read from the uploaded file, not into memory; its files wait in the upload folder (swept at start).
+            summary = self.access(request).import_archive(Path(upload), scratch=upload_folder() / "imports")
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
         finally:
