@@ -133,7 +133,12 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
             device_map="auto" if cuda else "cpu",
             quantization_config=quantization_config(quant, family.unquantized),
         )
-    except (OSError, ValueError, KeyError):
+    except torch.OutOfMemoryError:
+        log.warning("loading %s ran out of memory", spec.source, exc_info=True)
+        raise ModelLoadError(
+            f"The model “{spec.source}” does not fit in the GPU's memory: try --quant 4bit, or a smaller model."
+        ) from None
+    except Exception:  # noqa: BLE001 - safetensors, pickle, shape and config errors alike: the files are at fault
         log.warning("loading %s failed", spec.source, exc_info=True)
         raise cannot_fetch(spec.source, "its files are missing, damaged or of a kind this app cannot load; the log has the details") from None
     model.eval()

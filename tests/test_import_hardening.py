@@ -28,6 +28,7 @@ from storage import exchange
 from tests import media_factory as make
 from tests.conftest import ROOT, make_manager
 from tests.test_bad_input import CASES
+from ui.exports import ExportStore
 from ui.transfer import TransferHandlers
 
 HTML = b"<html><body><script>fetch('/gradio_api/user').then(r => r.text()).then(alert)</script></body></html>"
@@ -111,7 +112,7 @@ def page(engine, repository, tmp_path, monkeypatch, capsys):
     uploads.mkdir()
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     manager = make_manager(engine, repository)
-    handlers = TransferHandlers(lambda request: manager)
+    handlers = TransferHandlers(lambda request: manager, ExportStore(tmp_path / "exports"), lambda request: None)
 
     def run(data: bytes, name: str = "export.zip") -> str:
         upload = uploads / "h0" / name
