@@ -76,7 +76,10 @@ class BlobStore:
                 raise
             _fsync_dir(target.parent)
         except OSError as error:
-            raise (faults.classify(error) or error) from error  # a full disk is the machine's fault, and says so
+            unavailable = faults.classify(error)  # a full disk is the machine's fault, and says so
+            if unavailable is None:
+                raise
+            raise unavailable from error
         return StoredBlob(sha256, size, target, created=True)
 
     def discard(self, blob: StoredBlob) -> None:
