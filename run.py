@@ -16,6 +16,7 @@ from domain import limits
 if TYPE_CHECKING:
     from storage.api_keys import ApiKeyRepository
     from storage.instances import Instances
+    from storage.orphans import OrphanSweeper
     from storage.repository import ConversationRepository
     from storage.transcripts import TranscriptRepository
     from storage.users import UserRepository
@@ -184,6 +185,7 @@ class Storage(NamedTuple):
     transcripts: TranscriptRepository
     keys: ApiKeyRepository
     instances: Instances | None  # with a writer: this instance's heartbeat and the answers it writes
+    orphans: OrphanSweeper  # removes stored files no message refers to (left by a kill mid-upload or mid-import)
 
 
 def open_storage(data_dir: Path, db_url: str | None, writer: str | None = None) -> Storage:
@@ -192,6 +194,7 @@ def open_storage(data_dir: Path, db_url: str | None, writer: str | None = None) 
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.instances import Instances
+    from storage.orphans import OrphanSweeper
     from storage.repository import ConversationRepository
     from storage.transcripts import TranscriptRepository
     from storage.users import UserRepository
@@ -204,6 +207,7 @@ def open_storage(data_dir: Path, db_url: str | None, writer: str | None = None) 
         TranscriptRepository(database),
         ApiKeyRepository(database),
         Instances(database, writer) if writer is not None else None,
+        OrphanSweeper(database, blobs),
     )
 
 
@@ -410,6 +414,9 @@ def main(argv: list[str] | None = None) -> int | None:
     interrupted = stores.instances.start()
     if interrupted:
         logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
+    orphans, orphan_bytes = stores.orphans.start()  # now, then hourly
+    if orphans:
+        logging.info("removed %d stored file(s) (%.1f MB) that no message refers to", orphans, orphan_bytes / 1e6)
     stale = clear_stale_uploads(data_dir / "uploads", uploads.name, stores.instances.alive())
     if stale:
         logging.info("deleted %d upload(s) an earlier run left unsent", stale)

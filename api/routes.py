@@ -1,8 +1,12 @@
 """`GET /v1/models` and `POST /v1/chat/completions`, OpenAI's protocol over the same dialogue manager as the page.
 
 Every exchange is stored as a conversation of the key's owner. The protocol is stateless, so a request whose
-earlier messages are exactly the active branch of one of that owner's conversations continues it (and reuses
-its cached work); other history is stored as a new conversation first. Turns queue with the page's.
+earlier messages are exactly a path (any branch) of one of that owner's conversations continues it there (and
+reuses its cached work): clients continuing one conversation at once each make a branch of it. Other history is
+stored as a new conversation first. Turns queue with the page's.
+
+A fault of the machine (disk full, database busy or away) is a 503 with Retry-After, a generation server's
+failure a 502, anything else of ours a 500.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import anyio
 
 from api import request as parsing
 from api.errors import ApiError
+from assistant.continuation import Continuation
 from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import validate_turn
 from domain import limits
-from domain.errors import AssistantError, InvalidInput
+from domain.errors import AssistantError, EngineUnavailable, InvalidInput, ServiceUnavailable
 from domain.types import Message, Role, Status
+from storage import faults
 from ui.security import is_loopback
 
 log = logging.getLogger(__name__)
@@ -77,8 +83,12 @@ class ChatApi:
                 return await handler(request)
             except ApiError as error:
                 return error.response()
-            except Exception:  # a fault of ours: logged with its traceback, answered without it
-                log.exception("API request failed")
+            except Exception as error:
+                unavailable = faults.classify(error)  # a full disk while writing the request's files, say
+                if unavailable is not None:
+                    log.warning("API request refused: %s", unavailable, exc_info=error)
+                    return service_unavailable(unavailable).response()
+                log.exception("API request failed")  # a fault of ours: logged with its traceback, answered without it
                 return ApiError(500, "The server failed while handling the request.", code="server_error").response()
 
         return endpoint
@@ -128,6 +138,8 @@ class ChatApi:
             events = await anyio.to_thread.run_sync(self._start, dialogue, chat, stop, limiter=self._threads)
         except InvalidInput as error:
             raise ApiError(400, str(error), "messages", "invalid_input") from None
+        except ServiceUnavailable as error:
+            raise service_unavailable(error) from None
         except AssistantError as error:
             raise ApiError(400, str(error), code="invalid_request") from None
         conversation_id, events = events
@@ -144,12 +156,14 @@ class ChatApi:
         try:
             for event in await anyio.to_thread.run_sync(list, events, limiter=self._threads):
                 if isinstance(event, ReplyFinished):
-                    finished = event.message
+                    finished = event
         finally:
             stop.set()
-        if finished is None or finished.status is Status.ERROR:
-            raise ApiError(500, (finished.error if finished else None) or "The answer failed.", code="generation_failed")
-        return JSONResponse(completion.whole(finished), headers=headers)
+        if finished is None:
+            raise ApiError(500, "The answer failed.", code="generation_failed")
+        if finished.message.status is Status.ERROR:
+            raise failed_answer(finished)
+        return JSONResponse(completion.whole(finished.message), headers=headers)
 
     def _start(self, dialogue: DialogueManager, chat: parsing.ChatRequest, stop: threading.Event):
         """Store what the request adds (history not stored yet, the question and its files) and start the answer:
@@ -157,8 +171,8 @@ class ChatApi:
         with tempfile.TemporaryDirectory(dir=self._upload_root()) as folder:
             folder = Path(folder)
             uploads = _write(chat.question.files, folder / "question")
-            conversation_id = self._conversation(dialogue, chat, folder, uploads)
-            events = dialogue.send(conversation_id, chat.question.text, uploads, stop, chat.settings, stop_strings=chat.stop)
+            after = self._continuation(dialogue, chat, folder, uploads)
+            events = dialogue.send(None, chat.question.text, uploads, stop, chat.settings, stop_strings=chat.stop, after=after)
             saved = next(events)  # validation, then the question and its files are stored: the uploads can go
         return saved.conversation.id, events
 
@@ -166,9 +180,12 @@ class ChatApi:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         return self.upload_dir
 
-    def _conversation(self, dialogue: DialogueManager, chat: parsing.ChatRequest, folder: Path, uploads) -> str | None:
-        """The conversation the question goes to: None (a new one), the stored one this history continues, or a new
-        one holding the history, which is stored only once the question is known to be valid."""
+    def _continuation(
+        self, dialogue: DialogueManager, chat: parsing.ChatRequest, folder: Path, uploads
+    ) -> Continuation | None:
+        """Where the question goes: None (a new conversation), under the stored message this history leads to, or
+        under the last message of a new conversation holding the history, which is stored only once the question is
+        known to be valid."""
         if not chat.history:
             return None
         signature = [(t.role, t.text, tuple(hashlib.sha256(data).hexdigest() for data, _ in t.files)) for t in chat.history]
@@ -194,7 +211,9 @@ class ChatApi:
         title = make_title(first.text, []) if first.text.strip() else "API conversation"
         settings = chat.settings.model_dump(exclude_none=True)
         imported = ImportedConversation(title, messages, str(len(messages) - 1), settings=settings)
-        return dialogue.import_conversations([imported])[0].id
+        conversation_id = dialogue.import_conversations([imported])[0].id
+        # Found again by its history, not as the conversation's leaf: another client may already be adding to it.
+        return dialogue.continuation_of(chat.settings.system_prompt, signature, within=conversation_id)
 
     async def _stream(self, events, stop: threading.Event, completion: Completion, include_usage: bool):
         loop = asyncio.get_running_loop()
@@ -230,7 +249,7 @@ class ChatApi:
                 elif isinstance(event, ReplyFinished):
                     message = event.message
                     if message.status is Status.ERROR:
-                        yield _sse(ApiError(500, message.error or "The answer failed.", code="generation_failed").body())
+                        yield _sse(failed_answer(event).body())
                         return
                     if len(message.text) > sent:
                         yield completion.chunk({"content": message.text[sent:]}, usage=include_usage)
@@ -240,6 +259,20 @@ class ChatApi:
             yield "data: [DONE]\n\n"
         finally:
             stop.set()  # the client went away (or all was sent): end the answer within a token
+
+
+def service_unavailable(error: ServiceUnavailable) -> ApiError:
+    return ApiError(503, str(error), code="service_unavailable", headers={"Retry-After": str(error.retry_after_s)})
+
+
+def failed_answer(finished: ReplyFinished) -> ApiError:
+    """An answer that ended in an error, by whose fault: the generation server's (502), the machine's (503), ours."""
+    failure, message = finished.failure, finished.message.error or "The answer failed."
+    if isinstance(failure, EngineUnavailable):
+        return ApiError(502, message, code="engine_unavailable")
+    if isinstance(failure, ServiceUnavailable):
+        return service_unavailable(failure)
+    return ApiError(500, message, code="generation_failed")
 
 
 class Completion:

@@ -1,24 +1,28 @@
 """DialogueManager: one user turn, from validation to a saved, streamed answer.
 
-Order of work: validate, save the user's message and files, wait for the model to load, wait for the
-turn's place in the queue, build the inputs, stream the answer (saved at least every SAVE_INTERVAL_S),
-finalize it as complete, stopped or error. Once the user's message is saved, every outcome, an
-unexpected exception included, ends in a saved answer. Knows nothing of Gradio or SQL; the repository
-is handed in.
+Order of work: validate, save the user's message and files with an empty answer to it (one transaction), wait
+for the model to load, wait for the turn's place in the queue, build the inputs, stream the answer (saved at most
+every SAVE_INTERVAL_S, without the stream ever waiting for a write), finalize it as complete, stopped or error.
+Once the user's message is saved, every outcome, an unexpected exception or a reader that goes away included, ends
+in a finished answer (assistant/answer_writer.py keeps trying to store it while the disk or the database is at
+fault). Knows nothing of Gradio or SQL; the repository is handed in.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from assistant.answer_writer import AnswerWriter
 from assistant.budget import fit
+from assistant.continuation import Continuation, Turn, find_continuation
 from assistant.engine import EngineInfo, GenerationReport
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from storage.exchange import ExportedConversation, ImportedConversation, ImportSummary
-    from storage.repository import ConversationRepository
+    from storage.repository import ConversationRepository, NewTurn
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,11 @@ WAIT_POLL_S = 0.5
 # How soon Stop takes effect on a queued turn.
 QUEUE_POLL_S = 0.1
 TITLE_CHARS = 60
+# What an answer that failed for a reason of the app's own says (the reason goes to the log).
+ANSWER_FAILED = (
+    "The answer failed because of a fault in the app; the details are in its log. "
+    "Ask again; if it keeps failing, tell whoever runs the app."
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,8 @@ class ReplyDelta:
 
 @dataclass(frozen=True)
 class ReplyFinished:
-    message: Message
+    message: Message  # the answer as it ended, from memory: storing it may still be under way (see AnswerWriter)
+    failure: BaseException | None = None  # why it ended in an error, for callers that tell faults apart
 
 
 Event = UserTurnSaved | WaitingForModel | WaitingForTranscript | Queued | ReplyDelta | ReplyFinished
@@ -129,7 +139,7 @@ class DialogueManager:
         self.system_prompt = system_prompt
         self.transcriber = transcriber  # None: transcripts are off
         self.max_audio_seconds = max_audio_seconds
-        self._answering: set[str] = set()  # conversations with an answer in progress
+        self._answering: Counter[str] = Counter()  # conversations with answers in progress (branches: several)
         self._answering_lock = threading.Lock()
 
     def for_owner(self, owner: int | None) -> DialogueManager:
@@ -184,18 +194,27 @@ class DialogueManager:
         """The stored file, if one of this user's messages links it."""
         return self.repository.attachment_file(sha256)
 
-    def continuation_of(self, system_prompt: str | None, turns: Sequence[tuple[Role, str, tuple[str, ...]]]) -> str | None:
-        """The conversation whose active branch is exactly these (role, text, attachment sha256s) turns, under
-        this system prompt: where a stateless client (the API) that sends the whole history left off."""
+    def continuation_of(
+        self, system_prompt: str | None, turns: Sequence[Turn], within: str | None = None
+    ) -> Continuation | None:
+        """The stored message whose path (on any branch) is exactly these (role, text, attachment sha256s) turns,
+        under this system prompt: where a stateless client (the API) that sends the whole history left off. A
+        question hangs under it whatever the conversation shows meanwhile, so clients continuing one conversation
+        at once each make a branch of it.
+
+        The last turn, when it is an answer, may also be longer than a stored answer the app was interrupted
+        writing (the client received more than was saved before the app stopped). `within`: only in that
+        conversation."""
         if not turns:
             return None
-        wanted = [(role, clean_text(text).strip(), shas) for role, text, shas in turns]
-        for conversation_id in self.repository.conversations_starting_with(clean_text(turns[0][1])):
-            if (self.repository.get_conversation(conversation_id).settings.system_prompt or None) != (system_prompt or None):
+        candidates = [within] if within is not None else self.repository.conversations_starting_with(clean_text(turns[0][1]))
+        for conversation_id in candidates:
+            conversation = self.repository.get_conversation(conversation_id)
+            if (conversation.settings.system_prompt or None) != (system_prompt or None):
                 continue
-            path = self.repository.get_messages(conversation_id)
-            if [(m.role, clean_text(m.text).strip(), tuple(a.sha256 for a in m.attachments)) for m in path] == wanted:
-                return conversation_id
+            found = find_continuation(self.repository.get_tree(conversation_id), turns)
+            if found is not None:
+                return found
         return None
 
     def get_path(self, message_id: int) -> list[Message]:
@@ -226,7 +245,7 @@ class DialogueManager:
 
     def _refuse_if_answering(self, conversation_id: str, what_to_do: str) -> None:
         """Under _answering_lock: ConversationBusy if one of the conversation's answers is being written."""
-        if conversation_id in self._answering:
+        if self._answering[conversation_id]:
             raise ConversationBusy(f"This conversation is being answered; {what_to_do}.")
 
     def send(
@@ -237,25 +256,32 @@ class DialogueManager:
         stop: threading.Event,
         settings: GenerationSettings | None = None,
         stop_strings: tuple[str, ...] = (),
+        after: Continuation | None = None,
     ) -> Iterator[Event]:
         """Raises InvalidInput before saving anything; after that, every outcome ends in ReplyFinished.
 
         `settings`, when given, become the conversation's (they travel with it from then on). `stop_strings` end
-        this answer where one first appears (the API's `stop`).
+        this answer where one first appears (the API's `stop`). `after`: the question hangs under that message
+        (its conversation's, whatever its current branch) instead of the conversation's current leaf.
         """
         text, files = validate_turn(text, uploads, self.max_audio_seconds)
         self._check_accepted(files)
-        user = self.repository.add_user_message(
-            conversation_id, text, files, new_title=make_title(text, files), settings=settings
+        where = {}
+        if after is not None:
+            conversation_id = after.message.conversation_id
+            where = {"parent_id": after.message.id, "longer_parent_text": after.longer_text}
+        turn = self.repository.add_question(
+            conversation_id, text, files, new_title=make_title(text, files), settings=settings, **where
         )
-        # In the background. A model that hears audio never waits for the transcript, and Whisper waits for the
-        # answer's first token so as not to slow its prefill; a model that hears the transcript waits for it.
         first_token = threading.Event()
-        family = self.host.family
-        self._transcribe([user], not_before=first_token if family is None or family.hears() else None)
-        yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
 
-        yield from self._answer(user, stop, first_token, stop_strings)
+        def transcribe() -> None:
+            # In the background. A model that hears audio never waits for the transcript, and Whisper waits for the
+            # answer's first token so as not to slow its prefill; a model that hears the transcript waits for it.
+            family = self.host.family
+            self._transcribe([turn.question], not_before=first_token if family is None or family.hears() else None)
+
+        yield from self._turn(turn, stop, first_token, stop_strings, transcribe)
 
     def regenerate(
         self, conversation_id: str, stop: threading.Event, settings: GenerationSettings | None = None
@@ -263,12 +289,13 @@ class DialogueManager:
         """A new answer to the last question of the active branch; the earlier answers stay as other versions."""
         if settings is not None:
             self.repository.set_settings(conversation_id, settings)
+        conversation = self.repository.get_conversation(conversation_id)
         path = self.repository.get_messages(conversation_id)
         question = next((m for m in reversed(path) if m.role is Role.USER), None)
         if question is None:
             raise InvalidInput("There is no question in this conversation to answer again.")
-        yield UserTurnSaved(self.repository.get_conversation(conversation_id), question)
-        yield from self._answer(question, stop)
+        reply = self.repository.start_assistant_message(conversation_id, parent_id=question.id)
+        yield from self._turn(_Turn(conversation, question, reply), stop)
 
     def edit(
         self, message_id: int, text: str, stop: threading.Event, settings: GenerationSettings | None = None
@@ -278,9 +305,7 @@ class DialogueManager:
         if settings is not None:
             self.repository.set_settings(original.conversation_id, settings)
         text = validate_text(text, has_files=bool(original.attachments))
-        user = self.repository.edit_user_message(message_id, text)
-        yield UserTurnSaved(self.repository.get_conversation(user.conversation_id), user)
-        yield from self._answer(user, stop)
+        yield from self._turn(self.repository.edit_question(message_id, text), stop)
 
     def _check_accepted(self, files: Sequence[MediaFile]) -> None:
         family, accepted = self.host.family, self.accepts()
@@ -308,96 +333,111 @@ class DialogueManager:
     def fork(self, message_id: int) -> ConversationSummary:
         return self.repository.fork(message_id)
 
-    def _answer(
+    def _turn(
         self,
-        question: Message,
+        turn: NewTurn | _Turn,
         stop: threading.Event,
         first_token: threading.Event | None = None,
         stop_strings: tuple[str, ...] = (),
+        first: Callable[[], None] | None = None,
     ) -> Iterator[Event]:
-        """`first_token` is set once the answer has its first token, or has ended (or been abandoned) without one."""
+        """UserTurnSaved, then the answer written into `turn.answer` (stored, streaming). Every way out, an exception
+        or a reader that closes the generator at any of its steps included, finishes that answer.
+
+        `first_token` is set once the answer has its first token, or has ended (or been abandoned) without one.
+        `first` runs before anything else, where a failure of it too ends the answer."""
+        question, reply = turn.question, turn.answer
         first_token = first_token or threading.Event()
+        writer = AnswerWriter(self.repository, reply.id, SAVE_INTERVAL_S)
+        answer = _Answer()
+        with self._answering_lock:
+            self._answering[question.conversation_id] += 1
         try:
+            if first is not None:
+                first()
+            yield UserTurnSaved(turn.conversation, question)
             while not self.host.wait(WAIT_POLL_S):
                 if stop.is_set():
                     break
                 yield WaitingForModel(self.host.state.message)
-            with self._answering_lock:
-                self._answering.add(question.conversation_id)
-            try:
-                yield from self._write_answer(question, stop, first_token, stop_strings)
-            finally:
-                with self._answering_lock:
-                    self._answering.discard(question.conversation_id)
-        finally:
-            first_token.set()
-
-    def _write_answer(
-        self, question: Message, stop: threading.Event, first_token: threading.Event, stop_strings: tuple[str, ...] = ()
-    ) -> Iterator[Event]:
-        # The answer hangs under this question, even if another tab has added to the conversation meanwhile.
-        reply = self.repository.start_assistant_message(question.conversation_id, parent_id=question.id)
-        text, status, error = "", Status.COMPLETE, None
-        last_save = time.monotonic()
-        ticket: Ticket | None = None
-        report: GenerationReport | None = None
-        left_out: list[str] = []
-        settings = self.repository.get_conversation(question.conversation_id).settings
-        try:
-            engine = self.host.engine
-            if stop.is_set():
-                status = Status.STOPPED
-            elif self.host.state.phase is not Phase.READY or engine is None:
-                status, error = Status.ERROR, self.host.state.message
-            else:
-                yield from self._wait_for_transcripts(question, stop)
-                ticket = self.queue.join()
-                yield from self._wait_for_turn(ticket, stop)
-                if stop.is_set():
-                    status = Status.STOPPED
-                else:
-                    # Built only now: a queued turn holds no decoded media or tensors while it waits.
-                    history = self.repository.get_path(reply.id)
-                    system_prompt = settings.system_prompt or self.system_prompt
-
-                    def build(fitting):
-                        return build_model_input(history, self.media, system_prompt, engine.family, fitting)
-
-                    limit = engine.context_tokens - engine.answer_budget(settings)
-                    model_input, left_out = fit(history, build, engine.count_tokens, limit, engine.family.hears())
-                    report = GenerationReport()
-                    for chunk in engine.stream(
-                        model_input,
-                        stop,
-                        ticket.release,
-                        settings,
-                        report,
-                        reuse_key=question.conversation_id,
-                        stop_strings=stop_strings,
-                    ):
-                        first_token.set()
-                        text += chunk
-                        if time.monotonic() - last_save >= SAVE_INTERVAL_S:
-                            self.repository.update_message_text(reply.id, text)
-                            last_save = time.monotonic()
-                        yield ReplyDelta(text)
-                    if stop.is_set():
-                        status = Status.STOPPED
+            yield from self._write_answer(question, reply, stop, first_token, writer, answer, stop_strings)
         except AssistantError as failure:
-            status, error = Status.ERROR, str(failure)
+            answer.end(Status.ERROR, str(failure), failure)
         except GeneratorExit:
-            status = Status.STOPPED  # the page went away mid-answer: keep what was said
+            answer.status = Status.STOPPED  # the page went away mid-answer: keep what was said
             raise
         except Exception as failure:  # a bug or a broken dependency: the turn still ends, saved and shown
             log.exception("answering failed")
-            status, error = Status.ERROR, f"Something went wrong while answering: {type(failure).__name__}: {failure}"
+            answer.end(Status.ERROR, ANSWER_FAILED, failure)
         finally:
             first_token.set()  # also when it failed or stopped before a token: Whisper may go on
+            with self._answering_lock:
+                self._answering[question.conversation_id] -= 1
+                if not self._answering[question.conversation_id]:
+                    del self._answering[question.conversation_id]
+            writer.finish(answer.text, answer.status, answer.error, answer.details)
+        message = dataclasses.replace(
+            reply, text=answer.text, status=answer.status, error=answer.error, details=answer.details
+        )
+        yield ReplyFinished(message, answer.failure)
+
+    def _write_answer(
+        self,
+        question: Message,
+        reply: Message,
+        stop: threading.Event,
+        first_token: threading.Event,
+        writer: AnswerWriter,
+        answer: _Answer,
+        stop_strings: tuple[str, ...] = (),
+    ) -> Iterator[Event]:
+        """Stream the answer into `answer` (and `writer`); the caller finishes it, whatever happens here."""
+        ticket: Ticket | None = None
+        engine = self.host.engine
+        try:
+            if stop.is_set():
+                answer.status = Status.STOPPED
+                return
+            if self.host.state.phase is not Phase.READY or engine is None:
+                answer.end(Status.ERROR, self.host.state.message)
+                return
+            settings = self.repository.get_conversation(question.conversation_id).settings
+            yield from self._wait_for_transcripts(question, stop)
+            ticket = self.queue.join()
+            yield from self._wait_for_turn(ticket, stop)
+            if stop.is_set():
+                answer.status = Status.STOPPED
+                return
+            # Built only now: a queued turn holds no decoded media or tensors while it waits. The answer's own path:
+            # its question and what that hangs under, never another branch of the conversation.
+            history = self.repository.get_path(reply.id)
+            system_prompt = settings.system_prompt or self.system_prompt
+
+            def build(fitting):
+                return build_model_input(history, self.media, system_prompt, engine.family, fitting)
+
+            limit = engine.context_tokens - engine.answer_budget(settings)
+            model_input, left_out = fit(history, build, engine.count_tokens, limit, engine.family.hears())
+            report = GenerationReport()
+            answer.details_from = lambda status: answer_details(engine.info, settings, report, status, left_out)
+            for chunk in engine.stream(
+                model_input,
+                stop,
+                ticket.release,
+                settings,
+                report,
+                reuse_key=question.conversation_id,
+                stop_strings=stop_strings,
+            ):
+                first_token.set()
+                answer.text += chunk
+                writer.update(answer.text)
+                yield ReplyDelta(answer.text)
+            if stop.is_set():
+                answer.status = Status.STOPPED
+        finally:
             if ticket is not None:
                 ticket.release()
-            details = answer_details(engine.info, settings, report, status, left_out) if report is not None else None
-            self.repository.finish_message(reply.id, text, status, error, details)
-        yield ReplyFinished(self.repository.get_message(reply.id))
 
     def _wait_for_transcripts(self, question: Message, stop: threading.Event) -> Iterator[WaitingForTranscript]:
         """A model without an audio tower hears audio as its transcript, so its answer waits for them."""
@@ -423,3 +463,30 @@ class DialogueManager:
             if place != shown:
                 shown = place
                 yield Queued(place)
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A stored question and its empty, streaming answer (as storage's NewTurn)."""
+
+    conversation: ConversationSummary
+    question: Message
+    answer: Message
+
+
+class _Answer:
+    """An answer as it is being made: the text so far and how it ended."""
+
+    def __init__(self):
+        self.text = ""
+        self.status = Status.COMPLETE
+        self.error: str | None = None
+        self.failure: BaseException | None = None
+        self.details_from = None  # status -> AnswerDetails, once generation has started
+
+    def end(self, status: Status, error: str | None, failure: BaseException | None = None) -> None:
+        self.status, self.error, self.failure = status, error, failure
+
+    @property
+    def details(self) -> AnswerDetails | None:
+        return self.details_from(self.status) if self.details_from is not None else None

@@ -22,6 +22,11 @@ class Status(StrEnum):
     ERROR = "error"
 
 
+# The error of an answer the app stopped writing (killed, crashed, lost power) before it was finished; its text is
+# what had been saved.
+INTERRUPTED = "The app stopped before this answer was finished."
+
+
 class MediaKind(StrEnum):
     IMAGE = "image"
     AUDIO = "audio"

@@ -9,8 +9,12 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import faults
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _IMMEDIATE = "sqlite_begin_immediate"
+# How long a SQLite statement waits for another writer's lock before it fails as "database is locked".
+BUSY_TIMEOUT_S = 10.0
 
 
 def utc_now() -> datetime:
@@ -33,6 +37,7 @@ def sqlite_url(path: Path) -> str:
 
 def create_db_engine(url: str) -> Engine:
     engine = create_engine(url)
+    faults.watch(engine)  # a full disk or a locked database is raised as ServiceUnavailable, not as a bug
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -45,7 +50,7 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cursor.close()
 
 

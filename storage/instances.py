@@ -15,13 +15,12 @@ from datetime import timedelta
 
 from sqlalchemy import delete, or_, select, update
 
-from domain.types import Status
+from domain.types import INTERRUPTED, Status
 from storage.database import Database, utc_now
 from storage.schema import InstanceRow, MessageRow
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "The app stopped before this answer was finished."
 BEAT_S = 10.0
 STALE_S = 60.0
 FORGOTTEN_AFTER = timedelta(days=7)  # a gone instance's row is deleted after this long

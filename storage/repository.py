@@ -6,10 +6,12 @@ lock up front (see storage.database), so concurrent writers queue instead of rac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select, update
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from domain.errors import ConversationNotFound, InvalidInput, MessageNotFound
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status, StoredFile
+from domain.types import INTERRUPTED, ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, Status, StoredFile
 from storage.blobs import BlobStore, StoredBlob
 from storage.database import Database, utc_now
 from storage.exchange import ExportedConversation, ImportedConversation, ImportedMessage
@@ -31,6 +33,14 @@ log = logging.getLogger(__name__)
 _WITH_ATTACHMENTS = (
     selectinload(MessageRow.links).selectinload(MessageAttachmentRow.attachment).selectinload(AttachmentRow.transcript)
 )
+
+
+class NewTurn(NamedTuple):
+    """A question just stored, with its conversation as it is now and, when asked for, its empty streaming answer."""
+
+    conversation: ConversationSummary
+    question: Message
+    answer: Message | None
 
 
 class ConversationRepository:
@@ -147,6 +157,13 @@ class ConversationRepository:
             tree = Tree(self._rows(session, conversation_id))
             return [self._message(row, tree) for row in branch(tree, conversation.current_leaf_id)]
 
+    def get_tree(self, conversation_id: str) -> list[Message]:
+        """Every message of the conversation, on every branch, in the order they were added."""
+        with self._read() as session:
+            self._conversation(session, conversation_id)
+            tree = Tree(self._rows(session, conversation_id))
+            return [self._message(row, tree) for row in tree.by_id.values()]
+
     def conversations_starting_with(self, first_text: str, limit: int = 50) -> list[str]:
         """This owner's conversations (most recent first) with a first message of exactly this text, on any branch."""
         with self._read() as session:
@@ -188,6 +205,38 @@ class ConversationRepository:
         a failure leaves neither an empty conversation nor files nothing refers to. `settings`, when given,
         become the conversation's.
         """
+        return self._add_user_message(conversation_id, text, files, new_title, parent_id, settings).question
+
+    def add_question(
+        self,
+        conversation_id: str | None,
+        text: str,
+        files: Sequence[MediaFile],
+        *,
+        new_title: str = "New chat",
+        parent_id: int | None | Leaf = LEAF,
+        settings: GenerationSettings | None = None,
+        longer_parent_text: str | None = None,
+    ) -> NewTurn:
+        """As add_user_message, and an empty streaming answer to the question in the same transaction: the app
+        stopping at any moment leaves either nothing or a question with an answer (that the next start marks as
+        interrupted), never a question without one.
+
+        `longer_parent_text`: the parent is an answer the app was interrupted writing, and a client holds more of it
+        than was saved (the stored text starts its text); the parent keeps that longer text (see `_extend`)."""
+        return self._add_user_message(conversation_id, text, files, new_title, parent_id, settings, True, longer_parent_text)
+
+    def _add_user_message(
+        self,
+        conversation_id: str | None,
+        text: str,
+        files: Sequence[MediaFile],
+        new_title: str,
+        parent_id: int | None | Leaf,
+        settings: GenerationSettings | None,
+        with_answer: bool = False,
+        longer_parent_text: str | None = None,
+    ) -> NewTurn:
         stored: list[StoredBlob] = []
         try:
             # The write lock is held while the files are copied, so no other writer can link a blob
@@ -199,17 +248,41 @@ class ConversationRepository:
                     conversation = self._conversation(session, conversation_id)
                     if settings is not None:
                         conversation.settings = settings.model_dump(mode="json", exclude_none=True) or None
+                if longer_parent_text is not None and isinstance(parent_id, int):
+                    self._extend(session, conversation, parent_id, longer_parent_text)
                 row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE, parent_id)
                 for position, file in enumerate(files):
                     blob = self._blobs.put(file.path, file.mime)
                     stored.append(blob)
                     attach(session, row, position, blob, file.kind, file.mime, file.filename)
                 session.flush()
+                answer = None
+                if with_answer:
+                    answer = self._new_answer(session, conversation, row.id)
                 session.refresh(row)
-                return self._message(row)
+                return NewTurn(to_summary(conversation), self._message(row), answer)
         except BaseException:
             self._discard_unreferenced(stored)
             raise
+
+    def _extend(self, session: Session, conversation: ConversationRow, message_id: int, text: str) -> None:
+        """Give an interrupted answer the longer text a client received of it before the app stopped.
+
+        Only an answer of this conversation marked interrupted, and only text that starts with what is stored: what
+        was saved is never changed, and the marker stays, since the client's copy may have been cut off too."""
+        row = session.get(MessageRow, message_id)
+        if row is not None and row.conversation_id == conversation.id and row.content.strip().startswith(text.strip()):
+            return  # another request kept as much or more of it already
+        if (
+            row is None
+            or row.conversation_id != conversation.id
+            or row.role != Role.ASSISTANT.value
+            or (row.status, row.error) != (Status.ERROR.value, INTERRUPTED)
+            or not text.strip().startswith(row.content.strip())
+        ):
+            raise InvalidInput("That answer cannot be continued from the text given for it.")
+        row.content = text
+        row.updated_at = utc_now()
 
     def export_conversations(self, conversation_ids: Sequence[str] | None = None) -> list[ExportedConversation]:
         """Whole trees (every branch), with settings and answer details; all conversations when no ids are given."""
@@ -334,11 +407,29 @@ class ConversationRepository:
         """An empty, streaming answer to `parent_id` (by default the current leaf); it becomes the leaf."""
         with self._write.begin() as session:
             conversation = self._conversation(session, conversation_id)
-            row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING, parent_id, writer=self._writer)
-            return self._message(row)
+            return self._new_answer(session, conversation, parent_id)
+
+    def _new_answer(self, session: Session, conversation: ConversationRow, parent_id: int | None | Leaf) -> Message:
+        """An empty answer, streaming, written by this instance; the newest of its question's versions."""
+        row = self._new_message(session, conversation, Role.ASSISTANT, "", Status.STREAMING, parent_id, writer=self._writer)
+        versions = session.scalar(
+            select(func.count()).where(
+                MessageRow.conversation_id == conversation.id,
+                MessageRow.parent_id.is_(None) if row.parent_id is None else MessageRow.parent_id == row.parent_id,
+                MessageRow.role == Role.ASSISTANT.value,
+            )
+        )
+        return dataclasses.replace(self._message(row), version=versions, versions=versions)
 
     def edit_user_message(self, message_id: int, text: str) -> Message:
         """A new version of a user message: same parent, same files, new text; the new branch becomes current."""
+        return self._edit_user_message(message_id, text).question
+
+    def edit_question(self, message_id: int, text: str) -> NewTurn:
+        """As edit_user_message, and an empty streaming answer to the new version in the same transaction."""
+        return self._edit_user_message(message_id, text, with_answer=True)
+
+    def _edit_user_message(self, message_id: int, text: str, with_answer: bool = False) -> NewTurn:
         with self._write.begin() as session:
             original = self._message_row(session, message_id)
             if original.role != Role.USER.value:
@@ -350,8 +441,9 @@ class ConversationRepository:
                     MessageAttachmentRow(position=link.position, attachment_sha256=link.attachment_sha256, filename=link.filename)
                 )
             session.flush()
+            answer = self._new_answer(session, conversation, row.id) if with_answer else None
             session.refresh(row)
-            return self._message(row)
+            return NewTurn(to_summary(conversation), self._message(row), answer)
 
     def switch_version(self, message_id: int, step: int) -> None:
         """Show the message `step` versions before or after this one (an edit or regeneration), with its latest branch."""

@@ -95,4 +95,18 @@ def test_regenerate_edit_switch_and_fork(browser, start_app, demo_model_dir, tmp
     send(page, "Only in the fork", 2)
     assert [m.text for m in repository.get_messages(fork.id)][2] == "Only in the fork"
     assert "Only in the fork" not in [m.text for m in repository.get_messages(conversation.id)]
+
+    # Fork from a question: the new conversation ends with it unanswered, says so, and ↻ asks it.
+    click_link(page, users.last, "⑂ fork")
+    expect(page.locator("#conversation-list label", has_text="(fork) (fork)")).to_have_count(1)
+    expect(bots.last).to_contain_text("This question has not been answered. Press ↻ to ask it again.")
+    page.locator("#chat").hover()
+    page.locator('#chat button[aria-label="Retry"]').click()
+    expect(bots.last).not_to_contain_text("has not been answered")
+    wait_for_answer(page, 2)
+    second_fork = next(c for c in repository.list_conversations() if c.title.endswith("(fork) (fork)"))
+    asked = repository.get_messages(second_fork.id)
+    assert [m.text for m in asked][:3] == [path[0].text, path[1].text, "Only in the fork"]
+    assert asked[-1].role.value == "assistant" and asked[-1].status.value == "complete"
+    assert answer_shown(bots.last) == " ".join(asked[-1].text.split())
     page.close()

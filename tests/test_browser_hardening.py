@@ -216,7 +216,9 @@ def test_an_unexpected_failure_is_shown_in_the_chat_and_the_page_unlocks(browser
     page.locator("#composer textarea").press("Enter")
     wait_for_answer(page, 1)  # the composer is enabled and empty again, Stop disabled
     bubble = page.locator("#chat .message-row.bot-row")
-    expect(bubble).to_contain_text("Something went wrong while answering: RuntimeError: planted bug")
+    # A sentence that says what happened and what to do; the exception's type and text go to the log only.
+    expect(bubble).to_contain_text("The answer failed because of a fault in the app; the details are in its log.")
+    expect(bubble).not_to_contain_text("planted bug")
     expect(page.locator("#new-chat")).to_be_enabled()
     expect(page.locator("#conversation-list input").first).to_be_enabled()
     [conversation] = repository.list_conversations()
@@ -230,11 +232,12 @@ def test_an_unexpected_failure_is_shown_in_the_chat_and_the_page_unlocks(browser
 
     from storage.repository import ConversationRepository
 
-    monkeypatch.setattr(ConversationRepository, "add_user_message", broken)
+    monkeypatch.setattr(ConversationRepository, "add_question", broken)
     page.locator("#composer textarea").fill("Still there?")
     page.locator("#composer textarea").press("Enter")
     toast = page.locator('[data-testid="toast-text"].error')
-    expect(toast).to_contain_text("Your message could not be handled: OperationalError: disk I/O error")
+    expect(toast).to_contain_text("Your message could not be handled because of a fault in the app")
+    expect(toast).not_to_contain_text("OperationalError")
     expect(page.locator("#composer textarea")).to_be_enabled()
     expect(page.locator("#composer textarea")).to_have_value("Still there?")
     expect(page.locator("#stop")).to_be_disabled()

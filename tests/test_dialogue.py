@@ -111,13 +111,14 @@ def test_answer_is_saved_while_it_streams(engine, repository, monkeypatch):
         if isinstance(event, UserTurnSaved):
             conversation_id = event.conversation.id
         if isinstance(event, ReplyDelta):
+            time.sleep(0.1)  # a reader that takes its time: the answer's writer, in a thread of its own, saves meanwhile
             stored = repository.get_messages(conversation_id)[-1]
             snapshots.append((stored.status, stored.text, event.text))
     assert len(snapshots) > 2
-    status, stored_text, _ = snapshots[-1]
-    assert status is Status.STREAMING
-    # Saved up to the previous chunk at least (the save happens before each chunk is handed on).
-    assert all(shown.startswith(stored) and stored for _, stored, shown in snapshots[1:])
+    assert all(status is Status.STREAMING for status, _, _ in snapshots)
+    # Saved as it grows: what is stored is always the start of what was shown, and something is stored by the time
+    # a reader has looked at a piece for a while.
+    assert all(shown.startswith(stored) and stored for _, stored, shown in snapshots)
 
 
 def test_closing_the_page_mid_answer_keeps_what_was_said(engine, repository):
@@ -144,7 +145,9 @@ def test_messages_sent_while_loading_wait_then_get_answered(engine, repository):
     assert isinstance(next(events), UserTurnSaved)
     waiting = next(events)
     assert isinstance(waiting, WaitingForModel) and "Loading weights" in waiting.status
-    assert [m.role for m in repository.get_messages(repository.list_conversations()[0].id)] == [Role.USER]
+    # The question is stored with its answer, which waits for the model (a stop now would leave it interrupted).
+    stored = repository.get_messages(repository.list_conversations()[0].id)
+    assert [(m.role, m.status) for m in stored] == [(Role.USER, Status.COMPLETE), (Role.ASSISTANT, Status.STREAMING)]
     release.set()
     rest = list(events)
     assert rest[-1].message.status is Status.COMPLETE and rest[-1].message.text
@@ -190,12 +193,16 @@ class FailingEngine(RecordingEngine):
         raise RuntimeError("planted bug")
 
 
-def test_an_unexpected_exception_ends_the_turn_as_a_saved_error(engine, repository):
+def test_an_unexpected_exception_ends_the_turn_as_a_saved_error(engine, repository, caplog):
     manager = DialogueManager(repository, ready_host(FailingEngine(engine)), MediaLoader(), TurnQueue())
     events = run(manager, None, "Hello")  # must not raise
     final = events[-1]
     assert isinstance(final, ReplyFinished) and final.message.status is Status.ERROR
-    assert "RuntimeError: planted bug" in final.message.error
+    # A sentence that says what happened and what to do; the exception's type and text only in the log.
+    assert final.message.error == dialogue_module.ANSWER_FAILED
+    assert "RuntimeError" not in final.message.error and "planted bug" not in final.message.error
+    assert "planted bug" in caplog.text and "RuntimeError" in caplog.text
+    assert isinstance(final.failure, RuntimeError)
     assert repository.get_messages(final.message.conversation_id)[-1] == final.message
     assert len(manager.queue) == 0  # and the model is free again
 
@@ -329,6 +336,7 @@ def test_regenerate_answers_the_same_question_again_without_the_old_answer(engin
     assert new.status is Status.COMPLETE and new.id != old.id and new.parent_id == old.parent_id
     path = repository.get_messages(conversation_id)
     assert [m.id for m in path] == [old.parent_id, new.id] and (path[-1].version, path[-1].versions) == (2, 2)
+    assert new == path[-1]  # the final event's answer, made in memory, is the stored one, its version included
     prompt = engine.processor.tokenizer.decode(recording.prepared[-1]["input_ids"][0])
     assert old.text not in prompt and prompt.count("Hello there") == 1
 
@@ -437,3 +445,163 @@ def test_audio_longer_than_the_audio_window_is_heard_in_windows_in_order(engine,
     prepared = recording.prepared[-1]
     assert prepared["input_features"].shape[0] == 3
     assert engine.processor.tokenizer.decode(prepared["input_ids"][0]).count("<|audio_bos|>") == 3
+
+
+# --- faults of the machine mid-answer, and answers that always end --------------------------------------------
+
+
+@pytest.fixture
+def impatient_repository(tmp_path, monkeypatch):
+    """The `repository` fixture's database, on connections that wait only a second for another writer's lock."""
+    import storage.database
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.repository import ConversationRepository
+
+    monkeypatch.setattr(storage.database, "BUSY_TIMEOUT_S", 1.0, raising=False)
+    return ConversationRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")), BlobStore(tmp_path / "files"))
+
+
+def wait_until_stored(repository, conversation_id, timeout=20.0):
+    """The answer once storage holds it finished (polled: a write that failed is retried in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = repository.get_messages(conversation_id)[-1]
+        if answer.status is not Status.STREAMING or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def test_a_database_locked_mid_answer_loses_none_of_it(engine, impatient_repository, tmp_path, monkeypatch):
+    """Another program holds SQLite's lock (BEGIN EXCLUSIVE) longer than the busy timeout while an answer streams:
+    the reader gets the whole answer without waiting for the lock, and it is stored once the lock is let go."""
+    import sqlite3
+
+    monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
+    repository = impatient_repository
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=80)), MediaLoader(), TurnQueue())
+    other_program = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    events = manager.send(None, "Tell me a long story", [], threading.Event())
+    conversation_id = next(events).conversation.id
+    deltas = []
+    try:
+        for event in events:
+            if isinstance(event, ReplyDelta):
+                if not deltas:
+                    other_program.execute("BEGIN EXCLUSIVE")  # from the first piece on, nothing can be written
+                deltas.append((time.monotonic(), event.text))
+            finished = event
+        finished_at = time.monotonic()
+        held = repository.get_messages(conversation_id)[-1]  # reads still work under the lock (WAL)
+    finally:
+        other_program.execute("ROLLBACK")
+    assert isinstance(finished, ReplyFinished)
+    assert finished.message.status is Status.COMPLETE and finished.message.text == deltas[-1][1] and len(deltas) > 10
+    assert finished_at - deltas[-1][0] < 1.0 + 0.5  # at most one busy timeout, not a wait for each failed write
+    assert held.status is Status.STREAMING and deltas[-1][1].startswith(held.text) and held.text != deltas[-1][1]
+    stored = wait_until_stored(repository, conversation_id)
+    assert (stored.status, stored.text, stored.details) == (Status.COMPLETE, finished.message.text, finished.message.details)
+
+
+def test_a_full_disk_mid_answer_loses_none_of_it(engine, repository, monkeypatch):
+    """SQLite's own error for a full disk ("database or disk is full", as a tmpfs gives it), raised at the driver for
+    every write of the answer from its first piece on: the reader gets all of it; it is stored once space is free."""
+    import sqlite3
+
+    from sqlalchemy import event as sa_event
+
+    monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
+    full = threading.Event()
+
+    def disk(conn, cursor, statement, parameters, context, executemany):
+        if full.is_set() and statement.lstrip().upper().startswith(("UPDATE", "INSERT")):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    sa_event.listen(repository._database.engine, "before_cursor_execute", disk)
+    manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=80)), MediaLoader(), TurnQueue())
+    events = manager.send(None, "Tell me a long story", [], threading.Event())
+    conversation_id = next(events).conversation.id
+    deltas = []
+    for event in events:
+        if isinstance(event, ReplyDelta):
+            full.set()
+            deltas.append(event.text)
+        finished = event
+    assert isinstance(finished, ReplyFinished) and finished.message.status is Status.COMPLETE
+    assert finished.message.text == deltas[-1] and len(deltas) > 10
+    assert repository.get_messages(conversation_id)[-1].status is Status.STREAMING  # not stored yet: no space
+    full.clear()  # space was freed
+    stored = wait_until_stored(repository, conversation_id)
+    assert (stored.status, stored.text) == (Status.COMPLETE, finished.message.text)
+
+
+def test_a_reader_that_leaves_at_any_step_leaves_a_finished_answer(engine, repository, png_file):
+    """Closing the events right after the question is saved (a page that went away, an API client that hung up)
+    still leaves the question with an answer, stopped, for send, regenerate and edit alike."""
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
+    events = manager.send(None, "Hello", [(png_file, "car.png")], threading.Event())
+    saved = next(events)
+    assert isinstance(saved, UserTurnSaved)
+    events.close()
+    conversation_id = saved.conversation.id
+    path = repository.get_messages(conversation_id)
+    assert [(m.role, m.status) for m in path] == [(Role.USER, Status.COMPLETE), (Role.ASSISTANT, Status.STOPPED)]
+
+    for events in (manager.regenerate(conversation_id, threading.Event()), manager.edit(path[0].id, "Hi", threading.Event())):
+        question = next(events).message
+        events.close()
+        path = repository.get_messages(conversation_id)
+        assert path[-2].id == question.id and (path[-1].role, path[-1].status) == (Role.ASSISTANT, Status.STOPPED)
+
+
+def test_a_kill_right_after_the_question_is_saved_leaves_an_answer_marked_interrupted(tmp_path):
+    """The process dies (SIGKILL) the moment the question is reported saved, before a model is even loaded: the next
+    start's marking finds an answer to mark, so the question is never left without one."""
+    import subprocess
+    import sys
+
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.instances import INTERRUPTED, Instances
+    from storage.repository import ConversationRepository
+    from tests.conftest import ROOT
+
+    script = f"""
+import os, signal, sys, threading
+sys.path.insert(0, {str(ROOT)!r})
+from assistant.dialogue import DialogueManager
+from assistant.media import MediaLoader
+from assistant.model_host import ModelHost
+from assistant.turn_queue import TurnQueue
+from storage.blobs import BlobStore
+from storage.database import open_database, sqlite_url
+from storage.repository import ConversationRepository
+
+repository = ConversationRepository(open_database(sqlite_url({str(tmp_path / 'db.sqlite3')!r})), BlobStore({str(tmp_path / 'files')!r}))
+host = ModelHost(lambda progress: threading.Event().wait()).start()  # a model that is still loading
+events = DialogueManager(repository, host, MediaLoader(), TurnQueue()).send(None, "Anyone there?", [], threading.Event())
+next(events)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    database = open_database(sqlite_url(tmp_path / "db.sqlite3"))
+    Instances(database, "restarted:7860").mark_interrupted(startup=True)  # what run.py does at start
+    repository = ConversationRepository(database, BlobStore(tmp_path / "files"))
+    [conversation] = repository.list_conversations()
+    question, answer = repository.get_messages(conversation.id)
+    assert question.text == "Anyone there?"
+    assert (answer.role, answer.status, answer.error) == (Role.ASSISTANT, Status.ERROR, INTERRUPTED)
+
+
+def test_the_final_event_carries_why_an_answer_failed(engine, repository):
+    from domain.errors import EngineUnavailable
+
+    class ServerDown(RecordingEngine):
+        def prepare(self, model_input):
+            raise EngineUnavailable("The generation server at http://gpu-box:8000 did not answer. Check that it runs.")
+
+    manager = DialogueManager(repository, ready_host(ServerDown(engine)), MediaLoader(), TurnQueue())
+    final = run(manager, None, "Hello")[-1]
+    assert isinstance(final.failure, EngineUnavailable)
+    assert final.message.status is Status.ERROR and final.message.error.startswith("The generation server")

@@ -24,7 +24,22 @@ def started(log: Path, data_dir: Path, model: Path, port: int | None = None) -> 
 
 def test_a_starting_instance_keeps_a_live_instances_uploads_and_answers_and_marks_the_gone_ones(demo_model_dir, tmp_path):
     data_dir = tmp_path / "data"
+    # What a run killed mid-upload and mid-import left in the blob store long ago, and what one may be writing now.
+    import os
+    import time
+
+    from storage.orphans import GRACE_S
+
+    files = data_dir / "files" / "ab"
+    files.mkdir(parents=True)
+    killed_upload, killed_import, in_flight = files / ("ab" + "1" * 62 + ".png"), files / ".incoming-x1", files / ".incoming-x2"
+    for path in (killed_upload, killed_import, in_flight):
+        path.write_bytes(b"\0" * 1000)
+    for path in (killed_upload, killed_import):
+        os.utime(path, (time.time() - GRACE_S - 1, time.time() - GRACE_S - 1))
     first = started(tmp_path / "first.log", data_dir, demo_model_dir)
+    assert not killed_upload.exists() and not killed_import.exists() and in_flight.exists()
+    assert "removed 2 stored file(s)" in first.output()
     second = None
     try:
         status, body = upload(first, "pending.wav", 1000)  # sent by a page of the first, not yet in a message

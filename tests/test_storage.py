@@ -268,3 +268,106 @@ def downgrade_to_base(engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
+
+
+def test_stored_files_no_row_refers_to_are_removed_once_older_than_the_grace_period(repository, png_file, tmp_path):
+    import os
+    import time
+
+    from storage.orphans import GRACE_S, OrphanSweeper
+
+    blobs = repository._blobs
+    conversation = repository.create_conversation("files")
+    [linked] = repository.add_user_message(conversation.id, "kept", [image(png_file)]).attachments
+    orphan = blobs.put_bytes(b"written, then the app was killed before its row was", "image/png").path
+    young = blobs.put_bytes(b"written a moment ago: its transaction may still be running", "image/png").path
+    revived = blobs.put_bytes(b"an old orphan that is sent again", "image/png").path
+    temporary = orphan.parent / ".incoming-k1ll3d"
+    temporary.write_bytes(b"half a file")
+    unknown = orphan.parent / "notes.txt"  # not a name this store gives: none of its business
+    unknown.write_bytes(b"x")
+    stale = time.time() - GRACE_S - 60
+    for path in (linked.path, orphan, revived, temporary, unknown):
+        os.utime(path, (stale, stale))
+    resent = tmp_path / "resent.png"
+    resent.write_bytes(revived.read_bytes())
+    repository.add_user_message(conversation.id, "again", [MediaFile(resent, "resent.png", MediaKind.IMAGE, "image/png")])
+
+    sweeper = OrphanSweeper(repository._database, blobs)
+    orphan_bytes, young_bytes = orphan.stat().st_size, young.stat().st_size
+    assert sweeper.sweep() == (2, orphan_bytes + len(b"half a file"))
+    assert not orphan.exists() and not temporary.exists()
+    assert linked.path.is_file() and young.is_file() and revived.is_file() and unknown.is_file()
+    assert sweeper.sweep() == (0, 0)
+    assert OrphanSweeper(repository._database, blobs, grace_s=0).sweep() == (1, young_bytes)
+    assert not young.exists() and linked.path.is_file() and revived.is_file()
+
+
+def test_a_kill_mid_import_leaves_files_that_the_sweep_removes_and_nothing_else(tmp_path, png_file):
+    """A real SIGKILL while an import writes its second file: the first is whole but no row refers to it, the second
+    is a temporary file. Both stay while young (its transaction could have been running), then go."""
+    import subprocess
+    import sys
+
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.orphans import OrphanSweeper
+    from storage.repository import ConversationRepository
+    from tests.conftest import ROOT
+
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from domain.types import MediaKind, Role
+from storage.blobs import BlobStore
+from storage.database import open_database, sqlite_url
+from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage
+from storage.repository import ConversationRepository
+
+repository = ConversationRepository(open_database(sqlite_url({str(tmp_path / 'db.sqlite3')!r})), BlobStore({str(tmp_path / 'files')!r}))
+repository.create_conversation("already there")
+files = [ImportedFile(bytes([n]) * 5000, f"{{n}}.png", "image/png", MediaKind.IMAGE) for n in (1, 2)]
+synced = []
+real_fsync = os.fsync
+def fsync(fd):
+    synced.append(fd)
+    if len(synced) == 3:  # the second file's bytes: the first is renamed into place, with its folder synced
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_fsync(fd)
+os.fsync = fsync
+repository.import_conversations([ImportedConversation("big", [ImportedMessage("0", None, Role.USER, "two files", files=files)], "0")])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    left = sorted(p.name for p in (tmp_path / "files").rglob("*") if p.is_file())
+    assert len(left) == 2 and left[0].startswith(".incoming-") and left[1].endswith(".png")
+    database = open_database(sqlite_url(tmp_path / "db.sqlite3"))
+    assert [c.title for c in ConversationRepository(database, BlobStore(tmp_path / "files")).list_conversations()] == ["already there"]
+    assert OrphanSweeper(database, BlobStore(tmp_path / "files")).sweep() == (0, 0)  # young: could be in flight
+    assert OrphanSweeper(database, BlobStore(tmp_path / "files"), grace_s=0).sweep() == (2, 10_000)
+    assert [p for p in (tmp_path / "files").rglob("*") if p.is_file()] == []
+
+
+def test_a_postgresql_server_that_is_away_is_a_fault_of_the_machine_not_a_bug(postgres, tmp_path):
+    import psycopg
+
+    from domain.errors import ServiceUnavailable
+    from storage.blobs import BlobStore
+    from storage.database import open_database
+    from storage.faults import DATABASE_AWAY
+    from storage.repository import ConversationRepository
+    from tests.conftest import free_port
+
+    url = postgres.new_database()
+    repository = ConversationRepository(open_database(url), BlobStore(tmp_path / "files"))
+    repository.create_conversation("before the restart")
+    # The server ends every connection to the database (a restart, a failover, an administrator).
+    with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (url.rsplit("/", 1)[1],))
+    with pytest.raises(ServiceUnavailable) as dropped:
+        repository.list_conversations()
+    assert str(dropped.value) == DATABASE_AWAY and dropped.value.retry_after_s > 0
+    assert [c.title for c in repository.list_conversations()] == ["before the restart"]  # a new connection, once it is back
+    with pytest.raises(ServiceUnavailable) as refused:  # nothing listens there at all
+        open_database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
+    assert str(refused.value) == DATABASE_AWAY

@@ -62,3 +62,78 @@ def test_another_users_conversation_is_not_found_through_the_page(engine, reposi
         list(handlers.respond({"text": "mine now", "files": []}, conversation_id, False, "", "", "", "", "", as_bob))
     assert handlers.sidebar.search("Alice", as_bob).choices == []
     assert len(handlers.sidebar.search("Alice", as_alice).choices) == 1
+
+
+def page_turn(handlers, text, conversation_id=None, files=()):
+    return list(handlers.respond({"text": text, "files": list(files)}, conversation_id, False, "", "", "", "", "",
+                                 SimpleNamespace(session_hash="s")))
+
+
+def test_a_busy_database_or_a_full_disk_is_said_as_such_and_a_fault_of_the_app_names_no_internals(
+    engine, tmp_path, monkeypatch, png_file
+):
+    import sqlite3
+
+    import gradio as gr
+    import pytest
+
+    import storage.blobs
+    import storage.database
+    from storage.blobs import BlobStore
+    from storage.database import open_database, sqlite_url
+    from storage.repository import ConversationRepository
+
+    monkeypatch.setattr(storage.database, "BUSY_TIMEOUT_S", 0.5, raising=False)
+    repository = ConversationRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")), BlobStore(tmp_path / "files"))
+    handlers = ChatHandlers(DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue()), None, demo=True)
+
+    other_program = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    other_program.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(gr.Error) as busy:
+            page_turn(handlers, "Hello?")
+    finally:
+        other_program.execute("ROLLBACK")
+    assert "database is busy" in busy.value.message and "Error" not in busy.value.message
+
+    upload = tmp_path / "upload.png"
+    upload.write_bytes(png_file.read_bytes())
+
+    def copy_to_full_disk(source, target, length=0):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage.blobs.shutil, "copyfileobj", copy_to_full_disk)
+        with pytest.raises(gr.Error) as full:
+            page_turn(handlers, "What is this?", files=[upload])
+    assert "disk is full" in full.value.message and "Errno" not in full.value.message
+
+    def planted_bug(self, source, mime):
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(BlobStore, "put", planted_bug)
+    with pytest.raises(gr.Error) as bug:
+        page_turn(handlers, "And now?", files=[upload])
+    message = bug.value.message
+    assert "RuntimeError" not in message and "planted bug" not in message
+    assert "fault in the app" in message and "Try again" in message
+    assert repository.list_conversations() == []  # nothing was half-saved by any of them
+
+
+def test_a_question_left_without_an_answer_says_so_and_retry_answers_it(engine, repository):
+    """As a database from before answers were saved with their questions may hold one (or a fork at a question)."""
+    manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
+    handlers = ChatHandlers(manager, None, demo=True)
+    request = SimpleNamespace(session_hash="s")
+    conversation = repository.create_conversation("Unanswered")
+    repository.add_user_message(conversation.id, "Is anyone there?", [])
+
+    _, chat = handlers.open_conversation(conversation.id, request)
+    assert [m["role"] for m in chat] == ["user", "assistant"]  # the last message is an answer: Gradio offers ↻ on it
+    assert chat[-1]["content"] == render.UNANSWERED and "↻" in chat[-1]["content"]
+
+    updates = list(handlers.regenerate(conversation.id, False, "", "", "", "", "", request))  # the ↻ button
+    question, answer = repository.get_messages(conversation.id)
+    assert question.text == "Is anyone there?" and answer.status.value == "complete"
+    assert updates[-1][0][-1]["content"] == answer.text + render.message_footer(answer)
+    assert render.UNANSWERED not in str(updates[-1][0])

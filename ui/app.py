@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 TITLE = "Local Assistant"
 # At most ~20 updates a second: faster is invisible, and each one costs the server a round of work.
 MIN_UPDATE_INTERVAL_S = 0.05
+# A turn that failed for a reason of the app's own (the details go to the log).
+TURN_FAILED = (
+    "Your message could not be handled because of a fault in the app; the details are in its log. "
+    "Try again; if it keeps failing, tell whoever runs the app."
+)
 # Uploads left in a composer that was never sent are swept after a day (checked hourly).
 UPLOAD_SWEEP = (3600, 86400)
 
@@ -195,7 +200,7 @@ class ChatHandlers:
                     discard_uploads(paths)  # stored as blobs now
                     conversation_id = event.conversation.id
                     # Up to the question: a regenerated answer replaces the one shown.
-                    history = chat_view(dialogue, dialogue.get_path(event.message.id), request)
+                    history = chat_view(dialogue, dialogue.get_path(event.message.id), request, answering=True)
                     history.append({"role": "assistant", "content": render.THINKING})
                     # While answering, opening another conversation (list or search result) would mix two chats.
                     yield (
@@ -219,7 +224,9 @@ class ChatHandlers:
                         continue  # the next update (or ReplyFinished) carries this text too
                     history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
-                    history = chat_view(dialogue, dialogue.get_messages(event.message.conversation_id), request)
+                    # The answer as it ended, also while storing it waits for a full disk or a locked database.
+                    stored = dialogue.get_messages(event.message.conversation_id)
+                    history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
                 last_update = time.monotonic()
@@ -234,9 +241,9 @@ class ChatHandlers:
             raise gr.Error(str(error), print_exception=False) from None
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        except Exception as error:  # e.g. the database is unreachable: say so, the page unlocks after
+        except Exception:  # a fault of the app: a sentence for the person, the details for the log; the page unlocks after
             log.exception("the turn failed before its answer started")
-            raise gr.Error(f"Your message could not be handled: {type(error).__name__}: {error}", print_exception=False) from None
+            raise gr.Error(TURN_FAILED, print_exception=False) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)

@@ -72,8 +72,9 @@ def file_url_maker(request) -> Callable[[str, str], str] | None:
     return lambda sha256, name: f"{root}{ROUTE.format(name=name)}"
 
 
-def chat_view(dialogue, messages, request) -> list[dict]:
-    """Messages as this request's browser shows them: files by URL, transcripts under audio."""
+def chat_view(dialogue, messages, request, answering: bool = False) -> list[dict]:
+    """Messages as this request's browser shows them: files by URL, transcripts under audio. `answering`: the last
+    one is a question being answered now."""
     from ui import render
 
-    return render.chat_messages(messages, file_url_maker(request), render.audio_notes(dialogue))
+    return render.chat_messages(messages, file_url_maker(request), render.audio_notes(dialogue), answering)

@@ -13,6 +13,7 @@ from domain.types import Attachment, MediaKind, Message, Role, Status, Transcrip
 
 STOPPED_MARK = "⏹ *Stopped*"
 THINKING = "…"
+UNANSWERED = "⚠️ This question has not been answered. Press ↻ to ask it again."
 EMPTY_ANSWER = "*(The model ended its answer without saying anything.)*"
 DEMO_NOTICE = (
     "🧪 **Demo model**: tiny and randomly initialised, so its answers are meaningless. "
@@ -64,8 +65,16 @@ def audio_notes(dialogue) -> AudioNotes:
     )
 
 
-def chat_messages(messages: Sequence[Message], file_url: FileUrl | None = None, notes: AudioNotes = AudioNotes()) -> list[dict]:
-    return [chat_message(m, file_url, notes) for m in messages]
+def chat_messages(
+    messages: Sequence[Message], file_url: FileUrl | None = None, notes: AudioNotes = AudioNotes(), answering: bool = False
+) -> list[dict]:
+    """`answering`: the last message is a question whose answer is on its way; otherwise a question left without
+    one (an app stopped before answering it, in a database from before answers were saved with their question, or a
+    fork at a question) says so, and offers ↻ (Gradio shows it under a last answer)."""
+    chat = [chat_message(m, file_url, notes) for m in messages]
+    if messages and messages[-1].role is Role.USER and not answering:
+        chat.append({"role": "assistant", "content": UNANSWERED})
+    return chat
 
 
 def chat_message(message: Message, file_url: FileUrl | None = None, notes: AudioNotes = AudioNotes()) -> dict:
