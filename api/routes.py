@@ -353,6 +353,8 @@ def _parse(body: bytes, fetch) -> parsing.ChatRequest:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    except RecursionError:  # [[[[…]]]] millions deep: valid JSON no chat request needs
+        raise ApiError(400, "The request body's JSON is nested too deeply.", code="invalid_json") from None
     return parsing.parse(value, fetch)
 
 

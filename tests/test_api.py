@@ -612,3 +612,14 @@ def test_faults_of_the_machine_are_503_with_retry_after_and_a_generation_servers
         assert streamed.value.code == "engine_unavailable"
         engine.down = False
         assert client.chat.completions.create(model="demo", messages=question, max_tokens=4).choices[0].message.content
+
+
+def test_a_deeply_nested_body_is_a_clear_refusal(client):
+    """json.loads raised RecursionError for [[[[…]]]] a few million deep: a 500 instead of a 400."""
+    import httpx
+
+    for body in (b"[" * 5_000_000, b'{"model": "demo", "messages": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"):
+        response = httpx.post(f"{client.base_url}chat/completions", content=body,
+                              headers={"Content-Type": "application/json"}, timeout=60)  # fmt: skip
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "invalid_json"
