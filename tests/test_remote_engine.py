@@ -215,8 +215,8 @@ def test_the_conversations_settings_reach_the_server(backend, repository):
     assert served.get_messages(conversation.id)[-1].details.answer_tokens <= 7
 
 
-def test_an_api_answer_that_fails_upstream_is_a_500_in_openais_shape(start_app, tmp_path):
-    """The one fault the API reports as 500: generation failed (here: --engine openai with its server down)."""
+def test_an_api_answer_that_fails_upstream_is_a_502_in_openais_shape(start_app, tmp_path):
+    """A generation server that fails (here: --engine openai with its server down) is its fault, not ours: 502."""
     import openai
 
     front = start_app("--engine", "openai", "--engine-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "some-model",
@@ -226,7 +226,7 @@ def test_an_api_answer_that_fails_upstream_is_a_500_in_openais_shape(start_app, 
     client = openai.OpenAI(base_url=f"{front.url}/v1", api_key="none", max_retries=0)
     with pytest.raises(openai.InternalServerError) as error:
         client.chat.completions.create(model="some-model", messages=[{"role": "user", "content": "hi"}])
-    assert error.value.status_code == 500 and "not reachable" in error.value.message
+    assert error.value.status_code == 502 and error.value.code == "engine_unavailable" and "not reachable" in error.value.message
     stream = client.chat.completions.create(model="some-model", messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.APIError, match="not reachable"):
         list(stream)

@@ -279,9 +279,14 @@ def test_stored_files_no_row_refers_to_are_removed_once_older_than_the_grace_per
     blobs = repository._blobs
     conversation = repository.create_conversation("files")
     [linked] = repository.add_user_message(conversation.id, "kept", [image(png_file)]).attachments
-    orphan = blobs.put_bytes(b"written, then the app was killed before its row was", "image/png").path
-    young = blobs.put_bytes(b"written a moment ago: its transaction may still be running", "image/png").path
-    revived = blobs.put_bytes(b"an old orphan that is sent again", "image/png").path
+    def put(data: bytes):
+        source = tmp_path / f"blob-{len(data)}"
+        source.write_bytes(data)
+        return blobs.put(source, "image/png").path
+
+    orphan = put(b"written, then the app was killed before its row was")
+    young = put(b"written a moment ago: its transaction may still be running")
+    revived = put(b"an old orphan that is sent again")
     temporary = orphan.parent / ".incoming-k1ll3d"
     temporary.write_bytes(b"half a file")
     unknown = orphan.parent / "notes.txt"  # not a name this store gives: none of its business
@@ -326,7 +331,12 @@ from storage.repository import ConversationRepository
 
 repository = ConversationRepository(open_database(sqlite_url({str(tmp_path / 'db.sqlite3')!r})), BlobStore({str(tmp_path / 'files')!r}))
 repository.create_conversation("already there")
-files = [ImportedFile(bytes([n]) * 5000, f"{{n}}.png", "image/png", MediaKind.IMAGE) for n in (1, 2)]
+import hashlib, pathlib
+files = []
+for n in (1, 2):
+    source = pathlib.Path({str(tmp_path)!r}) / f"source-{{n}}.png"
+    source.write_bytes(bytes([n]) * 5000)
+    files.append(ImportedFile(source, hashlib.sha256(source.read_bytes()).hexdigest(), f"{{n}}.png", kind=MediaKind.IMAGE, mime="image/png"))
 synced = []
 real_fsync = os.fsync
 def fsync(fd):
