@@ -7,6 +7,7 @@ InvalidInput naming it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,8 @@ import numpy as np
 
 from domain.errors import InvalidInput
 from domain.types import MediaKind
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 
@@ -118,7 +121,8 @@ def load_image(path: Path, filename: str | None = None):
     except Image.DecompressionBombError:
         raise InvalidInput(f"“{name}” has too many pixels.", filename) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise InvalidInput(f"“{name}” is damaged or incomplete and cannot be read as an image ({error}).", filename) from None
+        log.info("%s cannot be decoded as an image: %s", name, error)  # the decoder's words are for the log
+        raise InvalidInput(f"“{name}” is damaged or incomplete and cannot be read as an image.", filename) from None
 
 
 def _to_rgb(image):
@@ -163,7 +167,8 @@ def decode_audio(path: Path, max_seconds: float | None = None) -> np.ndarray:
     except FileNotFoundError:
         raise InvalidInput(f"“{Path(path).name}” is missing from the file store.") from None
     except (av.error.FFmpegError, IndexError, ValueError) as error:
-        raise InvalidInput(f"“{Path(path).name}” cannot be decoded as audio ({error}).") from None
+        log.info("%s cannot be decoded as audio: %s", Path(path).name, error)
+        raise InvalidInput(f"“{Path(path).name}” is damaged and cannot be decoded as audio.") from None
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
     return audio if limit is None else audio[:limit]
 

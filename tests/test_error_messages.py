@@ -69,3 +69,15 @@ def test_a_damaged_whisper_checkpoint_is_a_sentence(tmp_path, caplog):
         load_whisper(str(damaged), tmp_path, "cpu", lambda *_: None)
     assert "could not be loaded" in str(failure.value) and not INTERNALS.search(str(failure.value))
     assert "UnpicklingError" in caplog.text or "Error" in caplog.text
+
+
+def test_a_damaged_image_is_named_without_the_decoders_words(tmp_path, caplog):
+    from assistant.media import load_image
+    from domain.errors import InvalidInput
+    from tests import media_factory as make
+
+    damaged = make.truncated(tmp_path / "cut.png", make.noisy_image(tmp_path / "whole.png"))
+    with caplog.at_level(logging.INFO), pytest.raises(InvalidInput) as refusal:
+        load_image(damaged, "cut.png")
+    assert str(refusal.value) == "“cut.png” is damaged or incomplete and cannot be read as an image."
+    assert "truncated" in caplog.text  # Pillow's own words, for whoever reads the log
