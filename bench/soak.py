@@ -390,9 +390,10 @@ class Round:
 COLUMNS = (("#", 3), ("kind", 6), ("kill s", 6), ("acked", 5), ("lost", 4), ("text lost", 14), ("integrity", 9),
            ("orphans", 7), ("unans/strm", 10), ("restart", 7), ("import", 0))
 LEGEND = ("kill s: from the first question's acknowledgement (import: from the first file written) to SIGKILL; "
-          "lost: acknowledged questions missing, all rounds so far; text lost: characters / seconds; integrity: after the "
-          "kill / after the restart; orphans: new ones left by the kill / all after the restart; unans/strm: questions newly found "
-          "with no answer / answers still streaming, after the restart; restart: seconds until the model answers")
+          "lost: acknowledged questions missing, all rounds so far; text lost: characters / seconds; integrity: after "
+          "the kill / after the restart; orphans: new ones left by the kill / all after the restart; unans/strm: "
+          "questions newly found with no answer / answers still streaming, after the restart; restart: seconds until "
+          "the model answers")
 
 
 def row(cells: list[str]) -> str:
@@ -489,7 +490,8 @@ class Soak:
             chars, seconds, mismatch = text_lost(self.db, asked, killed)
             r.mismatch += mismatch
             if mismatch:
-                say(f"    {asked.tag}: the stored answer is not a prefix of the {len(asked.text)} characters received")
+                say(f"    round {r.number}: {asked.tag}: the stored answer is not a prefix of the {len(asked.text)} "
+                    "characters received")
             if (seconds, chars) > (r.lost_s, r.lost_chars):
                 r.lost_s, r.lost_chars = seconds, chars
 
@@ -516,8 +518,10 @@ class Soak:
         r.integrity_kill = integrity(self.db)
         left = set(orphans(self.data_dir, self.db)[0]) - self.orphans  # new since the last restart: this kill's
         r.orphans_left = len(left)
-        for path in sorted(left):
-            say(f"    orphan left by the kill: {path.relative_to(self.data_dir)} ({path.stat().st_size / 1e6:.1f} MB)")
+        if left:
+            temporary = sum(p.name.startswith(".incoming-") for p in left)
+            say(f"    round {r.number}: the kill left {len(left)} files no row refers to ({temporary} .incoming-*), "
+                f"{sum(p.stat().st_size for p in left) / 1e6:.1f} MB")
         if stop is not None:
             stop()
         backdate(self.data_dir, self.args.orphan_grace + 60)  # as if the restart came after the sweep's grace
@@ -533,13 +537,13 @@ class Soak:
         self.orphans = set(left)
         for asked in lost_questions(self.db, self.acked):
             if asked.tag not in self.lost:
-                say(f"    lost: {asked.tag} (conversation {asked.conversation})")
+                say(f"    round {r.number}: lost {asked.tag} (conversation {asked.conversation})")
             self.lost[asked.tag] = asked
         r.lost = len(self.lost)
         unanswered, streaming = unmarked(self.db)
         r.unanswered, r.streaming = len(unanswered - self.unanswered), len(streaming)
         if unanswered - self.unanswered or streaming:
-            say(f"    unanswered question ids {sorted(unanswered - self.unanswered)}, "
+            say(f"    round {r.number}: unanswered question ids {sorted(unanswered - self.unanswered)}, "
                 f"answers still streaming {sorted(streaming)}")
         self.unanswered |= unanswered
 
@@ -614,8 +618,12 @@ def prepare(data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / MARKER).touch()
     for child in data_dir.iterdir():
-        if child.name not in KEPT:
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        if child.name in KEPT:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def app_grace_s() -> float:
