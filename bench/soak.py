@@ -10,8 +10,9 @@ to the end, and runs one import to the end, to learn how long streaming and impo
 through --kinds:
   text, image, audio  a streamed question of that kind (a fresh PNG or WAV each round, made here); at a random moment
                       within the measured streaming time after it is acknowledged, the app's process group gets
-                      SIGKILL, then the app is started again. A second, text question is sent 0-0.3 s before the
-                      kill, which finds it arriving, being stored, or queued behind the first.
+                      SIGKILL, then the app is started again. A second, text question is sent before the kill, by
+                      up to twice the time one took to be acknowledged while an answer streamed, so the kill finds it
+                      arriving, being stored, between its question and its answer, or queued behind the first.
   import              `python run.py import BIG.zip --data-dir D` (this app's own format: a few conversations holding
                       several MB of fresh PIL images) gets SIGKILL once it has written its first file, after a
                       random part of the time the calibration import took from there to its end; the app, running
@@ -30,12 +31,12 @@ Figures, printed per round as they come and in a summary table (targets from iss
   integrity   PRAGMA integrity_check after the kill (before the restart) / after the restart. Target "ok" / "ok".
   orphans     files under D/files (`.incoming-*` temporaries included) that no attachment row refers to: new ones the
               kill left (before the restart) / all of them after the restart. Target 0 after the restart.
-              The sweep the app is getting for them (issue 15, item 10; storage/orphans.py on the reliability branch
-              when this was written: at startup and hourly, keeping files younger than GRACE_S = 3600 s) would keep
-              the kill's files at an immediate restart, so before each restart this script back-dates every file
-              under D/files by --orphan-grace + 60 s, as if the restart came that much later (default: GRACE_S when
-              storage.orphans exists, else 3600), and after it waits up to --orphan-wait s for a background sweep.
-              If run.py has an --orphan-grace option, the value is passed on too.
+              The app's sweep for them (issue 15, item 10: storage/orphans.py, run at startup and hourly, removes
+              only files older than GRACE_S = 3600 s) would keep the kill's files at an immediate restart, so before
+              each restart this script back-dates every file under D/files by --orphan-grace + 60 s, as if the
+              restart came that much later (default: GRACE_S where storage.orphans exists, else 3600), and after it
+              waits up to --orphan-wait s for a sweep in the background. Should run.py gain an --orphan-grace option,
+              the value is passed on too. Code without a sweep keeps its orphans after the restart.
   unanswered  user messages with no answer row under them (so nothing marks them interrupted) / answers still
               `streaming` after the restart (storage/instances.py must mark them interrupted). Target 0 / 0.
   import      import rounds: of the archive's conversations, "none" or "all" in the database after the restart
@@ -78,7 +79,6 @@ MARKER = ".soak-data"  # a data dir this script made, and may wipe
 KEPT = {"models", MARKER}  # what a new run keeps of it: the demo model (and Whisper) built once
 ANSWER_KINDS = ("text", "image", "audio")
 DEFAULT_GRACE_S = 3600.0
-SECOND_LEAD_S = 0.3  # the second question of an answer round is sent at most this long before the kill
 
 
 def say(text: str = "") -> None:
@@ -151,6 +151,7 @@ class Asked:
     tag: str  # unique text at the start of the question, to find it in the database
     content: object
     conversation: str | None = None
+    sent_at: float = 0.0
     acked_at: float | None = None
     chunks: list[tuple[float, int]] = field(default_factory=list)  # (receive time, characters received so far)
     text: str = ""
@@ -188,6 +189,7 @@ def ask(app: App, asked: Asked, max_tokens: int) -> Asked:
         finally:
             asked.acked.set()  # also when it failed: the waiter looks at acked_at
 
+    asked.sent_at = time.monotonic()
     asked.thread = threading.Thread(target=run, daemon=True)
     asked.thread.start()
     return asked
@@ -420,6 +422,7 @@ class Soak:
         self.orphans: set[Path] = set()  # after the last restart
         self.stream_s: dict[str, float] = {}
         self.import_span = 0.0  # seconds from an import's first file write to its end
+        self.ack_s = 0.0  # from sending a text question to its acknowledgement
 
     def tag(self, label: str) -> str:
         return f"[soak {self.run_id} {label}]"
@@ -438,9 +441,19 @@ class Soak:
         """One answer of each kind and one import, to the end: how long they take (after a short warm-up answer)."""
         warm_up = ask(self.app, Asked(self.tag("warm-up"), self.tag("warm-up") + " Hello."), 16)
         warm_up.thread.join(600)
-        self.acked += [warm_up] if warm_up.acked_at is not None else []
+        if warm_up.acked_at is None:
+            raise SystemExit(f"error: a text question was not acknowledged: {warm_up.error}")
+        self.acked.append(warm_up)
         for kind in dict.fromkeys(k for k in kinds if k in ANSWER_KINDS):
             asked = self.ask(kind, f"calibrate {kind}")
+            asked.acked.wait(120)
+            if asked.acked_at is not None and not self.ack_s:  # a text question sent while an answer streams
+                time.sleep(0.5)
+                busy = self.ask("text", "calibrate second")
+                busy.thread.join(600)
+                if busy.acked_at is not None:
+                    self.acked.append(busy)
+                    self.ack_s = busy.acked_at - busy.sent_at
             asked.thread.join(600)
             if asked.acked_at is None or not asked.done or not asked.chunks:
                 raise SystemExit(f"error: the {kind} question was not answered: {asked.error}")
@@ -448,6 +461,8 @@ class Soak:
             self.stream_s[kind] = asked.chunks[-1][0] - asked.acked_at
             say(f"calibration: a {kind} answer streams {len(asked.text)} characters in {self.stream_s[kind]:.1f} s "
                 "after its acknowledgement")
+        say(f"calibration: a text question sent while an answer streams is acknowledged {self.ack_s * 1000:.0f} ms "
+            "after it is sent")
         if "import" in kinds:
             tag = self.tag("calibrate import")
             expected = make_archive(self.archive, tag, self.rng)
@@ -472,7 +487,7 @@ class Soak:
         kill_at = began + self.random.uniform(0, self.stream_s[r.kind])
         # Sent just before the kill, so that the kill finds it being stored, between its question and its answer
         # (issue 15, item 11), or waiting in the queue behind the first.
-        time.sleep(max(0.0, kill_at - self.random.uniform(0, SECOND_LEAD_S) - time.monotonic()))
+        time.sleep(max(0.0, kill_at - self.random.uniform(0, 2 * self.ack_s) - time.monotonic()))
         second = self.ask("text", f"r{r.number} second")
         time.sleep(max(0.0, kill_at - time.monotonic()))
         killed = time.monotonic()
