@@ -338,3 +338,39 @@ def test_with_accounts_a_name_that_is_no_user_is_not_signed_in(tmp_path):
     for name in (None, "", "carol"):
         with pytest.raises(NotSignedIn):
             sessions.owner_of(name)
+
+
+def test_guesses_sent_all_at_once_are_limited_too(accounts_app):
+    """The limit was checked before each password and counted after it: 200 guesses at once had 104 checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ui.sessions import FAILURES_PER_USER
+
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(lambda i: sign_in(accounts_app, "alice", f"guess {i}")[0], range(40)))
+    assert statuses.count(400) == FAILURES_PER_USER and statuses.count(429) == 40 - FAILURES_PER_USER
+    assert sign_in(accounts_app, "bob", "bob's password")[0] == 200  # a right password, once allowed, is taken
+
+
+def test_another_site_can_link_to_the_page_but_not_sign_anyone_out(accounts_app):
+    _, _, cookies = sign_in(accounts_app, "alice", "alice's password")
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    for path in ("/logout", "/logout?all_session=true", "/gradio_api/file=x", "/v1/models"):
+        assert request(accounts_app, "GET", path, {**cookie, **navigation})[0] == 403, path
+    assert user_of(accounts_app, cookies) == "alice"  # still signed in
+    assert request(accounts_app, "GET", "/signin", navigation)[0] == 200
+
+
+def test_a_malformed_sign_in_is_a_400(accounts_app):
+    for content_type, body in (("multipart/form-data", b"--x\r\n"), ("multipart/form-data; boundary=x", b"garbage")):
+        status, _, answer = request(accounts_app, "POST", "/login", {"Content-Type": content_type}, body)
+        assert status == 400, answer
+
+
+def test_an_ipv6_guesser_counts_as_its_whole_64():
+    from ui.sessions import _address_key
+
+    assert _address_key("2001:db8:1:2::1") == _address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert _address_key("2001:db8:1:3::1") != _address_key("2001:db8:1:2::1")
+    assert _address_key("::ffff:192.0.2.7") == _address_key("192.0.2.7") == "192.0.2.7"

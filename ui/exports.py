@@ -129,11 +129,16 @@ def export_route(exports: ExportStore, owner: Callable[[object], int | None]):
     from domain.errors import NotSignedIn
     from ui.security import FILE_POLICY
 
-    async def download(request):
+    def take(request):
         try:
-            taken = exports.take(request.path_params["token"], owner(request))
+            return exports.take(request.path_params["token"], owner(request))
         except NotSignedIn:
-            taken = None
+            return None
+
+    async def download(request):
+        import anyio
+
+        taken = await anyio.to_thread.run_sync(take, request)  # the owner check reads the database
         if taken is None or not taken[0].is_file():
             return PlainTextResponse("Not found", status_code=404)
         path, filename = taken

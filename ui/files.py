@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from assistant.dialogue import DialogueManager
 from domain.errors import NotSignedIn
-from domain.types import MediaKind
+from domain.types import MediaKind, StoredFile
 from ui.security import FILE_POLICY
 
 ROUTE = "/attachments/{name}"
@@ -40,14 +40,18 @@ def attachment_route(dialogue: DialogueManager, owner: Callable[[object], int | 
     from starlette.responses import FileResponse, PlainTextResponse
     from starlette.routing import Route
 
+    def lookup(request, sha256: str) -> StoredFile | None:
+        try:
+            return dialogue.for_owner(owner(request)).attachment_file(sha256)
+        except NotSignedIn:
+            return None
+
     async def attachment(request):
+        import anyio
+
         match = _NAME.match(request.path_params["name"])
-        stored = None
-        if match:
-            try:
-                stored = dialogue.for_owner(owner(request)).attachment_file(match[1])
-            except NotSignedIn:
-                stored = None
+        # Database reads: in a worker thread, never on the event loop every other request waits on.
+        stored = await anyio.to_thread.run_sync(lookup, request, match[1]) if match else None
         if stored is None or not stored.path.is_file():
             return PlainTextResponse("Not found", status_code=404)
         media_type, disposition = served_type(stored.kind, stored.mime)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 API_PREFIX = "/v1/"
+LINKABLE = ("/", "/signin")  # what another site may link to
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -164,9 +165,10 @@ class OriginGuard:
         site = _header(scope, b"sec-fetch-site")
         if site in (None, "same-origin", "none"):
             return True  # a program, the page itself, or the person typing the address
-        # Another site may link to the app (a top-level GET navigation), and nothing else.
+        # Another site may link to the page (a top-level GET navigation to it), and nothing else: not to /logout,
+        # which Gradio does on a GET, nor to a file.
         navigation = _header(scope, b"sec-fetch-mode") == "navigate" and _header(scope, b"sec-fetch-dest") == "document"
-        return scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and navigation
+        return scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and navigation and scope["path"] in LINKABLE
 
 
 class SecurityHeaders:

@@ -57,6 +57,12 @@ class FailureLimit:
     def clear(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def undo(self, key: str) -> None:
+        """Take back the latest failure of `key` (one counted ahead of its outcome that turned out not to be one)."""
+        failures = self._failures.get(key)
+        if failures:
+            failures.pop()
+
     def _recent(self, key: str) -> deque[float]:
         failures = self._failures.get(key, deque())
         while failures and failures[0] <= self._clock() - self.window_s:
@@ -115,6 +121,11 @@ class Sessions:
 
     # --- sessions ----------------------------------------------------------------------------------------------
 
+    def has_session(self, cookies: dict[str, str]) -> bool:
+        """Whether these cookies name a session Gradio holds (no database read: SessionGuard has checked it)."""
+        tokens = self._tokens()
+        return any(token in tokens for token in self._cookie_tokens(cookies))
+
     def end_stale(self, cookies: dict[str, str]) -> None:
         """End the sessions of these cookies that belong to a deleted user or predate a password change."""
         tokens = self._tokens()
@@ -158,22 +169,48 @@ class Sessions:
             self._verifying = anyio.CapacityLimiter(VERIFY_THREADS)
         return await anyio.to_thread.run_sync(self._users.verify, name, password, limiter=self._verifying)
 
-    def refusal(self, name: str, address: str) -> tuple[str, int] | None:
-        """(why, seconds to wait) if this sign-in must not even be tried now."""
+    def attempt(self, name: str, address: str) -> tuple[str, int] | None:
+        """A sign-in is about to be tried: (why, seconds to wait) if it must not be, else None, and it is counted as
+        failed already, so that attempts sent all at once cannot all pass the check while the first are verified.
+        `settled` takes the count back when it was not a failure."""
+        address = _address_key(address)
         user_wait, address_wait = self.per_user.wait_s(name), self.per_address.wait_s(address)
         if user_wait <= 0 and address_wait <= 0:
+            self.per_user.fail(name)
+            self.per_address.fail(address)
             return None
         wait = max(user_wait, address_wait)
         whom = "for this account" if user_wait > 0 else "from this address"
         return f"Too many failed sign-ins {whom}: try again in {_duration(wait)}.", max(1, round(wait))
 
-    def attempted(self, name: str, address: str, accepted: bool) -> None:
-        if accepted:
-            # Only the account's count: one that knows its own password must not reset its address's guesses.
+    def settled(self, name: str, address: str, outcome: str) -> None:
+        """`outcome`: "accepted", "refused" (a wrong password: it stays counted) or "unchecked" (the request failed
+        before the password was looked at)."""
+        address = _address_key(address)
+        if outcome == "accepted":
+            # The account's count goes; the address keeps its other guesses (one that knows its own password must not
+            # reset them), only this attempt is taken back.
             self.per_user.clear(name)
-        else:
-            self.per_user.fail(name)
-            self.per_address.fail(address)
+            self.per_address.undo(address)
+        elif outcome == "unchecked":
+            self.per_user.undo(name)
+            self.per_address.undo(address)
+
+
+def _address_key(address: str) -> str:
+    """Who is guessing: an IPv4 address, or an IPv6 address's /64 (one household or host holds a whole /64)."""
+    import ipaddress
+
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    if mapped is not None:
+        return str(mapped)
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _duration(seconds: float) -> str:
@@ -181,7 +218,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} minutes" if minutes > 1 else "a minute" if minutes == 1 else f"{max(1, round(seconds))} seconds"
 
 
-def _cookies(scope) -> dict[str, str]:
+def cookies_of(scope) -> dict[str, str]:
     from starlette.requests import cookie_parser
 
     for key, value in scope.get("headers", []):
@@ -199,9 +236,12 @@ class SessionGuard:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] in ("http", "websocket"):
-            cookies = _cookies(scope)
-            if cookies:
-                self.sessions.end_stale(cookies)
+            cookies = cookies_of(scope)
+            if cookies and self.sessions.has_session(cookies):
+                import anyio
+
+                # A database read: in a worker thread, so a slow or unreachable database holds this request only.
+                await anyio.to_thread.run_sync(self.sessions.end_stale, cookies)
         await self.app(scope, receive, send)
 
 
@@ -223,10 +263,13 @@ class LoginGuard:
         if body is None:
             return await JSONResponse({"detail": "The sign-in request is too large."}, status_code=413)(scope, receive, send)
         replay = _replay(body)
-        form = await Request(scope, replay()).form()
+        try:
+            form = await Request(scope, replay()).form()
+        except Exception:  # noqa: BLE001 - a multipart body without a boundary, a broken encoding…
+            return await JSONResponse({"detail": "The sign-in request is malformed."}, status_code=400)(scope, receive, send)
         name = str(form.get("username") or "").strip()[:200]
         address = scope["client"][0] if scope.get("client") else "unknown"
-        refused = self.sessions.refusal(name, address)
+        refused = self.sessions.attempt(name, address)
         if refused is not None:
             why, wait = refused
             response = JSONResponse({"detail": why}, status_code=429, headers={"Retry-After": str(wait)})
@@ -249,12 +292,13 @@ class LoginGuard:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, replay(), send_lax)
-        if status == 200:
-            self.sessions.signed_in(cookies)
-            self.sessions.attempted(name, address, accepted=True)
-        elif status in (400, 401):
-            self.sessions.attempted(name, address, accepted=False)
+        try:
+            await self.app(scope, replay(), send_lax)
+        finally:
+            if status == 200:
+                self.sessions.signed_in(cookies)
+            outcome = "accepted" if status == 200 else "refused" if status in (400, 401) else "unchecked"
+            self.sessions.settled(name, address, outcome)
 
 
 def _lax(cookie: str) -> str:

@@ -97,6 +97,7 @@ class SignInRedirect:
         await self.app(scope, receive, send)
 
     def _signed_out(self, scope) -> bool:
-        from starlette.requests import Request
+        from ui.sessions import cookies_of
 
-        return self.sessions.required() and self.sessions.user(Request(scope)) is None
+        # SessionGuard, before this, has ended the request's session if it was no longer valid.
+        return self.sessions.required() and not self.sessions.has_session(cookies_of(scope))
