@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import logging
 import socket
 import ssl
 import time
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 
 from api.addresses import is_public_address
 from api.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 # Connect + request + headers + body, all together; each socket operation waits only for what is left of it.
 DEADLINE_S = 20.0
@@ -58,7 +61,9 @@ def fetch(url: str, limit: int, param: str) -> bytes:
             400, f"The media URL took longer than {DEADLINE_S:g} s to send its file; that is refused.", param, "invalid_url"
         ) from None
     except (OSError, http.client.HTTPException) as error:
-        raise ApiError(400, f"The media URL could not be fetched: {error}.", param, "invalid_url") from None
+        log.info("fetching %s failed: %s", url[:200], error)  # the socket's or TLS library's words are for the log
+        raise ApiError(400, "The media URL could not be fetched: the connection or its TLS certificate failed.",
+                       param, "invalid_url") from None
     if len(data) > limit:
         raise ApiError(413, f"The media at the URL is larger than {limit // 2**20} MB.", param, "file_too_large")
     return data

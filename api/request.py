@@ -109,7 +109,10 @@ def _refuse_unsupported(body: dict) -> None:
     response_format = body.get("response_format")
     if response_format not in (None, {"type": "text"}):
         raise unsupported("response_format", "only plain text answers")
-    if [m for m in body.get("modalities") or [] if m != "text"] or body.get("audio"):
+    modalities = body.get("modalities") or []
+    if not isinstance(modalities, list):
+        raise ApiError(400, "`modalities` must be a list, e.g. [\"text\"].", "modalities", "invalid_value")
+    if [m for m in modalities if m != "text"] or body.get("audio"):
         raise unsupported("modalities" if body.get("modalities") else "audio", "answers are text")
     for name in ("presence_penalty", "frequency_penalty"):
         if body.get(name) not in (None, 0, 0.0):

@@ -623,3 +623,11 @@ def test_a_deeply_nested_body_is_a_clear_refusal(client):
                               headers={"Content-Type": "application/json"}, timeout=60)  # fmt: skip
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_parameter_of_the_wrong_type_is_a_400(client):
+    import httpx
+
+    for body in ({"modalities": 5}, {"modalities": "text"}, {"stream_options": 3}):
+        response = httpx.post(f"{client.base_url}chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "hi"}], **body}, timeout=60)
+        assert response.status_code == 400, (body, response.text)
