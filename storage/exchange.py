@@ -233,7 +233,7 @@ def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -
     if zipfile.is_zipfile(source):
         try:
             archive = zipfile.ZipFile(source)
-        except (zipfile.BadZipFile, EOFError, OSError):
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, ValueError):  # a damaged directory
             raise InvalidInput("The zip is damaged and cannot be read; nothing was imported.") from None
         with archive:
             members = _checked_members(archive)
@@ -270,6 +270,8 @@ def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         )
     members = {}
     for info in infos:
+        if not info.filename.strip("/\\"):
+            raise InvalidInput("The zip is damaged (a file in it has no name); nothing was imported.")
         path = PurePosixPath(info.filename.replace("\\", "/"))
         if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", info.filename):
             raise InvalidInput(f"The zip holds a file with an unsafe name (“{info.filename}”); nothing was imported.")

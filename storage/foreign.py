@@ -48,16 +48,14 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
     if not isinstance(mapping, dict):
         raise InvalidInput(f"“{title}”: its mapping is not an object.")
     kept: dict[str, ImportedMessage] = {}
-
-    def nearest_kept(node_id):
-        seen = set()
-        while node_id is not None and node_id not in kept and node_id not in seen:
-            seen.add(node_id)
-            node_id = _id(_dict(mapping.get(node_id)).get("parent"))
-        return node_id if node_id in kept else None
+    # Each node's nearest kept ancestor (itself, once kept), known for a parent before its children: walking up the
+    # chain for every message instead took hours on a long chain of skipped nodes.
+    nearest_kept: dict[str, str | None] = {}
 
     for node_id in _parents_first(mapping, "parent"):
         node = mapping[node_id]
+        parent = nearest_kept.get(_id(node.get("parent")))
+        nearest_kept[node_id] = parent
         message = _dict(node.get("message"))
         if not message:
             continue  # the tree's root holds no message
@@ -70,9 +68,10 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
             continue
         if not text.strip() and not attached:
             continue  # hidden empty system-like turns
+        nearest_kept[node_id] = node_id
         kept[node_id] = ImportedMessage(
             key=node_id,
-            parent_key=nearest_kept(_id(node.get("parent"))),
+            parent_key=parent,
             role=role,
             text=text,
             created_at=parse_time(message.get("create_time"), f"“create_time” of a message in “{title}”"),
@@ -82,7 +81,7 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
     return ImportedConversation(
         title=title,
         messages=list(kept.values()),
-        current_key=nearest_kept(current) if current in mapping else _last(kept),
+        current_key=nearest_kept.get(current) if current in mapping else _last(kept),
         created_at=parse_time(item.get("create_time"), f"“create_time” of “{title}”"),
         updated_at=parse_time(item.get("update_time"), f"“update_time” of “{title}”"),
         archived=bool(item.get("is_archived")),

@@ -240,7 +240,26 @@ BAD_FILES = {
     "manifest over 1 MB (on its header)": (lambda tmp: zipped({"conversations.json": b"[" + b" " * (3 << 19) + b"]"}), r"conversations.json is 2 MB; an export's conversations.json may be at most 1 MB"),
     "damaged member": (lambda tmp: damaged_zip(), r"The zip is damaged: “conversations.json” in it cannot be read"),
     "password-protected member": (lambda tmp: encrypted_zip(), r"password-protected"),
+    # found by a review's byte-flipping: each was a traceback
+    "a member with no name": (lambda tmp: nameless_member_zip(), r"The zip is damaged \(a file in it has no name\)"),
+    "an impossible zip version": (lambda tmp: zip_needing_version(200), r"The zip is damaged and cannot be read"),
 }  # fmt: skip
+
+
+def nameless_member_zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(zipfile.ZipInfo(""), b"x")
+        archive.writestr("conversations.json", b"[]")
+    return out.getvalue()
+
+
+def zip_needing_version(version: int) -> bytes:
+    """A zip whose central directory says reading it needs zip version `version` / 10."""
+    data = bytearray(zipped({"conversations.json": b"[]"}))
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 6 : central + 8] = version.to_bytes(2, "little")  # "version needed to extract"
+    return bytes(data)
 
 
 def chatgpt_with(**fields) -> bytes:

@@ -271,6 +271,22 @@ def test_a_chatgpt_chain_of_3000_messages_listed_leaf_first_comes_over_whole(pag
     assert [m.text for m in repository.get_messages(imported.id)] == [f"turn {i}" for i in range(3000)]
 
 
+def test_messages_under_a_long_chain_of_skipped_nodes_find_their_parents_at_once(page, repository):
+    """Each message walked up the whole chain of skipped (empty) nodes above it: 16,000 of each took 48 s, the caps
+    allowed hours. Now each node's nearest kept ancestor is known before its children are read."""
+    nodes = [chatgpt_node("root", None, None, []), chatgpt_node("q", "root", "user", ["the question"])]
+    depth = 20_000
+    for i in range(depth):  # ChatGPT keeps hidden, empty nodes; here a long chain of them under the question
+        nodes.append(chatgpt_node(f"e{i}", "q" if i == 0 else f"e{i - 1}", "assistant", []))
+    for i in range(200):
+        nodes.append(chatgpt_node(f"a{i}", f"e{depth - 1}", "assistant", [f"answer {i}"]))
+    summary = page(chatgpt({node["id"]: node for node in nodes}, current_node="a199"), "conversations.json")
+    assert "Imported 1 conversation(s), 201 message(s)" in summary
+    [imported] = repository.list_conversations()
+    assert [m.text for m in repository.get_messages(imported.id)] == ["the question", "answer 199"]
+    assert len(repository.get_tree(imported.id)) == 201  # every answer hangs under the question
+
+
 BAD_TIMES = {"1e20": 1e20, "-1e20": -1e20, "not a date": "not a date", "NaN": float("nan"), "a list": [1], "true": True}
 
 
