@@ -157,6 +157,6 @@ def export_route(exports: ExportStore, owner: Callable[[object], int | None]):
 
 def export_url(request, token: str) -> str:
     """The route's URL for this request's origin (as the page's attachment links are made)."""
-    base = getattr(request, "base_url", None) if hasattr(request, "request") else None
-    root = str(base).rstrip("/") if base is not None else ""
-    return f"{root}{ROUTE.format(token=token)}"
+    from ui.files import app_root
+
+    return f"{app_root(request) or ''}{ROUTE.format(token=token)}"

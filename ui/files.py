@@ -67,12 +67,17 @@ def attachment_route(dialogue: DialogueManager, owner: Callable[[object], int | 
     return Route(ROUTE, attachment, methods=["GET", "HEAD"])
 
 
+def app_root(request) -> str | None:
+    """The app's URL as this Gradio request reached it, without the last slash (None outside a request)."""
+    base = getattr(request, "base_url", None) if hasattr(request, "request") else None
+    return str(base).rstrip("/") if base is not None else None
+
+
 def file_url_maker(request) -> Callable[[str, str], str] | None:
     """(sha256, file name on disk) -> absolute URL of the attachment route, for this request's origin."""
-    base = getattr(request, "base_url", None) if hasattr(request, "request") else None
-    if base is None:
+    root = app_root(request)
+    if root is None:
         return None
-    root = str(base).rstrip("/")
     return lambda sha256, name: f"{root}{ROUTE.format(name=name)}"
 
 
