@@ -313,8 +313,13 @@ def usage(message: Message) -> dict:
     }
 
 
+# Characters that JSON leaves as they are but that str.splitlines() (httpx's iter_lines, many SSE readers) takes for
+# line ends: escaped, so an event is always one line.
+_LINE_BREAKING = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\u2028\u2029\x85"})  # JSON escapes the rest
+
+
 def _sse(body: dict) -> str:
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    return f"data: {json.dumps(body, ensure_ascii=False).translate(_LINE_BREAKING)}\n\n"
 
 
 def _write(files: list[tuple[bytes, str]], folder: Path) -> list[tuple[Path, str]]:

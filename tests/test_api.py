@@ -631,3 +631,16 @@ def test_a_parameter_of_the_wrong_type_is_a_400(client):
     for body in ({"modalities": 5}, {"modalities": "text"}, {"stream_options": 3}):
         response = httpx.post(f"{client.base_url}chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "hi"}], **body}, timeout=60)
         assert response.status_code == 400, (body, response.text)
+
+
+def test_each_streamed_event_is_one_line_for_any_reader():
+    """JSON leaves U+2028, U+0085 and a few control characters unescaped; str.splitlines() (httpx's iter_lines) breaks
+    lines there, so a reader lost the text of any chunk holding one (the random demo model writes them)."""
+    import json
+
+    from api.routes import _sse
+
+    text = "a\u2028b\u2029c\x85d\x1ce\x0bf\x0cg — ünïcode ✓\nnewline"
+    event = _sse({"choices": [{"delta": {"content": text}}]})
+    assert event.endswith("\n\n") and len(event[:-2].splitlines()) == 1
+    assert json.loads(event[len("data: "):])["choices"][0]["delta"]["content"] == text
