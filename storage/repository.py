@@ -79,10 +79,6 @@ class ConversationRepository:
                 return None
             return StoredFile(self._blobs.path_for(row.sha256, row.mime), MediaKind(row.kind), row.mime)
 
-    def attachment_path(self, sha256: str) -> Path | None:
-        stored = self.attachment_file(sha256)
-        return stored.path if stored is not None else None
-
     def create_conversation(self, title: str) -> ConversationSummary:
         with self._write.begin() as session:
             return to_summary(self._new_conversation(session, title))

@@ -27,9 +27,7 @@ def sign_in(browser, url: str, name: str, password: str):
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url, wait_until="load")
-    page.locator("input[type=text]").fill(name)
-    page.locator("input[type=password]").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    try_sign_in(page, name, password)
     page.wait_for_selector("#composer textarea")
     expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
     return context, page
@@ -85,17 +83,28 @@ def urllib_status(url: str) -> int:
         return error.code
 
 
-def test_a_wrong_password_is_refused(browser, start_app, demo_model_dir, tmp_path):
+def signin_page(browser, start_app, demo_model_dir, tmp_path):
+    """The sign-in page of an app whose one user is alice (its model not waited for)."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     add_user(data_dir, "alice", "alice's password")
     app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir))
     app.wait_for_page()
     page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
     page.goto(app.url, wait_until="load")
-    page.locator("input[type=text]").fill("alice")
-    page.locator("input[type=password]").fill("not her password")
+    return page
+
+
+def try_sign_in(page, name: str, password: str) -> None:
+    page.locator("input[type=text]").fill(name)
+    page.locator("input[type=password]").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def test_a_wrong_password_is_refused(browser, start_app, demo_model_dir, tmp_path):
+    page = signin_page(browser, start_app, demo_model_dir, tmp_path)
+    try_sign_in(page, "alice", "not her password")
     expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
     expect(page.locator("#composer")).to_have_count(0)
     page.close()
@@ -136,24 +145,13 @@ def test_a_user_creates_an_api_key_in_the_page_uses_it_and_revokes_it(browser, s
 def test_repeated_wrong_passwords_are_paused_and_the_page_says_for_how_long(browser, start_app, demo_model_dir, tmp_path):
     from ui.sessions import FAILURES_PER_USER
 
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    add_user(data_dir, "alice", "alice's password")
-    app = start_app("--model", str(demo_model_dir), "--data-dir", str(data_dir))
-    app.wait_for_page()
-    page = browser.new_page(viewport=VIEWPORT)
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app.url, wait_until="load")
+    page = signin_page(browser, start_app, demo_model_dir, tmp_path)
     for attempt in range(FAILURES_PER_USER + 1):
-        page.locator("input[type=text]").fill("alice")
-        page.locator("input[type=password]").fill(f"guess {attempt}")
         with page.expect_response(lambda response: response.url.endswith("/login")) as answer:
-            page.get_by_role("button", name="Sign in").click()
+            try_sign_in(page, "alice", f"guess {attempt}")
         assert answer.value.status == (400 if attempt < FAILURES_PER_USER else 429)
     expect(page.get_by_role("alert")).to_have_text(re.compile(r"^Too many failed sign-ins for this account: try again in \d+ minutes\.$"))
-    page.locator("input[type=text]").fill("alice")
-    page.locator("input[type=password]").fill("alice's password")
-    page.get_by_role("button", name="Sign in").click()  # the right password waits too
+    try_sign_in(page, "alice", "alice's password")  # the right password waits too
     expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
     expect(page.locator("#composer")).to_have_count(0)
     page.close()

@@ -6,7 +6,6 @@ import io
 import json
 import re
 import time
-import urllib.error
 import urllib.request
 import zipfile
 
@@ -14,7 +13,7 @@ import pytest
 
 from domain.types import Status
 from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, open_page, open_repository, start_ready_app
-from tests.test_browser_accounts import add_user, sign_in
+from tests.test_browser_accounts import add_user, sign_in, urllib_status
 
 pytestmark = pytest.mark.browser
 # Gradio puts the UploadButton's file input beside the button (#import), not inside it.
@@ -49,7 +48,7 @@ def test_export_a_conversation_and_import_it_back(browser, start_app, demo_model
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         manifest = json.loads(archive.read("conversations.json"))
     assert [c["title"] for c in manifest["conversations"]] == ["Keep me"]
-    assert status_of(url) == 404  # downloaded once: gone
+    assert urllib_status(url) == 404  # downloaded once: gone
     wait_until_empty(data_dir / "exports")
 
     # Import the file through the page: a copy of the conversation appears, with a summary.
@@ -89,7 +88,7 @@ def test_an_export_is_downloaded_only_by_its_owner_and_only_once(browser, start_
 
     bob_context, _ = sign_in(browser, app.url, "bob", "bob's password")
     assert bob_context.request.get(url).status == 404  # another user, with the link
-    assert status_of(url) == 404  # nobody signed in
+    assert urllib_status(url) == 404  # nobody signed in
     response = alice_context.request.get(url)  # neither of those used it up
     assert response.status == 200 and response.headers["content-disposition"].startswith("attachment;")
     with zipfile.ZipFile(io.BytesIO(response.body())) as archive:
@@ -100,14 +99,6 @@ def test_an_export_is_downloaded_only_by_its_owner_and_only_once(browser, start_
     alice_context.close()
     bob_context.close()
 
-
-def status_of(url: str) -> int:
-    """The status of GET url without any cookie."""
-    try:
-        with urllib.request.urlopen(url) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def wait_until_empty(folder, timeout: float = 5) -> None:

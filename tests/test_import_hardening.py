@@ -28,6 +28,7 @@ from storage import exchange
 from tests import media_factory as make
 from tests.conftest import ROOT, make_manager
 from tests.test_bad_input import CASES
+from tests.test_exchange import zipped
 from ui.exports import ExportStore
 from ui.transfer import TransferHandlers
 
@@ -67,14 +68,6 @@ def one_message_with(files: list[tuple[str, bytes, dict]], title: str = "Files")
     """Our format: a question holding these (member, bytes, attachment entry) files, and its answer."""
     question = message(1, None, "user", "look", [entry for _, _, entry in files])
     return ours([conversation([question, message(2, 1, "assistant", "I see.")], title)], {m: data for m, data, _ in files})
-
-
-def _zipped(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
 
 
 def chatgpt(mapping: dict, title: str = "From ChatGPT", **extra) -> bytes:
@@ -254,7 +247,7 @@ DEEP = b"[" * 5_000_000 + b"]" * 5_000_000
 
 @pytest.mark.parametrize("packed", ["bare", "zipped"])
 def test_a_five_million_deep_json_array_is_refused(packed, page, repository):
-    data = DEEP if packed == "bare" else _zipped({"conversations.json": DEEP})
+    data = DEEP if packed == "bare" else zipped({"conversations.json": DEEP})
     with pytest.raises(gr.Error, match="nested too deeply"):
         page(data, "conversations.json" if packed == "bare" else "export.zip")
     assert repository.list_conversations() == []
@@ -417,7 +410,7 @@ def test_one_file_held_by_many_messages_is_checked_once(page, tmp_path, monkeypa
 
 def test_a_manifest_over_its_limit_is_refused_on_its_header_before_it_is_read(page, repository, monkeypatch):
     monkeypatch.setattr(exchange, "MAX_JSON_BYTES", 2**20)
-    data = _zipped({"conversations.json": b"[" + b" " * (16 * 2**20) + b"]"})  # 16 MB, in a zip of some kB
+    data = zipped({"conversations.json": b"[" + b" " * (16 * 2**20) + b"]"})  # 16 MB, in a zip of some kB
     assert len(data) < 100_000
     tracemalloc.start()
     try:
@@ -434,7 +427,7 @@ def test_a_small_zip_cannot_make_100000_conversations(source, page, repository):
     if source == "ours":
         data = ours([conversation([], f"c{i}") for i in range(100_000)])
     else:
-        data = _zipped({"conversations.json": json.dumps([{"title": "x", "mapping": {}}] * 100_000).encode()})
+        data = zipped({"conversations.json": json.dumps([{"title": "x", "mapping": {}}] * 100_000).encode()})
     assert len(data) < 400_000
     with pytest.raises(gr.Error, match=r"holds 100,000 conversations; one import takes at most [\d,]+\."):
         page(data)
@@ -445,6 +438,6 @@ def test_a_small_zip_cannot_make_100000_conversations(source, page, repository):
 def test_the_message_count_is_capped_before_anything_is_built(page, repository):
     mapping = json.dumps({"title": "many", "mapping": {f"m{i}": {} for i in range(250_001)}}).encode()
     with pytest.raises(gr.Error, match=r"holds 250,001 messages; one import takes at most [\d,]+\."):
-        page(_zipped({"conversations.json": mapping}))
+        page(zipped({"conversations.json": mapping}))
     assert repository.list_conversations() == []
     assert exchange.MAX_IMPORT_MESSAGES < 250_001

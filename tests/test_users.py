@@ -67,7 +67,7 @@ def test_the_first_user_takes_over_earlier_chats_and_each_user_sees_only_their_o
             action()
     assert alice.search("secret plan") == [] and [h.message_id for h in bob.search("secret plan")] == [secret.id]
     assert [c.title for c in alice.export_conversations()] == ["New chat"]
-    assert alice.attachment_path(attachment.sha256) is None and bob.attachment_path(attachment.sha256) == attachment.path
+    assert alice.attachment_file(attachment.sha256) is None and bob.attachment_file(attachment.sha256).path == attachment.path
 
 
 def test_deleting_a_user_deletes_their_chats_and_their_files_only(users, repository, tmp_path):
