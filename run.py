@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int | None:
     from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
     from assistant.dialogue import DialogueManager
     from assistant.families import family_named, family_of_checkpoint
-    from assistant.engine import DEFAULT_MAX_NEW_TOKENS
+    from domain.limits import DEFAULT_MAX_NEW_TOKENS
     from assistant.loader import load_engine
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost

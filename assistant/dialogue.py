@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from assistant.answer_writer import AnswerWriter
 from assistant.budget import fit
 from assistant.continuation import Continuation, Turn, find_continuation
-from assistant.engine import EngineInfo, GenerationReport
+from assistant.engine_contract import EngineInfo, GenerationReport
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
 from assistant.prompt import build_model_input
@@ -239,9 +239,8 @@ class DialogueManager:
             self._refuse_if_answering(conversation_id, "stop the answer first, then delete it")
             deleted_files = self.repository.delete_conversation(conversation_id)
         engine = self.host.engine
-        if engine is not None and engine.reuse is not None:
-            # Work derived from it goes with it: its KV cache, and the encoder outputs of files it alone held.
-            engine.reuse.forget(conversation_id, deleted_files)
+        if engine is not None:  # work derived from it goes with it (the files are those it alone held)
+            engine.forget(conversation_id, deleted_files)
 
     def _refuse_if_answering(self, conversation_id: str, what_to_do: str) -> None:
         """Under _answering_lock: ConversationBusy if one of the conversation's answers is being written."""

@@ -1,9 +1,7 @@
 """The in-process transformers engine, for every model family (assistant/families).
 
-Contract: `stream(model_input, stop, on_finished, settings, report)` yields text chunks and ends early once
-`stop` is set; `on_finished` runs in the generating thread the moment generation ends, however slowly the
-chunks are consumed; `report` is filled in with token counts and timings by then. Knows nothing of
-storage, conversations on disk, queueing, or the UI.
+Implements assistant.engine_contract.Engine; `on_finished` runs in the generating thread the moment generation ends,
+however slowly the chunks are consumed. Knows nothing of storage, conversations on disk, queueing, or the UI.
 """
 
 from __future__ import annotations
@@ -13,59 +11,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from transformers import BatchFeature, StoppingCriteriaList
 
+from assistant.engine_contract import AnswerLength, EngineInfo, GenerationReport
 from assistant.families.base import Family
 from assistant.incremental import IncrementalProcessor
 from assistant.prompt import ModelInput
 from assistant.reuse import Reuse, model_fingerprint, supports_reuse
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
+from domain.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_STREAM_TIMEOUT_S
 from domain.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_NEW_TOKENS = 1024
 GENERATION_FAILED = (
     "The model failed while answering; what it said so far is kept. Ask again (↻); if it keeps failing, the console "
     "log says why."
 )
-DEFAULT_STREAM_TIMEOUT_S = 300.0
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    model: str
-    quant: str
-    device: str
-
-
-@dataclass
-class GenerationReport:
-    """Filled in by `stream` as it goes: sizes and timings of one answer."""
-
-    prompt_tokens: int = 0
-    cached_tokens: int = 0  # of the prompt, those a kept KV cache held (not prefilled again)
-    answer_tokens: int = 0
-    max_new_tokens: int = 0
-    first_token_s: float | None = None
-    seconds: float | None = None
-    last_token_s: float | None = None  # when the last token came (seconds may include work after it)
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        """Decode speed: the tokens after the first over the time from the first to the last."""
-        end = self.last_token_s if self.last_token_s is not None else self.seconds
-        if not end or self.first_token_s is None or self.answer_tokens < 2:
-            return None
-        return (self.answer_tokens - 1) / max(end - self.first_token_s, 1e-9)
-
-    @property
-    def hit_length_limit(self) -> bool:
-        return self.answer_tokens >= self.max_new_tokens > 0
 
 
 class GenerationThread:
@@ -102,7 +67,7 @@ class GenerationThread:
                 done.set()
 
 
-class TransformersEngine:
+class TransformersEngine(AnswerLength):
     def __init__(
         self,
         model,
@@ -140,20 +105,24 @@ class TransformersEngine:
             self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)
             self._incremental = IncrementalProcessor(processor, family.processor_kwargs)
 
-    def answer_budget(self, settings: GenerationSettings) -> int:
-        """The tokens kept free for the answer: as asked, but at most half the context."""
-        return min(settings.max_new_tokens or self.max_new_tokens, self.context_tokens // 2)
-
     def count_tokens(self, model_input: ModelInput) -> int:
-        """The prompt's length in tokens, placeholders for images and audio expanded."""
-        return int(self._process(model_input)["input_ids"].shape[1])
+        """The prompt's length in tokens, placeholders for images and audio expanded: runs the processor on it (see
+        `run_processor`), whose output the answer to the same input then uses."""
+        return int(self.run_processor(model_input)["input_ids"].shape[1])
 
     def prepare(self, model_input: ModelInput):
-        """Run the processor: chat template, placeholder expansion, pixel and audio features, on the model's device."""
-        return self._process(model_input).to(self.model.device)
+        """The processor's output for this input (see `run_processor`), on the model's device."""
+        return self.run_processor(model_input).to(self.model.device)
 
-    def _process(self, model_input: ModelInput):
-        # The context budget counts the very input the answer then uses: process it once.
+    def forget(self, conversation_id: str, media) -> None:
+        """Its KV cache, and the encoder outputs of the media files only it held, go with a deleted conversation."""
+        if self.reuse is not None:
+            self.reuse.forget(conversation_id, list(media))
+
+    def run_processor(self, model_input: ModelInput):
+        """Chat template, placeholder expansion, pixel and audio features, on the CPU; the expensive step before
+        generation. The last result is kept: the context budget counts the very input the answer then uses, and
+        counting it then answering it processes it once."""
         last = self._last_processed
         if last is not None and last[0] is model_input:
             return last[1]
@@ -180,9 +149,7 @@ class TransformersEngine:
                 sampling["temperature"] = settings.temperature
             if settings.top_p is not None:
                 sampling["top_p"] = settings.top_p
-        # Never past the context: what the prompt leaves of it bounds the answer (assistant.budget keeps room).
-        room = self.context_tokens - int(args["input_ids"].shape[1])
-        max_new = max(1, min(settings.max_new_tokens or self.max_new_tokens, room))
+        max_new = self.new_token_limit(settings, int(args["input_ids"].shape[1]))
         return {**args, "max_new_tokens": max_new, **sampling}
 
     def stream(

@@ -1,4 +1,7 @@
-"""Loads the engine in a background thread so the page is up before the model is; reports progress."""
+"""Loads the engine in a background thread so the page is up before the model is; reports progress.
+
+Knows engines only by their contract (assistant.engine_contract), so importing it loads no model library.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from assistant.engine import TransformersEngine
 from assistant.families.base import Family
 from domain.errors import AssistantError
+
+if TYPE_CHECKING:
+    from assistant.engine_contract import Engine
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +43,12 @@ class ModelHost:
     """`family`, when known before loading (a checkpoint on disk), lets turns be checked while the model loads."""
 
     def __init__(
-        self, load: Callable[[Callable[[str, float | None], None]], TransformersEngine], family: Family | None = None
+        self, load: Callable[[Callable[[str, float | None], None]], Engine], family: Family | None = None
     ):
         self._load = load
         self._family = family
         self._state = HostState(Phase.LOADING, "Starting…")
-        self._engine: TransformersEngine | None = None
+        self._engine: Engine | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
 
@@ -55,7 +61,7 @@ class ModelHost:
         return self._state
 
     @property
-    def engine(self) -> TransformersEngine | None:
+    def engine(self) -> Engine | None:
         return self._engine
 
     @property

@@ -1,5 +1,5 @@
 """An engine that sends generation to an OpenAI-compatible server (vLLM, SGLang, `transformers serve`, or another
-instance of this app) instead of running a model in-process. Same contract as assistant.engine.TransformersEngine:
+instance of this app) instead of running a model in-process. Implements assistant.engine_contract.Engine:
 `stream` yields text chunks, ends within a chunk once `stop` is set (closing the connection, which aborts the
 server's generation), calls `on_finished` when done, and fills in `report`. Every fault of the server raises
 EngineUnavailable with a sentence for people; what the server actually said or did goes to the log.
@@ -22,12 +22,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from assistant.engine import EngineInfo, GenerationReport
+from assistant.engine_contract import AnswerLength, EngineInfo, GenerationReport
 from assistant.families import families
 from assistant.families.base import Family
 from assistant.media import SAMPLE_RATE
 from assistant.prompt import ModelInput
 from domain.errors import EngineUnavailable, ModelLoadError
+from domain.limits import CONNECT_TIMEOUT_S, DEFAULT_MAX_NEW_TOKENS, READ_TIMEOUT_S, SAID_CHARS
 from domain.settings import GenerationSettings
 from domain.types import MediaKind
 
@@ -35,11 +36,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_PARTS = ("input_audio", "audio_url")  # vLLM takes the first, SGLang only the second
 DEFAULT_CONTEXT = 32_768
-DEFAULT_MAX_NEW_TOKENS = 1024
-CONNECT_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 300.0  # the longest wait for the server's next chunk
 SSE_FIELDS = ("event:", "id:", "retry:", ":")  # the event-stream lines besides data: ones
-SAID_CHARS = 200  # the most of a server's own error message that a person is shown
 # What a prompt costs in tokens, estimated (the server's tokenizer is not at hand): text at about 3 characters a
 # token, an image at the cost of a 448×448 one in Qwen's vision tower, audio at Whisper's 25 tokens a second.
 CHARS_PER_TOKEN = 3
@@ -67,10 +64,8 @@ def _no_demo(_folder) -> None:
     raise ModelLoadError("A remote model has no demo checkpoint.")
 
 
-class OpenAIEngine:
+class OpenAIEngine(AnswerLength):
     """Generation by an OpenAI-compatible server at `base_url` (…/v1)."""
-
-    reuse = None  # the server keeps its own prefix cache
 
     def __init__(
         self,
@@ -116,8 +111,8 @@ class OpenAIEngine:
             log.warning("could not ask %s for the model's context length: %s", self.base_url, error)
         return None
 
-    def answer_budget(self, settings: GenerationSettings) -> int:
-        return min(settings.max_new_tokens or self.max_new_tokens, self.context_tokens // 2)
+    def forget(self, conversation_id: str, media) -> None:
+        """Nothing to drop: the server keeps its own prefix cache, which no conversation names."""
 
     def count_tokens(self, model_input: ModelInput) -> int:
         """An estimate: the server's tokenizer is not at hand (a too-long prompt then gets the server's error)."""
@@ -148,13 +143,12 @@ class OpenAIEngine:
             if turn["role"] == "system":
                 parts = "\n".join(p["text"] for p in parts if p["type"] == "text")
             messages.append({"role": turn["role"], "content": parts})
-        room = self.context_tokens - self.count_tokens(model_input)
         body = {
             "model": self.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": max(1, min(settings.max_new_tokens or self.max_new_tokens, room)),
+            "max_tokens": self.new_token_limit(settings, self.count_tokens(model_input)),
         }
         for name, value in (("temperature", settings.temperature), ("top_p", settings.top_p), ("seed", settings.seed)):
             if value is not None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from assistant.engine import GenerationReport, TransformersEngine  # noqa: E402
+from assistant.engine import TransformersEngine  # noqa: E402
+from assistant.engine_contract import GenerationReport  # noqa: E402
 from assistant.loader import ModelSpec, Quant, load_engine  # noqa: E402
 from assistant.prompt import ModelInput  # noqa: E402
 from assistant.reuse import Reuse  # noqa: E402

@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from assistant.demo_model import ensure_demo_model  # noqa: E402
-from assistant.engine import EngineInfo, TransformersEngine  # noqa: E402
+from assistant.engine import TransformersEngine  # noqa: E402
+from assistant.engine_contract import EngineInfo  # noqa: E402
 from assistant.families import family_named  # noqa: E402
 from assistant.prompt import ModelInput  # noqa: E402
 

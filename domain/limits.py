@@ -15,3 +15,21 @@ MAX_AUDIO_SECONDS = 300.0
 MIN_AUDIO_SECONDS = 0.5
 # Nothing louder than this (-40 dBFS) is silence: a muted or wrong microphone.
 SILENCE_PEAK = 0.01
+
+# --- answers (assistant/engine.py, assistant/remote_engine.py, assistant/dialogue.py) ---
+# The answer's length in tokens when neither the settings nor --max-new-tokens say (at most half the context).
+DEFAULT_MAX_NEW_TOKENS = 1024
+# How long the in-process model may produce nothing before its answer is abandoned.
+DEFAULT_STREAM_TIMEOUT_S = 300.0
+# A remote engine server: how long to wait to connect, and for its next chunk.
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 300.0
+# The most of a remote server's own error message that a person is shown.
+SAID_CHARS = 200
+# A streaming answer is saved at most this often (the stream never waits for the write).
+SAVE_INTERVAL_S = 1.0
+# How long the end of an answer may keep its reader waiting for the write: past it, the reader gets the answer
+# from memory and the write goes on in the background.
+FINISH_WAIT_S = 3.0
+# A new conversation's title: its first line, cut to this many characters.
+TITLE_CHARS = 60

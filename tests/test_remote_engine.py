@@ -449,3 +449,13 @@ def test_a_conversation_through_transformers_serve(family, kind, transformers_se
     # The counts are the server's (its usage): the picture or the clip became tokens of the model's prompt.
     assert with_media.details.prompt_tokens > without_media.details.prompt_tokens
     assert [a.kind for a in repository.get_messages(conversation)[0].attachments] == [kind]
+
+
+def test_the_remote_engine_and_the_dialogue_manager_load_no_torch():
+    """They know the in-process engine only by its contract, so a front end for a remote server never loads torch."""
+    from tests.conftest import ROOT
+
+    code = ("import sys, assistant.remote_engine, assistant.dialogue, assistant.model_host; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stderr
