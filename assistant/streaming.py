@@ -1,4 +1,7 @@
-"""Bridge from `model.generate` in a worker thread to a consumer iterating text chunks."""
+"""From `model.generate` in a worker thread to a consumer iterating text chunks, as transformers' streamers do it:
+`DecodingStreamer` turns tokens into text (its `on_finalized_text` gets each new piece) and `ChunkStreamer` only
+overrides that to queue the pieces for the consumer; `StopOnEvent` ends generation when asked.
+"""
 
 from __future__ import annotations
 
@@ -20,25 +23,24 @@ _END = object()
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
-class ChunkStreamer(BaseStreamer):
-    """Yields each new piece of decoded text as tokens arrive, never half a UTF-8 character.
+class DecodingStreamer(BaseStreamer):
+    """Hands each new piece of decoded text to `on_finalized_text` as tokens arrive, never half a UTF-8 character,
+    and nothing from the first stop string on; times the tokens.
 
     Byte-level tokens can end inside a multi-byte character; the decoder then ends in U+FFFD, and
     that tail is held back until the next token completes it (or generation ends). So is a trailing run
-    of byte-fallback tokens. What is emitted is always a prefix of the final decoded text.
+    of byte-fallback tokens. What is handed on is always a prefix of the final decoded text.
 
     Each token costs a decode of a few tokens, not of the whole answer (`put` runs in the generating thread, so a
     decode of everything so far would slow every later token): the new text is what the tokens since the last
     settled point add to the decode of the token before it, which keeps a leading space or a cleaned-up one right.
     """
 
-    def __init__(self, tokenizer, timeout: float, stop_strings: tuple[str, ...] = ()):
+    def __init__(self, tokenizer, stop_strings: tuple[str, ...] = ()):
         self._tokenizer = tokenizer
         # Text that ends the answer (the API's `stop`): never emitted itself, and nothing after it either.
         self._stop_strings = tuple(s for s in stop_strings if s)
         self.hit_stop_string = threading.Event()
-        self._timeout = timeout
-        self._queue: queue.Queue = queue.Queue()
         self._ids: list[int] = []
         self._text = ""  # the decoded text of self._ids[:self._read]
         self._prefix = 0  # where the decode that gives the next piece starts: one settled token back
@@ -50,6 +52,10 @@ class ChunkStreamer(BaseStreamer):
         self._is_byte = lru_cache(maxsize=None)(
             lambda token_id: bool(_BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or ""))
         )
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        """Called with each new, non-empty piece of text, then once with `stream_end` (and no text) at the end."""
+        raise NotImplementedError
 
     @property
     def token_count(self) -> int:
@@ -93,7 +99,7 @@ class ChunkStreamer(BaseStreamer):
             if not whole.startswith(self._text):  # never seen; keep what was streamed and add the rest
                 whole = self._text + self._piece(len(self._ids), final=True)
             self._emit_until_stop(whole, final=True)
-        self._queue.put(_END)
+        self.on_finalized_text("", stream_end=True)
 
     def _emit_until_stop(self, text: str, final: bool) -> None:
         """Emit up to the first stop string (and end there); hold back a tail that may be the start of one."""
@@ -109,13 +115,29 @@ class ChunkStreamer(BaseStreamer):
                 text = text[: len(text) - _partial_stop(text, self._stop_strings)]
         self._emit(text)
 
-    def fail(self, error: BaseException) -> None:
-        self._queue.put(error)
-
     def _emit(self, text: str) -> None:
         if len(text) > self._emitted:
-            self._queue.put(text[self._emitted :])
+            self.on_finalized_text(text[self._emitted :])
             self._emitted = len(text)
+
+
+class ChunkStreamer(DecodingStreamer):
+    """The decoded pieces, queued from the generating thread for a consumer that iterates them; an error handed to
+    `fail` is raised there, and so is a silence longer than `timeout` (a dead generation never hangs the page)."""
+
+    def __init__(self, tokenizer, timeout: float, stop_strings: tuple[str, ...] = ()):
+        super().__init__(tokenizer, stop_strings)
+        self._timeout = timeout
+        self._queue: queue.Queue = queue.Queue()
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self._queue.put(text)
+        if stream_end:
+            self._queue.put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        self._queue.put(error)
 
     def __iter__(self):
         while True:

@@ -11,7 +11,7 @@ from assistant.engine import TransformersEngine
 from assistant.loader import ModelSpec, Quant, cannot_fetch, fetch, load_engine, resolve_quant
 from assistant.media import decode_audio, load_image
 from assistant.prompt import ModelInput
-from assistant.streaming import ChunkStreamer
+from assistant.streaming import ChunkStreamer, DecodingStreamer
 from domain.errors import GenerationError
 from tests.conftest import GREEDY, generate_whole
 
@@ -94,6 +94,27 @@ def test_chunks_never_split_a_utf8_character(engine):
     assert all("\ufffd" not in chunk for chunk in chunks)
     assert "".join(chunks) == text
     assert len(chunks) > 3
+
+
+def test_the_decoding_streamer_hands_whole_characters_to_on_finalized_text_then_ends_once(engine):
+    """The decoding needs no queue: a subclass that only overrides on_finalized_text gets the pieces in order."""
+    tokenizer = engine.processor.tokenizer
+    text = "Ωmega 漢字 🚀 ok"
+    calls: list[tuple[str, bool]] = []
+
+    class Collecting(DecodingStreamer):
+        def on_finalized_text(self, piece: str, stream_end: bool = False) -> None:
+            calls.append((piece, stream_end))
+
+    streamer = Collecting(tokenizer)
+    streamer.put(torch.tensor([[1, 2]]))
+    for token in tokenizer(text)["input_ids"]:
+        streamer.put(torch.tensor([token]))
+    assert streamer.first_token_at is not None and streamer.last_token_at >= streamer.first_token_at
+    streamer.end()
+    assert calls[-1] == ("", True) and not any(end for _, end in calls[:-1])
+    assert "".join(piece for piece, _ in calls) == text
+    assert all(piece and "\ufffd" not in piece for piece, _ in calls[:-1])
 
 
 @pytest.mark.parametrize("family", ["qwen2.5-omni", "gemma4", "qwen2-audio", "qwen3-vl"])
