@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from domain.limits import FINISH_WAIT_S
 from domain.settings import AnswerDetails
 from domain.types import Status
 
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How long the end of an answer may keep its reader waiting for the write: past it, the reader gets the answer from
-# memory and the write goes on in the background.
-FINISH_WAIT_S = 3.0
 # Between tries of a failed final write: the first soon (a lock often passes), then less and less often.
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-import assistant.dialogue as dialogue_module
+import assistant.answering as answering_module
 from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
 from assistant.engine import TransformersEngine
+from domain import limits
 from domain.errors import InvalidInput, ModelLoadError
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost, Phase
@@ -104,7 +105,7 @@ def test_stop_keeps_the_partial_answer(engine, repository):
 
 
 def test_answer_is_saved_while_it_streams(engine, repository, monkeypatch):
-    monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
+    monkeypatch.setattr(limits, "SAVE_INTERVAL_S", 0.0)
     manager = DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue())
     snapshots = []
     for event in manager.send(None, "Hi", [], threading.Event()):
@@ -199,7 +200,7 @@ def test_an_unexpected_exception_ends_the_turn_as_a_saved_error(engine, reposito
     final = events[-1]
     assert isinstance(final, ReplyFinished) and final.message.status is Status.ERROR
     # A sentence that says what happened and what to do; the exception's type and text only in the log.
-    assert final.message.error == dialogue_module.ANSWER_FAILED
+    assert final.message.error == answering_module.ANSWER_FAILED
     assert "RuntimeError" not in final.message.error and "planted bug" not in final.message.error
     assert "planted bug" in caplog.text and "RuntimeError" in caplog.text
     assert isinstance(final.failure, RuntimeError)
@@ -477,7 +478,7 @@ def test_a_database_locked_mid_answer_loses_none_of_it(engine, impatient_reposit
     the reader gets the whole answer without waiting for the lock, and it is stored once the lock is let go."""
     import sqlite3
 
-    monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
+    monkeypatch.setattr(limits, "SAVE_INTERVAL_S", 0.0)
     repository = impatient_repository
     manager = DialogueManager(repository, ready_host(RecordingEngine(engine, max_new_tokens=80)), MediaLoader(), TurnQueue())
     other_program = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
@@ -510,7 +511,7 @@ def test_a_full_disk_mid_answer_loses_none_of_it(engine, repository, monkeypatch
 
     from sqlalchemy import event as sa_event
 
-    monkeypatch.setattr(dialogue_module, "SAVE_INTERVAL_S", 0.0)
+    monkeypatch.setattr(limits, "SAVE_INTERVAL_S", 0.0)
     full = threading.Event()
 
     def disk(conn, cursor, statement, parameters, context, executemany):

@@ -50,7 +50,7 @@ def script(manager: DialogueManager, media) -> list[str]:
             conversations[name] = events[0].conversation.id
             assert events[-1].message.status is Status.COMPLETE, events[-1].message.error
             answers.append(events[-1].message.text)
-    second_question = manager.get_messages(conversations["first"])[2]
+    second_question = manager.open_messages(conversations["first"])[2]
     events = list(manager.edit(second_question.id, "an edited second question", threading.Event()))
     answers.append(events[-1].message.text)
     events = list(manager.send(conversations["first"], "after the edit", [], threading.Event()))

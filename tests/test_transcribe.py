@@ -76,7 +76,7 @@ def test_a_file_sent_twice_is_transcribed_once_and_shown_under_both(whisper_mode
     second = send(manager, conversation_id, "and again", [(speech_wav, "again.wav")])
     other = send(manager, None, "elsewhere", [(speech_wav, "q.wav")])
     wait_for(transcriber, [second[0].message, other[0].message])
-    manager.get_messages(conversation_id)  # opening the chat queues nothing either
+    manager.open_messages(conversation_id)  # opening the chat queues nothing either
 
     assert counting.calls == 1
     messages = repository.get_messages(conversation_id)

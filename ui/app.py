@@ -98,7 +98,7 @@ class ChatHandlers:
             return None, []
         dialogue = self.access(request)
         try:
-            messages = dialogue.get_messages(conversation_id)
+            messages = dialogue.open_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error)) from None
         return conversation_id, chat_view(dialogue, messages, request)
@@ -164,7 +164,7 @@ class ChatHandlers:
         """A user message edited in the chat: continue from the new version; the old branch stays."""
         dialogue = self.access(request)
         try:
-            messages = dialogue.get_messages(conversation_id) if conversation_id else []
+            messages = dialogue.open_messages(conversation_id) if conversation_id else []
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
         if not 0 <= edited.index < len(messages):
@@ -225,7 +225,7 @@ class ChatHandlers:
                     history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
                     # The answer as it ended, also while storing it waits for a full disk or a locked database.
-                    stored = dialogue.get_messages(event.message.conversation_id)
+                    stored = dialogue.open_messages(event.message.conversation_id)
                     history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
@@ -261,7 +261,7 @@ class ChatHandlers:
                 gr.Info("Forked into a new conversation.")
             else:
                 conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
-            messages = dialogue.get_messages(conversation_id)
+            messages = dialogue.open_messages(conversation_id)
         except AssistantError as error:
             raise gr.Error(str(error), print_exception=False) from None
         chat = chat_view(dialogue, messages, request)
@@ -275,7 +275,7 @@ class ChatHandlers:
             return gr.skip(), gr.skip()
         dialogue = self.access(request)
         try:
-            messages = dialogue.get_messages(conversation_id)
+            messages = dialogue.open_messages(conversation_id)
         except AssistantError:
             return gr.skip(), gr.Timer(active=False)
         has_audio = any(a.kind is MediaKind.AUDIO for m in messages for a in m.attachments)

@@ -103,7 +103,7 @@ class SidebarHandlers:
             return gr.skip(), gr.skip(), -1
         conversation_id, _, message_id = choice.partition(":")
         dialogue = self.access(request)
-        messages = _or_error(lambda: dialogue.get_messages(conversation_id))
+        messages = _or_error(lambda: dialogue.open_messages(conversation_id))
         index = next((i for i, m in enumerate(messages) if str(m.id) == message_id), -1)
         return conversation_id, chat_view(dialogue, messages, request), index
 
