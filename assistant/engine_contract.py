@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from assistant.families.base import Family
@@ -48,6 +48,7 @@ class GenerationReport:
         return self.answer_tokens >= self.max_new_tokens > 0
 
 
+@runtime_checkable
 class Engine(Protocol):
     """What the dialogue manager, the model host and the API use of an engine, and nothing more."""
 

@@ -161,6 +161,16 @@ def test_a_stop_string_ends_the_text_before_it_and_is_never_streamed_even_in_par
     assert streamer.token_count < len(tokenizer(text)["input_ids"]) or cut == len(text)
 
 
+def test_the_engine_keeps_the_engine_contract(engine):
+    from assistant.engine_contract import Engine
+    from domain.settings import GenerationSettings
+
+    assert isinstance(engine, Engine)
+    asked = engine.context_tokens // 2 + 1
+    assert engine.answer_budget(GenerationSettings(max_new_tokens=asked)) == engine.context_tokens // 2
+    engine.forget("a conversation", ["0" * 64])  # nothing kept without reuse: nothing to drop
+
+
 def test_a_failing_generation_reaches_the_caller(engine, png_file, speech_wav):
     broken = TransformersEngine(
         engine.model, engine.processor, engine.info, engine.family, max_new_tokens=4, generation_kwargs={"num_beams": 0}

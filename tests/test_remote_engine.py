@@ -459,3 +459,19 @@ def test_the_remote_engine_and_the_dialogue_manager_load_no_torch():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stderr
+
+
+def test_the_remote_engine_keeps_the_engine_contract_and_its_shared_answer_length_rules():
+    from assistant.engine_contract import Engine
+    from domain.settings import GenerationSettings
+
+    client = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))  # nobody listens: the context is as told
+    engine = OpenAIEngine(f"http://127.0.0.1:{free_port()}/v1", "some-model", family_for_model("some-model", None),
+                          max_new_tokens=100, max_context=1000, client=client)
+    assert isinstance(engine, Engine) and not hasattr(engine, "reuse")
+    engine.forget("a conversation", ["0" * 64])  # the server keeps its own cache: nothing here to drop
+    assert engine.answer_budget(GenerationSettings()) == 100
+    assert engine.answer_budget(GenerationSettings(max_new_tokens=900)) == 500  # at most half the context
+    long = ModelInput([{"role": "user", "content": "x" * 2700}])
+    body = engine.request_body(long, GenerationSettings(max_new_tokens=900))
+    assert body["max_tokens"] == 1000 - engine.count_tokens(long) < 900  # never past the context
