@@ -10,7 +10,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from transformers import BatchFeature, StoppingCriteriaList
@@ -114,7 +114,7 @@ class TransformersEngine(AnswerLength):
         """The processor's output for this input (see `run_processor`), on the model's device."""
         return self.run_processor(model_input).to(self.model.device)
 
-    def forget(self, conversation_id: str, media) -> None:
+    def forget(self, conversation_id: str, media: Sequence[str]) -> None:
         """Its KV cache, and the encoder outputs of the media files only it held, go with a deleted conversation."""
         if self.reuse is not None:
             self.reuse.forget(conversation_id, list(media))

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -111,7 +111,7 @@ class OpenAIEngine(AnswerLength):
             log.warning("could not ask %s for the model's context length: %s", self.base_url, error)
         return None
 
-    def forget(self, conversation_id: str, media) -> None:
+    def forget(self, conversation_id: str, media: Sequence[str]) -> None:
         """Nothing to drop: the server keeps its own prefix cache, which no conversation names."""
 
     def count_tokens(self, model_input: ModelInput) -> int:
