@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
+from assistant.families.qwen_reuse import QwenVisionReuse
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -148,15 +150,23 @@ def _config(tokenizer):
     )
 
 
+class Qwen25VLReuse(QwenVisionReuse):
+    """3-D rotary positions over the whole prompt, images found by their token types and placed by their grids."""
+
+    def positions(self, inner, inputs):
+        return inner.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, None, inputs["attention_mask"]
+        )
+
+
 FAMILY = Family(
-    name="qwen2.5-vl",
-    title="Qwen2.5-VL",
+    capabilities=Capabilities(
+        name="qwen2.5-vl", title="Qwen2.5-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS
+    ),
     model_types=("qwen2_5_vl",),
-    accepts=frozenset({MediaKind.IMAGE}),
     model_class="Qwen2_5_VLForConditionalGeneration",
     # The vision tower with its patch merger, and the head, stay in full precision.
     unquantized=("model.visual", "lm_head"),
-    license="Apache-2.0 (7B); Qwen Research License, non-commercial (3B)",
     build_demo=build_demo,
-    context_tokens=CONTEXT_TOKENS,
+    reuse=Qwen25VLReuse(),
 )
