@@ -5,7 +5,10 @@ their embedders, and the language model with per-layer embeddings and shared KV 
 `Gemma4Processor` with the published image-processor, feature-extractor and video-processor
 settings, the published chat template and Gemma 4's special tokens (turn, channel, tool, and the
 image/audio soft and boundary tokens) in a GemmaTokenizer. Weights are random and the vocabulary
-is a small byte-fallback BPE trained on the spot. Knows nothing of storage or the UI.
+is a small byte-fallback BPE trained on the spot. Across turns (`Gemma4Reuse`), positions are plain 1-D ones,
+the prefill gets per-layer embeddings of the token ids (and every token's type where image tokens attend both
+ways), earlier media are rewritten with the begin/end tokens the processor adds, and a model whose every token
+attends both ways keeps nothing. Knows nothing of storage or the UI.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The checkpoint follows the published `Qwen/Qwen2.5-Omni-7B` layout (a `qwen2_5_omni` config with
 thinker/talker/token2wav parts, `thinker.*` weight names, the real processor classes, the real chat
 template and the same special tokens), so loading it runs the same `from_pretrained` path as the
-real model. Its weights are random: its answers are meaningless. Knows nothing of storage or UI.
+real model. Its weights are random: its answers are meaningless. Across turns (`OmniReuse`), its 3-D rotary
+positions are computed for the whole prompt from every image's grid and every clip's feature length, images go
+through the vision tower by their rows of patches and clips through the audio tower. Knows nothing of storage or UI.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The demo checkpoint has the published `Qwen/Qwen2.5-VL-7B-Instruct` layout: a `qwen2_5_vl` config,
 `Qwen2_5_VLForConditionalGeneration` weights, a `Qwen2_5_VLProcessor` with the published
 image-processor settings and chat template, and the same special tokens in the same order. Only
-the sizes are tiny and the weights random, so its answers are meaningless. Knows nothing of
-storage, queueing or the UI.
+the sizes are tiny and the weights random, so its answers are meaningless. Across turns (`Qwen25VLReuse`), its
+3-D rotary positions are computed for the whole prompt from the token types and every image's grid, and images go
+through the vision tower by their rows of patches. Knows nothing of storage, queueing or the UI.
 """
 
 from __future__ import annotations

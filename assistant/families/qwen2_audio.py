@@ -3,7 +3,9 @@
 Its demo checkpoint follows the published layout: a `qwen2_audio` config (Whisper-style audio
 tower, linear projector, Qwen2 language model), `Qwen2AudioProcessor` with the published
 WhisperFeatureExtractor settings, the published chat template and special tokens. Weights are
-random and the vocabulary is a small BPE trained on the spot. Knows nothing of storage or the UI.
+random and the vocabulary is a small BPE trained on the spot. Across turns (`Qwen2AudioReuse`), positions are
+plain 1-D ones and each clip goes through the tower and projector as its forward would merge it. Knows nothing of
+storage or the UI.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The demo checkpoint has the published `Qwen/Qwen3-VL-8B-Instruct` layout: a `qwe
 `Qwen3VLForConditionalGeneration` weights (a vision tower with DeepStack mergers feeding the first
 language layers, interleaved M-RoPE), a `Qwen3VLProcessor` with the published image and video
 settings and chat template, and the same special tokens in the same order. Only the sizes are tiny
-and the weights random, so its answers are meaningless. Knows nothing of storage, queueing or the UI.
+and the weights random, so its answers are meaningless. Across turns (`Qwen3VLReuse`), each image's DeepStack
+levels are kept with its features and added in the first language layers when its tokens are prefilled.
+Knows nothing of storage, queueing or the UI.
 """
 
 from __future__ import annotations
