@@ -15,3 +15,5 @@ MAX_AUDIO_SECONDS = 300.0
 MIN_AUDIO_SECONDS = 0.5
 # Nothing louder than this (-40 dBFS) is silence: a muted or wrong microphone.
 SILENCE_PEAK = 0.01
+# Encoder outputs kept in RAM across turns (assistant/reuse.py), least recently used dropped first.
+ENCODER_MEMORY_BYTES = 1 << 30
