@@ -1,4 +1,5 @@
-"""Limits on what one user turn may carry; checked in one place, `assistant.validation.validate_turn`."""
+"""Every named limit of the app: what one user turn may carry (checked in one place,
+`assistant.validation.validate_turn`), what storage keeps, and what an import or an API request may hold."""
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_FILES_PER_MESSAGE = 8
@@ -19,6 +20,9 @@ SILENCE_PEAK = 0.01
 # Storage: a conversation's title and an attachment's file name are cut to these.
 MAX_TITLE_CHARS = 200
 MAX_FILENAME_CHARS = 255
+# An imported transcript's language code and model name are cut to these (their columns' widths).
+MAX_LANGUAGE_CHARS = 16
+MAX_TRANSCRIPT_MODEL_CHARS = 200
 # An API key's name and an account's password.
 MAX_KEY_NAME_CHARS = 64
 MIN_PASSWORD_CHARS = 8

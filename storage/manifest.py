@@ -123,9 +123,9 @@ def _transcript(value, where: str) -> Transcript | None:
     return Transcript(
         status=_choice(value, "status", where, TranscriptStatus),
         text=_typed(value, "text", where, str, optional=True) or "",
-        language=(_typed(value, "language", where, str, optional=True) or "")[:16] or None,
+        language=(_typed(value, "language", where, str, optional=True) or "")[: limits.MAX_LANGUAGE_CHARS] or None,
         seconds=None if seconds is None else float(seconds),
-        model=(_typed(value, "model", where, str, optional=True) or "")[:200],
+        model=(_typed(value, "model", where, str, optional=True) or "")[: limits.MAX_TRANSCRIPT_MODEL_CHARS],
         error=_typed(value, "error", where, str, optional=True),
     )
 
