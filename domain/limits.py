@@ -1,4 +1,5 @@
-"""Limits on what one user turn may carry; checked in one place, `assistant.validation.validate_turn`."""
+"""Every named limit of the app: what one user turn may carry (checked in one place,
+`assistant.validation.validate_turn`), what storage keeps, and what an import or an API request may hold."""
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_FILES_PER_MESSAGE = 8
@@ -17,3 +18,35 @@ MIN_AUDIO_SECONDS = 0.5
 SILENCE_PEAK = 0.01
 # Encoder outputs kept in RAM across turns (assistant/reuse.py), least recently used dropped first.
 ENCODER_MEMORY_BYTES = 1 << 30
+
+
+# Storage: a conversation's title and an attachment's file name are cut to these.
+MAX_TITLE_CHARS = 200
+MAX_FILENAME_CHARS = 255
+# An imported transcript's language code and model name are cut to these (their columns' widths).
+MAX_LANGUAGE_CHARS = 16
+MAX_TRANSCRIPT_MODEL_CHARS = 200
+# An API key's name and an account's password.
+MAX_KEY_NAME_CHARS = 64
+MIN_PASSWORD_CHARS = 8
+
+# Exports: refuse zips that would unpack past these before reading a byte of them (zip bombs).
+MAX_UNPACKED_BYTES = 2 * 1024**3
+MAX_MEMBERS = 100_000
+MAX_JSON_BYTES = 512 * 1024**2
+# One import is one transaction: these keep a small, highly compressible file from making one that holds the
+# database's write lock for minutes (and leave room for a household's whole ChatGPT history).
+MAX_IMPORT_CONVERSATIONS = 10_000
+MAX_IMPORT_MESSAGES = 250_000
+
+# Generation settings a conversation (or an API request) may ask for.
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+MAX_NEW_TOKENS_LIMIT = 32_768
+
+# The OpenAI-compatible API: a request carries at most a message's files, base64-encoded (4/3), for each turn of
+# history it repeats.
+MAX_BODY_BYTES = 256 * 1024**2
+MAX_STOP_STRINGS = 4
+# Requests that may wait for the model beyond those being answered (--api-queue-limit), and the wait a refused one is told.
+DEFAULT_QUEUE_LIMIT = 32
+RETRY_AFTER_S = 5
