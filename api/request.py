@@ -2,7 +2,10 @@
 
 Content parts: `text`; `image_url` (data URLs; http(s) only with --allow-remote-media); `input_audio` (OpenAI's
 shape: base64 wav or mp3) and `audio_url` with a data URL (SGLang's). What we cannot honour gets a 400 that
-names the parameter, rather than being ignored.
+names the parameter, rather than being ignored; fields we do not know are ignored, as OpenAI's clients expect.
+
+The body's shape is checked by the pydantic models below (`ChatBody`); the first fault they find becomes the
+ApiError a client sees (`_refusal`). Then the media are decoded (or fetched) and the settings checked.
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from api.errors import ApiError, unsupported
 from domain import limits
 from domain.settings import GenerationSettings
 from domain.types import Role
 
-MAX_STOP_STRINGS = 4
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*)(;base64)?,", re.I)
 _EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "audio/mpeg": "mp3", "audio/x-wav": "wav", "audio/wave": "wav"}
+_ROLES = ("system", "developer", "user", "assistant")
+_TOOLS = "tools and function calling"
 
 
 @dataclass
@@ -43,146 +48,292 @@ class ChatRequest:
     include_usage: bool = False
 
 
+class _Refused(ValueError):
+    """Raised in a validator: the ApiError for the value, given the parameter's name where the fault is."""
+
+    def __init__(self, error: Callable[[str], ApiError]):
+        super().__init__("refused")
+        self.error = error
+
+
+def _refuse(error: ApiError) -> _Refused:
+    return _Refused(lambda _: error)
+
+
+# --- the body's shape ---------------------------------------------------------------------------------------
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Shape):
+    type: Literal["text"]
+    text: str
+
+
+class _MediaUrl(_Shape):
+    url: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value):
+        return {"url": value} if isinstance(value, str) else value  # a bare URL, as some clients send
+
+
+class ImagePart(_Shape):
+    type: Literal["image_url"]
+    image_url: _MediaUrl
+
+
+class AudioUrlPart(_Shape):
+    type: Literal["audio_url"]
+    audio_url: _MediaUrl
+
+
+class _InputAudio(_Shape):
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class InputAudioPart(_Shape):
+    type: Literal["input_audio"]
+    input_audio: _InputAudio
+
+
+Part = Annotated[TextPart | ImagePart | InputAudioPart | AudioUrlPart, Field(discriminator="type")]
+
+
+class ChatMessage(_Shape):
+    role: str
+    content: list[Part] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role(cls, value):
+        if not isinstance(value, dict):
+            return value  # not an object: pydantic says so
+        role = value.get("role")
+        if role in ("tool", "function"):
+            raise _Refused(lambda at: unsupported(f"{at}.role", _TOOLS))
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _Refused(lambda at: ApiError(400, f"`{at}.role` must be system, developer, user or assistant.", f"{at}.role"))
+        if role in ("user", "assistant") and (value.get("tool_calls") or value.get("function_call")):
+            raise _Refused(lambda at: unsupported(f"{at}.tool_calls", _TOOLS))
+        return value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text(cls, value):
+        return [{"type": "text", "text": value}] if isinstance(value, str) else value
+
+
+class StreamOptions(_Shape):
+    include_usage: Any = None
+
+
+class ChatBody(_Shape):
+    """Fields in the order they are checked: the first fault found is the one a client is told of. Those typed Any
+    are checked by the validators below (most are there only to be refused) or, for the settings, later."""
+
+    n: Any = None
+    tools: Any = None
+    functions: Any = None
+    tool_choice: Any = None
+    function_call: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    response_format: Any = None
+    modalities: Any = None
+    audio: Any = None
+    presence_penalty: Any = None
+    frequency_penalty: Any = None
+    logit_bias: Any = None
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream_options: StreamOptions | None = None
+    stop: str | Annotated[list[str], Field(max_length=limits.MAX_STOP_STRINGS)] | None = None
+    stream: Any = None
+    # Checked as GenerationSettings once the system prompt is known (the messages').
+    temperature: Any = None
+    top_p: Any = None
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
+    seed: Any = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_answer(cls, value):
+        if value not in (None, 1):
+            raise _refuse(unsupported("n", "one answer per request"))
+        return value
+
+    @field_validator("tools", "functions", "logprobs", "top_logprobs", "logit_bias")
+    @classmethod
+    def _absent(cls, value, info: ValidationInfo):
+        what = {"logprobs": "log probabilities", "top_logprobs": "log probabilities", "logit_bias": "no logit bias"}
+        if value:
+            raise _refuse(unsupported(info.field_name, what.get(info.field_name, _TOOLS)))
+        return value
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _none(cls, value, info: ValidationInfo):
+        if value not in (None, "none"):
+            raise _refuse(unsupported(info.field_name, _TOOLS))
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _plain_text(cls, value):
+        if value not in (None, {"type": "text"}):
+            raise _refuse(unsupported("response_format", "only plain text answers"))
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_out(cls, value):
+        if not value:
+            return []
+        if not isinstance(value, list):
+            raise _refuse(ApiError(400, "`modalities` must be a list, e.g. [\"text\"].", "modalities", "invalid_value"))
+        if [m for m in value if m != "text"]:
+            raise _refuse(unsupported("modalities", "answers are text"))
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _no_audio_out(cls, value, info: ValidationInfo):
+        if value:
+            raise _refuse(unsupported("modalities" if info.data.get("modalities") else "audio", "answers are text"))
+        return value
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalty(cls, value, info: ValidationInfo):
+        if value not in (None, 0, 0.0):
+            raise _refuse(unsupported(info.field_name, "no repetition penalties"))
+        return value
+
+    @field_validator("stream_options", mode="before")
+    @classmethod
+    def _falsy_is_none(cls, value):
+        return value or None
+
+
+# --- from the body to a request -----------------------------------------------------------------------------
+
+
 def parse(body: object, fetch: Callable[[str, int, str], bytes] | None) -> ChatRequest:
     """`fetch(url, limit, param)` gets an http(s) media URL; None: such URLs are refused."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    _refuse_unsupported(body)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "`model` is required.", "model", "missing_required_parameter")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "`messages` must be a non-empty list.", "messages", "missing_required_parameter")
+    try:
+        checked = ChatBody.model_validate(body)
+    except ValidationError as error:
+        raise _refusal(error.errors()[0], body) from None
     system: list[str] = []
     turns: list[Turn] = []
-    for i, message in enumerate(messages):
+    for i, message in enumerate(checked.messages):
         param = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise ApiError(400, f"`{param}` must be an object.", param)
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text, files = _content(message.get("content"), param, fetch)
+        text, files = _content(message.content, param, fetch)
+        if message.role in ("system", "developer"):
             if files:
                 raise ApiError(400, "A system message can hold only text.", f"{param}.content")
             system.append(text)
-        elif role in ("user", "assistant"):
-            if message.get("tool_calls") or message.get("function_call"):
-                raise unsupported(f"{param}.tool_calls", "tools and function calling")
-            text, files = _content(message.get("content"), param, fetch)
-            if role == "assistant" and files:
-                raise ApiError(400, "An assistant message can hold only text.", f"{param}.content")
-            turns.append(Turn(Role(role), text, files))
-        elif role in ("tool", "function"):
-            raise unsupported(f"{param}.role", "tools and function calling")
         else:
-            raise ApiError(400, f"`{param}.role` must be system, developer, user or assistant.", f"{param}.role")
+            if message.role == "assistant" and files:
+                raise ApiError(400, "An assistant message can hold only text.", f"{param}.content")
+            turns.append(Turn(Role(message.role), text, files))
     if not turns or turns[-1].role is not Role.USER:
         raise ApiError(400, "The last message must be the user's.", "messages")
-    stream_options = body.get("stream_options") or {}
-    if not isinstance(stream_options, dict):
-        raise ApiError(400, "`stream_options` must be an object.", "stream_options")
+    stops = [checked.stop] if isinstance(checked.stop, str) else checked.stop or []
     return ChatRequest(
-        model=model,
+        model=checked.model,
         history=turns[:-1],
         question=turns[-1],
-        settings=_settings(body, "\n\n".join(system) if system else None),
-        stop=_stop(body.get("stop")),
-        stream=bool(body.get("stream")),
-        include_usage=bool(stream_options.get("include_usage")),
+        settings=_settings(checked, "\n\n".join(system) if system else None),
+        stop=tuple(s for s in stops if s),
+        stream=bool(checked.stream),
+        include_usage=bool(checked.stream_options and checked.stream_options.include_usage),
     )
 
 
-def _refuse_unsupported(body: dict) -> None:
-    n = body.get("n")
-    if n not in (None, 1):
-        raise unsupported("n", "one answer per request")
-    for name in ("tools", "functions"):
-        if body.get(name):
-            raise unsupported(name, "tools and function calling")
-    if body.get("tool_choice") not in (None, "none"):
-        raise unsupported("tool_choice", "tools and function calling")
-    if body.get("function_call") not in (None, "none"):
-        raise unsupported("function_call", "tools and function calling")
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise unsupported("logprobs" if body.get("logprobs") else "top_logprobs", "log probabilities")
-    response_format = body.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise unsupported("response_format", "only plain text answers")
-    modalities = body.get("modalities") or []
-    if not isinstance(modalities, list):
-        raise ApiError(400, "`modalities` must be a list, e.g. [\"text\"].", "modalities", "invalid_value")
-    if [m for m in modalities if m != "text"] or body.get("audio"):
-        raise unsupported("modalities" if body.get("modalities") else "audio", "answers are text")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if body.get(name) not in (None, 0, 0.0):
-            raise unsupported(name, "no repetition penalties")
-    if body.get("logit_bias"):
-        raise unsupported("logit_bias", "no logit bias")
+def _refusal(error, body) -> ApiError:
+    """The first fault pydantic found, as the ApiError that names its parameter."""
+    loc = error["loc"]
+    refused = (error.get("ctx") or {}).get("error")
+    at = _param(loc)
+    if isinstance(refused, _Refused):
+        return refused.error(at)
+    if not loc:
+        return ApiError(400, "The request body must be a JSON object.")
+    if loc[0] == "model":
+        return ApiError(400, "`model` is required.", "model", "missing_required_parameter")
+    if loc[0] == "stream_options":
+        return ApiError(400, "`stream_options` must be an object.", "stream_options")
+    if loc[0] == "stop":
+        message = f"`stop` must be a string or a list of at most {limits.MAX_STOP_STRINGS} strings."
+        return ApiError(400, message, "stop", "invalid_value")
+    if len(loc) == 1:
+        return ApiError(400, "`messages` must be a non-empty list.", "messages", "missing_required_parameter")
+    if len(loc) == 2:
+        return ApiError(400, f"`{at}` must be an object.", at)
+    where = _param(loc[:3])
+    if len(loc) == 3:
+        return ApiError(400, f"`{where}` must be a string or a list of parts.", where)
+    where = _param(loc[:4])
+    part = body["messages"][loc[1]]["content"][loc[3]]
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind in ("image_url", "audio_url"):
+        return ApiError(400, f"`{where}` needs a `url`.", where)
+    if kind == "input_audio" and "format" in loc[4:]:
+        return ApiError(400, f"`{where}.input_audio.format` must be wav or mp3.", f"{where}.input_audio.format")
+    if kind == "input_audio":
+        return ApiError(400, f"`{where}.input_audio` needs base64 `data` and a `format`.", f"{where}.input_audio")
+    return ApiError(400, f"`{where}.type` must be text, image_url, input_audio or audio_url.", f"{where}.type")
 
 
-def _settings(body: dict, system: str | None) -> GenerationSettings:
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    values = {"system_prompt": system, "temperature": body.get("temperature"), "top_p": body.get("top_p"),
-              "max_new_tokens": max_tokens, "seed": body.get("seed")}
+def _param(loc: tuple) -> str:
+    """('messages', 0, 'content', 1) as messages[0].content[1]; a part's union tag (the type) left out."""
+    text = ""
+    for i, name in enumerate(loc):
+        if isinstance(name, int):
+            text += f"[{name}]"
+        elif not (i == 4 and loc[2] == "content"):
+            text += f".{name}" if text else name
+    return text
+
+
+def _settings(checked: ChatBody, system: str | None) -> GenerationSettings:
+    given = checked.model_fields_set
+    max_tokens = checked.max_completion_tokens if "max_completion_tokens" in given else checked.max_tokens
+    values = {"system_prompt": system, "temperature": checked.temperature, "top_p": checked.top_p,
+              "max_new_tokens": max_tokens, "seed": checked.seed}
     try:
         return GenerationSettings(**values)
     except ValidationError as error:
         first = error.errors()[0]
-        name = {"max_new_tokens": "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens",
+        name = {"max_new_tokens": "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens",
                 "system_prompt": "messages"}.get(str(first["loc"][0]), str(first["loc"][0]))
         raise ApiError(400, f"`{name}`: {first['msg']}.", name, "invalid_value") from None
 
 
-def _stop(value) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops) or len(stops) > MAX_STOP_STRINGS:
-        raise ApiError(400, f"`stop` must be a string or a list of at most {MAX_STOP_STRINGS} strings.", "stop", "invalid_value")
-    return tuple(s for s in stops if s)
-
-
-def _content(content, param: str, fetch) -> tuple[str, list[tuple[bytes, str]]]:
-    if content is None:
-        return "", []
-    if isinstance(content, str):
-        return content, []
-    if not isinstance(content, list):
-        raise ApiError(400, f"`{param}.content` must be a string or a list of parts.", f"{param}.content")
+def _content(parts: list | None, param: str, fetch) -> tuple[str, list[tuple[bytes, str]]]:
     texts: list[str] = []
     files: list[tuple[bytes, str]] = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(parts or []):
         where = f"{param}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url":
-            url = _url(part.get("image_url"), where)
-            data, mime = _media(url, where, fetch)
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+        elif isinstance(part, ImagePart):
+            data, mime = _media(part.image_url.url, where, fetch)
             files.append((data, f"image-{len(files) + 1}.{_extension(mime, 'png')}"))
-        elif kind == "input_audio":
-            audio = part.get("input_audio")
-            if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
-                raise ApiError(400, f"`{where}.input_audio` needs base64 `data` and a `format`.", f"{where}.input_audio")
-            audio_format = audio.get("format")
-            if audio_format not in ("wav", "mp3"):
-                raise ApiError(400, f"`{where}.input_audio.format` must be wav or mp3.", f"{where}.input_audio.format")
-            files.append((_base64(audio["data"], where), f"audio-{len(files) + 1}.{audio_format}"))
-        elif kind == "audio_url":
-            url = _url(part.get("audio_url"), where)
-            data, mime = _media(url, where, fetch)
-            files.append((data, f"audio-{len(files) + 1}.{_extension(mime, 'wav')}"))
+        elif isinstance(part, InputAudioPart):
+            audio = part.input_audio
+            files.append((_base64(audio.data, where), f"audio-{len(files) + 1}.{audio.format}"))
         else:
-            raise ApiError(400, f"`{where}.type` must be text, image_url, input_audio or audio_url.", f"{where}.type")
+            data, mime = _media(part.audio_url.url, where, fetch)
+            files.append((data, f"audio-{len(files) + 1}.{_extension(mime, 'wav')}"))
     return "\n".join(texts), files
-
-
-def _url(value, where: str) -> str:
-    url = value.get("url") if isinstance(value, dict) else value
-    if not isinstance(url, str) or not url:
-        raise ApiError(400, f"`{where}` needs a `url`.", where)
-    return url
 
 
 def _media(url: str, where: str, fetch) -> tuple[bytes, str]:

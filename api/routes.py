@@ -32,16 +32,12 @@ from assistant.model_host import ModelHost, Phase
 from assistant.validation import validate_turn
 from domain import limits
 from domain.errors import AssistantError, EngineUnavailable, InvalidInput, ServiceUnavailable
-from domain.types import Message, Role, Status
+from domain.types import HistoryTurn, Message, Role, Status
 from storage import faults
 from ui.security import is_loopback
 
 log = logging.getLogger(__name__)
 
-# A request carries at most a message's files, base64-encoded (4/3), for each turn of history it repeats.
-MAX_BODY_BYTES = 256 * 1024**2
-DEFAULT_QUEUE_LIMIT = 32
-RETRY_AFTER_S = 5
 _DONE = object()
 
 
@@ -54,7 +50,7 @@ class ChatApi:
         accounts: Callable[[], bool],
         user_of_key: Callable[[str | None], int | None],
         upload_dir: Path,
-        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        queue_limit: int = limits.DEFAULT_QUEUE_LIMIT,
         fetch: Callable[[str, int, str], bytes] | None = None,
     ):
         """`accounts()`: whether users exist (then every request needs a key); `fetch`: http(s) media, or None."""
@@ -131,7 +127,7 @@ class ChatApi:
         queue = self.dialogue.queue
         if len(queue) >= queue.slots + self.queue_limit:  # this one would wait behind `queue_limit` others
             raise ApiError(429, f"The model is busy: {len(queue)} answers are being written or waiting; try again shortly.",
-                           code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)})
+                           code="queue_full", headers={"Retry-After": str(limits.RETRY_AFTER_S)})
         dialogue = self.dialogue.for_owner(owner)
         stop = threading.Event()
         try:
@@ -194,24 +190,17 @@ class ChatApi:
             return found
         validate_turn(chat.question.text, uploads)
         from assistant.dialogue import make_title
-        from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage
 
-        messages = []
+        turns = []
         for i, turn in enumerate(chat.history):
             text, files = turn.text, []
             if turn.files or turn.role is Role.USER:
-                text, checked = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"))
                 # Checked here as a turn's files are (a bad one refuses the request), so stored as they are.
-                files = [
-                    ImportedFile(f.path, hashlib.sha256(data).hexdigest(), f.filename, kind=f.kind, mime=f.mime)
-                    for (data, _), f in zip(turn.files, checked)
-                ]
-            messages.append(ImportedMessage(str(i), str(i - 1) if i else None, turn.role, text, files=files))
+                text, files = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"))
+            turns.append(HistoryTurn(turn.role, text, tuple(files)))
         first = chat.history[0]
         title = make_title(first.text, []) if first.text.strip() else "API conversation"
-        settings = chat.settings.model_dump(exclude_none=True)
-        imported = ImportedConversation(title, messages, str(len(messages) - 1), settings=settings)
-        conversation_id = dialogue.import_conversations([imported])[0].id
+        conversation_id = dialogue.store_history(turns, title, chat.settings).id
         # Found again by its history, not as the conversation's leaf: another client may already be adding to it.
         return dialogue.continuation_of(chat.settings.system_prompt, signature, within=conversation_id)
 
@@ -334,12 +323,12 @@ def _write(files: list[tuple[bytes, str]], folder: Path) -> list[tuple[Path, str
 
 async def _body(request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared and declared.isdigit() and int(declared) > limits.MAX_BODY_BYTES:
         raise _too_large()
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > limits.MAX_BODY_BYTES:
             raise _too_large()
     return bytes(body)
 
@@ -364,5 +353,5 @@ def _parse(body: bytes, fetch) -> parsing.ChatRequest:
 
 
 def _too_large() -> ApiError:
-    return ApiError(413, f"The request is larger than {MAX_BODY_BYTES // 2**20} MB; files are limited to "
+    return ApiError(413, f"The request is larger than {limits.MAX_BODY_BYTES // 2**20} MB; files are limited to "
                     f"{limits.MAX_FILE_BYTES // 2**20} MB each.", code="request_too_large")

@@ -32,11 +32,11 @@ from assistant.validation import clean_text, validate_text, validate_turn
 from domain import limits
 from domain.errors import InvalidInput
 from domain.settings import GenerationSettings
-from domain.types import ConversationSummary, MediaFile, MediaKind, Message, Role, SearchHit, StoredFile
+from domain.types import ConversationSummary, HistoryTurn, MediaFile, MediaKind, Message, Role, SearchHit, StoredFile
 
 if TYPE_CHECKING:
     from assistant.transcribe import Transcriber
-    from storage.exchange import ExportedConversation, ImportedConversation, ImportSummary
+    from storage.interchange import ExportedConversation, ImportSummary
     from storage.repository import ConversationRepository
 
 # The events a turn yields are defined in assistant.events; the page and the API take them from here too.
@@ -110,9 +110,9 @@ class DialogueManager:
     def export(self, conversation_ids: Sequence[str] | None = None) -> list[ExportedConversation]:
         return self.repository.export_conversations(conversation_ids)
 
-    def import_conversations(self, conversations: Sequence[ImportedConversation]) -> list[ConversationSummary]:
-        """All of them in one transaction, or none; their files already checked (the API checks them as turns)."""
-        return self.repository.import_conversations(conversations)
+    def store_history(self, turns: Sequence[HistoryTurn], title: str, settings: GenerationSettings) -> ConversationSummary:
+        """A new conversation holding an API client's history, none of ours holding it; its files already checked."""
+        return self.repository.store_history(turns, title, settings)
 
     def import_archive(self, source: Path | BinaryIO, scratch: Path | None = None) -> ImportSummary:
         """An export (ours, ChatGPT's, Open WebUI's), its files checked as uploads are: see assistant.imports."""

@@ -99,11 +99,11 @@ class TransformersEngine(AnswerLength):
         context = getattr(text_config, "max_position_embeddings", None) or family.context_tokens
         self.context_tokens = min(context, max_context) if max_context else context  # prompt and answer together
         # Work kept across turns (assistant/reuse.py), for the families that path knows; None: full prefill.
-        self.reuse = reuse if reuse is not None and supports_reuse(family.name, model) else None
+        self.reuse = reuse if reuse is not None and supports_reuse(family, model) else None
         self._incremental = None
         if self.reuse is not None:
             self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)
-            self._incremental = IncrementalProcessor(processor, family.processor_kwargs)
+            self._incremental = IncrementalProcessor(processor, family)
 
     def count_tokens(self, model_input: ModelInput) -> int:
         """The prompt's length in tokens, placeholders for images and audio expanded: runs the processor on it (see
@@ -195,7 +195,7 @@ class TransformersEngine(AnswerLength):
     def _generate_reusing(self, args: dict, report: GenerationReport, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
         cache, blocks = self.reuse.prefill(
-            self.model, self.family.name, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype
+            self.model, self.family, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype
         )
         ids = inputs["input_ids"]
         report.cached_tokens = ids.shape[1] - 1 - self.reuse.prefilled

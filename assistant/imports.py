@@ -18,7 +18,8 @@ from assistant.validation import clean_filename, validate_file
 from domain import limits
 from domain.errors import InvalidInput
 from domain.types import MediaFile, MediaKind
-from storage.exchange import ImportedConversation, ImportSummary, read_archive
+from storage.exchange import read_archive
+from storage.interchange import ImportedConversation, ImportSummary
 
 
 def import_archive(

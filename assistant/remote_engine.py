@@ -23,11 +23,10 @@ from dataclasses import replace
 import numpy as np
 
 from assistant.engine_contract import AnswerLength, EngineInfo, GenerationReport
-from assistant.families import families
-from assistant.families.base import Family
+from assistant.families import Capabilities, families
 from assistant.media import SAMPLE_RATE
 from assistant.prompt import ModelInput
-from domain.errors import EngineUnavailable, ModelLoadError
+from domain.errors import EngineUnavailable
 from domain.limits import CONNECT_TIMEOUT_S, DEFAULT_MAX_NEW_TOKENS, READ_TIMEOUT_S, SAID_CHARS
 from domain.settings import GenerationSettings
 from domain.types import MediaKind
@@ -44,24 +43,18 @@ IMAGE_TOKENS = 256
 AUDIO_TOKENS_PER_S = 25
 
 
-def family_for_model(name: str, accepts: frozenset[MediaKind] | None) -> Family:
-    """The registry's family whose name the served model's name contains (Qwen/Qwen2.5-Omni-7B -> qwen2.5-omni),
-    with `accepts` (from --engine-accepts) overriding what it takes; an unknown name takes text unless told."""
+def family_for_model(name: str, accepts: frozenset[MediaKind] | None) -> Capabilities:
+    """What the served model takes: its registry family's capabilities when the model's name contains the family's
+    name (Qwen/Qwen2.5-Omni-7B -> qwen2.5-omni), with `accepts` (from --engine-accepts) overriding what it takes;
+    an unknown name takes text unless told."""
 
     def squash(text: str) -> str:
         return text.lower().replace("-", "").replace("_", "")
 
     known = next((f for f in families().values() if squash(f.name) in squash(name)), None)
     if known is None:
-        return Family(
-            name="remote", title=name, model_types=(), accepts=accepts or frozenset(), model_class="", unquantized=(),
-            license="the server's", build_demo=_no_demo, context_tokens=DEFAULT_CONTEXT,
-        )
-    return replace(known, accepts=accepts) if accepts is not None else known
-
-
-def _no_demo(_folder) -> None:
-    raise ModelLoadError("A remote model has no demo checkpoint.")
+        return Capabilities(name="remote", title=name, accepts=accepts or frozenset(), context_tokens=DEFAULT_CONTEXT)
+    return replace(known.capabilities, accepts=accepts) if accepts is not None else known.capabilities
 
 
 class OpenAIEngine(AnswerLength):
@@ -71,7 +64,7 @@ class OpenAIEngine(AnswerLength):
         self,
         base_url: str,
         model: str,
-        family: Family,
+        family: Capabilities,
         api_key: str | None = None,
         audio_part: str = "input_audio",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,

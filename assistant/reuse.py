@@ -4,12 +4,13 @@ A new turn prefills only the tokens its conversation's cache does not already ho
 to the longest common prefix of the cached and the new token ids, never inside an image or audio block,
 and only up to the first block whose media differ (ids alone cannot tell two same-size images apart).
 The new part goes in as embeddings, media scattered in from the encoder cache (memory, then disk, then
-the encoder itself), with the Qwen models' 3-D rotary positions computed for the whole prompt; then
-`generate` continues from the cache with the last prompt token, the model's `rope_deltas` set for this
-conversation (it keeps those of whatever ran last). Qwen3-VL's DeepStack levels are kept with each image's
-features and added in its first layers; Gemma 4 gets its per-layer embeddings of the token ids (and, where
-image tokens attend both ways, every token's type), and its sliding-window layers keep every token so that
-the cache can be cut anywhere. Knows nothing of storage, queueing or the UI.
+the encoder itself), with rotary positions computed for the whole prompt; then `generate` continues from
+the cache with the last prompt token, the model's `rope_deltas` (where it has them) set for this
+conversation (it keeps those of whatever ran last). Sliding-window layers keep every token, so the cache
+can be cut anywhere. What differs between model families (their positions, how one media item is encoded,
+how the language model takes the prefill, whether reuse is possible at all) is each family's
+`ReuseContract` (assistant/families/reuse_contract.py); this module names no family.
+Knows nothing of storage, queueing or the UI.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 
 import torch
 
+from assistant.families.base import Family
+from assistant.families.reuse_contract import Segment
+from domain.limits import ENCODER_MEMORY_BYTES
+
 log = logging.getLogger(__name__)
 
 def media_key(kind: str, key: str) -> str:
@@ -36,39 +41,6 @@ def _media_file(media: str) -> str:
     return media.split(":", 1)[-1].split("#", 1)[0]
 
 
-def _omni_positions(inner, inputs):
-    seqlens = inputs.get("audio_feature_lengths")  # every clip's, old ones included (assistant/incremental.py)
-    return inner.get_rope_index(inputs["input_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None)
-
-
-def _vl_positions(inner, inputs):
-    return inner.get_rope_index(
-        inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, None, inputs["attention_mask"]
-    )
-
-
-def _qwen3_vl_positions(inner, inputs):
-    return inner.get_rope_index(
-        inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"]
-    )
-
-
-def _text_positions(inner, inputs):
-    """Plain 1-D positions (Qwen2-Audio): 0..n-1, no deltas to keep."""
-    length = inputs["input_ids"].shape[1]
-    return torch.arange(length, device=inputs["input_ids"].device).unsqueeze(0), None
-
-
-# The families this path knows: how each computes its rotary positions for a whole prompt.
-POSITIONS = {
-    "qwen2.5-omni": _omni_positions,
-    "qwen2.5-vl": _vl_positions,
-    "qwen2-audio": _text_positions,
-    "qwen3-vl": _qwen3_vl_positions,
-    "gemma4": _text_positions,
-}
-# Encoder outputs kept in RAM (on the CPU, whatever the model's device), least recently used dropped first.
-ENCODER_MEMORY_BYTES = 1 << 30
 
 
 @dataclass
@@ -185,10 +157,9 @@ def model_fingerprint(model, quant: str, dtype: torch.dtype) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def supports_reuse(family: str, model) -> bool:
-    """Whether this path can keep `model`'s work across turns: a family it knows, and not a model whose every
-    token attends both ways (Gemma's `use_bidirectional_attention="all"`: a cached token would depend on later ones)."""
-    return family in POSITIONS and getattr(model.config.get_text_config(), "use_bidirectional_attention", None) != "all"
+def supports_reuse(family: Family, model) -> bool:
+    """Whether this path can keep `model`'s work across turns: its family has a reuse contract that takes it."""
+    return family.reuse is not None and family.reuse.supports(model)
 
 
 def default_budget_bytes(device: torch.device) -> int:
@@ -220,7 +191,7 @@ class Reuse:
         folder = None if self._encoder_folder is None else self._encoder_folder / fingerprint
         self.encoders = EncoderCache(folder)
 
-    def prefill(self, model, family: str, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
+    def prefill(self, model, family: Family, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
         """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, (start, media key) per block)."""
         from transformers import DynamicCache
 
@@ -230,7 +201,8 @@ class Reuse:
         config = model.config
         text_config = config.get_text_config()
         blocks = _blocks(ids[0], getattr(config, "image_token_id", None), getattr(config, "audio_token_id", None), image_keys, audio_keys)
-        positions, deltas = POSITIONS[family](inner, inputs)
+        contract = family.reuse
+        positions, deltas = contract.positions(inner, inputs)
         entry = self.kv.take(key)
         start, cache = 0, None
         if entry is not None:
@@ -240,20 +212,19 @@ class Reuse:
             start, cache = 0, _recording(DynamicCache(config=config))
         self.prefilled = length - 1 - start
         if start < length - 1:
-            segment = ids[:, start : length - 1]
             needed = [b for b in blocks if b[0] >= start]
-            # Placeholder tokens embed as padding (Gemma 4's may lie outside its vocabulary); media go in over them.
-            text_ids = segment.clone()
+            # Placeholder tokens embed as padding (they may lie outside the vocabulary); media go in over them.
+            text_ids = ids[:, start : length - 1].clone()
             for block_start, block_end, *_ in needed:
                 text_ids[0, block_start - start : block_end - start] = getattr(text_config, "pad_token_id", None) or 0
             embeds = inner.get_input_embeddings()(text_ids)
             # Media processed earlier have no pixels or features in `inputs`: fetch theirs before new ones can evict.
             needed.sort(key=lambda b: b[3] in inputs[f"new_{b[2]}s"])
-            deepstack = {}  # block start -> (levels, tokens, hidden): what Qwen3-VL adds inside its first layers
+            levels = {}  # block start -> an encoder's further levels, which the family's prefill adds
             for block_start, block_end, kind, index, media_key in needed:
-                features = self.encoders.get(media_key, lambda: _encode(inner, inputs, kind, index, float_dtype))
+                features = self.encoders.get(media_key, lambda: _encode(contract, inner, inputs, kind, index, float_dtype))
                 if features.dim() == 3:
-                    features, deepstack[block_start] = features[0], features[1:]
+                    features, levels[block_start] = features[0], features[1:]
                 embeds[0, block_start - start : block_end - start] = features.to(embeds.device, embeds.dtype)
             mask = torch.ones(1, length - 1, dtype=torch.long, device=ids.device)
             # The inner model: the cache is what this pass is for, so the output head (152k wide) is skipped.
@@ -264,17 +235,7 @@ class Reuse:
                 past_key_values=cache,
                 use_cache=True,
             )
-            if deepstack:
-                inner.language_model(**args, **_deepstack_args(deepstack, blocks, start, segment, embeds))
-            elif getattr(text_config, "hidden_size_per_layer_input", None):
-                # Gemma 4: per-layer embeddings of the token ids, padding where the media are, as its forward makes them;
-                # and where its image tokens see each other both ways, every token's type from the start of the prompt
-                # (the mask finds each image block by its place in the whole sequence).
-                if getattr(text_config, "use_bidirectional_attention", None) == "vision":
-                    args["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, : length - 1]
-                inner(**args, per_layer_inputs=inner.language_model.get_per_layer_inputs(text_ids, None))
-            else:
-                inner(**args)
+            contract.prefill(inner, Segment(args, inputs, text_ids, start, length - 1, blocks, levels))
         if deltas is not None:
             inner.rope_deltas = deltas
         return cache, [(s, k) for s, _, _, _, k in blocks]
@@ -364,58 +325,9 @@ def _reusable(entry: Entry, ids: torch.Tensor, blocks, limit: int) -> int:
     return start
 
 
-def _encode(inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
-    """One new media item (the `index`-th image or clip of the prompt) through its encoder: (tokens, hidden)."""
+def _encode(contract, inner, inputs, kind: str, index: int, float_dtype) -> torch.Tensor:
+    """One new media item (the `index`-th image or clip of the prompt) through its family's encoder."""
     new = inputs[f"new_{kind}s"]
     if index not in new:
         raise RuntimeError(f"the encoder output of {kind} {index} is no longer cached and its inputs were not processed")
-    j = new.index(index)
-    if kind == "image" and "image_position_ids" in inputs:  # Gemma 4: one row of patches per image
-        output = inner.get_image_features(inputs["pixel_values"][j : j + 1].to(float_dtype), inputs["image_position_ids"][j : j + 1])
-        return output.pooler_output[0]
-    if kind == "audio" and "input_features_mask" in inputs:  # Gemma 4: the tokens of the clip's valid frames
-        output = inner.get_audio_features(inputs["input_features"][j : j + 1].to(float_dtype), inputs["input_features_mask"][j : j + 1])
-        return output.pooler_output[output.attention_mask.to(output.pooler_output.device)]
-    if kind == "image":
-        grids = inputs["image_grid_thw"][new]
-        rows = grids.prod(-1).tolist()
-        first = sum(rows[:j])
-        pixels = inputs["pixel_values"][first : first + rows[j]].to(float_dtype)
-        output = inner.get_image_features(pixels, grids[j : j + 1])
-        levels = getattr(output, "deepstack_features", None)
-        if levels:  # Qwen3-VL: the merged features and each DeepStack level's, kept together (levels, tokens, hidden)
-            return torch.stack([output.pooler_output[0], *(level[0] for level in levels)])
-        return output.pooler_output[0]
-    features = inputs["input_features"][j : j + 1].to(float_dtype)
-    mask = inputs["feature_attention_mask"][j : j + 1]
-    if not hasattr(inner, "get_audio_features"):
-        return _qwen2_audio_features(inner, features, mask)
-    return inner.get_audio_features(features, mask).last_hidden_state
-
-
-def _deepstack_args(deepstack: dict, blocks, start: int, segment: torch.Tensor, embeds: torch.Tensor) -> dict:
-    """Qwen3-VL's language model adds each image's DeepStack levels to its tokens' hidden states in the first
-    layers: where the segment's image tokens are, and their levels in order."""
-    where = torch.zeros(segment.shape, dtype=torch.bool, device=segment.device)
-    ordered = []
-    for block_start, block_end, *_ in blocks:
-        if block_start in deepstack:
-            where[0, block_start - start : block_end - start] = True
-            ordered.append(deepstack[block_start])
-    levels = torch.cat(ordered, dim=1).to(embeds.device, embeds.dtype)  # (levels, tokens of every image, hidden)
-    return {"visual_pos_masks": where, "deepstack_visual_embeds": list(levels)}
-
-
-def _qwen2_audio_features(inner, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Qwen2-Audio merges audio inside its forward and has no get_audio_features: the same steps for one clip
-    (tower over the valid frames, projector), cut to the tokens its placeholder run holds."""
-    from transformers.masking_utils import create_bidirectional_mask
-
-    tower = inner.audio_tower
-    feature_lengths, output_lengths = tower._get_feat_extract_output_lengths(mask.sum(-1))
-    frames = (features.shape[-1] - 2) // 2 + 1
-    valid = (torch.arange(frames, device=features.device) < feature_lengths.to(features.device).unsqueeze(1)).long()
-    dummy = torch.zeros((1, frames, 1), dtype=features.dtype, device=features.device)
-    attention = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=valid)
-    hidden = tower(features, attention_mask=attention).last_hidden_state
-    return inner.multi_modal_projector(hidden)[0, : int(output_lengths[0])]
+    return contract.encode(inner, inputs, kind, new.index(index), float_dtype)

@@ -141,7 +141,6 @@ def main() -> None:
         return
 
     from domain import limits
-    from storage import exchange
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)
@@ -151,9 +150,9 @@ def main() -> None:
             ("baseline: no message", lambda p: references(p, member, 0), "—"),
             ("one 25 MB member, 20 references", lambda p: references(p, member, 20), "each member read once"),
             ("one 25 MB member, 120 references", lambda p: references(p, member, 120), "each member read once"),
-            ("1.5 GB manifest in a small zip", huge_manifest, f"manifest ≤ {exchange.MAX_JSON_BYTES // 2**20} MB, checked on its header"),
-            ("100,000 empty conversations", many_conversations, f"≤ {exchange.MAX_IMPORT_CONVERSATIONS:,} conversations, "
-             f"≤ {exchange.MAX_IMPORT_MESSAGES:,} messages per import"),
+            ("1.5 GB manifest in a small zip", huge_manifest, f"manifest ≤ {limits.MAX_JSON_BYTES // 2**20} MB, checked on its header"),
+            ("100,000 empty conversations", many_conversations, f"≤ {limits.MAX_IMPORT_CONVERSATIONS:,} conversations, "
+             f"≤ {limits.MAX_IMPORT_MESSAGES:,} messages per import"),
             ("at the limits: 10,000 × 24 messages", at_the_limits, "the largest import allowed: one transaction"),
         ]  # fmt: skip
         print(f"{'case':36} {'zip':>10} {'peak RSS':>10} {'time':>8}  limit / outcome")

@@ -46,35 +46,24 @@ Figures, printed per round as they come and in a summary table (targets from iss
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import io
-import json
 import os
 import random
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import uuid
-import wave
-import zipfile
-from contextlib import closing
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
-from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from soak_checks import backdate, first_new_file, import_outcome, integrity, lost_questions, orphans, stored_files, text_lost, unmarked
+from soak_client import ROOT, App, Asked, ask, free_port, make_archive, question
+
 MARKER = ".soak-data"  # a data dir this script made, and may wipe
 KEPT = {"models", MARKER}  # what a new run keeps of it: the demo model (and Whisper) built once
 ANSWER_KINDS = ("text", "image", "audio")
@@ -83,278 +72,6 @@ DEFAULT_GRACE_S = 3600.0
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-# --- the app ------------------------------------------------------------------------------------------------
-
-
-class App:
-    """`python run.py --demo` on one port (so a restart is the same instance), in its own process group."""
-
-    def __init__(self, data_dir: Path, port: int, max_new_tokens: int, orphan_grace_s: float):
-        self.data_dir, self.port = data_dir, port
-        self.base = f"http://127.0.0.1:{port}"
-        self.args = ["--demo", "--data-dir", str(data_dir), "--port", str(port), "--max-new-tokens", str(max_new_tokens)]
-        usage = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-        if "--orphan-grace" in usage:
-            self.args += ["--orphan-grace", str(orphan_grace_s)]
-        self.log = data_dir / "soak-app.log"
-        self.proc: subprocess.Popen | None = None
-        self.model = ""
-
-    def start(self, timeout_s: float = 600) -> float:
-        """Start it and wait until the model answers; returns the seconds that took."""
-        began = time.monotonic()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "run.py", *self.args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        while time.monotonic() - began < timeout_s:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"error: the app exited with status {self.proc.returncode}; see {self.log}")
-            try:
-                model = httpx.get(self.base + "/v1/models", timeout=2).json()["data"][0]
-                if "max_model_len" in model:  # present once the engine is loaded
-                    self.model = model["id"]
-                    return time.monotonic() - began
-            except (httpx.HTTPError, ValueError, KeyError, IndexError):
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"error: the app was not ready after {timeout_s:.0f} s; see {self.log}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- clients ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Asked:
-    """One streamed question, as its client saw it."""
-
-    tag: str  # unique text at the start of the question, to find it in the database
-    content: object
-    conversation: str | None = None
-    sent_at: float = 0.0
-    acked_at: float | None = None
-    chunks: list[tuple[float, int]] = field(default_factory=list)  # (receive time, characters received so far)
-    text: str = ""
-    done: bool = False
-    error: str | None = None
-    acked: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-
-def ask(app: App, asked: Asked, max_tokens: int) -> Asked:
-    """Send the question in a thread that streams the answer until it ends or the connection drops."""
-    body = {"model": app.model, "stream": True, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": asked.content}]}
-
-    def run() -> None:
-        try:
-            with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client, \
-                    client.stream("POST", app.base + "/v1/chat/completions", json=body) as response:
-                if response.status_code != 200:
-                    asked.error = f"HTTP {response.status_code}: {response.read()[:200]!r}"
-                    return
-                asked.conversation = response.headers["x-conversation-id"]
-                asked.acked_at = time.monotonic()
-                asked.acked.set()
-                pending = b""
-                for raw in response.iter_raw():
-                    now = time.monotonic()
-                    # Lines end at b"\n" only: httpx's iter_lines also splits at U+2028 and U+0085, which JSON
-                    # leaves unescaped and a random demo model does write.
-                    *lines, pending = (pending + raw).split(b"\n")
-                    for line in lines:
-                        receive(asked, line.decode(), now)
-        except (httpx.HTTPError, OSError, ValueError) as error:  # the kill: what was received is what counts
-            asked.error = asked.error or type(error).__name__
-        finally:
-            asked.acked.set()  # also when it failed: the waiter looks at acked_at
-
-    asked.sent_at = time.monotonic()
-    asked.thread = threading.Thread(target=run, daemon=True)
-    asked.thread.start()
-    return asked
-
-
-def receive(asked: Asked, line: str, now: float) -> None:
-    """One line of the event stream."""
-    if line == "data: [DONE]":
-        asked.done = True
-    elif line.startswith("data: "):
-        data = json.loads(line[6:])
-        if "error" in data:
-            asked.error = str(data["error"].get("message"))[:200]
-        for choice in data.get("choices") or []:
-            piece = (choice.get("delta") or {}).get("content") or ""
-            if piece:
-                asked.text += piece
-                asked.chunks.append((now, len(asked.text)))
-
-
-def question(kind: str, tag: str, rng: np.random.Generator) -> object:
-    text = f"{tag} Tell me a long story about this." if kind != "text" else f"{tag} Tell me a long story."
-    if kind == "text":
-        return text
-    if kind == "image":
-        part = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png(rng, 320)).decode()}}
-    else:
-        part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav(rng, 3.0)).decode(), "format": "wav"}}
-    return [{"type": "text", "text": text}, part]
-
-
-def png(rng: np.random.Generator, side: int) -> bytes:
-    """Noise (so it does not compress: `side` 900 is about 2.4 MB), different every call."""
-    out = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(out, "PNG", compress_level=1)
-    return out.getvalue()
-
-
-def wav(rng: np.random.Generator, seconds: float, rate: int = 16_000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    signal_ = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 600) * t) + 0.05 * rng.standard_normal(t.size)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(signal_, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
-
-
-def make_archive(path: Path, tag: str, rng: np.random.Generator, conversations: int = 4, images: int = 3) -> int:
-    """An export in this app's own format (storage/exchange.py) with fresh noise images; returns its conversation count."""
-    now = datetime.now(UTC).isoformat()
-    manifest = {"format": "local-assistant", "version": 1, "exported_at": now, "conversations": []}
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for c in range(conversations):
-            attachments = []
-            for i in range(images):
-                data = png(rng, 900)
-                sha = hashlib.sha256(data).hexdigest()
-                archive.writestr(f"files/{sha}.png", data)
-                attachments.append({"sha256": sha, "kind": "image", "mime": "image/png", "filename": f"noise-{i}.png",
-                                    "size_bytes": len(data), "file": f"files/{sha}.png", "transcript": None})
-            message = {"status": "complete", "error": None, "details": None, "created_at": now}
-            manifest["conversations"].append({
-                "id": str(c), "title": f"{tag} {c + 1}/{conversations}", "created_at": now, "updated_at": now,
-                "pinned": False, "archived": False, "settings": None, "current_message_id": 2,
-                "messages": [{**message, "id": 1, "parent_id": None, "role": "user", "text": "What are these?",
-                              "attachments": attachments},
-                             {**message, "id": 2, "parent_id": 1, "role": "assistant", "text": "Noise.", "attachments": []}],
-            })
-        archive.writestr("conversations.json", json.dumps(manifest))
-    return conversations
-
-
-# --- the database and files, read directly --------------------------------------------------------------------
-
-
-def connect(db: Path) -> sqlite3.Connection:
-    # Read-only: looking must not checkpoint or otherwise change what the restarted app will find.
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-
-
-def integrity(db: Path) -> str:
-    try:
-        with closing(connect(db)) as con:
-            rows = [row[0] for row in con.execute("PRAGMA integrity_check")]
-    except sqlite3.Error as error:
-        return f"error: {error}"
-    return "ok" if rows == ["ok"] else "; ".join(rows)[:120]
-
-
-def stored_files(data_dir: Path) -> list[Path]:
-    root = data_dir / "files"
-    return [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
-
-
-def orphans(data_dir: Path, db: Path) -> tuple[list[Path], list[str]]:
-    """(files no attachment row refers to, attachment rows whose file is gone)."""
-    with closing(connect(db)) as con:
-        linked = {row[0] for row in con.execute("SELECT sha256 FROM attachment")}
-    files = stored_files(data_dir)
-    present = {p.name.split(".", 1)[0] for p in files}
-    return [p for p in files if p.name.split(".", 1)[0] not in linked], sorted(linked - present)
-
-
-def first_new_file(data_dir: Path, before: set[Path], proc: subprocess.Popen) -> float | None:
-    """Wait until a file not in `before` appears under data_dir/files (its time.monotonic()), or `proc` ends (None)."""
-    while proc.poll() is None:
-        if set(stored_files(data_dir)) - before:
-            return time.monotonic()
-        time.sleep(0.005)
-    return None
-
-
-def backdate(data_dir: Path, seconds: float) -> None:
-    then = time.time() - seconds
-    for path in stored_files(data_dir):
-        os.utime(path, (then, then))
-
-
-def unmarked(db: Path) -> tuple[set[int], set[int]]:
-    """(user messages with no answer under them, answers still streaming)."""
-    with closing(connect(db)) as con:
-        unanswered = {row[0] for row in con.execute(
-            "SELECT u.id FROM message u WHERE u.role = 'user' AND NOT EXISTS "
-            "(SELECT 1 FROM message a WHERE a.parent_id = u.id AND a.role = 'assistant')")}
-        streaming = {row[0] for row in con.execute("SELECT id FROM message WHERE role = 'assistant' AND status = 'streaming'")}
-    return unanswered, streaming
-
-
-def find_question(con: sqlite3.Connection, asked: Asked) -> int | None:
-    row = con.execute("SELECT id FROM message WHERE conversation_id = ? AND role = 'user' AND instr(content, ?) = 1",
-                      (asked.conversation, asked.tag)).fetchone()
-    return row[0] if row else None
-
-
-def lost_questions(db: Path, acked: list[Asked]) -> list[Asked]:
-    with closing(connect(db)) as con:
-        return [a for a in acked if find_question(con, a) is None]
-
-
-def text_lost(db: Path, asked: Asked, killed_at: float) -> tuple[int, float, bool]:
-    """(characters received but not stored, their seconds of streaming, whether the stored text is not a prefix)."""
-    with closing(connect(db)) as con:
-        qid = find_question(con, asked)
-        row = con.execute("SELECT content FROM message WHERE parent_id = ? AND role = 'assistant' ORDER BY id DESC LIMIT 1",
-                          (qid,)).fetchone() if qid is not None else None
-    stored = row[0] if row else ""
-    if stored.startswith(asked.text):  # all received was stored (and maybe more, still on its way at the kill)
-        return 0, 0.0, False
-    if not asked.text.startswith(stored):
-        return 0, 0.0, True
-    chunks = [(t, n) for t, n in asked.chunks if t <= killed_at + 1.0]  # + bytes still in flight when it died
-    lost = len(asked.text) - len(stored)
-    if lost <= 0 or not chunks:
-        return max(lost, 0), 0.0, False
-    since = next((t for t, n in chunks if n >= len(stored)), chunks[-1][0]) if stored else chunks[0][0]
-    return lost, chunks[-1][0] - since, False
-
-
-def import_outcome(db: Path, tag: str, expected: int) -> str:
-    with closing(connect(db)) as con:
-        found = con.execute("SELECT count(*) FROM conversation WHERE instr(title, ?) = 1", (tag,)).fetchone()[0]
-    return "none" if found == 0 else "all" if found == expected else f"partial {found}/{expected}"
 
 
 # --- rounds ---------------------------------------------------------------------------------------------------

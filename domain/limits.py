@@ -1,4 +1,6 @@
-"""Limits on what one user turn may carry; checked in one place, `assistant.validation.validate_turn`."""
+"""Every named limit of the app: what one user turn may carry (checked in one place,
+`assistant.validation.validate_turn`), what storage keeps, what an import or an API request may hold,
+and how long and how often an answer may take, wait and be saved."""
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_FILES_PER_MESSAGE = 8
@@ -15,8 +17,42 @@ MAX_AUDIO_SECONDS = 300.0
 MIN_AUDIO_SECONDS = 0.5
 # Nothing louder than this (-40 dBFS) is silence: a muted or wrong microphone.
 SILENCE_PEAK = 0.01
+# Encoder outputs kept in RAM across turns (assistant/reuse.py), least recently used dropped first.
+ENCODER_MEMORY_BYTES = 1 << 30
 
-# --- answers (assistant/engine.py, assistant/remote_engine.py, assistant/dialogue.py) ---
+
+# Storage: a conversation's title and an attachment's file name are cut to these.
+MAX_TITLE_CHARS = 200
+MAX_FILENAME_CHARS = 255
+# An imported transcript's language code and model name are cut to these (their columns' widths).
+MAX_LANGUAGE_CHARS = 16
+MAX_TRANSCRIPT_MODEL_CHARS = 200
+# An API key's name and an account's password.
+MAX_KEY_NAME_CHARS = 64
+MIN_PASSWORD_CHARS = 8
+
+# Exports: refuse zips that would unpack past these before reading a byte of them (zip bombs).
+MAX_UNPACKED_BYTES = 2 * 1024**3
+MAX_MEMBERS = 100_000
+MAX_JSON_BYTES = 512 * 1024**2
+# One import is one transaction: these keep a small, highly compressible file from making one that holds the
+# database's write lock for minutes (and leave room for a household's whole ChatGPT history).
+MAX_IMPORT_CONVERSATIONS = 10_000
+MAX_IMPORT_MESSAGES = 250_000
+
+# Generation settings a conversation (or an API request) may ask for.
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+MAX_NEW_TOKENS_LIMIT = 32_768
+
+# The OpenAI-compatible API: a request carries at most a message's files, base64-encoded (4/3), for each turn of
+# history it repeats.
+MAX_BODY_BYTES = 256 * 1024**2
+MAX_STOP_STRINGS = 4
+# Requests that may wait for the model beyond those being answered (--api-queue-limit), and the wait a refused one is told.
+DEFAULT_QUEUE_LIMIT = 32
+RETRY_AFTER_S = 5
+
+# --- answers (the engines, assistant/answering.py, assistant/answer_writer.py, assistant/dialogue.py) ---
 # The answer's length in tokens when neither the settings nor --max-new-tokens say (at most half the context).
 DEFAULT_MAX_NEW_TOKENS = 1024
 # How long the in-process model may produce nothing before its answer is abandoned.

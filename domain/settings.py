@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_SYSTEM_PROMPT_CHARS = 20_000
-MAX_NEW_TOKENS_LIMIT = 32_768
+from domain.limits import MAX_NEW_TOKENS_LIMIT, MAX_SYSTEM_PROMPT_CHARS
 
 
 class GenerationSettings(BaseModel):

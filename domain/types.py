@@ -42,6 +42,15 @@ class MediaFile:
     mime: str
 
 
+@dataclass(frozen=True)
+class HistoryTurn:
+    """A message of the history an API client sends whole, none of ours holding it; its files already checked."""
+
+    role: Role
+    text: str
+    files: tuple[MediaFile, ...] = ()
+
+
 class TranscriptStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"  # `error` says why; sending the file again retries

@@ -13,12 +13,12 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
+from domain import limits
 from domain.errors import InvalidInput
 from storage.database import Database, utc_now
 from storage.schema import ApiKeyRow
 
 PREFIX = "sk-la-"
-MAX_NAME_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class ApiKeyRepository:
 
     def create(self, user_id: int, name: str) -> tuple[ApiKey, str]:
         """A new key for the user: (its record, the key itself, which is not stored and cannot be shown again)."""
-        name = " ".join((name or "").split())[:MAX_NAME_CHARS] or "key"
+        name = " ".join((name or "").split())[: limits.MAX_KEY_NAME_CHARS] or "key"
         key = PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(user_id=user_id, name=name, prefix=key[: len(PREFIX) + 4], key_hash=_digest(key), created_at=utc_now())
         with self._write.begin() as session:

@@ -3,7 +3,7 @@
 Our format is lossless: `conversations.json` holds every conversation's whole tree, settings and answer
 details; `files/` holds each attachment once, named by its SHA-256; `markdown/` holds each conversation's
 active path as Markdown, for people. Import also reads ChatGPT's and Open WebUI's exports
-(storage.foreign); every format becomes `ImportedConversation`s first, their files waiting in a scratch folder
+(storage.foreign); every format becomes `ImportedConversation`s (storage.interchange) first, their files waiting in a scratch folder
 (storage.import_files); the assistant layer checks those files as it checks uploads; then one transaction stores them.
 """
 
@@ -14,116 +14,29 @@ import json
 import re
 import zipfile
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from domain import limits
 from domain.errors import InvalidInput
-from domain.types import MediaKind, Message, Role, Status, Transcript, TranscriptStatus
+from domain.types import MediaKind, Role, Transcript, TranscriptStatus
+from storage import foreign, manifest
 from storage.import_files import ImportFiles, read_member
-
-FORMAT = "local-assistant"
-FORMAT_VERSION = 1
-MANIFEST = "conversations.json"
-# Zip bombs: refuse archives that would unpack past these before reading a byte of them.
-MAX_UNPACKED_BYTES = 2 * 1024**3
-MAX_MEMBERS = 100_000
-MAX_JSON_BYTES = 512 * 1024**2
-# One import is one transaction: these keep a small, highly compressible file from making one that holds the
-# database's write lock for minutes (and leave room for a household's whole ChatGPT history).
-MAX_IMPORT_CONVERSATIONS = 10_000
-MAX_IMPORT_MESSAGES = 250_000
-
-
-@dataclass
-class ImportedFile:
-    """A file as an export brings it: a scratch copy (deleted after the import), and what it is only once checked.
-
-    `kind` and `mime` stay None until the assistant layer has validated the bytes (assistant.imports); the
-    repository stores no file without them, and nothing an export declares about a file is ever used for them.
-    """
-
-    path: Path
-    sha256: str
-    filename: str
-    transcript: Transcript | None = None
-    kind: MediaKind | None = None
-    mime: str | None = None
-
-
-@dataclass
-class ImportedMessage:
-    key: str  # unique within its conversation, in the source format
-    parent_key: str | None
-    role: Role
-    text: str
-    status: Status = Status.COMPLETE
-    error: str | None = None
-    details: dict | None = None
-    created_at: datetime | None = None
-    files: list[ImportedFile] = field(default_factory=list)
-
-
-@dataclass
-class ImportedConversation:
-    title: str
-    messages: list[ImportedMessage]  # parents before children
-    current_key: str | None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    pinned: bool = False
-    archived: bool = False
-    settings: dict | None = None
-
-
-@dataclass
-class ImportSummary:
-    conversations: int = 0
-    messages: int = 0
-    files: int = 0  # distinct files (the same bytes attached twice count once)
-    skipped: list[str] = field(default_factory=list)  # what the source held that did not come over, by name
-
-    def count(self, conversations: list[ImportedConversation]) -> None:
-        self.conversations = len(conversations)
-        self.messages = sum(len(c.messages) for c in conversations)
-        self.files = len({f.sha256 for c in conversations for m in c.messages for f in m.files})
-
-    def sentence(self) -> str:
-        text = f"Imported {self.conversations} conversation(s), {self.messages} message(s), {self.files} file(s)."
-        if self.skipped:
-            shown = "; ".join(self.skipped[:10]) + (f"; and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else "")
-            text += f" Not imported: {shown}."
-        return text
-
+from storage.interchange import FORMAT, FORMAT_VERSION, MANIFEST, ExportedConversation, ImportedConversation, ImportSummary
 
 # --- export -------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ExportedConversation:
-    """What the repository hands the exporter: one conversation with every message of its tree."""
-
-    id: str
-    title: str
-    created_at: datetime
-    updated_at: datetime
-    pinned: bool
-    archived: bool
-    settings: dict | None
-    current_leaf_id: int | None
-    messages: list[Message]  # in order of insertion; parents first
-
-
 def export_zip(conversations: list[ExportedConversation], out: io.BufferedIOBase | Path) -> None:
-    manifest = {
+    document = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "exported_at": datetime.now(UTC).isoformat(),
         "conversations": [_conversation_json(c) for c in conversations],
     }
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+        archive.writestr(MANIFEST, json.dumps(document, ensure_ascii=False, indent=1))
         written: set[str] = set()
         for conversation in conversations:
             for message in conversation.messages:
@@ -148,7 +61,7 @@ def _conversation_json(c: ExportedConversation) -> dict:
         "updated_at": c.updated_at.isoformat(),
         "pinned": c.pinned,
         "archived": c.archived,
-        "settings": c.settings,
+        "settings": c.settings.model_dump(mode="json", exclude_none=True) or None,
         "current_message_id": c.current_leaf_id,
         "messages": [
             {
@@ -228,8 +141,6 @@ def read_archive(source: Path | BinaryIO, folder: Path) -> tuple[list[ImportedCo
 
 
 def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -> list[ImportedConversation]:
-    from storage import foreign, manifest
-
     if zipfile.is_zipfile(source):
         try:
             archive = zipfile.ZipFile(source)
@@ -238,7 +149,7 @@ def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -
         with archive:
             members = _checked_members(archive)
             name = _find_manifest(members)
-            document = load_json(read_member(archive, members[name], MAX_JSON_BYTES), name)
+            document = load_json(read_member(archive, members[name], limits.MAX_JSON_BYTES), name)
             if isinstance(document, dict) and document.get("format") == FORMAT:
                 return manifest.read(document, archive, members, files, summary)
             return foreign.read(document, files, summary)
@@ -249,9 +160,9 @@ def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -
                 "This is not an export this app can read: expected a .zip file (or ChatGPT's conversations.json)."
             )
         stream.seek(0)
-        data = stream.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise InvalidInput(f"The file is larger than {MAX_JSON_BYTES // 1024**2} MB, the most an export's JSON may be.")
+        data = stream.read(limits.MAX_JSON_BYTES + 1)
+    if len(data) > limits.MAX_JSON_BYTES:
+        raise InvalidInput(f"The file is larger than {limits.MAX_JSON_BYTES // 1024**2} MB, the most an export's JSON may be.")
     document = load_json(data, "the file")
     if isinstance(document, dict) and document.get("format") == FORMAT:
         raise InvalidInput("This is this app's export without its zip: import the .zip file it came in.")
@@ -260,12 +171,12 @@ def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -
 
 def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise InvalidInput(f"The zip holds {len(infos):,} files; an export holds at most {MAX_MEMBERS:,}.")
+    if len(infos) > limits.MAX_MEMBERS:
+        raise InvalidInput(f"The zip holds {len(infos):,} files; an export holds at most {limits.MAX_MEMBERS:,}.")
     total = sum(info.file_size for info in infos)
-    if total > MAX_UNPACKED_BYTES:
+    if total > limits.MAX_UNPACKED_BYTES:
         raise InvalidInput(
-            f"The zip would unpack to {total / 1024**3:.1f} GB; the limit is {MAX_UNPACKED_BYTES / 1024**3:.0f} GB "
+            f"The zip would unpack to {total / 1024**3:.1f} GB; the limit is {limits.MAX_UNPACKED_BYTES / 1024**3:.0f} GB "
             "(this looks like a zip bomb)."
         )
     members = {}
@@ -288,10 +199,10 @@ def _find_manifest(members: dict[str, zipfile.ZipInfo]) -> str:
         raise InvalidInput(f"The zip has no {MANIFEST}: it is not an export of this app or of ChatGPT.")
     name = min(candidates, key=lambda name: name.count("/"))
     # Checked on the header, before a byte is read: a small zip can hold a manifest of gigabytes.
-    if members[name].file_size > MAX_JSON_BYTES:
+    if members[name].file_size > limits.MAX_JSON_BYTES:
         raise InvalidInput(
             f"{name} is {members[name].file_size / 1024**2:,.0f} MB; an export's {MANIFEST} may be at most "
-            f"{MAX_JSON_BYTES // 1024**2} MB."
+            f"{limits.MAX_JSON_BYTES // 1024**2} MB."
         )
     return name
 
@@ -308,39 +219,3 @@ def load_json(raw: bytes | bytearray, name: str):
         raise InvalidInput(f"{name} is nested too deeply (lists or objects inside each other) to be an export.") from None
     except ValueError:  # an integer of more digits than Python converts
         raise InvalidInput(f"{name} is not an export: it holds a number too long to read.") from None
-
-
-def check_counts(conversations: int, messages: int) -> None:
-    """Refuse, before anything is built, an import larger than one transaction may be."""
-    if conversations > MAX_IMPORT_CONVERSATIONS:
-        raise InvalidInput(
-            f"The export holds {conversations:,} conversations; one import takes at most {MAX_IMPORT_CONVERSATIONS:,}."
-        )
-    if messages > MAX_IMPORT_MESSAGES:
-        raise InvalidInput(f"The export holds {messages:,} messages; one import takes at most {MAX_IMPORT_MESSAGES:,}.")
-
-
-def parse_time(value, what: str) -> datetime | None:
-    """ISO text, or seconds (or milliseconds) since the epoch, as naive UTC; InvalidInput naming `what` otherwise."""
-    if value in (None, ""):
-        return None
-    try:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError(value)
-        if isinstance(value, (int, float)):
-            seconds = value / 1000 if value > 1e11 else value  # larger numbers are milliseconds
-            return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-        parsed = datetime.fromisoformat(value)
-        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
-    except (ValueError, OverflowError, OSError):  # NaN, beyond year 9999 or the platform's time_t, not a date at all
-        raise InvalidInput(
-            f"The export's {what} ({shown(value)}) is not a date and time this app can read; nothing was imported."
-        ) from None
-
-
-def shown(value, length: int = 40) -> str:
-    """A value from an export as a person reads it in a sentence: short, and never recursing into containers."""
-    if isinstance(value, list | dict):
-        return "a list" if isinstance(value, list) else "an object"
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= length else text[: length - 1] + "…"

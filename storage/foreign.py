@@ -17,8 +17,8 @@ import re
 from domain import limits
 from domain.errors import InvalidInput
 from domain.types import Role
-from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, check_counts, parse_time
 from storage.import_files import ImportFiles, too_big
+from storage.interchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, check_counts, parse_time
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}

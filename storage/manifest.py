@@ -11,10 +11,14 @@ import math
 import zipfile
 from enum import StrEnum
 
+from pydantic import BaseModel, ValidationError
+
 from domain import limits
 from domain.errors import InvalidInput
+from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import Role, Status, Transcript, TranscriptStatus
-from storage.exchange import (
+from storage.import_files import ImportFiles, too_big
+from storage.interchange import (
     FORMAT_VERSION,
     MANIFEST,
     ImportedConversation,
@@ -25,7 +29,6 @@ from storage.exchange import (
     parse_time,
     shown,
 )
-from storage.import_files import ImportFiles, too_big
 
 _WHAT = {list: "a list", dict: "an object", str: "text"}
 
@@ -66,7 +69,7 @@ class _Reader:
             updated_at=parse_time(_field(c, "updated_at", where), f"“updated_at” of {where}"),
             pinned=bool(_field(c, "pinned", where)),
             archived=bool(_field(c, "archived", where)),
-            settings=_typed(c, "settings", where, dict, optional=True),
+            settings=_model(GenerationSettings, _typed(c, "settings", where, dict, optional=True)),
         )
 
     def message(self, m, where: str, title: str) -> ImportedMessage:
@@ -87,7 +90,7 @@ class _Reader:
             text=_typed(m, "text", where, str),
             status=_choice(m, "status", where, Status),
             error=_typed(m, "error", where, str, optional=True),
-            details=_typed(m, "details", where, dict, optional=True),
+            details=_model(AnswerDetails, _typed(m, "details", where, dict, optional=True)),
             created_at=parse_time(_field(m, "created_at", where), f"“created_at” of {where}"),
             files=files,
         )
@@ -120,11 +123,21 @@ def _transcript(value, where: str) -> Transcript | None:
     return Transcript(
         status=_choice(value, "status", where, TranscriptStatus),
         text=_typed(value, "text", where, str, optional=True) or "",
-        language=(_typed(value, "language", where, str, optional=True) or "")[:16] or None,
+        language=(_typed(value, "language", where, str, optional=True) or "")[: limits.MAX_LANGUAGE_CHARS] or None,
         seconds=None if seconds is None else float(seconds),
-        model=(_typed(value, "model", where, str, optional=True) or "")[:200],
+        model=(_typed(value, "model", where, str, optional=True) or "")[: limits.MAX_TRANSCRIPT_MODEL_CHARS],
         error=_typed(value, "error", where, str, optional=True),
     )
+
+
+def _model(model: type[BaseModel], value: dict | None):
+    """Settings or answer details as the domain's model; None for none (or an empty object)."""
+    if not value:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        raise InvalidInput(f"The export holds settings or answer details of an unknown shape ({error.errors()[0]['msg']}).") from None
 
 
 def _fault(where: str, problem: str) -> InvalidInput:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from domain import limits
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import Attachment, ConversationSummary, MediaKind, Message, Role, Status, Transcript, TranscriptStatus
 from storage.blobs import BlobStore, StoredBlob
@@ -92,7 +93,7 @@ def attach(
             created_at=row.created_at,
         )
         session.flush()
-    row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[:255]))
+    row.links.append(MessageAttachmentRow(position=position, attachment_sha256=blob.sha256, filename=filename[: limits.MAX_FILENAME_CHARS]))
 
 
 class Tree:

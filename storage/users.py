@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 
+from domain import limits
 from domain.errors import InvalidInput
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, UserRow
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD_CHARS = 8
 
 
 def _hasher():
@@ -111,6 +111,6 @@ class UserRepository:
 
 
 def _hash(password: str) -> str:
-    if len(password or "") < MIN_PASSWORD_CHARS:
-        raise InvalidInput(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
+    if len(password or "") < limits.MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"A password needs at least {limits.MIN_PASSWORD_CHARS} characters.")
     return _hasher().hash(password)

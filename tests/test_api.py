@@ -644,3 +644,41 @@ def test_each_streamed_event_is_one_line_for_any_reader():
     event = _sse({"choices": [{"delta": {"content": text}}]})
     assert event.endswith("\n\n") and len(event[:-2].splitlines()) == 1
     assert json.loads(event[len("data: "):])["choices"][0]["delta"]["content"] == text
+
+
+U = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("body", "refusal"),
+    [
+    ([], (400, 'The request body must be a JSON object.', None, None)),
+        ({"messages": [U]}, (400, '`model` is required.', 'model', 'missing_required_parameter')),
+        ({"model": "m", "messages": []}, (400, '`messages` must be a non-empty list.', 'messages', 'missing_required_parameter')),
+        ({"model": "m", "messages": [5]}, (400, '`messages[0]` must be an object.', 'messages[0]', None)),
+        ({"model": "m", "messages": [{"role": "tool"}]}, (400, '`messages[0].role` is not supported here: tools and function calling.', 'messages[0].role', 'unsupported_parameter')),
+        ({"model": "m", "messages": [{"role": "bot"}]}, (400, '`messages[0].role` must be system, developer, user or assistant.', 'messages[0].role', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": [1]}]}, (400, '`messages[0].tool_calls` is not supported here: tools and function calling.', 'messages[0].tool_calls', 'unsupported_parameter')),
+        ({"model": "m", "messages": [{"role": "user", "content": 5}]}, (400, '`messages[0].content` must be a string or a list of parts.', 'messages[0].content', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, (400, '`messages[0].content[0].type` must be text, image_url, input_audio or audio_url.', 'messages[0].content[0].type', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, (400, '`messages[0].content[0]` needs a `url`.', 'messages[0].content[0]', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": 5}}]}]}, (400, '`messages[0].content[0].input_audio` needs base64 `data` and a `format`.', 'messages[0].content[0].input_audio', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA"}}]}]}, (400, '`messages[0].content[0].input_audio.format` must be wav or mp3.', 'messages[0].content[0].input_audio.format', None)),
+        ({"model": "m", "messages": [{"role": "system", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}, U]}, (400, 'A system message can hold only text.', 'messages[0].content', None)),
+        ({"model": "m", "messages": [U, {"role": "assistant", "content": "x"}]}, (400, "The last message must be the user's.", 'messages', None)),
+        ({"model": "m", "messages": [U], "stream_options": 3}, (400, '`stream_options` must be an object.', 'stream_options', None)),
+        ({"model": "m", "messages": [U], "stop": ["a"] * 5}, (400, '`stop` must be a string or a list of at most 4 strings.', 'stop', 'invalid_value')),
+        ({"model": "m", "messages": [U], "max_completion_tokens": 0}, (400, '`max_completion_tokens`: Input should be greater than or equal to 1.', 'max_completion_tokens', 'invalid_value')),
+        ({"model": "m", "messages": [U], "modalities": ["text"], "audio": {"voice": "x"}}, (400, '`modalities` is not supported here: answers are text.', 'modalities', 'unsupported_parameter')),
+        ({"model": "m", "messages": [U], "top_logprobs": 3}, (400, '`top_logprobs` is not supported here: log probabilities.', 'top_logprobs', 'unsupported_parameter')),
+        ({"model": "m", "messages": [U], "presence_penalty": 1}, (400, '`presence_penalty` is not supported here: no repetition penalties.', 'presence_penalty', 'unsupported_parameter')),
+    ],
+)
+def test_a_bad_request_body_is_refused_naming_the_parameter(body, refusal):
+    """Checked without a server: (status, message, param, code) of the first fault, as OpenAI's clients show it."""
+    from api.errors import ApiError
+    from api.request import parse
+
+    with pytest.raises(ApiError) as error:
+        parse(body, None)
+    assert (error.value.status, error.value.message, error.value.param, error.value.code) == refusal

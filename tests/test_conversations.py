@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 
 import pytest
@@ -227,3 +228,27 @@ def test_upgrading_a_0002_database_turns_history_into_one_branch(tmp_path):
     assert [m.parent_id for m in path_messages] == [None] + [m.id for m in path_messages[:-1]]
     turn(repository, "c1", "q3", "a3")  # continues from the old leaf
     assert texts(repository.get_messages("c1"))[-2:] == ["q3", "a3"]
+
+
+def test_an_api_clients_history_is_stored_as_one_branch_with_its_files_and_settings(repository, png_file, tmp_path):
+    from domain.settings import GenerationSettings
+    from domain.types import HistoryTurn, Role
+
+    settings = GenerationSettings(system_prompt="Be brief.", temperature=0.0)
+    turns = [HistoryTurn(Role.USER, "look", (image(png_file),)), HistoryTurn(Role.ASSISTANT, "a red square"),
+             HistoryTurn(Role.USER, "and?")]  # fmt: skip
+    stored = repository.store_history(turns, "From the API", settings)
+    assert (stored.title, stored.settings) == ("From the API", settings)
+    path = repository.get_messages(stored.id)
+    assert [(m.role, m.text, m.status) for m in path] == [(t.role, t.text, Status.COMPLETE) for t in turns]
+    assert [m.parent_id for m in path] == [None, path[0].id, path[1].id]
+    assert [a.filename for a in path[0].attachments] == ["p.png"] and path[0].attachments[0].path.read_bytes() == png_file.read_bytes()
+
+    # A file that cannot be stored leaves neither the conversation nor the files stored before it.
+    before = {c.id for c in repository.list_conversations()}
+    missing = image(tmp_path / "gone.png")
+    other = png(tmp_path / "other.png", color=(1, 2, 3))
+    with pytest.raises(FileNotFoundError):
+        repository.store_history([HistoryTurn(Role.USER, "two", (image(other), missing))], "Broken", settings)
+    assert {c.id for c in repository.list_conversations()} == before
+    assert not repository._blobs.path_for(hashlib.sha256(other.read_bytes()).hexdigest(), "image/png").exists()

@@ -10,10 +10,10 @@ import zipfile
 
 import pytest
 
+from domain import limits
 from domain.errors import InvalidInput
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import MediaFile, MediaKind, Status
-from storage import exchange
 from assistant.imports import import_archive
 from storage.exchange import export_zip
 from tests.media_factory import png, write_tone
@@ -300,8 +300,8 @@ SMALL_LIMITS = {"zip bomb", "manifest over 1 MB (on its header)"}
 @pytest.mark.parametrize("name", list(BAD_FILES))
 def test_a_bad_file_says_what_is_wrong_and_changes_nothing(name, tmp_path, monkeypatch):
     if name in SMALL_LIMITS:
-        monkeypatch.setattr(exchange, "MAX_UNPACKED_BYTES", 2 << 20)  # a small bomb stands for a big one
-        monkeypatch.setattr(exchange, "MAX_JSON_BYTES", 1 << 20)  # and a small manifest for a big one
+        monkeypatch.setattr(limits, "MAX_UNPACKED_BYTES", 2 << 20)  # a small bomb stands for a big one
+        monkeypatch.setattr(limits, "MAX_JSON_BYTES", 1 << 20)  # and a small manifest for a big one
     repository = make_repository(tmp_path)
     rich_history(repository, tmp_path)
     before = snapshot(tmp_path)

@@ -48,7 +48,7 @@ def media_items(family, png_file, speech_wav) -> tuple[list[dict], list, list]:
 def test_every_family_is_listed_with_what_people_need_to_choose():
     assert NAMES == ["qwen2.5-omni", "gemma4", "qwen2.5-vl", "qwen3-vl", "qwen2-audio"]
     for family in families().values():
-        assert family.accepts and family.unquantized and "lm_head" in family.unquantized and family.license
+        assert family.accepts and family.unquantized and "lm_head" in family.unquantized
         assert family.context_tokens >= 8192 and family.audio_window_s == 30.0
 
 
@@ -93,19 +93,20 @@ def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_
     assert "".join(engine.stream(follow_up, threading.Event())) == generate_whole(engine, follow_up)
 
 
-def test_demo_checkpoints_are_built_deterministically(tmp_path):
+@pytest.mark.parametrize("name", NAMES)
+def test_demo_checkpoints_are_built_deterministically(name, tmp_path):
     import hashlib
 
     def digest(folder):
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
-    for name, family in families().items():
-        first, second = tmp_path / f"{name}-1", tmp_path / f"{name}-2"
-        first.mkdir(), second.mkdir()
-        family.build_demo(first)
-        family.build_demo(second)
-        assert digest(first) == digest(second), name
-        assert "model.safetensors" in digest(first)
+    family = families()[name]
+    first, second = tmp_path / f"{name}-1", tmp_path / f"{name}-2"
+    first.mkdir(), second.mkdir()
+    family.build_demo(first)
+    family.build_demo(second)
+    assert digest(first) == digest(second), name
+    assert "model.safetensors" in digest(first)
 
 
 def test_an_unknown_checkpoint_names_the_supported_families(tmp_path):

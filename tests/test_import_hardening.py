@@ -24,7 +24,6 @@ import pytest
 
 from domain import limits
 from domain.types import MediaKind
-from storage import exchange
 from tests import media_factory as make
 from tests.conftest import ROOT, make_manager
 from tests.test_bad_input import CASES
@@ -409,7 +408,7 @@ def test_one_file_held_by_many_messages_is_checked_once(page, tmp_path, monkeypa
 
 
 def test_a_manifest_over_its_limit_is_refused_on_its_header_before_it_is_read(page, repository, monkeypatch):
-    monkeypatch.setattr(exchange, "MAX_JSON_BYTES", 2**20)
+    monkeypatch.setattr(limits, "MAX_JSON_BYTES", 2**20)
     data = zipped({"conversations.json": b"[" + b" " * (16 * 2**20) + b"]"})  # 16 MB, in a zip of some kB
     assert len(data) < 100_000
     tracemalloc.start()
@@ -432,7 +431,7 @@ def test_a_small_zip_cannot_make_100000_conversations(source, page, repository):
     with pytest.raises(gr.Error, match=r"holds 100,000 conversations; one import takes at most [\d,]+\."):
         page(data)
     assert repository.list_conversations() == []
-    assert exchange.MAX_IMPORT_CONVERSATIONS < 100_000
+    assert limits.MAX_IMPORT_CONVERSATIONS < 100_000
 
 
 def test_the_message_count_is_capped_before_anything_is_built(page, repository):
@@ -440,4 +439,4 @@ def test_the_message_count_is_capped_before_anything_is_built(page, repository):
     with pytest.raises(gr.Error, match=r"holds 250,001 messages; one import takes at most [\d,]+\."):
         page(zipped({"conversations.json": mapping}))
     assert repository.list_conversations() == []
-    assert exchange.MAX_IMPORT_MESSAGES < 250_001
+    assert limits.MAX_IMPORT_MESSAGES < 250_001

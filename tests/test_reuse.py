@@ -10,6 +10,7 @@ import pytest
 
 from assistant.dialogue import DialogueManager
 from assistant.engine import TransformersEngine
+from assistant.families import families
 from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.media import MediaLoader
 from assistant.reuse import Reuse
@@ -59,7 +60,7 @@ def script(manager: DialogueManager, media) -> list[str]:
 
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
-@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl", "qwen2-audio", "qwen3-vl", "gemma4"])
+@pytest.mark.parametrize("family", list(families()))
 def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, tmp_path):
     base = load_engine(ModelSpec(str(family_model_dir(family)), quant, demo=True), lambda *_: None)
     reuse = Reuse(1.0, tmp_path / "encoders")

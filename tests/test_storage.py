@@ -326,7 +326,7 @@ sys.path.insert(0, {str(ROOT)!r})
 from domain.types import MediaKind, Role
 from storage.blobs import BlobStore
 from storage.database import open_database, sqlite_url
-from storage.exchange import ImportedConversation, ImportedFile, ImportedMessage
+from storage.interchange import ImportedConversation, ImportedFile, ImportedMessage
 from storage.repository import ConversationRepository
 
 repository = ConversationRepository(open_database(sqlite_url({str(tmp_path / 'db.sqlite3')!r})), BlobStore({str(tmp_path / 'files')!r}))

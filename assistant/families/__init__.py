@@ -1,43 +1,87 @@
-"""The model families the app runs, and how a checkpoint's config picks one (see base.Family)."""
+"""The model families the app runs (see base.Family), and how a checkpoint's config picks one.
+
+This registry is the one list of families: `--demo` choices and help, the messages naming what the app runs, and
+the family-parametrised tests all read `families()`. A new family is a module defining `FAMILY` and one line in
+MODULES. Further families can be added without editing this file by naming their modules, comma-separated, in
+the environment variable ASSISTANT_EXTRA_FAMILIES (the tests add a throwaway one this way:
+`ASSISTANT_EXTRA_FAMILIES=tests.sixth_family`). Each name must be a dotted Python module name (letters, digits,
+underscores), imported with the ordinary import system from what is already importable; never a file path or a
+URL, and nothing is fetched. Whoever can set the process's environment can already choose the code it runs
+(PYTHONPATH), so this opens nothing new.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from domain.errors import ModelLoadError
 
+__all__ = ["Capabilities", "Family", "families", "family_named", "family_of_checkpoint", "listing"]
 
 # One module per family, in the order the README lists them; each defines FAMILY.
 MODULES = ("qwen25_omni", "gemma4", "qwen25_vl", "qwen3_vl", "qwen2_audio")
+EXTRA_FAMILIES_VARIABLE = "ASSISTANT_EXTRA_FAMILIES"
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _extra_modules() -> list[str]:
+    names = [name.strip() for name in os.environ.get(EXTRA_FAMILIES_VARIABLE, "").split(",") if name.strip()]
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise ModelLoadError(f"{EXTRA_FAMILIES_VARIABLE} names “{name}”, which is not a Python module name.")
+    return names
 
 
 def families() -> dict[str, Family]:
-    """By name."""
-    found = [importlib.import_module(f"assistant.families.{module}").FAMILY for module in MODULES]
-    return {family.name: family for family in found}
+    """By name, in the order people see them: the built-in ones, then any named in ASSISTANT_EXTRA_FAMILIES."""
+    modules = [f"assistant.families.{module}" for module in MODULES] + _extra_modules()
+    found: dict[str, Family] = {}
+    for module in modules:
+        family = importlib.import_module(module).FAMILY
+        if not isinstance(family, Family) or family.name in found:
+            raise ModelLoadError(f"The module {module} does not define a model family of a new name as FAMILY.")
+        found[family.name] = family
+    return found
 
 
 def family_named(name: str) -> Family:
     try:
         return families()[name]
     except KeyError:
-        raise ModelLoadError(f"There is no model family “{name}”; the supported ones are {_names()}.") from None
+        raise ModelLoadError(f"There is no model family “{name}”; the supported ones are {listing()}.") from None
 
 
 def family_of_checkpoint(path: Path) -> Family:
-    """The family whose `model_types` has the checkpoint's config.json `model_type`."""
+    """The family whose `model_types` has the checkpoint's config.json `model_type`; for a demo checkpoint, the
+    family that built it (two families may load the same model type)."""
     try:
         model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"The checkpoint's config.json cannot be read ({error}).") from None
-    for family in families().values():
+    known = families()
+    builder = known.get(_demo_family(Path(path)))
+    if builder is not None and model_type in builder.model_types:
+        return builder
+    for family in known.values():
         if model_type in family.model_types:
             return family
-    raise ModelLoadError(f"The checkpoint is a “{model_type}” model, which this app does not run; it runs {_names()}.")
+    raise ModelLoadError(f"The checkpoint is a “{model_type}” model, which this app does not run; it runs {listing()}.")
 
 
-def _names() -> str:
+def listing() -> str:
+    """"Qwen2.5-Omni (qwen2.5-omni), Gemma 4 (gemma4), …": every family for people, as help and errors name them."""
     return ", ".join(f"{f.title} ({f.name})" for f in families().values())
+
+
+def _demo_family(path: Path) -> str | None:
+    from assistant.demo_model import MARKER, is_demo_checkpoint
+
+    if not is_demo_checkpoint(path):
+        return None
+    return json.loads((path / MARKER).read_text()).get("family")

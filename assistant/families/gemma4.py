@@ -5,7 +5,10 @@ their embedders, and the language model with per-layer embeddings and shared KV 
 `Gemma4Processor` with the published image-processor, feature-extractor and video-processor
 settings, the published chat template and Gemma 4's special tokens (turn, channel, tool, and the
 image/audio soft and boundary tokens) in a GemmaTokenizer. Weights are random and the vocabulary
-is a small byte-fallback BPE trained on the spot. Knows nothing of storage or the UI.
+is a small byte-fallback BPE trained on the spot. Across turns (`Gemma4Reuse`), positions are plain 1-D ones,
+the prefill gets per-layer embeddings of the token ids (and every token's type where image tokens attend both
+ways), earlier media are rewritten with the begin/end tokens the processor adds, and a model whose every token
+attends both ways keeps nothing. Knows nothing of storage or the UI.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import json
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import CORPUS, DEMO_VOCAB_SIZE, padded_vocab, save_demo
+from assistant.families.reuse_contract import ReuseContract
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -192,17 +197,61 @@ def _build_config(tokenizer):
     )
 
 
+class Gemma4Reuse(ReuseContract):
+    """1-D positions (the defaults); per-layer embeddings of the token ids in the prefill; media wrapped in their
+    begin/end tokens by the processor. Its sliding-window layers keep every token (assistant/reuse.py), so the cache
+    can be cut anywhere."""
+
+    media_inputs = ("pixel_values", "image_position_ids", "input_features", "input_features_mask")
+
+    def supports(self, model) -> bool:
+        """Not where every token attends both ways (`use_bidirectional_attention="all"`): a cached token would
+        depend on later ones."""
+        return getattr(model.config.get_text_config(), "use_bidirectional_attention", None) != "all"
+
+    def encode(self, inner, inputs, kind: str, j: int, float_dtype):
+        if kind == "image":  # one row of patches per image
+            output = inner.get_image_features(inputs["pixel_values"][j : j + 1].to(float_dtype), inputs["image_position_ids"][j : j + 1])
+            return output.pooler_output[0]
+        if kind == "audio":  # the tokens of the clip's valid frames
+            output = inner.get_audio_features(inputs["input_features"][j : j + 1].to(float_dtype), inputs["input_features_mask"][j : j + 1])
+            return output.pooler_output[output.attention_mask.to(output.pooler_output.device)]
+        return super().encode(inner, inputs, kind, j, float_dtype)
+
+    def prefill(self, inner, segment) -> None:
+        """Per-layer embeddings of the token ids, padding where the media are, as its forward makes them; and where
+        its image tokens see each other both ways, every token's type from the start of the prompt (the mask finds
+        each image block by its place in the whole sequence)."""
+        text_config = inner.config.get_text_config()
+        if not getattr(text_config, "hidden_size_per_layer_input", None):
+            inner(**segment.args)
+            return
+        args = dict(segment.args)
+        if getattr(text_config, "use_bidirectional_attention", None) == "vision":
+            args["mm_token_type_ids"] = segment.inputs["mm_token_type_ids"][:, : segment.end]
+        inner(**args, per_layer_inputs=inner.language_model.get_per_layer_inputs(segment.text_ids, None))
+
+    def wrap(self, processor, kind: str) -> tuple[str, str]:
+        if kind == "image":
+            return processor.boi_token, processor.eoi_token
+        if kind == "audio":
+            return processor.boa_token, processor.eoa_token
+        return "", ""
+
+
 FAMILY = Family(
-    name="gemma4",
-    title="Gemma 4",
+    capabilities=Capabilities(
+        name="gemma4",
+        title="Gemma 4",
+        accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
+        context_tokens=CONTEXT_TOKENS,
+        # The feature extractor cuts clips at 480,000 samples (30 s, 750 soft tokens).
+        audio_window_s=30.0,
+    ),
     model_types=("gemma4",),
-    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
     model_class="Gemma4ForConditionalGeneration",
     # transformers 5.x matches these by module path; lm_head is named because a list replaces the defaults.
     unquantized=("model.vision_tower", "model.embed_vision", "model.audio_tower", "model.embed_audio", "lm_head"),
-    license="Apache-2.0",
     build_demo=build_demo,
-    context_tokens=CONTEXT_TOKENS,
-    # The feature extractor cuts clips at 480,000 samples (30 s, 750 soft tokens).
-    audio_window_s=30.0,
+    reuse=Gemma4Reuse(),
 )

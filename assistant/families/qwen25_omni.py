@@ -3,7 +3,9 @@
 The checkpoint follows the published `Qwen/Qwen2.5-Omni-7B` layout (a `qwen2_5_omni` config with
 thinker/talker/token2wav parts, `thinker.*` weight names, the real processor classes, the real chat
 template and the same special tokens), so loading it runs the same `from_pretrained` path as the
-real model. Its weights are random: its answers are meaningless. Knows nothing of storage or UI.
+real model. Its weights are random: its answers are meaningless. Across turns (`OmniReuse`), its 3-D rotary
+positions are computed for the whole prompt from every image's grid and every clip's feature length, images go
+through the vision tower by their rows of patches and clips through the audio tower. Knows nothing of storage or UI.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer
+from assistant.families.qwen_reuse import QwenVisionReuse, audio_features
 from domain.types import MediaKind
 
 DEMO_SEED = 1234
@@ -213,16 +217,48 @@ def _build_config(tokenizer):
     )
 
 
+class OmniReuse(QwenVisionReuse):
+    """Images by grid, audio through its tower; the 3-D positions need every image's grid and every clip's
+    feature length, old ones included (kept by the incremental processor)."""
+
+    media_inputs = ("pixel_values", "input_features", "feature_attention_mask")
+
+    def positions(self, inner, inputs):
+        seqlens = inputs.get("audio_feature_lengths")
+        return inner.get_rope_index(
+            inputs["input_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None
+        )
+
+    def encode(self, inner, inputs, kind: str, j: int, float_dtype):
+        if kind == "audio":
+            return audio_features(inner, inputs, j, float_dtype)
+        return super().encode(inner, inputs, kind, j, float_dtype)
+
+    def remember(self, fresh, kind: str, j: int) -> dict:
+        if kind == "audio":
+            return {"feature_length": int(fresh["feature_attention_mask"][j].sum())}
+        return super().remember(fresh, kind, j)
+
+    def position_inputs(self, kind: str, remembered: list[dict]) -> dict:
+        import torch
+
+        if kind == "audio" and remembered:
+            return {"audio_feature_lengths": torch.tensor([facts["feature_length"] for facts in remembered])}
+        return super().position_inputs(kind, remembered)
+
+
 FAMILY = Family(
-    name="qwen2.5-omni",
-    title="Qwen2.5-Omni",
+    capabilities=Capabilities(
+        name="qwen2.5-omni",
+        title="Qwen2.5-Omni",
+        accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
+        context_tokens=32768,  # the published Thinker's max_position_embeddings
+    ),
     # The published checkpoints hold the whole Omni model; only its Thinker (no speech output) is loaded.
     model_types=("qwen2_5_omni", "qwen2_5_omni_thinker"),
-    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
     model_class="Qwen2_5OmniThinkerForConditionalGeneration",
     processor_class="Qwen2_5OmniProcessor",
     unquantized=("model.audio_tower", "model.visual", "lm_head"),
-    license="Qwen Research (3B), Apache-2.0 (7B)",
     build_demo=build_demo,
-    context_tokens=32768,  # the published Thinker's max_position_embeddings
+    reuse=OmniReuse(),
 )

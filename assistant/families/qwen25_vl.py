@@ -3,8 +3,9 @@
 The demo checkpoint has the published `Qwen/Qwen2.5-VL-7B-Instruct` layout: a `qwen2_5_vl` config,
 `Qwen2_5_VLForConditionalGeneration` weights, a `Qwen2_5_VLProcessor` with the published
 image-processor settings and chat template, and the same special tokens in the same order. Only
-the sizes are tiny and the weights random, so its answers are meaningless. Knows nothing of
-storage, queueing or the UI.
+the sizes are tiny and the weights random, so its answers are meaningless. Across turns (`Qwen25VLReuse`), its
+3-D rotary positions are computed for the whole prompt from the token types and every image's grid, and images go
+through the vision tower by their rows of patches. Knows nothing of storage, queueing or the UI.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
+from assistant.families.qwen_reuse import QwenVisionReuse
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -148,15 +151,23 @@ def _config(tokenizer):
     )
 
 
+class Qwen25VLReuse(QwenVisionReuse):
+    """3-D rotary positions over the whole prompt, images found by their token types and placed by their grids."""
+
+    def positions(self, inner, inputs):
+        return inner.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, None, inputs["attention_mask"]
+        )
+
+
 FAMILY = Family(
-    name="qwen2.5-vl",
-    title="Qwen2.5-VL",
+    capabilities=Capabilities(
+        name="qwen2.5-vl", title="Qwen2.5-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS
+    ),
     model_types=("qwen2_5_vl",),
-    accepts=frozenset({MediaKind.IMAGE}),
     model_class="Qwen2_5_VLForConditionalGeneration",
     # The vision tower with its patch merger, and the head, stay in full precision.
     unquantized=("model.visual", "lm_head"),
-    license="Apache-2.0 (7B); Qwen Research License, non-commercial (3B)",
     build_demo=build_demo,
-    context_tokens=CONTEXT_TOKENS,
+    reuse=Qwen25VLReuse(),
 )

@@ -3,7 +3,9 @@
 Its demo checkpoint follows the published layout: a `qwen2_audio` config (Whisper-style audio
 tower, linear projector, Qwen2 language model), `Qwen2AudioProcessor` with the published
 WhisperFeatureExtractor settings, the published chat template and special tokens. Weights are
-random and the vocabulary is a small BPE trained on the spot. Knows nothing of storage or the UI.
+random and the vocabulary is a small BPE trained on the spot. Across turns (`Qwen2AudioReuse`), positions are
+plain 1-D ones and each clip goes through the tower and projector as its forward would merge it. Knows nothing of
+storage or the UI.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
+from assistant.families.reuse_contract import ReuseContract
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -113,19 +117,46 @@ def _build_config(tokenizer):
     )
 
 
+class Qwen2AudioReuse(ReuseContract):
+    """1-D positions (the defaults); each clip through the audio tower and projector."""
+
+    media_inputs = ("input_features", "feature_attention_mask")
+
+    def encode(self, inner, inputs, kind: str, j: int, float_dtype):
+        """Qwen2-Audio merges audio inside its forward and has no get_audio_features: the same steps for one clip
+        (tower over the valid frames, projector), cut to the tokens its placeholder run holds."""
+        if kind != "audio":
+            return super().encode(inner, inputs, kind, j, float_dtype)
+        import torch
+        from transformers.masking_utils import create_bidirectional_mask
+
+        features = inputs["input_features"][j : j + 1].to(float_dtype)
+        mask = inputs["feature_attention_mask"][j : j + 1]
+        tower = inner.audio_tower
+        feature_lengths, output_lengths = tower._get_feat_extract_output_lengths(mask.sum(-1))
+        frames = (features.shape[-1] - 2) // 2 + 1
+        valid = (torch.arange(frames, device=features.device) < feature_lengths.to(features.device).unsqueeze(1)).long()
+        dummy = torch.zeros((1, frames, 1), dtype=features.dtype, device=features.device)
+        attention = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=valid)
+        hidden = tower(features, attention_mask=attention).last_hidden_state
+        return inner.multi_modal_projector(hidden)[0, : int(output_lengths[0])]
+
+
 FAMILY = Family(
-    name="qwen2-audio",
-    title="Qwen2-Audio",
+    capabilities=Capabilities(
+        name="qwen2-audio",
+        title="Qwen2-Audio",
+        accepts=frozenset({MediaKind.AUDIO}),
+        context_tokens=CONTEXT_TOKENS,
+        # The feature extractor pads or cuts every clip to 30 s (3000 mel frames, 750 audio tokens).
+        audio_window_s=30.0,
+    ),
     model_types=("qwen2_audio",),
-    accepts=frozenset({MediaKind.AUDIO}),
     model_class="Qwen2AudioForConditionalGeneration",
     # transformers 5.x matches these by module path; lm_head is named because a list replaces the defaults.
     unquantized=("model.audio_tower", "model.multi_modal_projector", "lm_head"),
-    license="Apache-2.0",
     build_demo=build_demo,
-    context_tokens=CONTEXT_TOKENS,
-    # The feature extractor pads or cuts every clip to 30 s (3000 mel frames, 750 audio tokens).
-    audio_window_s=30.0,
+    reuse=Qwen2AudioReuse(),
     # Qwen2AudioProcessor has no image part; the rate is passed so a wrong one raises instead of
     # silently producing wrong features.
     processor_kwargs=lambda images, audios: {"audio": audios or None, "sampling_rate": SAMPLING_RATE},

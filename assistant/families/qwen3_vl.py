@@ -4,7 +4,9 @@ The demo checkpoint has the published `Qwen/Qwen3-VL-8B-Instruct` layout: a `qwe
 `Qwen3VLForConditionalGeneration` weights (a vision tower with DeepStack mergers feeding the first
 language layers, interleaved M-RoPE), a `Qwen3VLProcessor` with the published image and video
 settings and chat template, and the same special tokens in the same order. Only the sizes are tiny
-and the weights random, so its answers are meaningless. Knows nothing of storage, queueing or the UI.
+and the weights random, so its answers are meaningless. Across turns (`Qwen3VLReuse`), each image's DeepStack
+levels are kept with its features and added in the first language layers when its tokens are prefilled.
+Knows nothing of storage, queueing or the UI.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
+from assistant.families.qwen_reuse import QwenVisionReuse, image_output
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -270,15 +274,53 @@ def _config(tokenizer):
     )
 
 
+class Qwen3VLReuse(QwenVisionReuse):
+    """Interleaved 3-D positions; each image's DeepStack levels kept with its features and added in the first layers."""
+
+    def positions(self, inner, inputs):
+        return inner.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"]
+        )
+
+    def encode(self, inner, inputs, kind: str, j: int, float_dtype):
+        """An image's merged features and each DeepStack level's, kept together: (levels, tokens, hidden)."""
+        if kind != "image":
+            return super().encode(inner, inputs, kind, j, float_dtype)
+        import torch
+
+        output = image_output(inner, inputs, j, float_dtype)
+        levels = getattr(output, "deepstack_features", None)
+        if levels:
+            return torch.stack([output.pooler_output[0], *(level[0] for level in levels)])
+        return output.pooler_output[0]
+
+    def prefill(self, inner, segment) -> None:
+        """The language model adds each image's levels to its tokens' hidden states in the first layers: where the
+        segment's image tokens are, and their levels in order."""
+        if not segment.levels:
+            inner(**segment.args)
+            return
+        import torch
+
+        embeds = segment.args["inputs_embeds"]
+        where = torch.zeros(segment.text_ids.shape, dtype=torch.bool, device=segment.text_ids.device)
+        ordered = []
+        for block_start, block_end, *_ in segment.blocks:
+            if block_start in segment.levels:
+                where[0, block_start - segment.start : block_end - segment.start] = True
+                ordered.append(segment.levels[block_start])
+        levels = torch.cat(ordered, dim=1).to(embeds.device, embeds.dtype)  # (levels, tokens of every image, hidden)
+        inner.language_model(**segment.args, visual_pos_masks=where, deepstack_visual_embeds=list(levels))
+
+
 FAMILY = Family(
-    name="qwen3-vl",
-    title="Qwen3-VL",
+    capabilities=Capabilities(
+        name="qwen3-vl", title="Qwen3-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS
+    ),
     model_types=("qwen3_vl",),
-    accepts=frozenset({MediaKind.IMAGE}),
     model_class="Qwen3VLForConditionalGeneration",
     # The vision tower with its merger and DeepStack mergers, and the head, stay in full precision.
     unquantized=("model.visual", "lm_head"),
-    license="Apache-2.0",
     build_demo=build_demo,
-    context_tokens=CONTEXT_TOKENS,
+    reuse=Qwen3VLReuse(),
 )

@@ -1,0 +1,30 @@
+"""What a model accepts, apart from how it is loaded: the media kinds it takes besides text, its context length
+and its audio window. Both engines describe their model with one (a family holds its own; a remote engine builds
+one from the served model's name). No torch here: the page, validation and the remote engine import it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.types import MediaKind
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    name: str  # what --demo FAMILY and messages call it, e.g. "qwen2.5-vl"; a remote model's served name
+    title: str  # for people, e.g. "Qwen2.5-VL"
+    accepts: frozenset[MediaKind]  # besides text
+    context_tokens: int  # prompt and answer together (the published models' max_position_embeddings)
+    audio_window_s: float = 30.0  # longest clip one audio item may be; longer clips go in as several, in order
+
+    def hears(self) -> bool:
+        return MediaKind.AUDIO in self.accepts
+
+    def sees(self) -> bool:
+        return MediaKind.IMAGE in self.accepts
+
+    def describe_accepts(self) -> str:
+        """"text, images and audios": what people are told the model takes."""
+        kinds = ["text"] + [kind.value + "s" for kind in MediaKind if kind in self.accepts]
+        return ", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1 else kinds[0]
