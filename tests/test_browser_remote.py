@@ -18,7 +18,7 @@ from tests.browser_helpers import (
     start_ready_app,
     wait_for_answer,
 )
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.browser
 

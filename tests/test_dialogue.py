@@ -9,36 +9,12 @@ import pytest
 
 import assistant.dialogue as dialogue_module
 from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished, UserTurnSaved, WaitingForModel
-from assistant.engine import TransformersEngine
 from domain.errors import InvalidInput, ModelLoadError
 from assistant.media import MediaLoader
-from assistant.model_host import ModelHost, Phase
+from assistant.model_host import ModelHost
 from assistant.turn_queue import TurnQueue
 from domain.types import MediaKind, Role, Status
-from tests.conftest import GREEDY
-
-
-class RecordingEngine(TransformersEngine):
-    """The real engine, also keeping what each turn fed the processor and what came out of it."""
-
-    def __init__(self, inner: TransformersEngine, max_new_tokens: int = 24):
-        super().__init__(
-            inner.model, inner.processor, inner.info, inner.family, max_new_tokens=max_new_tokens, generation_kwargs=GREEDY
-        )
-        self.inputs = []
-        self.prepared = []
-
-    def prepare(self, model_input):
-        self.inputs.append(model_input)
-        prepared = super().prepare(model_input)
-        self.prepared.append(prepared)
-        return prepared
-
-
-def ready_host(engine) -> ModelHost:
-    host = ModelHost(lambda progress: engine).start()
-    assert host.wait(10) and host.state.phase is Phase.READY
-    return host
+from tests.engine_helpers import FailingEngine, RecordingEngine, ready_host
 
 
 def run(manager, conversation_id, text, uploads=(), stop=None):
@@ -184,13 +160,6 @@ def test_bad_input_in_an_existing_conversation_loses_nothing(engine, repository,
 
 
 # --- hardening: a bad file, an unexpected failure, a queue -----------------------------------------------
-
-
-class FailingEngine(RecordingEngine):
-    """The real engine with a bug planted in it: an exception that is not an AssistantError."""
-
-    def prepare(self, model_input):
-        raise RuntimeError("planted bug")
 
 
 def test_an_unexpected_exception_ends_the_turn_as_a_saved_error(engine, repository, caplog):
@@ -564,7 +533,7 @@ def test_a_kill_right_after_the_question_is_saved_leaves_an_answer_marked_interr
     from storage.database import open_database, sqlite_url
     from storage.instances import INTERRUPTED, Instances
     from storage.repository import ConversationRepository
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     script = f"""
 import os, signal, sys, threading

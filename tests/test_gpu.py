@@ -8,8 +8,8 @@ import torch
 
 from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.reuse import Reuse
-from tests.conftest import make_manager
-from tests.test_reuse import TURNS, repository_at, script, with_reuse
+from tests.engine_helpers import TURNS, make_manager, script, with_reuse
+from tests.helpers import repository_at
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

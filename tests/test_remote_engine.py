@@ -26,7 +26,8 @@ from assistant.prompt import ModelInput
 from assistant.remote_engine import OpenAIEngine, family_for_model
 from domain.errors import EngineUnavailable
 from domain.types import MediaKind, Role, Status
-from tests.conftest import free_port, make_manager, ready_app
+from tests.engine_helpers import make_manager
+from tests.helpers import free_port, ready_app
 from tests.media_factory import png
 
 

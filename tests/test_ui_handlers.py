@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from assistant.dialogue import DialogueManager
 from assistant.media import MediaLoader
 from assistant.turn_queue import TurnQueue
-from tests.test_dialogue import RecordingEngine, ready_host
+from tests.engine_helpers import RecordingEngine, ready_host
 from ui import render
 from ui.app import MIN_UPDATE_INTERVAL_S, ChatHandlers
 
