@@ -15,7 +15,7 @@ import time
 import openai
 import pytest
 
-from tests.helpers import ROOT, ready_app
+from tests.helpers import ROOT, ready_app, settled_answer, wait_until
 from tests.media_factory import png, write_tone
 
 
@@ -158,12 +158,7 @@ def test_closing_the_stream_stops_the_answer_and_keeps_what_was_said(client, mod
         if len(received) > 20:
             break
     stream.http_response.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answer = stored(data_dir).get_messages(conversation_id)[-1]
-        if answer.status.value != "streaming":
-            break
-        time.sleep(0.2)
+    answer = settled_answer(stored(data_dir), conversation_id, timeout=30)
     assert answer.status.value == "stopped"
     assert answer.text.startswith(received) and answer.details.answer_tokens < 2000
 
@@ -445,10 +440,8 @@ def served(dialogue, tmp_path):
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=api.routes()), host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), 20, 0.05, "the API server did not start")
+    assert server.started, "the API server did not start"
     try:
         yield openai.OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="none", max_retries=0, timeout=120)
     finally:

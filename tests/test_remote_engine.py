@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ from assistant.remote_engine import OpenAIEngine, family_for_model
 from domain.errors import EngineUnavailable
 from domain.types import MediaKind, Role, Status
 from tests.engine_helpers import make_manager
-from tests.helpers import free_port, ready_app
+from tests.helpers import free_port, ready_app, settled_answer, wait_for_http
 from tests.media_factory import png
 
 
@@ -111,9 +110,7 @@ def test_stop_closes_the_stream_and_the_server_stops_too(backend, repository):
     assert answer.status is Status.STOPPED and answer.text.startswith(text[:30])
     served = backend_conversations(data_dir)
     conversation = next(c for c in served.list_conversations() if c.title.startswith("A very long story"))
-    deadline = time.monotonic() + 20
-    while (remote := served.get_messages(conversation.id)[-1]).status is Status.STREAMING and time.monotonic() < deadline:
-        time.sleep(0.2)
+    remote = settled_answer(served, conversation.id)
     assert remote.status is Status.STOPPED  # closing the connection reached the server's generation
     assert remote.details.answer_tokens < 2000
 
@@ -396,17 +393,7 @@ class TransformersServe:
 
     def wait(self) -> None:
         """Until /health answers; fails with the server's output when it exits or takes too long."""
-        deadline = time.monotonic() + TRANSFORMERS_SERVE_START_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"transformers serve exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"transformers serve did not come up in {TRANSFORMERS_SERVE_START_S}s:\n{self.output()}")
+        wait_for_http(self.proc, f"http://127.0.0.1:{self.port}/health", TRANSFORMERS_SERVE_START_S, self.output, "transformers serve")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
