@@ -263,9 +263,10 @@ def test_a_waiting_turn_shows_its_place_and_stop_cancels_it_at_once(engine, repo
     assert queued == Queued(ahead=1)
     prepared = len(long.inputs)
     stop.set()
-    started = time.monotonic()
     rest = list(waiting)
-    assert time.monotonic() - started < 0.5  # at once, not when the other answer ends
+    # At once, not when the other answer ends: the first answer (4000 tokens, ended only by its own Stop below) was
+    # still streaming when this turn was over. Order, not seconds: a loaded machine cannot make this fail.
+    assert not any(isinstance(e, ReplyFinished) for e in first_events)
     assert rest[-1].message.status is Status.STOPPED
     assert len(long.inputs) == prepared  # its inputs were never built
     assert first.is_alive()  # the other answer goes on
