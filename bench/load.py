@@ -90,7 +90,7 @@ def main() -> None:
 
     app = None
     if args.url is None:
-        from tests.conftest import AppProcess
+        from tests.helpers import AppProcess
 
         data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="assistant-load-"))
         app = AppProcess(["--demo", "--data-dir", str(data_dir), "--whisper-model", "none", *args.app_args.split()],

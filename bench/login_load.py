@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder)

@@ -19,7 +19,14 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 900}
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=15_000)
@@ -75,6 +82,24 @@ def open_page(page: Page, url: str) -> None:
     page.goto(url, wait_until="load")
     page.wait_for_selector("#composer textarea")
     expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
+
+
+def try_sign_in(page: Page, name: str, password: str) -> None:
+    page.locator("input[type=text]").fill(name)
+    page.locator("input[type=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_in(browser, url: str, name: str, password: str):
+    """A new browser context signed in as `name`, on the page once its model is ready: (context, page)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    try_sign_in(page, name, password)
+    page.wait_for_selector("#composer textarea")
+    expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
+    return context, page
 
 
 def wait_for_answer(page: Page, bot_rows: int) -> None:

@@ -1,37 +1,17 @@
-"""Shared fixtures: the demo checkpoint (built once per run), media made on the spot, an app process."""
+"""Shared fixtures: the demo checkpoint (built once per run), media made on the spot, an app process. Plain helpers
+that tests import live in tests/helpers.py, tests/engine_helpers.py and tests/browser_helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-GREEDY = {"do_sample": False}
-
-
-def generate_whole(engine, model_input) -> str:
-    """The reference answer: the same inputs through transformers' own generate(), no streamer, no threads."""
-    import torch
-
-    with torch.inference_mode():
-        inputs = engine.prepare(model_input)
-        args = dict(inputs)
-        for key, value in args.items():
-            if value.is_floating_point():
-                args[key] = value.to(engine.float_dtype)
-        output = engine.model.generate(**args, max_new_tokens=engine.max_new_tokens, **engine.generation_kwargs)
-    return engine.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +24,7 @@ def demo_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def engine(demo_model_dir):
     from assistant.loader import ModelSpec, Quant, load_engine
+    from tests.engine_helpers import GREEDY
 
     return load_engine(
         ModelSpec(str(demo_model_dir), Quant.NONE, demo=True),
@@ -81,18 +62,6 @@ def family_model_dir(tmp_path_factory):
         return _family_dirs[name]
 
     return build
-
-
-def make_manager(engine, repository, transcriber=None):
-    """A DialogueManager over `engine` (already loaded) and `repository`, as run.py wires it."""
-    from assistant.dialogue import DialogueManager
-    from assistant.media import MediaLoader
-    from assistant.model_host import ModelHost
-    from assistant.turn_queue import TurnQueue
-
-    host = ModelHost(lambda progress: engine).start()
-    assert host.wait(30)
-    return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber)
 
 
 @pytest.fixture
@@ -133,74 +102,10 @@ def repository(tmp_path):
     return ConversationRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")), BlobStore(tmp_path / "files"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AppProcess:
-    """`python run.py` as a child process, as a user would start it."""
-
-    def __init__(self, args: list[str], log_path: Path, port: int | None = None):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run.py"), "--port", str(self.port), *args],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_page(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"app exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"page did not come up in {timeout}s:\n{self.output()}")
-
-    def wait_for_log(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} not in the app's output:\n{self.output()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to clean up, like a crash or a power cut."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._log.close()
-
-
-def ready_app(folder: Path, *args: str) -> AppProcess:
-    """`python run.py ARGS` logging into `folder`, once its page is up and its model loaded."""
-    folder.mkdir(parents=True, exist_ok=True)
-    app = AppProcess(list(args), folder / "app.log")
-    app.wait_for_page()
-    app.wait_for_log("model ready")
-    return app
-
-
 @pytest.fixture
 def start_app(tmp_path):
+    from tests.helpers import AppProcess
+
     started: list[AppProcess] = []
 
     def start(*args: str) -> AppProcess:
@@ -213,21 +118,13 @@ def start_app(tmp_path):
         app.kill()
 
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is missing: run the tests through scripts/test.sh, which installs it")
     from playwright.sync_api import sync_playwright
+
+    from tests.browser_helpers import CHROMIUM_FLAGS
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)

@@ -11,7 +11,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def binaries() -> Path | None:

@@ -15,7 +15,7 @@ import time
 import openai
 import pytest
 
-from tests.conftest import ROOT, ready_app
+from tests.helpers import ROOT, ready_app, settled_answer, wait_until
 from tests.media_factory import png, write_tone
 
 
@@ -158,12 +158,7 @@ def test_closing_the_stream_stops_the_answer_and_keeps_what_was_said(client, mod
         if len(received) > 20:
             break
     stream.http_response.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answer = stored(data_dir).get_messages(conversation_id)[-1]
-        if answer.status.value != "streaming":
-            break
-        time.sleep(0.2)
+    answer = settled_answer(stored(data_dir), conversation_id, timeout=30)
     assert answer.status.value == "stopped"
     assert answer.text.startswith(received) and answer.details.answer_tokens < 2000
 
@@ -438,17 +433,15 @@ def served(dialogue, tmp_path):
     from starlette.applications import Starlette
 
     from api.routes import ChatApi
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     api = ChatApi(dialogue, dialogue.host, "demo", accounts=lambda: False, user_of_key=lambda key: None,
                   upload_dir=tmp_path / "api-uploads")
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=api.routes()), host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), 20, 0.05, "the API server did not start")
+    assert server.started, "the API server did not start"
     try:
         yield openai.OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="none", max_retries=0, timeout=120)
     finally:
@@ -468,7 +461,7 @@ def test_clients_continuing_one_conversation_at_once_each_make_a_branch_of_it(en
     from assistant.dialogue import DialogueManager
     from assistant.media import MediaLoader
     from assistant.turn_queue import TurnQueue
-    from tests.test_dialogue import RecordingEngine, ready_host
+    from tests.engine_helpers import RecordingEngine, ready_host
 
     recording = RecordingEngine(engine, max_new_tokens=6)
     dialogue = DialogueManager(repository, ready_host(recording), MediaLoader(), TurnQueue())
@@ -520,7 +513,7 @@ def test_a_follow_up_after_a_crash_continues_the_conversation_whose_interrupted_
     from assistant.turn_queue import TurnQueue
     from storage.database import open_database, sqlite_url
     from storage.instances import INTERRUPTED, Instances
-    from tests.test_dialogue import RecordingEngine, ready_host
+    from tests.engine_helpers import RecordingEngine, ready_host
 
     conversation = repository.create_conversation("Tell me a story")
     repository.add_user_message(conversation.id, "Tell me a story", [])
@@ -554,7 +547,7 @@ def test_faults_of_the_machine_are_503_with_retry_after_and_a_generation_servers
     from storage.blobs import BlobStore
     from storage.database import open_database, sqlite_url
     from storage.repository import ConversationRepository
-    from tests.test_dialogue import RecordingEngine, ready_host
+    from tests.engine_helpers import RecordingEngine, ready_host
 
     monkeypatch.setattr(storage.database, "BUSY_TIMEOUT_S", 0.5, raising=False)
     repository = ConversationRepository(open_database(sqlite_url(tmp_path / "db.sqlite3")), BlobStore(tmp_path / "files"))

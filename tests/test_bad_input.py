@@ -6,142 +6,22 @@ serving, and leave no upload behind; an accepted one must be answered and shown.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 import pytest
 
-from domain import limits
 from assistant.dialogue import DialogueManager, ReplyFinished
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost
 from assistant.turn_queue import TurnQueue
 from domain.errors import InvalidInput
-from domain.types import MediaKind, Status
+from domain.types import Status
 from tests import media_factory as make
+from tests.helpers import CASES, Uploads, case_text, snapshot
 from ui.app import ChatHandlers
-
-Uploads = list[tuple[Path, str]]
-
-
-@dataclass(frozen=True)
-class Case:
-    text: str | Callable[[], str]
-    files: Callable[[Path], Uploads]  # builds the files in the given folder: (path, name shown to the user)
-    refused: str | None = None  # a regex the refusal must match; None: accepted
-    kinds: tuple[MediaKind, ...] = ()
-    saved_text: str | None = None  # what the message must be stored as, when not the text itself
-
-
-def one(name: str, build: Callable[[Path], Path]) -> Callable[[Path], Uploads]:
-    return lambda folder: [(build(folder / name), name)]
-
-
-def none(folder: Path) -> Uploads:
-    return []
-
-
-def nine_images(folder: Path) -> Uploads:
-    return [(make.png(folder / f"p{i}.png"), f"p{i}.png") for i in range(9)]
-
-
-def written(data: bytes) -> Callable[[Path], Path]:
-    def build(path: Path) -> Path:
-        path.write_bytes(data)
-        return path
-
-    return build
-
-
-def sparse(size: int) -> Callable[[Path], Path]:
-    def build(path: Path) -> Path:
-        with open(path, "wb") as f:
-            f.truncate(size)
-        return path
-
-    return build
-
-
-def vanished(folder: Path) -> Uploads:
-    return [(folder / "gone.png", "gone.png")]
-
-
-def truncated_png(path: Path) -> Path:
-    return make.truncated(path, make.noisy_image(path.with_suffix(".full.png")))
-
-
-def truncated_jpeg(path: Path) -> Path:
-    return make.truncated(path, make.noisy_image(path.with_suffix(".full.jpg"), fmt="JPEG"))
-
-
-def truncated_flac(path: Path) -> Path:
-    full = make.write_tone(path.with_suffix(".full.flac"), 2.0, 22050, "flac", "flac", "mono")
-    return make.truncated(path, full, keep=0.7)  # the header and some frames parse; decoding fails later
-
-
-def long_wav(path: Path) -> Path:
-    return make.write_tone(path, limits.MAX_AUDIO_SECONDS + 2, rate=8000)
-
-
-CASES: dict[str, Case] = {
-    # refused, naming the problem
-    "truncated-png": Case("what is this?", one("cut.png", truncated_png), r"“cut.png” is damaged or incomplete"),
-    "truncated-jpeg": Case("what is this?", one("cut.jpg", truncated_jpeg), r"“cut.jpg” is damaged or incomplete"),
-    "aspect-402x2": Case("a line", one("line.png", lambda p: make.png(p, (402, 2))), r"“line.png” is 402×2 pixels.*200 times"),
-    "decompression-bomb": Case("big", one("bomb.png", make.bomb_png), r"“bomb.png” has too many pixels"),
-    "over-50-megapixels": Case("big", one("huge.png", lambda p: make.bomb_png(p, (8000, 7500))), r"“huge.png” has 60 megapixels; the limit is 50"),
-    "truncated-flac": Case("listen", one("cut.flac", truncated_flac), r"“cut.flac” is damaged"),
-    "zero-bytes": Case("empty?", one("empty.wav", written(b"")), r"“empty.wav” is empty"),
-    "text-named-png": Case("look", one("notes.png", written(b"just some notes\n" * 20)), r"“notes.png” is not an image or audio file"),
-    "pdf-named-jpg": Case("look", one("doc.jpg", written(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")), r"“doc.jpg” is not an image or audio"),
-    "random-bytes-wav": Case("listen", one("noise.wav", written(bytes(range(256)) * 64)), r"“noise.wav” is not an image or audio"),
-    "video-as-audio": Case("listen", one("clip.ogg", make.video_with_sound), r"“clip.ogg” is a video"),
-    "audio-over-5-minutes": Case("listen", one("long.wav", long_wav), r"“long.wav” is longer than 5 minutes"),
-    "silent-recording": Case("hear anything?", one("quiet.wav", make.silence_wav), r"“quiet.wav” is silent: nothing was heard"),
-    "recording-under-half-a-second": Case("hm", one("click.wav", lambda p: make.write_tone(p, 0.3)), r"“click.wav” is only 0.3 seconds long"),
-    "file-over-25MB": Case("big", one("big.wav", sparse(limits.MAX_FILE_BYTES + 1)), r"“big.wav” is 25.0 MB; the limit is 25 MB"),
-    "nine-files": Case("many", nine_images, r"9 files are attached; a message can carry at most 8"),
-    "file-vanished": Case("here", vanished, r"“gone.png” did not arrive"),
-    "one-megabyte-message": Case(lambda: "x" * 1_000_000, none, r"1,000,000 characters long; the limit is 20,000"),
-    "lone-surrogate": Case("broken \ud83d emoji", none, r"not valid text"),
-    "nothing": Case("", none, r"Type a message"),
-    "only-whitespace-and-controls": Case(" \n\t\x00\x07 ", none, r"Type a message"),
-    # accepted, and answered
-    "animated-gif": Case("which frame?", one("anim.gif", make.animated_gif), kinds=(MediaKind.IMAGE,)),
-    "cmyk-jpeg": Case("print colours", one("cmyk.jpg", make.cmyk_jpeg), kinds=(MediaKind.IMAGE,)),
-    "16-bit-png": Case("deep", one("deep.png", make.sixteen_bit_png), kinds=(MediaKind.IMAGE,)),
-    "one-pixel": Case("tiny", one("dot.png", lambda p: make.png(p, (1, 1))), kinds=(MediaKind.IMAGE,)),
-    "aspect-exactly-200": Case("a line", one("line.png", lambda p: make.png(p, (400, 2))), kinds=(MediaKind.IMAGE,)),
-    "audio-over-30-seconds": Case("listen", one("long.wav", lambda p: make.write_tone(p, 45, rate=8000)), kinds=(MediaKind.AUDIO,)),
-    "m4a-with-cover-art": Case("song", one("song.m4a", make.m4a_with_cover_art), kinds=(MediaKind.AUDIO,)),
-    "control-characters": Case("red\x1b[31m alert\x00\x07 now", none, saved_text="red[31m alert now"),
-    "right-to-left": Case("مرحبا \u202eשלום\u202c hello", none),
-    "html-and-script-text": Case("<script>alert(1)</script> <img src=x onerror=alert(2)>", none),
-}
-assert len(CASES) >= 25
-
-
-def case_text(case: Case) -> str:
-    return case.text() if callable(case.text) else case.text
-
-
-def snapshot(tmp_path: Path) -> tuple:
-    """Everything stored: row counts of every table and the blob files."""
-    db = sqlite3.connect(tmp_path / "db.sqlite3")
-    try:
-        counts = tuple(
-            db.execute(f"select count(*) from {table}").fetchone()[0]
-            for table in ("conversation", "message", "attachment", "message_attachment")
-        )
-    finally:
-        db.close()
-    blobs = sorted(str(p) for p in (tmp_path / "files").rglob("*") if p.is_file())
-    return counts, blobs
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tests.browser_helpers import (
+    CHROMIUM_FLAGS,
     RECORD_BOT_TEXTS,
     answer_shown,
     markdown_free,
-    ROOT,
     TIMEOUT_MS,
     VIEWPORT,
     expect,
@@ -24,7 +24,7 @@ from tests.browser_helpers import (
     start_ready_app,
     wait_for_answer,
 )
-from tests.conftest import CHROMIUM_FLAGS
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.browser
 

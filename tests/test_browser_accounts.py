@@ -5,32 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.browser_helpers import ROOT, TIMEOUT_MS, VIEWPORT, expect, start_ready_app, wait_for_answer
+from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, sign_in, start_ready_app, try_sign_in, wait_for_answer
+from tests.helpers import ROOT, add_user, urllib_status
 
 pytestmark = pytest.mark.browser
-
-
-def add_user(data_dir, name: str, password: str) -> None:
-    subprocess.run(
-        [sys.executable, "run.py", "adduser", name, "--password-stdin", "--data-dir", str(data_dir)],
-        input=password + "\n", text=True, cwd=ROOT, check=True, capture_output=True,
-    )  # fmt: skip
-
-
-def sign_in(browser, url: str, name: str, password: str):
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url, wait_until="load")
-    try_sign_in(page, name, password)
-    page.wait_for_selector("#composer textarea")
-    expect(page.locator("#model-status")).to_contain_text("Model ready", timeout=TIMEOUT_MS)
-    return context, page
 
 
 def fetch(context, url: str) -> int:
@@ -75,14 +56,6 @@ def test_each_user_sees_only_their_own(browser, start_app, demo_model_dir, png_f
     bob_context.close()
 
 
-def urllib_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def signin_page(browser, start_app, demo_model_dir, tmp_path):
     """The sign-in page of an app whose one user is alice (its model not waited for)."""
     data_dir = tmp_path / "data"
@@ -94,12 +67,6 @@ def signin_page(browser, start_app, demo_model_dir, tmp_path):
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app.url, wait_until="load")
     return page
-
-
-def try_sign_in(page, name: str, password: str) -> None:
-    page.locator("input[type=text]").fill(name)
-    page.locator("input[type=password]").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_a_wrong_password_is_refused(browser, start_app, demo_model_dir, tmp_path):

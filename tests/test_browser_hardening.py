@@ -19,7 +19,7 @@ from tests.browser_helpers import (
     wait_for_answer,
 )
 from tests import media_factory as make
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -189,7 +189,7 @@ def buggy_app(engine, tmp_path):
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
     from assistant.turn_queue import TurnQueue
-    from tests.test_dialogue import FailingEngine
+    from tests.engine_helpers import FailingEngine
     from ui.app import build_app
 
     (tmp_path / "data").mkdir()

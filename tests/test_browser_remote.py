@@ -3,7 +3,6 @@ pointed at the first one's /v1, holds a conversation with an image and an audio 
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -18,7 +17,7 @@ from tests.browser_helpers import (
     start_ready_app,
     wait_for_answer,
 )
-from tests.conftest import free_port
+from tests.helpers import free_port, settled_answer
 
 pytestmark = pytest.mark.browser
 
@@ -78,9 +77,7 @@ def test_a_conversation_through_a_remote_engine(browser, start_app, demo_model_d
     reply = front_repo.get_messages(stopped.id)[-1]
     assert reply.status is Status.STOPPED and reply.text.strip()
     long_story = next(c for c in back_repo.list_conversations() if c.id != served.id)
-    deadline = time.monotonic() + 20
-    while (remote := back_repo.get_messages(long_story.id)[-1]).status is Status.STREAMING and time.monotonic() < deadline:
-        time.sleep(0.2)
+    remote = settled_answer(back_repo, long_story.id)
     assert remote.status is Status.STOPPED and len(remote.text) < 4000
     page.close()
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
 import urllib.request
 import zipfile
 
 import pytest
 
 from domain.types import Status
-from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, open_page, open_repository, start_ready_app
-from tests.test_browser_accounts import add_user, sign_in, urllib_status
+from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, open_page, open_repository, sign_in, start_ready_app
+from tests.helpers import add_user, urllib_status, wait_until
 
 pytestmark = pytest.mark.browser
 # Gradio puts the UploadButton's file input beside the button (#import), not inside it.
@@ -103,7 +102,4 @@ def test_an_export_is_downloaded_only_by_its_owner_and_only_once(browser, start_
 
 def wait_until_empty(folder, timeout: float = 5) -> None:
     """Until no exported file is left under `folder` (deleted just after its download)."""
-    deadline = time.monotonic() + timeout
-    while any(p.is_file() for p in folder.rglob("*")):
-        assert time.monotonic() < deadline, [str(p) for p in folder.rglob("*")]
-        time.sleep(0.1)
+    wait_until(lambda: not any(p.is_file() for p in folder.rglob("*")), timeout, 0.1, lambda: str([str(p) for p in folder.rglob("*")]))

@@ -7,8 +7,8 @@ import threading
 
 from assistant.engine import TransformersEngine
 from domain.types import Status
-from tests.conftest import GREEDY
-from tests.conftest import make_manager as manager_for
+from tests.engine_helpers import GREEDY
+from tests.engine_helpers import make_manager as manager_for
 from ui import render
 
 CONTEXT = 200

@@ -13,7 +13,7 @@ from assistant.media import decode_audio, load_image
 from assistant.prompt import ModelInput
 from assistant.streaming import ChunkStreamer, DecodingStreamer
 from domain.errors import GenerationError
-from tests.conftest import GREEDY, generate_whole
+from tests.engine_helpers import GREEDY, generate_whole
 
 
 def multimodal_input(png_file, speech_wav) -> ModelInput:

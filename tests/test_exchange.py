@@ -12,46 +12,12 @@ import pytest
 
 from domain import limits
 from domain.errors import InvalidInput
-from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import MediaFile, MediaKind, Status
+from domain.types import MediaKind
 from assistant.imports import import_archive
 from storage.exchange import export_zip
-from tests.media_factory import png, write_tone
-from tests.test_bad_input import snapshot
-
-
-def make_repository(folder):
-    from storage.blobs import BlobStore
-    from storage.database import open_database, sqlite_url
-    from storage.repository import ConversationRepository
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
-
-
-def rich_history(repository, tmp_path):
-    """Two conversations: branches (a regenerated answer, an edited question), files, settings, details, a pin."""
-    picture, sound = png(tmp_path / "p.png"), write_tone(tmp_path / "s.wav", 0.6)
-    settings = GenerationSettings(system_prompt="Be brief.", temperature=0.3, seed=5)
-    details = AnswerDetails(model="demo", quant="none", settings=settings, prompt_tokens=10, answer_tokens=3, first_token_s=0.1, tokens_per_s=20.0)
-    question = repository.add_user_message(
-        None,
-        "What is this? 这是什么？",
-        [MediaFile(picture, "p.png", MediaKind.IMAGE, "image/png"), MediaFile(sound, "s.wav", MediaKind.AUDIO, "audio/wav")],
-        new_title="Pictures",
-        settings=settings,
-    )
-    conversation_id = question.conversation_id
-    for text in ("A square.", "A red square."):
-        reply = repository.start_assistant_message(conversation_id, parent_id=question.id)
-        repository.finish_message(reply.id, text, Status.COMPLETE, details=details)
-    edited = repository.edit_user_message(question.id, "Describe it")
-    reply = repository.start_assistant_message(conversation_id, parent_id=edited.id)
-    repository.finish_message(reply.id, "Half an ans", Status.STOPPED)
-    repository.set_pinned(conversation_id, True)
-    other = repository.add_user_message(None, "hello", [], new_title="Other")
-    repository.set_archived(other.conversation_id, True)
-    return conversation_id
+from tests.media_factory import png
+from tests.helpers import repository_at as make_repository
+from tests.helpers import rich_history, snapshot, zipped
 
 
 def exported(repository) -> dict:
@@ -191,14 +157,6 @@ def test_open_webui_export_keeps_branches_and_embedded_images(tmp_path):
     repository.switch_version(path[1].id, +1)
     assert [m.text for m in repository.get_messages(conversation.id)] == ["Hi there", "Hi!", "How are you?"]
     assert summary.skipped == ["a file in “From Open WebUI”"]
-
-
-def zipped(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
 
 
 def our_export_missing_a_file(tmp_path) -> bytes:

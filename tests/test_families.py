@@ -20,8 +20,8 @@ from assistant.transcribe import Transcriber
 from assistant.turn_queue import TurnQueue
 from domain.errors import InvalidInput, ModelLoadError
 from domain.types import MediaKind, Status, TranscriptStatus
-from tests.conftest import GREEDY, generate_whole
-from tests.conftest import make_manager as manager_for
+from tests.engine_helpers import GREEDY, generate_whole
+from tests.engine_helpers import make_manager as manager_for
 from ui import render
 
 NAMES = list(families())

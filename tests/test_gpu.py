@@ -8,8 +8,8 @@ import torch
 
 from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.reuse import Reuse
-from tests.conftest import make_manager
-from tests.test_reuse import TURNS, repository_at, script, with_reuse
+from tests.engine_helpers import TURNS, make_manager, script, with_reuse
+from tests.helpers import repository_at
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -37,7 +37,16 @@ def test_reuse_on_cuda_in_fp32_is_token_for_token_a_full_prefill(family, family_
     assert reuse.encoders.calls == 2 * base.family.sees() + base.family.hears()
 
 
-def test_reuse_on_cuda_in_nf4_answers_every_turn_and_encodes_each_item_once(family_model_dir, media, tmp_path):
+# At least half of the scripted answers must be identical with and without reuse. bf16 compute sums a chunked prefill
+# in another order than a whole one, so a near-tie can flip a greedy token and change that answer (and perhaps a few
+# after it in its conversation): identity is not promised. But that noise changes few answers, while a reuse that
+# computes something else changes nearly all: the CPU run of this script in bf16 with nf4 (the CUDA dtypes) gave
+# 21/22 identical with and without reuse, and 1/22 between nf4-bf16 and fp32, i.e. a slightly different model.
+# Half sits well between the two. bench/multiturn.py measures agreement on the 3B and 7B shapes.
+MIN_IDENTICAL_NF4 = TURNS + 1  # half of the script's 2 * TURNS + 2 answers
+
+
+def test_reuse_on_cuda_in_nf4_answers_like_a_full_prefill_and_encodes_each_item_once(family_model_dir, media, tmp_path):
     base = load_engine(ModelSpec(str(family_model_dir("qwen2.5-omni")), Quant.AUTO, demo=True), lambda *_: None)
     assert base.info.quant == "4bit" and base.model.device.type == "cuda"
     reuse = Reuse(1.0, tmp_path / "encoders")
@@ -45,7 +54,6 @@ def test_reuse_on_cuda_in_nf4_answers_every_turn_and_encodes_each_item_once(fami
     got = script(make_manager(with_reuse(base, reuse), repository_at(tmp_path / "reuse")), media)
     assert len(got) == 2 * TURNS + 2 and all(answer.strip() for answer in got)
     assert reuse.encoders.calls == 3
-    # bf16 compute sums a chunked prefill in another order than a whole one, so identity is not promised here;
-    # how many answers agree is reported (bench/multiturn.py measures it on the 3B and 7B shapes).
     same = sum(a == b for a, b in zip(got, expected))
     print(f"nf4 on CUDA: {same}/{len(got)} answers identical with and without reuse")
+    assert same >= MIN_IDENTICAL_NF4, f"only {same}/{len(got)} answers identical with and without reuse"

@@ -25,9 +25,8 @@ import pytest
 from domain import limits
 from domain.types import MediaKind
 from tests import media_factory as make
-from tests.conftest import ROOT, make_manager
-from tests.test_bad_input import CASES
-from tests.test_exchange import zipped
+from tests.engine_helpers import make_manager
+from tests.helpers import CASES, ROOT, zipped
 from ui.exports import ExportStore
 from ui.transfer import TransferHandlers
 

@@ -12,8 +12,7 @@ from storage.blobs import BlobStore
 from storage.database import open_database, sqlite_url
 from storage.instances import INTERRUPTED, instance_name
 from storage.repository import ConversationRepository
-from tests.conftest import AppProcess
-from tests.test_server import upload
+from tests.helpers import AppProcess, upload
 
 
 def started(log: Path, data_dir: Path, model: Path, port: int | None = None) -> AppProcess:

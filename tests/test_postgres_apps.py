@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.browser_helpers import TIMEOUT_MS, VIEWPORT, expect, open_page, wait_for_answer
-from tests.conftest import AppProcess
+from tests.helpers import AppProcess
 from tests.media_factory import png
 
 

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,8 @@ from assistant.prompt import ModelInput
 from assistant.remote_engine import OpenAIEngine, family_for_model
 from domain.errors import EngineUnavailable
 from domain.types import MediaKind, Role, Status
-from tests.conftest import free_port, make_manager, ready_app
+from tests.engine_helpers import make_manager
+from tests.helpers import free_port, ready_app, settled_answer, wait_for_http
 from tests.media_factory import png
 
 
@@ -110,9 +110,7 @@ def test_stop_closes_the_stream_and_the_server_stops_too(backend, repository):
     assert answer.status is Status.STOPPED and answer.text.startswith(text[:30])
     served = backend_conversations(data_dir)
     conversation = next(c for c in served.list_conversations() if c.title.startswith("A very long story"))
-    deadline = time.monotonic() + 20
-    while (remote := served.get_messages(conversation.id)[-1]).status is Status.STREAMING and time.monotonic() < deadline:
-        time.sleep(0.2)
+    remote = settled_answer(served, conversation.id)
     assert remote.status is Status.STOPPED  # closing the connection reached the server's generation
     assert remote.details.answer_tokens < 2000
 
@@ -395,17 +393,7 @@ class TransformersServe:
 
     def wait(self) -> None:
         """Until /health answers; fails with the server's output when it exits or takes too long."""
-        deadline = time.monotonic() + TRANSFORMERS_SERVE_START_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"transformers serve exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"transformers serve did not come up in {TRANSFORMERS_SERVE_START_S}s:\n{self.output()}")
+        wait_for_http(self.proc, f"http://127.0.0.1:{self.port}/health", TRANSFORMERS_SERVE_START_S, self.output, "transformers serve")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -453,7 +441,7 @@ def test_a_conversation_through_transformers_serve(family, kind, transformers_se
 
 def test_the_remote_engine_and_the_dialogue_manager_load_no_torch():
     """They know the in-process engine only by its contract, so a front end for a remote server never loads torch."""
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     code = ("import sys, assistant.remote_engine, assistant.dialogue, assistant.model_host; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")

@@ -8,55 +8,14 @@ import threading
 
 import pytest
 
-from assistant.dialogue import DialogueManager
-from assistant.engine import TransformersEngine
 from assistant.families import families
 from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.media import MediaLoader
 from assistant.reuse import Reuse
 from domain.types import Status
-from tests.conftest import GREEDY
-from tests.conftest import make_manager as manager_for
-
-TURNS = 10
-
-
-def repository_at(folder):
-    from storage.blobs import BlobStore
-    from storage.database import open_database, sqlite_url
-    from storage.repository import ConversationRepository
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
-
-
-def with_reuse(engine, reuse: Reuse | None) -> TransformersEngine:
-    return TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=12, generation_kwargs=GREEDY, reuse=reuse)
-
-
-def script(manager: DialogueManager, media) -> list[str]:
-    """Ten turns in each of two interleaved conversations (image on 1, audio on 3, image on 6), then an edit of
-    turn 2 in the first, which sends the conversation down another branch. Returns every answer, in order."""
-    answers, conversations = [], {"first": None, "second": None}
-    pictures = {"first": ("red", "blue"), "second": ("blue", "red")}
-    for turn in range(1, TURNS + 1):
-        for name in conversations:
-            uploads = []
-            if turn in (1, 6) and manager.host.family.sees():
-                picture = pictures[name][0 if turn == 1 else 1]
-                uploads = [(media[picture], f"{picture}.png")]
-            elif turn == 3 and manager.host.family.hears():
-                uploads = [(media["speech"], "question.wav")]
-            events = list(manager.send(conversations[name], f"{name} turn {turn}: and then?", uploads, threading.Event()))
-            conversations[name] = events[0].conversation.id
-            assert events[-1].message.status is Status.COMPLETE, events[-1].message.error
-            answers.append(events[-1].message.text)
-    second_question = manager.open_messages(conversations["first"])[2]
-    events = list(manager.edit(second_question.id, "an edited second question", threading.Event()))
-    answers.append(events[-1].message.text)
-    events = list(manager.send(conversations["first"], "after the edit", [], threading.Event()))
-    answers.append(events[-1].message.text)
-    return answers
+from tests.engine_helpers import GREEDY, TURNS, script, with_reuse
+from tests.engine_helpers import make_manager as manager_for
+from tests.helpers import repository_at
 
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import urllib.request
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_help_lists_the_options():
@@ -42,10 +42,10 @@ def test_listening_beyond_loopback_requires_a_login(tmp_path):
 
 
 def test_export_and_import_from_the_command_line(tmp_path):
-    from tests.test_exchange import make_repository, rich_history
+    from tests.helpers import repository_at, rich_history
 
     source = tmp_path / "source"
-    rich_history(make_repository(source), tmp_path)
+    rich_history(repository_at(source), tmp_path)
     out = tmp_path / "all.zip"
 
     def run(*args):

@@ -12,7 +12,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from domain.types import MediaKind, Role
-from tests.conftest import ROOT, ready_app
+from tests.helpers import ROOT, ready_app
 
 
 def stored(data_dir, user: str | None = None):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, AppProcess
+from tests.helpers import ROOT, AppProcess
 
 API_BODY = {"model": "demo", "messages": [{"role": "user", "content": "from another site"}], "max_tokens": 2}
 

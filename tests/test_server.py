@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 
 from domain import limits
-from tests.conftest import AppProcess
+from tests.helpers import AppProcess, upload
 
 
 @pytest.fixture(scope="module")
@@ -74,36 +73,6 @@ def test_analytics_are_off(app):
     status, _, body = get(app, "/config")
     assert status == 200
     assert json.loads(body)["analytics_enabled"] is False
-
-
-def upload(app, name: str, size: int) -> tuple[int, bytes]:
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=60)
-    try:
-        connection.putrequest("POST", "/gradio_api/upload")
-        connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-        connection.putheader("Content-Length", str(len(head) + size + len(tail)))
-        connection.endheaders()
-        connection.send(head)
-        chunk = b"\0" * (1 << 20)
-        sent = 0
-        try:
-            while sent < size:
-                n = min(len(chunk), size - sent)
-                connection.send(chunk[:n])
-                sent += n
-            connection.send(tail)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused while still arriving
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 def uploaded_files(app) -> list[Path]:

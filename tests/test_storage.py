@@ -318,7 +318,7 @@ def test_a_kill_mid_import_leaves_files_that_the_sweep_removes_and_nothing_else(
     from storage.database import open_database, sqlite_url
     from storage.orphans import OrphanSweeper
     from storage.repository import ConversationRepository
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     script = f"""
 import os, signal, sys
@@ -366,7 +366,7 @@ def test_a_postgresql_server_that_is_away_is_a_fault_of_the_machine_not_a_bug(po
     from storage.database import open_database
     from storage.faults import DATABASE_AWAY
     from storage.repository import ConversationRepository
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     url = postgres.new_database()
     repository = ConversationRepository(open_database(url), BlobStore(tmp_path / "files"))

@@ -17,7 +17,7 @@ from assistant.demo_whisper import DEMO_WHISPER_OPTIONS
 from assistant.transcribe import Transcriber
 from domain.errors import ModelLoadError
 from domain.types import Status, TranscriptStatus
-from tests.conftest import GREEDY, make_manager
+from tests.engine_helpers import GREEDY, make_manager
 from tests.media_factory import FORMATS, write_audio
 from ui import render
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from assistant.dialogue import DialogueManager
 from assistant.media import MediaLoader
 from assistant.turn_queue import TurnQueue
-from tests.test_dialogue import RecordingEngine, ready_host
+from tests.engine_helpers import RecordingEngine, ready_host
 from ui import render
 from ui.app import MIN_UPDATE_INTERVAL_S, ChatHandlers
 
@@ -29,8 +29,9 @@ def test_answer_updates_are_coalesced_and_the_last_one_is_the_saved_answer(engin
     tokens = len(engine.processor.tokenizer(answer.text)["input_ids"])
     streamed = stamps[1:-1]  # between the user's turn and the final update
     assert 1 < len(streamed) < tokens  # coalesced: fewer updates than tokens, but still streaming
-    gaps = [b - a for a, b in zip(streamed, streamed[1:])]
-    assert min(gaps) >= MIN_UPDATE_INTERVAL_S * 0.9
+    # At most one update per MIN_UPDATE_INTERVAL_S, counted over the whole turn: the handler stamps each update after
+    # our first stamp and before our last, so a loaded machine (a slower answer) only loosens this, never breaks it.
+    assert len(streamed) - 1 <= (stamps[-1] - stamps[0]) / MIN_UPDATE_INTERVAL_S
     shown = [u[0][-1]["content"] for u in updates[1:-1]]
     assert all(b.startswith(a) for a, b in zip(shown, shown[1:]))  # each update is the answer so far
 
