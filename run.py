@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int | None:
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     auth = parse_auth(args.auth)
-    from ui.security import is_loopback, parse_origins  # light: the standard library only
+    from domain.addresses import is_loopback  # light: the standard library only
+    from ui.security import parse_origins
 
     try:
         origins = parse_origins(args.allowed_origins.split(","))

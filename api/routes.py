@@ -34,7 +34,7 @@ from domain import limits
 from domain.errors import AssistantError, EngineUnavailable, InvalidInput, ServiceUnavailable
 from domain.types import Message, Role, Status
 from storage import faults
-from ui.security import is_loopback
+from domain.addresses import is_loopback
 
 log = logging.getLogger(__name__)
 
