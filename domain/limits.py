@@ -1,4 +1,5 @@
-"""Limits on what one user turn may carry; checked in one place, `assistant.validation.validate_turn`."""
+"""Every limit in one place: what one user turn may carry (checked in one place, `assistant.validation.validate_turn`),
+and the defaults of the options that bound the work the app takes on."""
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_FILES_PER_MESSAGE = 8
@@ -15,3 +16,11 @@ MAX_AUDIO_SECONDS = 300.0
 MIN_AUDIO_SECONDS = 0.5
 # Nothing louder than this (-40 dBFS) is silence: a muted or wrong microphone.
 SILENCE_PEAK = 0.01
+
+# Defaults of the options of the same names (run.py --help).
+# --engine-concurrency: answers sent to a remote generation server at once (it batches them).
+ENGINE_CONCURRENCY = 64
+# --api-queue-limit: when this many answers wait for the model already, API requests get 429 with Retry-After.
+API_QUEUE_LIMIT = 32
+# The longest demo answer unless --max-new-tokens says otherwise: its random weights make any answer meaningless.
+DEMO_MAX_NEW_TOKENS = 64

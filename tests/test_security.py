@@ -47,7 +47,7 @@ def cli(data_dir: Path, *args: str, password: str | None = None) -> None:
 
 
 def repository(data_dir: Path):
-    from run import open_storage
+    from cli.data import open_storage
 
     return open_storage(data_dir, None).conversations
 
@@ -327,7 +327,7 @@ def test_the_failure_window_slides():
 
 def test_with_accounts_a_name_that_is_no_user_is_not_signed_in(tmp_path):
     from domain.errors import NotSignedIn
-    from run import open_storage
+    from cli.data import open_storage
     from ui.sessions import Sessions
 
     users = open_storage(tmp_path, None).users
