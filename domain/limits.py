@@ -24,3 +24,15 @@ ENGINE_CONCURRENCY = 64
 API_QUEUE_LIMIT = 32
 # The longest demo answer unless --max-new-tokens says otherwise: its random weights make any answer meaningless.
 DEMO_MAX_NEW_TOKENS = 64
+
+# Sign-in, OWASP's usual figures: a person who forgot their password gets five tries a quarter of an hour; one
+# address (a household behind one router) gets twenty across its users.
+FAILURES_PER_USER = 5
+FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW_S = 15 * 60
+MAX_TRACKED = 10_000  # names and addresses remembered at once; the oldest are forgotten first
+MAX_LOGIN_BODY = 16 * 1024
+# Argon2 verification costs ~50 ms of CPU and 64 MiB each: at most this many at once.
+VERIFY_THREADS = 2
+# An export not downloaded within the hour is deleted.
+EXPORT_TTL_S = 3600

@@ -264,7 +264,7 @@ def test_sessions_end_when_their_user_is_deleted_or_changes_password(accounts_ap
 
 
 def test_password_guessing_is_limited_per_user_and_per_address(accounts_app):
-    from ui.sessions import FAILURES_PER_ADDRESS, FAILURES_PER_USER
+    from domain.limits import FAILURES_PER_ADDRESS, FAILURES_PER_USER
 
     app = accounts_app
     for _ in range(FAILURES_PER_USER):
@@ -344,7 +344,7 @@ def test_guesses_sent_all_at_once_are_limited_too(accounts_app):
     """The limit was checked before each password and counted after it: 200 guesses at once had 104 checked."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ui.sessions import FAILURES_PER_USER
+    from domain.limits import FAILURES_PER_USER
 
     with ThreadPoolExecutor(40) as pool:
         statuses = list(pool.map(lambda i: sign_in(accounts_app, "alice", f"guess {i}")[0], range(40)))

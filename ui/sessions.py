@@ -15,16 +15,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from domain.errors import NotSignedIn
+from domain.limits import (
+    FAILURE_WINDOW_S,
+    FAILURES_PER_ADDRESS,
+    FAILURES_PER_USER,
+    MAX_LOGIN_BODY,
+    MAX_TRACKED,
+    VERIFY_THREADS,
+)
 
-# OWASP's usual figures: a person who forgot their password gets five tries a quarter of an hour; one address (a
-# household behind one router) gets twenty across its users.
-FAILURES_PER_USER = 5
-FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW_S = 15 * 60
-MAX_TRACKED = 10_000  # names and addresses remembered at once; the oldest are forgotten first
-MAX_LOGIN_BODY = 16 * 1024
-# Argon2 verification costs ~50 ms of CPU and 64 MiB each: at most this many at once.
-VERIFY_THREADS = 2
 LOGIN_PATHS = ("/login", "/login/")
 LOGIN_NOTE = f"After {FAILURES_PER_USER} wrong passwords an account waits up to {FAILURE_WINDOW_S // 60} minutes before its next try."
 SIGNED_OUT = (
