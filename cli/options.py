@@ -178,6 +178,7 @@ def parse_allowed_origins(value: str) -> list[str]:
 
 
 def refuse_exposed(host: str):
+    """Stop before serving: listening beyond loopback with no account and no --auth would open the app to anyone."""
     raise SystemExit(
         f"error: --host {host} makes the app reachable from other machines; add a user first "
         "(python run.py adduser NAME) or give a login with --auth USER:PASSWORD (or ASSISTANT_AUTH)."
