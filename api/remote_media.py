@@ -1,5 +1,5 @@
 """Fetching an http(s) media URL for the API, only when `--allow-remote-media` is given, and never from this
-machine or its networks: every address the name resolves to must be a public one (api.addresses), and the
+machine or its networks: every address the name resolves to must be a public one (domain.addresses), and the
 connection goes to the address that was checked (no second lookup a rebinding DNS server could answer
 differently). The whole exchange (connect, request, headers, body) has one deadline, so a server that trickles
 a byte at a time cannot hold a worker longer than that."""
@@ -14,7 +14,7 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
-from api.addresses import is_public_address
+from domain.addresses import is_public_address
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)

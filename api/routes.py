@@ -34,7 +34,7 @@ from domain import limits
 from domain.errors import AssistantError, EngineUnavailable, InvalidInput, ServiceUnavailable
 from domain.types import HistoryTurn, Message, Role, Status
 from storage import faults
-from ui.security import is_loopback
+from domain.addresses import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ChatApi:
         accounts: Callable[[], bool],
         user_of_key: Callable[[str | None], int | None],
         upload_dir: Path,
-        queue_limit: int = limits.DEFAULT_QUEUE_LIMIT,
+        queue_limit: int = limits.API_QUEUE_LIMIT,
         fetch: Callable[[str, int, str], bytes] | None = None,
     ):
         """`accounts()`: whether users exist (then every request needs a key); `fetch`: http(s) media, or None."""

@@ -1,4 +1,8 @@
-"""Fetch a checkpoint, pick its model family from its config, and load it into a TransformersEngine, quantized as asked."""
+"""How the models load: fetch a checkpoint, pick its model family from its config, and load it into a
+TransformersEngine, quantized as asked; the loaders the ModelHost calls (a checkpoint, a demo built on first start, or
+a remote server), and the Whisper worker for transcripts. Knows the model folders under the data dir, not the
+command line. Nothing heavy at import: torch and transformers load when a model does.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,13 @@ from domain.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from assistant.engine import TransformersEngine
+    from assistant.families.base import Family
+    from assistant.transcribe import Transcriber
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
+ENCODER_CACHE = Path("cache") / "encoders"  # under the data dir: image and audio encoder outputs, per model
 
 Progress = Callable[[str, float | None], None]
 
@@ -116,7 +123,8 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     import torch
     import transformers
 
-    from assistant.engine import EngineInfo, TransformersEngine
+    from assistant.engine import TransformersEngine
+    from assistant.engine_contract import EngineInfo
     from assistant.families import family_of_checkpoint
 
     path = fetch(spec.source, progress)
@@ -145,3 +153,115 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
     info = EngineInfo(model=name, quant=quant.value, device=device)
     return TransformersEngine(model, processor, info, family, **engine_kwargs)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model the options ask for: its family when known before loading (the page then offers only what it takes;
+    None for a Hugging Face id, whose config arrives with the download), whether it is a demo, and what the
+    ModelHost calls to load it."""
+
+    family: Family | None
+    demo: bool
+    load: Callable[[Progress], object]
+
+
+def local_model(
+    source: str,
+    quant: Quant,
+    data_dir: Path,
+    *,
+    demo_family: str | None = None,
+    reuse: bool = True,
+    kv_cache_gb: float | None = None,
+    max_new_tokens: int | None = None,
+    max_context: int | None = None,
+) -> ModelChoice:
+    """A checkpoint (folder or Hugging Face id) loaded in this process, or with `demo_family` that family's tiny demo,
+    built under `data_dir` on first start. ModelLoadError when a demo name or a local folder names no family."""
+    from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
+    from assistant.families import family_named, family_of_checkpoint
+
+    folder = Path(source).expanduser()
+    demo = demo_family is not None or is_demo_checkpoint(folder)
+    try:
+        family = family_named(demo_family) if demo_family else family_of_checkpoint(folder)
+    except ModelLoadError:
+        if demo_family or folder.is_dir():
+            raise
+        family = None  # a Hugging Face id: its config arrives with the download
+    engine_kwargs = {"max_new_tokens": _max_new_tokens(max_new_tokens, demo), "max_context": max_context}
+
+    def load(progress: Progress) -> TransformersEngine:
+        checkpoint = source
+        if demo_family:
+            progress("Building the demo model (first start only)…", None)
+            checkpoint = str(ensure_demo_model(data_dir / "models" / f"demo-{demo_family}", demo_family))
+        from assistant.reuse import Reuse
+
+        kept = Reuse(kv_cache_gb, data_dir / ENCODER_CACHE) if reuse else None
+        return load_engine(ModelSpec(checkpoint, quant, demo=demo), progress, reuse=kept, **engine_kwargs)
+
+    return ModelChoice(family, demo, load)
+
+
+def remote_model(
+    url: str,
+    model: str,
+    *,
+    accepts=None,
+    api_key: str | None = None,
+    audio_part: str = "input_audio",
+    max_new_tokens: int | None = None,
+    max_context: int | None = None,
+) -> ModelChoice:
+    """`model` as served by the OpenAI-compatible server at `url`; `accepts` (media kinds besides text) overrides what
+    its name tells."""
+    from assistant.remote_engine import family_for_model
+
+    family = family_for_model(model, accepts)
+    limit = _max_new_tokens(max_new_tokens, demo=False)
+
+    def load(progress: Progress):
+        from assistant.remote_engine import OpenAIEngine
+
+        progress(f"Connecting to {url}…", None)
+        return OpenAIEngine(
+            url, model, family, api_key=api_key, audio_part=audio_part, max_new_tokens=limit, max_context=max_context
+        )
+
+    return ModelChoice(family, False, load)
+
+
+def _max_new_tokens(asked: int | None, demo: bool) -> int:
+    """What was asked, else a demo's short default (its answers are meaningless), else the engines' default."""
+    from domain.limits import DEFAULT_MAX_NEW_TOKENS, DEMO_MAX_NEW_TOKENS
+
+    return asked or (DEMO_MAX_NEW_TOKENS if demo else DEFAULT_MAX_NEW_TOKENS)
+
+
+def make_transcriber(source: str | None, demo: bool, data_dir: Path, store, media) -> Transcriber | None:
+    """The Whisper worker the options ask for (started), or None when transcripts are off; `store` keeps the
+    transcripts (storage.transcripts.TranscriptRepository), `media` decodes audio (assistant.media.MediaLoader)."""
+    from assistant.transcribe import OFF, Transcriber, default_whisper_model, load_whisper
+
+    if source == OFF:
+        return None
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    if source is None and demo:
+        from assistant.demo_whisper import DEMO_WHISPER_NAME, DEMO_WHISPER_OPTIONS, ensure_demo_whisper
+
+        path = data_dir / "models" / "whisper-demo.pt"
+        return Transcriber(
+            store,
+            media,
+            lambda progress: load_whisper(str(ensure_demo_whisper(path)), path.parent, device, progress),
+            DEMO_WHISPER_NAME,
+            options=DEMO_WHISPER_OPTIONS,
+        ).start()
+    name = source or default_whisper_model(cuda)
+    root = data_dir / "models" / "whisper"
+    return Transcriber(store, media, lambda progress: load_whisper(name, root, device, progress), f"Whisper {name}", fp16=cuda).start()

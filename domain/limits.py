@@ -1,6 +1,6 @@
 """Every named limit of the app: what one user turn may carry (checked in one place,
-`assistant.validation.validate_turn`), what storage keeps, what an import or an API request may hold,
-and how long and how often an answer may take, wait and be saved."""
+`assistant.validation.validate_turn`), what storage keeps, what an import or an API request may hold, how long and
+how often an answer may take, wait and be saved, and the defaults of the options that bound the work the app takes on."""
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_FILES_PER_MESSAGE = 8
@@ -48,8 +48,7 @@ MAX_NEW_TOKENS_LIMIT = 32_768
 # history it repeats.
 MAX_BODY_BYTES = 256 * 1024**2
 MAX_STOP_STRINGS = 4
-# Requests that may wait for the model beyond those being answered (--api-queue-limit), and the wait a refused one is told.
-DEFAULT_QUEUE_LIMIT = 32
+# The wait an API request refused for a full queue (API_QUEUE_LIMIT, below) is told.
 RETRY_AFTER_S = 5
 
 # --- answers (the engines, assistant/answering.py, assistant/answer_writer.py, assistant/dialogue.py) ---
@@ -69,3 +68,23 @@ SAVE_INTERVAL_S = 1.0
 FINISH_WAIT_S = 3.0
 # A new conversation's title: its first line, cut to this many characters.
 TITLE_CHARS = 60
+
+# Defaults of the options of the same names (run.py --help).
+# --engine-concurrency: answers sent to a remote generation server at once (it batches them).
+ENGINE_CONCURRENCY = 64
+# --api-queue-limit: when this many answers wait for the model already, API requests get 429 with Retry-After.
+API_QUEUE_LIMIT = 32
+# The longest demo answer unless --max-new-tokens says otherwise: its random weights make any answer meaningless.
+DEMO_MAX_NEW_TOKENS = 64
+
+# Sign-in, OWASP's usual figures: a person who forgot their password gets five tries a quarter of an hour; one
+# address (a household behind one router) gets twenty across its users.
+FAILURES_PER_USER = 5
+FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW_S = 15 * 60
+MAX_TRACKED = 10_000  # names and addresses remembered at once; the oldest are forgotten first
+MAX_LOGIN_BODY = 16 * 1024
+# Argon2 verification costs ~50 ms of CPU and 64 MiB each: at most this many at once.
+VERIFY_THREADS = 2
+# An export not downloaded within the hour is deleted.
+EXPORT_TTL_S = 3600

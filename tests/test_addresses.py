@@ -1,11 +1,11 @@
-"""The public-address check remote media fetching relies on: IPv6 forms that carry an IPv4 address inside are
-judged by that address too."""
+"""The address checks: the public-address check remote media fetching relies on (IPv6 forms that carry an IPv4
+address inside are judged by that address too), and the loopback check that decides who may skip a login."""
 
 from __future__ import annotations
 
 import pytest
 
-from api.addresses import is_public_address
+from domain.addresses import is_loopback, is_public_address
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,13 @@ def test_this_machine_and_private_networks_are_refused_in_every_wrapping(address
 )
 def test_public_addresses_pass(address):
     assert is_public_address(address)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1", "localhost"])
+def test_this_machine_is_loopback(host):
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.2", "10.0.0.1", "8.8.8.8", "example.org", "localhost.example"])
+def test_other_hosts_are_not_loopback(host):
+    assert not is_loopback(host)

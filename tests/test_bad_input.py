@@ -103,7 +103,7 @@ def as_uploads(uploads: Uploads, upload_dir: Path) -> list[str]:
 
 def respond(handlers: ChatHandlers, text: str, files: list[str], conversation_id=None) -> list[tuple]:
     request = SimpleNamespace(session_hash="test-session")
-    return list(handlers.respond({"text": text, "files": files}, conversation_id, False, "", None, None, None, None, request))
+    return list(handlers.respond({"text": text, "files": files}, conversation_id, False, request, "", None, None, None, None))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -119,7 +119,7 @@ def test_page_handler(name, manager, repository, tmp_path, upload_dir):
         updates = []
         with pytest.raises(gr.Error, match=case.refused):
             for update in handlers.respond(
-                {"text": text, "files": files}, None, False, "", None, None, None, None, SimpleNamespace(session_hash="s")
+                {"text": text, "files": files}, None, False, SimpleNamespace(session_hash="s"), "", None, None, None, None
             ):
                 updates.append(update)
         assert repository.list_conversations() == []

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from tests.helpers import ROOT
 
 
@@ -13,6 +15,20 @@ def test_help_lists_the_options():
     out = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for option in ("--model", "--quant", "--demo", "--data-dir", "--db", "--host", "--port"):
         assert option in out
+    from assistant.families import families
+
+    help_text = " ".join(out.split())  # argparse wraps the lines
+    assert f"of FAMILY ({', '.join(families())}; default qwen2.5-omni)" in help_text
+
+
+def test_each_admin_command_has_its_help(capsys):
+    from cli.admin import COMMANDS
+    from run import main
+
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit:
+            main([name, "--help"])
+        assert exit.value.code == 0 and capsys.readouterr().out.startswith(f"usage: run.py {name}")
 
 
 def test_unfetchable_model_is_one_clear_line_and_the_page_still_comes_up(start_app, tmp_path):
@@ -78,7 +94,7 @@ def test_accounts_from_the_command_line(tmp_path):
     assert again.returncode == 1 and "already a user called alice" in again.stderr
     changed = run("passwd", "alice", "--password-stdin", password="a new password\n")
     assert changed.returncode == 0
-    from run import open_storage
+    from cli.data import open_storage
 
     users = open_storage(tmp_path, None).users
     assert users.verify("alice", "a new password") and not users.verify("alice", "alice's password")
@@ -104,7 +120,7 @@ def test_accounts_from_the_command_line(tmp_path):
 
 
 def test_reuse_and_context_options():
-    from run import parse_args
+    from cli.options import parse_args
 
     args = parse_args(["--no-reuse", "--kv-cache-gb", "0.5", "--max-context", "4096", "--demo", "gemma4"])
     assert args.no_reuse and args.kv_cache_gb == 0.5 and args.max_context == 4096 and args.demo == "gemma4"

@@ -47,7 +47,7 @@ def cli(data_dir: Path, *args: str, password: str | None = None) -> None:
 
 
 def repository(data_dir: Path):
-    from run import open_storage
+    from cli.data import open_storage
 
     return open_storage(data_dir, None).conversations
 
@@ -264,7 +264,7 @@ def test_sessions_end_when_their_user_is_deleted_or_changes_password(accounts_ap
 
 
 def test_password_guessing_is_limited_per_user_and_per_address(accounts_app):
-    from ui.sessions import FAILURES_PER_ADDRESS, FAILURES_PER_USER
+    from domain.limits import FAILURES_PER_ADDRESS, FAILURES_PER_USER
 
     app = accounts_app
     for _ in range(FAILURES_PER_USER):
@@ -327,7 +327,7 @@ def test_the_failure_window_slides():
 
 def test_with_accounts_a_name_that_is_no_user_is_not_signed_in(tmp_path):
     from domain.errors import NotSignedIn
-    from run import open_storage
+    from cli.data import open_storage
     from ui.sessions import Sessions
 
     users = open_storage(tmp_path, None).users
@@ -344,7 +344,7 @@ def test_guesses_sent_all_at_once_are_limited_too(accounts_app):
     """The limit was checked before each password and counted after it: 200 guesses at once had 104 checked."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ui.sessions import FAILURES_PER_USER
+    from domain.limits import FAILURES_PER_USER
 
     with ThreadPoolExecutor(40) as pool:
         statuses = list(pool.map(lambda i: sign_in(accounts_app, "alice", f"guess {i}")[0], range(40)))

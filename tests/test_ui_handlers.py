@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from types import SimpleNamespace
+
+import gradio as gr
+import pytest
 
 from assistant.dialogue import DialogueManager
 from assistant.media import MediaLoader
@@ -18,7 +22,7 @@ def test_answer_updates_are_coalesced_and_the_last_one_is_the_saved_answer(engin
     handlers = ChatHandlers(DialogueManager(repository, ready_host(long), MediaLoader(), TurnQueue()), None, demo=True)
     stamps, updates = [], []
     for update in handlers.respond(
-        {"text": "Tell me a long story", "files": []}, None, False, "", None, None, None, None, SimpleNamespace(session_hash="s")
+        {"text": "Tell me a long story", "files": []}, None, False, SimpleNamespace(session_hash="s"), "", None, None, None, None
     ):
         stamps.append(time.monotonic())
         updates.append(update)
@@ -50,7 +54,7 @@ def test_another_users_conversation_is_not_found_through_the_page(engine, reposi
     handlers = ChatHandlers(manager, None, demo=True, owner_of=users.id_of)
     as_alice = SimpleNamespace(session_hash="a", username="alice")
     as_bob = SimpleNamespace(session_hash="b", username="bob")
-    updates = list(handlers.respond({"text": "Alice's plan", "files": []}, None, False, "", "", "", "", "", as_alice))
+    updates = list(handlers.respond({"text": "Alice's plan", "files": []}, None, False, as_alice, "", "", "", "", ""))
     conversation_id = updates[0][2]  # the first update names the new conversation
     answer_id = repository.for_owner(users.id_of("alice")).get_messages(conversation_id)[-1].id
 
@@ -60,14 +64,14 @@ def test_another_users_conversation_is_not_found_through_the_page(engine, reposi
     with pytest.raises(gr.Error, match="does not exist"):
         handlers.branch_action(f"{answer_id}:fork:1", None, False, as_bob)
     with pytest.raises(gr.Error, match="does not exist"):
-        list(handlers.respond({"text": "mine now", "files": []}, conversation_id, False, "", "", "", "", "", as_bob))
+        list(handlers.respond({"text": "mine now", "files": []}, conversation_id, False, as_bob, "", "", "", "", ""))
     assert handlers.sidebar.search("Alice", as_bob).choices == []
     assert len(handlers.sidebar.search("Alice", as_alice).choices) == 1
 
 
 def page_turn(handlers, text, conversation_id=None, files=()):
-    return list(handlers.respond({"text": text, "files": list(files)}, conversation_id, False, "", "", "", "", "",
-                                 SimpleNamespace(session_hash="s")))
+    return list(handlers.respond({"text": text, "files": list(files)}, conversation_id, False,
+                                 SimpleNamespace(session_hash="s"), "", "", "", "", ""))
 
 
 def test_a_busy_database_or_a_full_disk_is_said_as_such_and_a_fault_of_the_app_names_no_internals(
@@ -133,8 +137,44 @@ def test_a_question_left_without_an_answer_says_so_and_retry_answers_it(engine, 
     assert [m["role"] for m in chat] == ["user", "assistant"]  # the last message is an answer: Gradio offers ↻ on it
     assert chat[-1]["content"] == render.UNANSWERED and "↻" in chat[-1]["content"]
 
-    updates = list(handlers.regenerate(conversation.id, False, "", "", "", "", "", request))  # the ↻ button
+    updates = list(handlers.regenerate(conversation.id, False, request, "", "", "", "", ""))  # the ↻ button
     question, answer = repository.get_messages(conversation.id)
     assert question.text == "Is anyone there?" and answer.status.value == "complete"
     assert updates[-1][0][-1]["content"] == answer.text + render.message_footer(answer)
     assert render.UNANSWERED not in str(updates[-1][0])
+
+
+def test_a_settings_field_that_is_no_number_is_named_and_nothing_is_sent(engine, repository):
+    handlers = ChatHandlers(DialogueManager(repository, ready_host(engine), MediaLoader(), TurnQueue()), None, demo=True)
+    request = SimpleNamespace(session_hash="s")
+    with pytest.raises(gr.Error, match="Temperature: “hot” is not a number."):
+        list(handlers.respond({"text": "Hello", "files": []}, None, False, request, "", "hot", "", "", ""))
+    with pytest.raises(gr.Error, match="Seed: “1.5” is not a whole number."):
+        list(handlers.regenerate("some-id", False, request, "", "", "", "", "1.5"))
+    assert repository.list_conversations() == []
+
+
+def test_a_handler_shows_the_persons_errors_and_gradio_still_sees_its_signature():
+    from gradio.helpers import special_args
+
+    from domain.errors import ConversationBusy, ConversationNotFound
+    from ui.errors import shows_errors
+
+    @shows_errors
+    def plain(name: str, request: gr.Request):
+        raise ConversationNotFound(f"There is no conversation {name}.")
+
+    @shows_errors
+    def streaming(name: str, request: gr.Request):
+        yield name
+        raise ConversationBusy("That conversation is being answered.")
+
+    with pytest.raises(gr.Error, match="There is no conversation x."):
+        plain("x", None)
+    shown = []
+    with pytest.raises(gr.Error, match="being answered"):
+        for update in streaming("y", None):
+            shown.append(update)
+    assert shown == ["y"]  # a generator stays one: what it yielded first reached the page
+    assert inspect.isgeneratorfunction(streaming) and not inspect.isgeneratorfunction(plain)
+    assert special_args(plain, ["x"], request="the request")[0] == ["x", "the request"]

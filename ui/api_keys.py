@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from domain.errors import AssistantError, NotSignedIn
+from ui.errors import shows_errors
 
 
 @dataclass
@@ -45,11 +45,9 @@ class ApiKeyHandlers:
         self._keys = keys
         self._user_id_of = user_id_of
 
+    @shows_errors
     def _user(self, request: gr.Request) -> int | None:
-        try:
-            return self._user_id_of(getattr(request, "username", None))
-        except NotSignedIn as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        return self._user_id_of(getattr(request, "username", None))
 
     def show(self, request: gr.Request):
         """(note, controls, key list) for whoever is signed in."""
@@ -74,14 +72,12 @@ class ApiKeyHandlers:
         _, key = self._keys.create(user, name)
         return "", gr.Textbox(value=key, visible=True), self._choices(user)
 
+    @shows_errors
     def revoke(self, key_id, request: gr.Request):
         user = self._user(request)
         if user is None or key_id is None:
             raise gr.Error("Choose a key to revoke.", print_exception=False)
-        try:
-            self._keys.revoke(user, int(key_id))
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        self._keys.revoke(user, int(key_id))
         gr.Info("The key is revoked: requests with it are refused from now on.")
         return gr.Textbox(value="", visible=False), self._choices(user)
 

@@ -26,11 +26,11 @@ from assistant.dialogue import (
 )
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
-from domain.errors import AssistantError, InvalidInput, NotSignedIn
-from domain.settings import GenerationSettings
+from domain.errors import AssistantError, InvalidInput
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, render, script_api, settings, sidebar
+from ui.errors import shows_errors
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
@@ -53,7 +53,8 @@ UPLOAD_SWEEP = (3600, 86400)
 
 
 class ChatHandlers:
-    """Event handlers; per-browser-session state lives in gr.State or is keyed by session hash."""
+    """Event handlers; per-browser-session state lives in gr.State or is keyed by session hash. The turn handlers
+    take the settings panel's fields last (`*fields`, SettingsPanel.fields) and read them as one GenerationSettings."""
 
     def __init__(
         self,
@@ -69,13 +70,11 @@ class ChatHandlers:
         self.sidebar = SidebarHandlers(self.access)
         self._stops: dict[str, threading.Event] = {}
 
+    @shows_errors
     def owner(self, request: gr.Request) -> int | None:
         """The request's signed-in user's id (None: no accounts, the one local person); with accounts, a request
         without a valid session gets a message and nothing else."""
-        try:
-            return self._owner_of(getattr(request, "username", None))
-        except NotSignedIn as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        return self._owner_of(getattr(request, "username", None))
 
     def access(self, request: gr.Request) -> DialogueManager:
         """The dialogue manager as the request's signed-in user sees it (everything, with no accounts)."""
@@ -93,105 +92,62 @@ class ChatHandlers:
         # A draft in the composer stays: the user may have typed it for the new chat. Settings go back to defaults.
         return None, [], gr.Radio(value=None), gr.Group(visible=False), *fields_from_settings(None)
 
+    @shows_errors
     def open_conversation(self, conversation_id: str | None, request: gr.Request):
         if not conversation_id:
             return None, []
         dialogue = self.access(request)
-        try:
-            messages = dialogue.open_messages(conversation_id)
-        except AssistantError as error:
-            raise gr.Error(str(error)) from None
-        return conversation_id, chat_view(dialogue, messages, request)
+        return conversation_id, chat_view(dialogue, dialogue.open_messages(conversation_id), request)
 
     def stop(self, request: gr.Request):
         event = self._stops.get(request.session_hash)
         if event is not None:
             event.set()
 
-    def respond(
-        self,
-        value: dict | None,
-        conversation_id: str | None,
-        archived: bool,
-        system_prompt: str,
-        temperature: str,
-        top_p: str,
-        max_new_tokens: str,
-        seed: str,
-        request: gr.Request,
-    ):
+    @shows_errors
+    def respond(self, value: dict | None, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
         """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat, search results) as the turn goes on."""
         value = value or {}
         text = value.get("text") or ""
         paths = [str(path) for path in value.get("files") or []]
-        settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
+        settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
         events = dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop, settings)
         yield from self._turn(dialogue, events, archived, request, paths, text)
 
-    def regenerate(
-        self,
-        conversation_id: str | None,
-        archived: bool,
-        system_prompt: str,
-        temperature: str,
-        top_p: str,
-        max_new_tokens: str,
-        seed: str,
-        request: gr.Request,
-    ):
+    @shows_errors
+    def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
         """The chat's ↻ button: answer the last question again; the earlier answer stays as a version."""
         if not conversation_id:
             raise gr.Error("Open a conversation first.", print_exception=False)
-        settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
+        settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
         yield from self._turn(dialogue, dialogue.regenerate(conversation_id, stop, settings), archived, request)
 
-    def edit(
-        self,
-        conversation_id: str | None,
-        archived: bool,
-        system_prompt: str,
-        temperature: str,
-        top_p: str,
-        max_new_tokens: str,
-        seed: str,
-        edited: gr.EditData,
-        request: gr.Request,
-    ):
+    @shows_errors
+    def edit(self, conversation_id: str | None, archived: bool, edited: gr.EditData, request: gr.Request, *fields):
         """A user message edited in the chat: continue from the new version; the old branch stays."""
         dialogue = self.access(request)
-        try:
-            messages = dialogue.open_messages(conversation_id) if conversation_id else []
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        messages = dialogue.open_messages(conversation_id) if conversation_id else []
         if not 0 <= edited.index < len(messages):
             raise gr.Error("That message is no longer there; reload the conversation.", print_exception=False)
-        settings = self._settings(system_prompt, temperature, top_p, max_new_tokens, seed)
+        settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
         yield from self._turn(dialogue, dialogue.edit(messages[edited.index].id, text, stop, settings), archived, request)
 
-    @staticmethod
-    def _settings(*fields) -> GenerationSettings:
-        try:
-            return settings_from_fields(*fields)
-        except InvalidInput as error:
-            raise gr.Error(str(error), print_exception=False) from None
-
+    @shows_errors
     def after_open(self, conversation_id: str | None, request: gr.Request):
         """The open conversation's actions and settings (defaults for a new chat)."""
         dialogue = self.access(request)
-        try:
-            settings = dialogue.get_conversation(conversation_id).settings if conversation_id else None
-            return *self.sidebar.actions_for(dialogue, conversation_id), *fields_from_settings(settings)
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        settings = dialogue.get_conversation(conversation_id).settings if conversation_id else None
+        return *self.sidebar.actions_for(dialogue, conversation_id), *fields_from_settings(settings)
 
     def _turn(self, dialogue, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = ""):
-        """Show a turn's events as they come; every way it can end unlocks the page (see enable_input)."""
+        """Show a turn's events as they come; every way it can end unlocks the page (see enable_input). Its callers
+        show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
         try:
@@ -238,9 +194,9 @@ class ChatHandlers:
                 discard_uploads(bad)
                 kept = [p for p in paths if p not in bad]
                 yield gr.skip(), {"text": text, "files": kept}, *[gr.skip()] * 5
-            raise gr.Error(str(error), print_exception=False) from None
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+            raise
+        except AssistantError:
+            raise  # the person's to read, not a fault of the app
         except Exception:  # a fault of the app: a sentence for the person, the details for the log; the page unlocks after
             log.exception("the turn failed before its answer started")
             raise gr.Error(TURN_FAILED, print_exception=False) from None
@@ -248,6 +204,7 @@ class ChatHandlers:
             events.close()
             self._stops.pop(request.session_hash, None)
 
+    @shows_errors
     def branch_action(self, action: str, conversation_id: str | None, archived: bool, request: gr.Request):
         """A click on ‹ › (switch version) or ⑂ (fork) under a message: (conversation id, chat, list, actions…)."""
         message_id, _, verb = (action or "").partition(":")
@@ -255,16 +212,12 @@ class ChatHandlers:
         if not message_id.isdigit() or verb not in ("prev", "next", "fork"):
             return gr.skip(), gr.skip(), gr.skip()
         dialogue = self.access(request)
-        try:
-            if verb == "fork":
-                conversation_id = dialogue.fork(int(message_id)).id
-                gr.Info("Forked into a new conversation.")
-            else:
-                conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
-            messages = dialogue.open_messages(conversation_id)
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        chat = chat_view(dialogue, messages, request)
+        if verb == "fork":
+            conversation_id = dialogue.fork(int(message_id)).id
+            gr.Info("Forked into a new conversation.")
+        else:
+            conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
+        chat = chat_view(dialogue, dialogue.open_messages(conversation_id), request)
         return conversation_id, chat, self.sidebar.list_for(dialogue, conversation_id, archived)
 
     def refresh_transcripts(self, conversation_id: str | None, request: gr.Request):

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.limits import EXPORT_TTL_S
+
 log = logging.getLogger(__name__)
 
 ROUTE = "/exports/{token}"
-EXPORT_TTL_S = 3600  # an export not downloaded within the hour is deleted
 SWEEP_INTERVAL_S = 300
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 

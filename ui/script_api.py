@@ -15,8 +15,8 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from assistant.dialogue import DialogueManager, ReplyFinished
-from domain.errors import AssistantError
 from domain.types import Status
+from ui.errors import shows_errors
 from ui.uploads import discard_uploads, upload_folder
 
 API_NAME = "chat"
@@ -51,6 +51,7 @@ class ScriptApi:
             raise gr.Error((reply and reply.error) or "The answer failed.", print_exception=False)
         return reply.text, reply.conversation_id
 
+    @shows_errors  # refused input, an unknown conversation, one being answered already
     def _answer(self, text: str, paths: list[tuple[Path, str]], conversation_id: str | None, request: gr.Request):
         dialogue = self.access(request)
         # A script has no Stop button; the answer ends by itself, within the model's token limit.
@@ -58,8 +59,6 @@ class ScriptApi:
         try:
             # Refused before anything is saved (InvalidInput), else every outcome ends in ReplyFinished.
             return next((event.message for event in events if isinstance(event, ReplyFinished)), None)
-        except AssistantError as error:  # refused input, an unknown conversation, one being answered already
-            raise gr.Error(str(error), print_exception=False) from None
         finally:
             events.close()
 

@@ -71,16 +71,6 @@ def parse_origins(values: Iterable[str]) -> list[str]:
     return origins
 
 
-def is_loopback(host: str) -> bool:
-    """Whether an address (or "localhost") is this machine's: 127.0.0.0/8, ::1, or IPv4-mapped ::ffff:127.x."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host == "localhost"
-    mapped = getattr(address, "ipv4_mapped", None)  # how a dual-stack socket shows an IPv4 client
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
 def _is_wildcard(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_unspecified

@@ -15,16 +15,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from domain.errors import NotSignedIn
+from domain.limits import (
+    FAILURE_WINDOW_S,
+    FAILURES_PER_ADDRESS,
+    FAILURES_PER_USER,
+    MAX_LOGIN_BODY,
+    MAX_TRACKED,
+    VERIFY_THREADS,
+)
 
-# OWASP's usual figures: a person who forgot their password gets five tries a quarter of an hour; one address (a
-# household behind one router) gets twenty across its users.
-FAILURES_PER_USER = 5
-FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW_S = 15 * 60
-MAX_TRACKED = 10_000  # names and addresses remembered at once; the oldest are forgotten first
-MAX_LOGIN_BODY = 16 * 1024
-# Argon2 verification costs ~50 ms of CPU and 64 MiB each: at most this many at once.
-VERIFY_THREADS = 2
 LOGIN_PATHS = ("/login", "/login/")
 LOGIN_NOTE = f"After {FAILURES_PER_USER} wrong passwords an account waits up to {FAILURE_WINDOW_S // 60} minutes before its next try."
 SIGNED_OUT = (
@@ -82,7 +81,7 @@ class Sessions:
         self._verifying = None
 
     def bind(self, gradio_app) -> None:
-        """Gradio's app, which holds the sessions (`tokens`) and names the cookies (`cookie_id`)."""
+        """Gradio's app, which holds the sessions and names the cookies (see gradio_sessions)."""
         self._gradio = gradio_app
 
     def middleware(self) -> list:
@@ -112,8 +111,8 @@ class Sessions:
 
     def user(self, request) -> str | None:
         """The user name of the request's session cookie, if that session is valid."""
-        tokens = self._tokens()
-        for token in self._cookie_tokens(request.cookies):
+        tokens, carried = gradio_sessions(self._gradio, request.cookies)
+        for token in carried:
             name = tokens.get(token)
             if name is not None and self._still_valid(token, name):
                 return name
@@ -123,13 +122,13 @@ class Sessions:
 
     def has_session(self, cookies: dict[str, str]) -> bool:
         """Whether these cookies name a session Gradio holds (no database read: SessionGuard has checked it)."""
-        tokens = self._tokens()
-        return any(token in tokens for token in self._cookie_tokens(cookies))
+        tokens, carried = gradio_sessions(self._gradio, cookies)
+        return any(token in tokens for token in carried)
 
     def end_stale(self, cookies: dict[str, str]) -> None:
         """End the sessions of these cookies that belong to a deleted user or predate a password change."""
-        tokens = self._tokens()
-        for token in self._cookie_tokens(cookies):
+        tokens, carried = gradio_sessions(self._gradio, cookies)
+        for token in carried:
             name = tokens.get(token)
             if name is not None and not self._still_valid(token, name):
                 tokens.pop(token, None)
@@ -137,8 +136,8 @@ class Sessions:
 
     def signed_in(self, cookies: dict[str, str]) -> None:
         """After Gradio accepted a sign-in: bind the new session to the user's current key."""
-        tokens = self._tokens()
-        for token in self._cookie_tokens(cookies):
+        tokens, carried = gradio_sessions(self._gradio, cookies)
+        for token in carried:
             name = tokens.get(token)
             if name is not None:
                 self._bound[token] = self._users.session_key(name)
@@ -148,16 +147,6 @@ class Sessions:
     def _still_valid(self, token: str, name: str) -> bool:
         key = self._bound.get(token)
         return key is not None and key == self._users.session_key(name)
-
-    def _tokens(self) -> dict:
-        return getattr(self._gradio, "tokens", None) or {}
-
-    def _cookie_tokens(self, cookies: dict[str, str]) -> list[str]:
-        cookie_id = getattr(self._gradio, "cookie_id", None)
-        if cookie_id is None:
-            return []
-        names = (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}")
-        return [cookies[name] for name in names if cookies.get(name)]
 
     # --- signing in ----------------------------------------------------------------------------------------------
 
@@ -195,6 +184,19 @@ class Sessions:
         elif outcome == "unchecked":
             self.per_user.undo(name)
             self.per_address.undo(address)
+
+
+def gradio_sessions(gradio_app, cookies: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(Gradio's sessions, the session tokens `cookies` carry): the one place that knows how Gradio's login keeps
+    them, which is private to Gradio (tests/test_sessions.py fails when an upgrade changes it). The sessions are its
+    app's own `tokens` dict (token -> user name: popping a token ends that session); the cookies are named
+    `access-token-<cookie_id>` and, for plain HTTP, `access-token-unsecure-<cookie_id>`. Before `bind`: none."""
+    tokens = getattr(gradio_app, "tokens", None)
+    cookie_id = getattr(gradio_app, "cookie_id", None)
+    if tokens is None or cookie_id is None:
+        return {}, []
+    names = (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}")
+    return tokens, [cookies[name] for name in names if cookies.get(name)]
 
 
 def _address_key(address: str) -> str:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from assistant.dialogue import DialogueManager
-from domain.errors import AssistantError
 from domain.types import ConversationSummary
+from ui.errors import shows_errors
 from ui.files import chat_view
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.
@@ -97,25 +97,27 @@ class SidebarHandlers:
         label = f"{len(hits)} message{'s' if len(hits) != 1 else ''} found" if hits else "No message contains that"
         return gr.Radio(choices=choices, value=None, visible=True, label=label)
 
+    @shows_errors
     def open_result(self, choice: str | None, request: gr.Request):
         """(conversation id, chat, message index to scroll to) for a chosen search result."""
         if not choice:
             return gr.skip(), gr.skip(), -1
         conversation_id, _, message_id = choice.partition(":")
         dialogue = self.access(request)
-        messages = _or_error(lambda: dialogue.open_messages(conversation_id))
+        messages = dialogue.open_messages(conversation_id)
         index = next((i for i, m in enumerate(messages) if str(m.id) == message_id), -1)
         return conversation_id, chat_view(dialogue, messages, request), index
 
     # The actions below act on the conversation selected in the list (which changes the moment it is clicked),
     # or else the one shown: a quick click after choosing another conversation must not hit the previous one.
 
+    @shows_errors
     def rename(self, selected: str | None, conversation_id: str | None, title: str, archived: bool, request: gr.Request):
         conversation_id = selected or conversation_id
         if not conversation_id:
             return gr.skip()
         dialogue = self.access(request)
-        _or_error(lambda: dialogue.rename(conversation_id, title))
+        dialogue.rename(conversation_id, title)
         return self.list_for(dialogue, conversation_id, archived)
 
     def toggle_pin(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
@@ -125,33 +127,28 @@ class SidebarHandlers:
         """Archiving moves the conversation out of the list being shown; the chat stays open."""
         return self._toggle("archived", ("🗄 Archive", "Unarchive"), selected or conversation_id, archived, request)
 
+    @shows_errors
     def _toggle(self, flag: str, labels: tuple[str, str], conversation_id: str | None, archived: bool, request: gr.Request):
         """Flip a conversation's `flag`; (list, the button labelled for the new state: labels[off], labels[on])."""
         if not conversation_id:
             return gr.skip(), gr.skip()
         dialogue = self.access(request)
-        on = not getattr(_or_error(lambda: dialogue.get_conversation(conversation_id)), flag)
+        on = not getattr(dialogue.get_conversation(conversation_id), flag)
         (dialogue.set_pinned if flag == "pinned" else dialogue.set_archived)(conversation_id, on)
         return self.list_for(dialogue, conversation_id, archived), gr.Button(labels[on])
 
     def ask_delete(self, selected: str | None, conversation_id: str | None):
         return gr.Row(visible=bool(selected or conversation_id))
 
+    @shows_errors
     def delete(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
         """(conversation id, chat, list, confirm row, actions group) after deleting the conversation."""
         conversation_id = selected or conversation_id
         dialogue = self.access(request)
         if conversation_id:
-            _or_error(lambda: dialogue.delete(conversation_id))
+            dialogue.delete(conversation_id)
             gr.Info("Conversation deleted.")
         return None, [], self.list_for(dialogue, None, archived), gr.Row(visible=False), gr.Group(visible=False)
-
-
-def _or_error(action):
-    try:
-        return action()
-    except AssistantError as error:
-        raise gr.Error(str(error), print_exception=False) from None
 
 
 def build_sidebar() -> Sidebar:

@@ -12,8 +12,8 @@ from pathlib import Path
 import gradio as gr
 
 from assistant.dialogue import DialogueManager
-from domain.errors import AssistantError
 from storage.exchange import export_zip, safe_name
+from ui.errors import shows_errors
 from ui.exports import ExportStore, export_url
 from ui.uploads import discard_uploads, upload_folder
 
@@ -31,13 +31,11 @@ class TransferHandlers:
         self.exports = exports
         self.owner = owner
 
+    @shows_errors
     def export(self, selected: str | None, conversation_id: str | None, request: gr.Request):
         """A one-time download link for the selected (else open) conversation, or with neither, for all of the user's."""
         conversation_id = selected or conversation_id
-        try:
-            conversations = self.access(request).export([conversation_id] if conversation_id else None)
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        conversations = self.access(request).export([conversation_id] if conversation_id else None)
         if not conversations:
             raise gr.Error("There is no conversation to export yet.", print_exception=False)
         title = conversations[0].title if conversation_id else "all conversations"
@@ -50,6 +48,7 @@ class TransferHandlers:
     def export_all(self, request: gr.Request):
         return self.export(None, None, request)
 
+    @shows_errors
     def import_file(self, upload: str | None, request: gr.Request):
         """Import an uploaded export; a summary (what came over, what did not) or the reason it was refused."""
         if not upload:
@@ -57,8 +56,6 @@ class TransferHandlers:
         try:
             # Read from the uploaded file, not into memory; its files wait in the upload folder (swept at start).
             summary = self.access(request).import_archive(Path(upload), scratch=upload_folder() / "imports")
-        except AssistantError as error:
-            raise gr.Error(str(error), print_exception=False) from None
         finally:
             discard_uploads([upload])
         gr.Info(summary.sentence())

@@ -1,4 +1,5 @@
-"""Whether an IP address is a public one, seeing through the IPv6 forms that carry an IPv4 address inside.
+"""Host and address checks both the page (ui/) and the API (api/) rely on: whether an address is this machine's,
+and whether it is a public one, seeing through the IPv6 forms that carry an IPv4 address inside.
 
 `ipaddress`'s `is_global` alone lets `::127.0.0.1`, `64:ff9b::7f00:1` or `2002:7f00:1::` through: each is a
 "global" IPv6 address that a host or its network gateway turns back into 127.0.0.1. Pure standard library: knows
@@ -45,3 +46,13 @@ def is_public_address(address: str) -> bool:
     inner = embedded_ipv4(ip) if isinstance(ip, IPv6Address) else []
     # Multicast is "global" to `ipaddress` but never a server to fetch from.
     return all(each.is_global and not each.is_multicast for each in (ip, *inner))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address (or "localhost") is this machine's: 127.0.0.0/8, ::1, or IPv4-mapped ::ffff:127.x."""
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(address, "ipv4_mapped", None)  # how a dual-stack socket shows an IPv4 client
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
