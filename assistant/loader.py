@@ -48,8 +48,10 @@ def resolve_quant(quant: Quant, cuda: bool) -> Quant:
     return quant
 
 
-def quantization_config(quant: Quant, unquantized: tuple[str, ...]):
-    """transformers 5.x matches `unquantized` by module path; the list replaces the defaults (so it names lm_head)."""
+def quantization_config(quant: Quant, unquantized: tuple[str, ...], compute_dtype=None):
+    """transformers 5.x matches `unquantized` by module path; the list replaces the defaults (so it names lm_head).
+    4-bit layers compute in `compute_dtype` (default bfloat16, a GPU's; the CPU loads float32 models and gives
+    float32, as bf16 GEMMs on a CPU without bf16 units are emulated and round differently with the row count)."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -57,7 +59,7 @@ def quantization_config(quant: Quant, unquantized: tuple[str, ...]):
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
             bnb_4bit_use_double_quant=True,
             llm_int8_skip_modules=list(unquantized),
         )
@@ -133,13 +135,14 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     quant = resolve_quant(spec.quant, cuda)
     device = torch.cuda.get_device_name(0) if cuda else "CPU"
     progress(f"Loading {spec.source} ({family.title}, {quant.value}) on {device}…", None)
+    dtype = torch.bfloat16 if cuda else torch.float32
     try:
         processor = getattr(transformers, family.processor_class).from_pretrained(path)
         model = getattr(transformers, family.model_class).from_pretrained(
             path,
-            dtype=torch.bfloat16 if cuda else torch.float32,
+            dtype=dtype,
             device_map="auto" if cuda else "cpu",
-            quantization_config=quantization_config(quant, family.unquantized),
+            quantization_config=quantization_config(quant, family.unquantized, dtype),
         )
     except torch.OutOfMemoryError:
         log.warning("loading %s ran out of memory", spec.source, exc_info=True)
