@@ -7,22 +7,14 @@ meaningless. Knows nothing of storage or UI.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-# Bump when a builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 3
+from assistant.families.demo_marker import demo_family, is_demo_checkpoint, write_marker
+
+__all__ = ["DEFAULT_DEMO_FAMILY", "ensure_demo_model", "is_demo_checkpoint"]
+
 DEFAULT_DEMO_FAMILY = "qwen2.5-omni"
-MARKER = "demo_model.json"
-
-
-def is_demo_checkpoint(path: Path) -> bool:
-    marker = Path(path) / MARKER
-    try:
-        return marker.is_file() and json.loads(marker.read_text()).get("version") == DEMO_VERSION
-    except (OSError, ValueError):
-        return False
 
 
 def ensure_demo_model(path: Path, family: str = DEFAULT_DEMO_FAMILY) -> Path:
@@ -30,7 +22,7 @@ def ensure_demo_model(path: Path, family: str = DEFAULT_DEMO_FAMILY) -> Path:
     from assistant.families import family_named
 
     path = Path(path)
-    if is_demo_checkpoint(path) and json.loads((path / MARKER).read_text()).get("family") == family:
+    if demo_family(path) == family:
         return path
     builder = family_named(family)
     tmp = path.with_name(path.name + ".partial")
@@ -38,9 +30,7 @@ def ensure_demo_model(path: Path, family: str = DEFAULT_DEMO_FAMILY) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     builder.build_demo(tmp)
-    (tmp / MARKER).write_text(
-        json.dumps({"version": DEMO_VERSION, "family": family, "note": "random weights; answers are meaningless"})
-    )
+    write_marker(tmp, family)
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)  # atomic: a crash mid-build never leaves a half-written checkpoint in place

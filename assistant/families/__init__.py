@@ -20,6 +20,7 @@ from pathlib import Path
 
 from assistant.families.base import Family
 from assistant.families.capabilities import Capabilities
+from assistant.families.demo_marker import demo_family
 from domain.errors import ModelLoadError
 
 __all__ = ["Capabilities", "Family", "families", "family_named", "family_of_checkpoint", "listing"]
@@ -65,7 +66,7 @@ def family_of_checkpoint(path: Path) -> Family:
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"The checkpoint's config.json cannot be read ({error}).") from None
     known = families()
-    builder = known.get(_demo_family(Path(path)))
+    builder = known.get(demo_family(path))
     if builder is not None and model_type in builder.model_types:
         return builder
     for family in known.values():
@@ -78,10 +79,3 @@ def listing() -> str:
     """"Qwen2.5-Omni (qwen2.5-omni), Gemma 4 (gemma4), …": every family for people, as help and errors name them."""
     return ", ".join(f"{f.title} ({f.name})" for f in families().values())
 
-
-def _demo_family(path: Path) -> str | None:
-    from assistant.demo_model import MARKER, is_demo_checkpoint
-
-    if not is_demo_checkpoint(path):
-        return None
-    return json.loads((path / MARKER).read_text()).get("family")
