@@ -118,6 +118,31 @@ def start_app(tmp_path):
         app.kill()
 
 
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, demo_model_dir):
+    """One app (no accounts, so loopback needs no key) and its data dir, for the module."""
+    from tests.helpers import ready_app
+
+    folder = tmp_path_factory.mktemp("api")
+    app = ready_app(folder, "--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "0")
+    yield app, folder / "data"
+    app.kill()
+
+
+@pytest.fixture
+def client(api):
+    """An `openai` client for the module's `api` app."""
+    import openai
+
+    app, _ = api
+    return openai.OpenAI(base_url=f"{app.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def model(client) -> str:
+    return client.models.list().data[0].id
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which("chromium"):

@@ -4,6 +4,7 @@ what wraps the real engine; tests/browser_helpers.py what drives the page; tests
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import os
@@ -143,6 +144,10 @@ def add_user(data_dir, name: str, password: str) -> None:
     )  # fmt: skip
 
 
+def data_url(path, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
 def urllib_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url) as response:
@@ -193,6 +198,15 @@ def repository_at(folder: Path):
 
     folder.mkdir(parents=True, exist_ok=True)
     return ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
+
+
+def stored(data_dir, user: str | None = None):
+    """The app's conversations as its database holds them (read from this process)."""
+    from run import open_storage
+
+    storage = open_storage(data_dir, None)
+    conversations, users = storage.conversations, storage.users
+    return conversations.for_owner(users.id_of(user))
 
 
 def rich_history(repository, tmp_path):
