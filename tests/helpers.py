@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -185,6 +186,13 @@ def upload(app, name: str, size: int) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         connection.close()
+
+
+# --- a turn through a dialogue manager, read to the end ---------------------------------------------------------------
+
+
+def run(manager, conversation_id, text, uploads=(), stop=None):
+    return list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
 
 
 # --- storage on disk --------------------------------------------------------------------------------------------------
