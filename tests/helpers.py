@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (fixtures stay in conftest.py): waiting, the app as a child process, what a user
-does from outside the page, storage on disk, and the bad-input corpus. No torch here: tests/engine_helpers.py holds
-what wraps the real engine; tests/browser_helpers.py what drives the page; tests/media_factory.py what makes media."""
+does from outside the page, a turn read to the end, storage on disk, and the bad-input corpus. No torch here:
+tests/engine_helpers.py holds what wraps the real engine; tests/browser_helpers.py what drives the page;
+tests/media_factory.py what makes media."""
 
 from __future__ import annotations
 
@@ -193,6 +194,11 @@ def upload(app, name: str, size: int) -> tuple[int, bytes]:
 
 def run(manager, conversation_id, text, uploads=(), stop=None):
     return list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
+
+
+def send(manager, conversation_id, text, uploads=(), stop=None):
+    events = list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
+    return events[0].conversation.id, events[-1].message
 
 
 # --- storage on disk --------------------------------------------------------------------------------------------------
