@@ -118,6 +118,57 @@ def start_app(tmp_path):
         app.kill()
 
 
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, demo_model_dir):
+    """One app (no accounts, so loopback needs no key) and its data dir, for the module."""
+    from tests.helpers import ready_app
+
+    folder = tmp_path_factory.mktemp("api")
+    app = ready_app(folder, "--model", str(demo_model_dir), "--data-dir", str(folder / "data"), "--api-queue-limit", "0")
+    yield app, folder / "data"
+    app.kill()
+
+
+@pytest.fixture
+def client(api):
+    """An `openai` client for the module's `api` app."""
+    import openai
+
+    app, _ = api
+    return openai.OpenAI(base_url=f"{app.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def model(client) -> str:
+    return client.models.list().data[0].id
+
+
+@pytest.fixture
+def page(engine, repository, tmp_path, monkeypatch, capsys):
+    """Import through the page's handler: the file as Gradio leaves an upload; returns the summary it showed."""
+    from types import SimpleNamespace
+
+    from tests.engine_helpers import make_manager
+    from ui.exports import ExportStore
+    from ui.transfer import TransferHandlers
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    manager = make_manager(engine, repository)
+    handlers = TransferHandlers(lambda request: manager, ExportStore(tmp_path / "exports"), lambda request: None)
+
+    def run(data: bytes, name: str = "export.zip") -> str:
+        upload = uploads / "h0" / name
+        upload.parent.mkdir(exist_ok=True)
+        upload.write_bytes(data)
+        capsys.readouterr()
+        handlers.import_file(str(upload), SimpleNamespace(username=None, session_hash="s"))
+        return capsys.readouterr().out  # outside a running page, gr.Info prints its message
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which("chromium"):

@@ -1,6 +1,6 @@
 """Helpers around the real engine, shared by the test modules: greedy settings, the reference answer, a dialogue
-manager over a loaded engine, an engine that records its inputs (or fails), and the scripted conversation the reuse
-tests compare. Apart from tests/helpers.py because it imports torch (through the engine)."""
+manager over a loaded engine (or an OpenAI-compatible server), an engine that records its inputs (or fails), and the
+scripted conversation the reuse tests compare. Apart from tests/helpers.py because it imports torch (through the engine)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import threading
 from assistant.dialogue import DialogueManager
 from assistant.engine import TransformersEngine
 from assistant.model_host import ModelHost, Phase
+from assistant.remote_engine import OpenAIEngine, family_for_model
 from assistant.reuse import Reuse
-from domain.types import Status
+from domain.types import MediaKind, Status
 
 GREEDY = {"do_sample": False}
 
@@ -37,6 +38,13 @@ def make_manager(engine, repository, transcriber=None):
     host = ModelHost(lambda progress: engine).start()
     assert host.wait(30)
     return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber)
+
+
+def remote_manager(url: str, repository, model: str = "demo", **engine_kwargs):
+    family = family_for_model(model, frozenset({MediaKind.IMAGE, MediaKind.AUDIO}))
+    engine = OpenAIEngine(url, model, family, **engine_kwargs)
+    manager = make_manager(engine, repository)
+    return manager, engine
 
 
 def ready_host(engine) -> ModelHost:

@@ -1,9 +1,11 @@
 """Helpers shared by the test modules (fixtures stay in conftest.py): waiting, the app as a child process, what a user
-does from outside the page, storage on disk, and the bad-input corpus. No torch here: tests/engine_helpers.py holds
-what wraps the real engine; tests/browser_helpers.py what drives the page; tests/media_factory.py what makes media."""
+does from outside the page, a turn read to the end, storage on disk, and the bad-input corpus. No torch here:
+tests/engine_helpers.py holds what wraps the real engine; tests/browser_helpers.py what drives the page;
+tests/media_factory.py what makes media."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import os
@@ -12,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -143,6 +146,10 @@ def add_user(data_dir, name: str, password: str) -> None:
     )  # fmt: skip
 
 
+def data_url(path, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
 def urllib_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url) as response:
@@ -182,6 +189,18 @@ def upload(app, name: str, size: int) -> tuple[int, bytes]:
         connection.close()
 
 
+# --- a turn through a dialogue manager, read to the end ---------------------------------------------------------------
+
+
+def run(manager, conversation_id, text, uploads=(), stop=None):
+    return list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
+
+
+def send(manager, conversation_id, text, uploads=(), stop=None):
+    events = list(manager.send(conversation_id, text, list(uploads), stop or threading.Event()))
+    return events[0].conversation.id, events[-1].message
+
+
 # --- storage on disk --------------------------------------------------------------------------------------------------
 
 
@@ -193,6 +212,15 @@ def repository_at(folder: Path):
 
     folder.mkdir(parents=True, exist_ok=True)
     return ConversationRepository(open_database(sqlite_url(folder / "db.sqlite3")), BlobStore(folder / "files"))
+
+
+def stored(data_dir, user: str | None = None):
+    """The app's conversations as its database holds them (read from this process)."""
+    from run import open_storage
+
+    storage = open_storage(data_dir, None)
+    conversations, users = storage.conversations, storage.users
+    return conversations.for_owner(users.id_of(user))
 
 
 def rich_history(repository, tmp_path):
