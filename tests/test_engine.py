@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from assistant.engine import TransformersEngine
+from assistant.families import families
 from assistant.loader import ModelSpec, Quant, cannot_fetch, fetch, load_engine, resolve_quant
 from assistant.media import decode_audio, load_image
 from assistant.prompt import ModelInput
@@ -117,7 +118,7 @@ def test_the_decoding_streamer_hands_whole_characters_to_on_finalized_text_then_
     assert all(piece and "\ufffd" not in piece for piece, _ in calls[:-1])
 
 
-@pytest.mark.parametrize("family", ["qwen2.5-omni", "gemma4", "qwen2-audio", "qwen3-vl"])
+@pytest.mark.parametrize("family", list(families()))
 def test_streamed_text_is_the_whole_decode_and_each_token_decodes_only_a_few(family, family_model_dir):
     """Byte-level BPE (Qwen) and sentencepiece with byte fallback and leading-space stripping (Gemma): the chunks join
     to the whole answer's decode, and a token's decode covers the few ids since the last whole character (a run of
