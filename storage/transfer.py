@@ -1,5 +1,6 @@
 """Conversations in and out of the database whole, for storage.exchange's zip: every branch of each tree with its
-settings, answer details and files out; an export's conversations in, all in one transaction or none at all.
+settings, answer details and files out; an export's conversations in, all in one transaction or none at all; and the
+history an API client sends whole, stored as a new conversation the same way.
 Knows nothing of the export's format (storage.exchange, storage.manifest and storage.foreign read and write it).
 """
 
@@ -12,7 +13,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ConversationNotFound
-from domain.types import ConversationSummary, Status
+from domain.settings import GenerationSettings
+from domain.types import ConversationSummary, HistoryTurn, Status
 from storage.blobs import StoredBlob
 from storage.cleanup import discard_unreferenced
 from storage.database import utc_now
@@ -82,6 +84,31 @@ class Transfer(OwnedRows):
                     summaries.append(to_summary(conversation))
                     session.expunge_all()  # written: a session holding thousands of rows makes every flush slower
                 return summaries
+        except BaseException:
+            discard_unreferenced(self._write, self._blobs, stored)
+            raise
+
+    def store_history(self, turns: Sequence[HistoryTurn], title: str, settings: GenerationSettings) -> ConversationSummary:
+        """A new conversation holding `turns` as one branch, in one transaction: history an API client sent that no
+        stored conversation holds. Their files must have been checked as a turn's are. The messages go in as an
+        import's do, a few statements in all (a long history took seconds of the write lock at several per message)."""
+        stored: list[StoredBlob] = []
+        try:
+            with self._write.begin() as session:
+                conversation = self._new_conversation(session, title, settings)
+                session.flush()
+                chain = [ImportedMessage(str(i), str(i - 1) if i else None, t.role, t.text) for i, t in enumerate(turns)]
+                inserted, _ = self._insert_messages(session, conversation, chain)
+                for turn, message_id in zip(turns, inserted):
+                    if turn.files:
+                        row = session.get(MessageRow, message_id)
+                        for position, file in enumerate(turn.files):
+                            blob = self._blobs.put(file.path, file.mime)
+                            stored.append(blob)
+                            attach(session, row, position, blob, file.kind, file.mime, file.filename)
+                conversation.current_leaf_id = inserted[-1] if inserted else None
+                session.flush()
+                return to_summary(conversation)
         except BaseException:
             discard_unreferenced(self._write, self._blobs, stored)
             raise

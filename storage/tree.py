@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import InvalidInput
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import INTERRUPTED, ConversationSummary, HistoryTurn, MediaFile, Message, Role, Status
+from domain.types import INTERRUPTED, ConversationSummary, MediaFile, Message, Role, Status
 from storage.blobs import StoredBlob
 from storage.cleanup import discard_unreferenced
 from storage.database import utc_now
@@ -126,23 +126,6 @@ class MessageTree(OwnedRows):
                     answer = self._new_answer(session, conversation, row.id)
                 session.refresh(row)
                 return NewTurn(to_summary(conversation), self._message(row), answer)
-        except BaseException:
-            discard_unreferenced(self._write, self._blobs, stored)
-            raise
-
-    def store_history(self, turns: Sequence[HistoryTurn], title: str, settings: GenerationSettings) -> ConversationSummary:
-        """A new conversation holding `turns` as one branch, in one transaction: history an API client sent that no
-        stored conversation holds. Their files must have been checked as a turn's are."""
-        stored: list[StoredBlob] = []
-        try:
-            with self._write.begin() as session:
-                conversation = self._new_conversation(session, title, settings)
-                parent_id = None
-                for turn in turns:
-                    row = self._new_message(session, conversation, turn.role, turn.text, Status.COMPLETE, parent_id)
-                    self._attach(session, row, turn.files, stored)
-                    parent_id = row.id
-                return to_summary(conversation)
         except BaseException:
             discard_unreferenced(self._write, self._blobs, stored)
             raise
