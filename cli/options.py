@@ -18,7 +18,12 @@ DEFAULT_PORT = 7860
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The app's options; --help lists them."""
     from assistant.families import families
+    from domain.errors import ModelLoadError
 
+    try:
+        demo_names = ", ".join(families())
+    except ModelLoadError as error:  # a bad ASSISTANT_EXTRA_FAMILIES: its sentence, not a traceback
+        raise SystemExit(f"error: {error}") from None
     parser = argparse.ArgumentParser(description="A local multimodal chat assistant (text, images, voice).")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL})")
     parser.add_argument(
@@ -34,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="FAMILY",
         # Not argparse `choices`: an unknown family gets the registry's sentence naming each family and its title.
-        help=f"use a tiny built-in model with random weights, of FAMILY ({', '.join(families())}; default "
+        help=f"use a tiny built-in model with random weights, of FAMILY ({demo_names}; default "
         f"{DEFAULT_DEMO_FAMILY}), and a tiny random Whisper (offline; answers are meaningless)",
     )
     parser.add_argument(

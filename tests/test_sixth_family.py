@@ -45,3 +45,13 @@ def test_the_variable_takes_only_module_names(value, monkeypatch):
     monkeypatch.setenv(EXTRA_FAMILIES_VARIABLE, value)
     with pytest.raises(ModelLoadError, match="not a Python module name"):
         families()
+
+
+@pytest.mark.parametrize("value, said", [("tests.no_such_family", "cannot be imported"), ("json", "does not define")])
+def test_a_module_that_is_missing_or_no_family_is_named_not_a_traceback(value, said, monkeypatch):
+    monkeypatch.setenv(EXTRA_FAMILIES_VARIABLE, value)
+    with pytest.raises(ModelLoadError, match=said):
+        families()
+    shown = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, EXTRA_FAMILIES_VARIABLE: value})
+    assert shown.returncode == 1 and shown.stderr.startswith("error: ") and "Traceback" not in shown.stderr

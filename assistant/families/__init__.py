@@ -44,7 +44,10 @@ def families() -> dict[str, Family]:
     modules = [f"assistant.families.{module}" for module in MODULES] + _extra_modules()
     found: dict[str, Family] = {}
     for module in modules:
-        family = importlib.import_module(module).FAMILY
+        try:
+            family = getattr(importlib.import_module(module), "FAMILY", None)
+        except ImportError as error:
+            raise ModelLoadError(f"The model family module {module} cannot be imported ({error}).") from None
         if not isinstance(family, Family) or family.name in found:
             raise ModelLoadError(f"The module {module} does not define a model family of a new name as FAMILY.")
         found[family.name] = family
