@@ -14,17 +14,14 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
+from domain import limits
 from domain.addresses import is_public_address
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-# Connect + request + headers + body, all together; each socket operation waits only for what is left of it.
-DEADLINE_S = 20.0
-
-
 class DeadlinePassed(Exception):
-    """Raised inside the exchange when DEADLINE_S has passed; not an OSError, so nothing in http.client eats it."""
+    """Raised inside the exchange when limits.REMOTE_MEDIA_DEADLINE_S has passed; not an OSError, so nothing in http.client eats it."""
 
 
 def fetch(url: str, limit: int, param: str) -> bytes:
@@ -39,7 +36,8 @@ def fetch(url: str, limit: int, param: str) -> bytes:
     if not addresses or not all(is_public_address(a) for a in addresses):
         raise ApiError(400, "The media URL points at this machine or a private network; that is refused.", param, "invalid_url")
     address = sorted(addresses)[0]
-    deadline = time.monotonic() + DEADLINE_S
+    # Each socket operation waits only for what is left of it.
+    deadline = time.monotonic() + limits.REMOTE_MEDIA_DEADLINE_S
     try:
         sock = socket.create_connection((address, port), timeout=_left(deadline))
         try:
@@ -58,7 +56,7 @@ def fetch(url: str, limit: int, param: str) -> bytes:
             sock.close()
     except (DeadlinePassed, TimeoutError):  # every socket wait is given only the time left: a timeout is the deadline
         raise ApiError(
-            400, f"The media URL took longer than {DEADLINE_S:g} s to send its file; that is refused.", param, "invalid_url"
+            400, f"The media URL took longer than {limits.REMOTE_MEDIA_DEADLINE_S:g} s to send its file; that is refused.", param, "invalid_url"
         ) from None
     except (OSError, http.client.HTTPException) as error:
         log.info("fetching %s failed: %s", url[:200], error)  # the socket's or TLS library's words are for the log

@@ -50,7 +50,7 @@ def make_title(text: str, files: Sequence[MediaFile]) -> str:
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not line:
         line = files[0].filename if files else "New chat"
-    return line if len(line) <= limits.TITLE_CHARS else line[: limits.TITLE_CHARS - 1].rstrip() + "…"
+    return line if len(line) <= limits.AUTO_TITLE_CHARS else line[: limits.AUTO_TITLE_CHARS - 1].rstrip() + "…"
 
 
 class DialogueManager:

@@ -56,7 +56,7 @@ def clean_filename(filename: str) -> str:
     name = name.encode("utf-8", "replace").decode("utf-8")
     # Bidirectional overrides could make "gpj.exe" look like "exe.jpg"; they have no place in a file name.
     name = "".join(c for c in name if unicodedata.category(c) != "Cc" and c not in _BIDI_CONTROLS).strip()
-    return (name or "file")[:255]
+    return (name or "file")[: limits.MAX_FILENAME_CHARS]
 
 
 def validate_file(path: Path, filename: str, max_audio_seconds: float) -> MediaFile:

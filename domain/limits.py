@@ -29,6 +29,11 @@ MAX_LANGUAGE_CHARS = 16
 MAX_TRANSCRIPT_MODEL_CHARS = 200
 # An API key's name and an account's password.
 MAX_KEY_NAME_CHARS = 64
+# A user name (letters, digits and ._@-), and the most of a typed one the sign-in form reads.
+MAX_USER_NAME_CHARS = 64
+MAX_LOGIN_NAME_CHARS = 200
+# A search hit's snippet around the match.
+SNIPPET_CHARS = 80
 MIN_PASSWORD_CHARS = 8
 
 # Exports: refuse zips that would unpack past these before reading a byte of them (zip bombs).
@@ -48,6 +53,8 @@ MAX_NEW_TOKENS_LIMIT = 32_768
 # history it repeats.
 MAX_BODY_BYTES = 256 * 1024**2
 MAX_STOP_STRINGS = 4
+# A media URL fetched for the API (--allow-remote-media): connect, request, headers and body, all together.
+REMOTE_MEDIA_DEADLINE_S = 20.0
 # The wait an API request refused for a full queue (API_QUEUE_LIMIT, below) is told.
 RETRY_AFTER_S = 5
 
@@ -67,7 +74,7 @@ SAVE_INTERVAL_S = 1.0
 # from memory and the write goes on in the background.
 FINISH_WAIT_S = 3.0
 # A new conversation's title: its first line, cut to this many characters.
-TITLE_CHARS = 60
+AUTO_TITLE_CHARS = 60
 
 # Defaults of the options of the same names (run.py --help).
 # --engine-concurrency: answers sent to a remote generation server at once (it batches them).

@@ -14,9 +14,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from domain.limits import SNIPPET_CHARS
 from domain.types import SearchHit
 
-SNIPPET_CHARS = 80
 # Shown before a snippet that comes from what was said in an audio file rather than typed.
 TRANSCRIPT_MARK = "🗣 "
 _MESSAGE_HIT = """

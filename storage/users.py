@@ -18,7 +18,7 @@ from storage.blobs import BlobStore
 from storage.database import Database
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, UserRow
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._@-]{{0,{limits.MAX_USER_NAME_CHARS - 1}}}$")
 
 
 def _hasher():

@@ -97,6 +97,7 @@ def test_remote_media_that_trickles_in_is_refused_at_the_deadline(monkeypatch, t
     import socketserver
 
     from api import remote_media
+    from domain import limits
     from api.errors import ApiError
 
     body = b"x" * 200
@@ -120,7 +121,7 @@ def test_remote_media_that_trickles_in_is_refused_at_the_deadline(monkeypatch, t
     server = Server(("127.0.0.1", 0), Trickle)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     serve_public_name(monkeypatch, "slow.example", server.server_address)
-    monkeypatch.setattr(remote_media, "DEADLINE_S", 1.5, raising=False)
+    monkeypatch.setattr(limits, "REMOTE_MEDIA_DEADLINE_S", 1.5)
     started = time.monotonic()
     try:
         with pytest.raises(ApiError) as slow:

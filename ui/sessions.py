@@ -20,6 +20,7 @@ from domain.limits import (
     FAILURES_PER_ADDRESS,
     FAILURES_PER_USER,
     MAX_LOGIN_BODY,
+    MAX_LOGIN_NAME_CHARS,
     MAX_TRACKED,
     VERIFY_THREADS,
 )
@@ -269,7 +270,7 @@ class LoginGuard:
             form = await Request(scope, replay()).form()
         except Exception:  # noqa: BLE001 - a multipart body without a boundary, a broken encoding…
             return await JSONResponse({"detail": "The sign-in request is malformed."}, status_code=400)(scope, receive, send)
-        name = str(form.get("username") or "").strip()[:200]
+        name = str(form.get("username") or "").strip()[:MAX_LOGIN_NAME_CHARS]
         address = scope["client"][0] if scope.get("client") else "unknown"
         refused = self.sessions.attempt(name, address)
         if refused is not None:
