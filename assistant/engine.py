@@ -105,9 +105,9 @@ class TransformersEngine(AnswerLength):
             self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)
             self._incremental = IncrementalProcessor(processor, family)
 
-    def count_tokens(self, model_input: ModelInput) -> int:
-        """The prompt's length in tokens, placeholders for images and audio expanded: runs the processor on it (see
-        `run_processor`), whose output the answer to the same input then uses."""
+    def prepare_prompt(self, model_input: ModelInput) -> int:
+        """Runs the processor on the prompt (see `run_processor`), whose output the answer to the same input then
+        uses, and gives its length in tokens, placeholders for images and audio expanded."""
         return int(self.run_processor(model_input)["input_ids"].shape[1])
 
     def prepare(self, model_input: ModelInput):

@@ -61,9 +61,10 @@ class Engine(Protocol):
         """The tokens kept free for the answer when the prompt is fitted into the context."""
         ...
 
-    def count_tokens(self, model_input: ModelInput) -> int:
-        """The prompt's length in tokens (exact, or an estimate where the tokenizer is not at hand). May do the
-        work `stream` then needs and keep it for the same `model_input`, so count just before streaming."""
+    def prepare_prompt(self, model_input: ModelInput) -> int:
+        """Get the prompt ready for `stream` and say its length in tokens: in process, the processor runs and its
+        output is kept for a `stream` of the same `model_input` (so prepare just before streaming); a remote engine
+        has nothing to prepare and estimates the length (the server's tokenizer is not at hand)."""
         ...
 
     def stream(

@@ -107,7 +107,7 @@ class OpenAIEngine(AnswerLength):
     def forget(self, conversation_id: str, media: Sequence[str]) -> None:
         """Nothing to drop: the server keeps its own prefix cache, which no conversation names."""
 
-    def count_tokens(self, model_input: ModelInput) -> int:
+    def prepare_prompt(self, model_input: ModelInput) -> int:
         """An estimate: the server's tokenizer is not at hand (a too-long prompt then gets the server's error)."""
         chars = sum(len(item.get("text", "")) for turn in model_input.conversation for item in _items(turn))
         audio_s = sum(len(a) for a in model_input.audios) / SAMPLE_RATE
@@ -141,7 +141,7 @@ class OpenAIEngine(AnswerLength):
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": self.new_token_limit(settings, self.count_tokens(model_input)),
+            "max_tokens": self.new_token_limit(settings, self.prepare_prompt(model_input)),
         }
         for name, value in (("temperature", settings.temperature), ("top_p", settings.top_p), ("seed", settings.seed)):
             if value is not None:
@@ -169,7 +169,7 @@ class OpenAIEngine(AnswerLength):
         started = time.monotonic()
         body = self.request_body(model_input, settings, stop_strings)
         report.max_new_tokens = body["max_tokens"]
-        report.prompt_tokens = self.count_tokens(model_input)
+        report.prompt_tokens = self.prepare_prompt(model_input)
         chunks = 0
         try:
             with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:

@@ -229,4 +229,4 @@ def test_the_remote_engine_keeps_the_engine_contract_and_its_shared_answer_lengt
     assert engine.answer_budget(GenerationSettings(max_new_tokens=900)) == 500  # at most half the context
     long = ModelInput([{"role": "user", "content": "x" * 2700}])
     body = engine.request_body(long, GenerationSettings(max_new_tokens=900))
-    assert body["max_tokens"] == 1000 - engine.count_tokens(long) < 900  # never past the context
+    assert body["max_tokens"] == 1000 - engine.prepare_prompt(long) < 900  # never past the context
