@@ -10,7 +10,7 @@ import os
 import sys
 
 from cli.admin import COMMANDS, command
-from cli.data import DATABASE_FILE, open_storage, resolve_data_dir
+from cli.data import DATABASE_FILE, open_storage, resolve_data_dir, tidy_up
 from cli.options import api_model_id, parse_accepts, parse_allowed_origins, parse_args, parse_auth, refuse_exposed
 from domain import limits
 from domain.addresses import is_loopback
@@ -67,8 +67,6 @@ def main(argv: list[str] | None = None) -> int | None:
 
     # The model: known before loading when it can be (the page then offers only what it takes), loaded by the host.
     remote = args.engine == "openai"
-    if remote and (not args.engine_url or args.demo):
-        raise SystemExit("error: --engine openai needs --engine-url URL and --model NAME (the served model), not --demo")
     limits_asked = {"max_new_tokens": args.max_new_tokens, "max_context": args.max_context}
     try:
         if remote:
@@ -125,22 +123,6 @@ def main(argv: list[str] | None = None) -> int | None:
     )
     sessions.bind(gradio_app)
     serve(server, args.host, args.port)
-
-
-def tidy_up(stores, uploads) -> None:
-    """What an earlier run left: answers it was streaming (kept, marked), stored files no message refers to (now,
-    then hourly), and uploads never sent (this instance's, and those of instances no longer running)."""
-    from ui.uploads import clear_stale_uploads
-
-    interrupted = stores.instances.start()
-    if interrupted:
-        logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
-    orphans, orphan_bytes = stores.orphans.start()
-    if orphans:
-        logging.info("removed %d stored file(s) (%.1f MB) that no message refers to", orphans, orphan_bytes / 1e6)
-    stale = clear_stale_uploads(uploads.parent, uploads.name, stores.instances.alive())
-    if stale:
-        logging.info("deleted %d upload(s) an earlier run left unsent", stale)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from assistant.families.demo_marker import demo_family, is_demo_checkpoint, write_marker
-
-__all__ = ["DEFAULT_DEMO_FAMILY", "ensure_demo_model", "is_demo_checkpoint"]
+from assistant.families.demo_marker import demo_family, write_marker
 
 DEFAULT_DEMO_FAMILY = "qwen2.5-omni"
 

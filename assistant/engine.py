@@ -98,7 +98,7 @@ class TransformersEngine(AnswerLength):
         text_config = model.config.get_text_config()
         context = getattr(text_config, "max_position_embeddings", None) or family.context_tokens
         self.context_tokens = min(context, max_context) if max_context else context  # prompt and answer together
-        # Work kept across turns (assistant/reuse.py), for the families that path knows; None: full prefill.
+        # Work kept across turns (assistant/reuse.py) where the family's ReuseContract supports this model; None: full prefill.
         self.reuse = reuse if reuse is not None and supports_reuse(family, model) else None
         self._incremental = None
         if self.reuse is not None:

@@ -182,7 +182,8 @@ def local_model(
 ) -> ModelChoice:
     """A checkpoint (folder or Hugging Face id) loaded in this process, or with `demo_family` that family's tiny demo,
     built under `data_dir` on first start. ModelLoadError when a demo name or a local folder names no family."""
-    from assistant.demo_model import ensure_demo_model, is_demo_checkpoint
+    from assistant.demo_model import ensure_demo_model
+    from assistant.families.demo_marker import is_demo_checkpoint
     from assistant.families import family_named, family_of_checkpoint
 
     folder = Path(source).expanduser()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assistant.families.base import Family
+from assistant.families.capabilities import Capabilities
 from assistant.media import SAMPLE_RATE, MediaLoader
 from assistant.validation import check_image_shape
 from domain.errors import InvalidInput
@@ -49,7 +50,7 @@ def unreadable_note(attachment: Attachment) -> str:
     return f"[The {attachment.kind.value} “{attachment.filename}” attached here can no longer be read, so it is left out.]"
 
 
-def unseen_note(attachment: Attachment, family: Family) -> str:
+def unseen_note(attachment: Attachment, family: Capabilities | Family) -> str:
     return f"[An image “{attachment.filename}” is attached here, but {family.title} cannot see images.]"
 
 
@@ -76,7 +77,7 @@ def build_model_input(
     history: Sequence[Message],
     media: MediaLoader,
     system_prompt: str | None = None,
-    family: Family | None = None,
+    family: Capabilities | Family | None = None,
     fitting: Fitting | None = None,
 ) -> ModelInput:
     """Every earlier turn goes in, its images and audio included; answers that produced no text are left out.

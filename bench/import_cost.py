@@ -1,7 +1,7 @@
 """What an import costs in memory: the peak RSS of `run.py import` on the archives issue 15 measured.
 
 Each archive is built on disk here, then imported by a fresh process through the command line's own code
-(run.command), which reports its peak RSS (resource.getrusage) and time. The cases:
+(cli.admin.command), which reports its peak RSS (resource.getrusage) and time. The cases:
   - baseline: a one-message export (what Python and the libraries cost by themselves);
   - 20 and 120 references: one 25 MB member (a valid WAV of noise, under the per-file limit) held by that many
     messages (before issue 15: 555 MB for 20, a MemoryError for 120);
@@ -37,12 +37,12 @@ def child(archive: Path, data_dir: Path) -> None:
     """In the measured process: import through the command line's code, then report."""
     import contextlib
 
-    import run
+    from cli import admin
 
     out, err = io.StringIO(), io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run.command(["import", str(archive), "--data-dir", str(data_dir)])
+        code = admin.command(["import", str(archive), "--data-dir", str(data_dir)])
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     said = (out.getvalue() + err.getvalue()).strip().replace("\n", " ")

@@ -62,7 +62,7 @@ def client_run(base_url: str, model: str, index: int, turns: int, max_tokens: in
 
 def lost_messages(data_dir: Path, results: dict) -> int:
     """Exchanges a client completed that its stored conversation does not hold, word for word."""
-    from run import open_storage
+    from cli.data import open_storage
 
     repository = open_storage(data_dir, None).conversations
     lost = 0

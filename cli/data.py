@@ -1,5 +1,5 @@
-"""The data folder: where it is, and the repositories on its database and files. Opened alike by the app and by
-the admin commands; knows nothing of models or pages."""
+"""The data folder: where it is, the repositories on its database and files, and tidying up what an earlier run
+left there. Opened alike by the app and by the admin commands; knows nothing of models or pages."""
 
 from __future__ import annotations
 
@@ -58,3 +58,21 @@ def open_storage(data_dir: Path, db_url: str | None, writer: str | None = None) 
         Instances(database, writer) if writer is not None else None,
         OrphanSweeper(database, blobs),
     )
+
+
+def tidy_up(stores: Storage, uploads: Path) -> None:
+    """What an earlier run left: answers it was streaming (kept, marked), stored files no message refers to (now,
+    then hourly), and uploads never sent (this instance's, and those of instances no longer running)."""
+    import logging
+
+    from ui.uploads import clear_stale_uploads
+
+    interrupted = stores.instances.start()
+    if interrupted:
+        logging.info("kept %d answer(s) that an earlier run left unfinished", interrupted)
+    orphans, orphan_bytes = stores.orphans.start()
+    if orphans:
+        logging.info("removed %d stored file(s) (%.1f MB) that no message refers to", orphans, orphan_bytes / 1e6)
+    stale = clear_stale_uploads(uploads.parent, uploads.name, stores.instances.alive())
+    if stale:
+        logging.info("deleted %d upload(s) an earlier run left unsent", stale)

@@ -136,7 +136,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=limits.API_QUEUE_LIMIT,
         help=f"when this many answers wait for the model already, API requests get 429 with Retry-After (default {limits.API_QUEUE_LIMIT})",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.engine == "openai" and (not args.engine_url or args.demo):
+        raise SystemExit("error: --engine openai needs --engine-url URL and --model NAME (the served model), not --demo")
+    return args
 
 
 def parse_accepts(value: str | None):

@@ -216,7 +216,7 @@ def repository_at(folder: Path):
 
 def stored(data_dir, user: str | None = None):
     """The app's conversations as its database holds them (read from this process)."""
-    from run import open_storage
+    from cli.data import open_storage
 
     storage = open_storage(data_dir, None)
     conversations, users = storage.conversations, storage.users

@@ -46,7 +46,7 @@ def test_each_user_sees_only_their_own(browser, start_app, demo_model_dir, png_f
     bob.locator("#export-all").click()
     expect(bob.locator('[data-testid="toast-text"].error')).to_contain_text("no conversation to export")
 
-    from run import open_storage
+    from cli.data import open_storage
 
     storage = open_storage(data_dir, None)
     repository, users = storage.conversations, storage.users

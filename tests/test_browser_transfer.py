@@ -68,7 +68,7 @@ def test_export_a_conversation_and_import_it_back(browser, start_app, demo_model
 
 
 def test_an_export_is_downloaded_only_by_its_owner_and_only_once(browser, start_app, demo_model_dir, tmp_path):
-    from run import open_storage
+    from cli.data import open_storage
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()

@@ -36,7 +36,7 @@ def app_context(app) -> int:
 
 
 def backend_conversations(data_dir):
-    from run import open_storage
+    from cli.data import open_storage
 
     return open_storage(data_dir, None).conversations
 

@@ -17,7 +17,7 @@ from tests.helpers import ROOT, ready_app
 
 def stored(data_dir, user: str | None = None):
     """The app's conversations as its database holds them (read from this process), as `user` sees them."""
-    from run import open_storage
+    from cli.data import open_storage
 
     storage = open_storage(data_dir, None)
     return storage.conversations.for_owner(storage.users.id_of(user))

@@ -86,7 +86,7 @@ def test_deleting_a_user_deletes_their_chats_and_their_files_only(users, reposit
 def test_api_keys_are_kept_only_as_hashes_belong_to_one_user_and_go_with_them(tmp_path):
     from sqlalchemy import text
 
-    from run import open_storage
+    from cli.data import open_storage
 
     storage = open_storage(tmp_path, None)
     users, keys = storage.users, storage.keys
