@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from assistant.families.base import Family
     from assistant.families.capabilities import Capabilities
     from assistant.prompt import ModelInput
     from domain.settings import GenerationSettings
@@ -54,7 +53,7 @@ class Engine(Protocol):
     """What the dialogue manager, the model host and the API use of an engine, and nothing more."""
 
     info: EngineInfo  # what the page and each answer's details name
-    family: Capabilities | Family  # what the model accepts (a Family reads as its Capabilities); only that is used
+    family: Capabilities  # what the model accepts (in process, the whole Family, which is one); only that is used
     context_tokens: int  # prompt and answer together
 
     def answer_budget(self, settings: GenerationSettings) -> int:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from assistant.families.base import Family
 from assistant.families.capabilities import Capabilities
 from domain.errors import AssistantError
 
@@ -44,7 +43,7 @@ class ModelHost:
     """`family`, when known before loading (a checkpoint on disk), lets turns be checked while the model loads."""
 
     def __init__(
-        self, load: Callable[[Callable[[str, float | None], None]], Engine], family: Capabilities | Family | None = None
+        self, load: Callable[[Callable[[str, float | None], None]], Engine], family: Capabilities | None = None
     ):
         self._load = load
         self._family = family
@@ -66,7 +65,7 @@ class ModelHost:
         return self._engine
 
     @property
-    def family(self) -> Capabilities | Family | None:
+    def family(self) -> Capabilities | None:
         """What the model accepts: known once loaded, or from the start when given."""
         return self._engine.family if self._engine is not None else self._family
 

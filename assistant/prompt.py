@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assistant.families.base import Family
 from assistant.families.capabilities import Capabilities
 from assistant.media import SAMPLE_RATE, MediaLoader
 from assistant.validation import check_image_shape
@@ -50,7 +49,7 @@ def unreadable_note(attachment: Attachment) -> str:
     return f"[The {attachment.kind.value} “{attachment.filename}” attached here can no longer be read, so it is left out.]"
 
 
-def unseen_note(attachment: Attachment, family: Capabilities | Family) -> str:
+def unseen_note(attachment: Attachment, family: Capabilities) -> str:
     return f"[An image “{attachment.filename}” is attached here, but {family.title} cannot see images.]"
 
 
@@ -77,7 +76,7 @@ def build_model_input(
     history: Sequence[Message],
     media: MediaLoader,
     system_prompt: str | None = None,
-    family: Capabilities | Family | None = None,
+    family: Capabilities | None = None,
     fitting: Fitting | None = None,
 ) -> ModelInput:
     """Every earlier turn goes in, its images and audio included; answers that produced no text are left out.

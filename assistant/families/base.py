@@ -5,28 +5,28 @@ the modules kept unquantized in 4/8-bit, the processor's keyword arguments), how
 of it for `--demo` and the tests, and how work is kept across its turns (`ReuseContract`). Conversations reach
 every family in the same Hugging Face chat format (content items `{"type": "image"}`, `{"type": "audio"}`,
 `{"type": "text", "text": ...}`) with the images and audio in order; the processor turns that into tensors.
-A family reads as its capabilities (`family.title`, `family.hears()`...), so code that only needs what a model
-accepts takes a `Family` or a bare `Capabilities` alike.
+A `Family` is a `Capabilities` with the rest added, so code that only needs what a model accepts takes a `Family`
+or a remote model's bare `Capabilities` alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from assistant.families.capabilities import Capabilities
 from assistant.families.reuse_contract import ReuseContract
-from domain.types import MediaKind
 
 
 def _images_and_audio(images: list, audios: list) -> dict:
     return {"images": images or None, "audio": audios or None}
 
 
-@dataclass(frozen=True)
-class Family:
-    capabilities: Capabilities
+@dataclass(frozen=True, kw_only=True)
+class Family(Capabilities):
+    """What its models accept (the Capabilities fields it extends), then how they are loaded and reused."""
+
     model_types: tuple[str, ...]  # config.json "model_type" values this family loads
     model_class: str  # transformers class loaded with from_pretrained
     unquantized: tuple[str, ...]  # module paths kept out of 4/8-bit; a list replaces the defaults, so lm_head too
@@ -36,32 +36,7 @@ class Family:
     # The processor's media keywords for the images and audio of a prompt (every 5.x processor takes "audio").
     processor_kwargs: Callable[[list, list], dict] = field(default=_images_and_audio)
 
-    # What the family accepts, read through: engines and pages ask a Family and a remote model's Capabilities alike.
     @property
-    def name(self) -> str:
-        return self.capabilities.name
-
-    @property
-    def title(self) -> str:
-        return self.capabilities.title
-
-    @property
-    def accepts(self) -> frozenset[MediaKind]:
-        return self.capabilities.accepts
-
-    @property
-    def context_tokens(self) -> int:
-        return self.capabilities.context_tokens
-
-    @property
-    def audio_window_s(self) -> float:
-        return self.capabilities.audio_window_s
-
-    def hears(self) -> bool:
-        return self.capabilities.hears()
-
-    def sees(self) -> bool:
-        return self.capabilities.sees()
-
-    def describe_accepts(self) -> str:
-        return self.capabilities.describe_accepts()
+    def capabilities(self) -> Capabilities:
+        """What it accepts alone, without how it loads (a remote engine's description of a known model)."""
+        return Capabilities(**{f.name: getattr(self, f.name) for f in fields(Capabilities)})

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import CORPUS, DEMO_VOCAB_SIZE, padded_vocab, save_demo
 from assistant.families.reuse_contract import ReuseContract
 from domain.types import MediaKind
@@ -240,14 +239,12 @@ class Gemma4Reuse(ReuseContract):
 
 
 FAMILY = Family(
-    capabilities=Capabilities(
-        name="gemma4",
-        title="Gemma 4",
-        accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
-        context_tokens=CONTEXT_TOKENS,
-        # The feature extractor cuts clips at 480,000 samples (30 s, 750 soft tokens).
-        audio_window_s=30.0,
-    ),
+    name="gemma4",
+    title="Gemma 4",
+    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
+    context_tokens=CONTEXT_TOKENS,
+    # The feature extractor cuts clips at 480,000 samples (30 s, 750 soft tokens).
+    audio_window_s=30.0,
     model_types=("gemma4",),
     model_class="Gemma4ForConditionalGeneration",
     # transformers 5.x matches these by module path; lm_head is named because a list replaces the defaults.

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer
 from assistant.families.qwen_reuse import QwenVisionReuse, audio_features
 from domain.types import MediaKind
@@ -248,12 +247,10 @@ class OmniReuse(QwenVisionReuse):
 
 
 FAMILY = Family(
-    capabilities=Capabilities(
-        name="qwen2.5-omni",
-        title="Qwen2.5-Omni",
-        accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
-        context_tokens=32768,  # the published Thinker's max_position_embeddings
-    ),
+    name="qwen2.5-omni",
+    title="Qwen2.5-Omni",
+    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
+    context_tokens=32768,  # the published Thinker's max_position_embeddings,
     # The published checkpoints hold the whole Omni model; only its Thinker (no speech output) is loaded.
     model_types=("qwen2_5_omni", "qwen2_5_omni_thinker"),
     model_class="Qwen2_5OmniThinkerForConditionalGeneration",

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from assistant.families.qwen_reuse import QwenVisionReuse
 from domain.types import MediaKind
@@ -161,9 +160,7 @@ class Qwen25VLReuse(QwenVisionReuse):
 
 
 FAMILY = Family(
-    capabilities=Capabilities(
-        name="qwen2.5-vl", title="Qwen2.5-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS
-    ),
+    name="qwen2.5-vl", title="Qwen2.5-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS,
     model_types=("qwen2_5_vl",),
     model_class="Qwen2_5_VLForConditionalGeneration",
     # The vision tower with its patch merger, and the head, stay in full precision.

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from assistant.families.reuse_contract import ReuseContract
 from domain.types import MediaKind
@@ -143,14 +142,12 @@ class Qwen2AudioReuse(ReuseContract):
 
 
 FAMILY = Family(
-    capabilities=Capabilities(
-        name="qwen2-audio",
-        title="Qwen2-Audio",
-        accepts=frozenset({MediaKind.AUDIO}),
-        context_tokens=CONTEXT_TOKENS,
-        # The feature extractor pads or cuts every clip to 30 s (3000 mel frames, 750 audio tokens).
-        audio_window_s=30.0,
-    ),
+    name="qwen2-audio",
+    title="Qwen2-Audio",
+    accepts=frozenset({MediaKind.AUDIO}),
+    context_tokens=CONTEXT_TOKENS,
+    # The feature extractor pads or cuts every clip to 30 s (3000 mel frames, 750 audio tokens).
+    audio_window_s=30.0,
     model_types=("qwen2_audio",),
     model_class="Qwen2AudioForConditionalGeneration",
     # transformers 5.x matches these by module path; lm_head is named because a list replaces the defaults.

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.families.base import Family
-from assistant.families.capabilities import Capabilities
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from assistant.families.qwen_reuse import QwenVisionReuse, image_output
 from domain.types import MediaKind
@@ -314,9 +313,7 @@ class Qwen3VLReuse(QwenVisionReuse):
 
 
 FAMILY = Family(
-    capabilities=Capabilities(
-        name="qwen3-vl", title="Qwen3-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS
-    ),
+    name="qwen3-vl", title="Qwen3-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS,
     model_types=("qwen3_vl",),
     model_class="Qwen3VLForConditionalGeneration",
     # The vision tower with its merger and DeepStack mergers, and the head, stay in full precision.
