@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int | None:
         else:
             model = local_model(
                 args.model, Quant(args.quant), data_dir, demo_family=args.demo, reuse=not args.no_reuse,
-                kv_cache_gb=args.kv_cache_gb, **limits_asked,
+                kv_cache_gb=args.kv_cache_gb, compile_decode=args.compile, **limits_asked,
             )  # fmt: skip
     except ModelLoadError as error:
         raise SystemExit(f"error: {error}") from None

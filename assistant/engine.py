@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from transformers import BatchFeature, StoppingCriteriaList
 
+from assistant.compiled import CompiledDecode
 from assistant.engine_contract import AnswerLength, EngineInfo, GenerationReport
 from assistant.families.base import Family
 from assistant.incremental import IncrementalProcessor
 from assistant.prompt import ModelInput
-from assistant.reuse import Reuse, model_fingerprint, supports_reuse
+from assistant.reuse import KVStore, Reuse, budget_bytes, model_fingerprint, supports_reuse
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
 from domain.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_STREAM_TIMEOUT_S
@@ -39,9 +40,14 @@ class GenerationThread:
     Not a new thread per answer: on an H200, generate() from a freshly started thread decoded at a third of the
     main thread's speed (bench/decode_overhead.py), and PyTorch is known to warm up per thread. A daemon, so an
     answer in progress never holds up the app's exit. Started on first use.
+
+    `cpu_threads`: its intra-op CPU threads. On a GPU one: decode at batch size 1 is bound by the CPU time of the
+    thread that launches the kernels, and a second pool of spinning OpenMP threads competes with it (llama.cpp saw
+    7B decode 2.4x faster on an H100 with one CPU thread); per thread, so the processor's work elsewhere keeps its pool.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_threads: int | None = None) -> None:
+        self._cpu_threads = cpu_threads
         self._jobs: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -57,6 +63,8 @@ class GenerationThread:
         return done
 
     def _loop(self) -> None:
+        if self._cpu_threads is not None:
+            torch.set_num_threads(self._cpu_threads)
         while True:
             function, args, done = self._jobs.get()
             try:
@@ -80,7 +88,11 @@ class TransformersEngine(AnswerLength):
         generation_kwargs: dict | None = None,
         max_context: int | None = None,
         reuse: Reuse | None = None,
+        compile_decode: bool = False,
+        kv_cache_gb: float | None = None,
     ):
+        """`compile_decode`: decode through torch.compile over static caches (assistant/compiled.py), which take their
+        memory from the KV budget: `reuse`'s, else `kv_cache_gb` (see assistant.reuse.budget_bytes)."""
         self.model = model
         self.processor = processor
         self.info = info
@@ -92,7 +104,7 @@ class TransformersEngine(AnswerLength):
         # thread when generate() returns, not when the consumer has read the last chunk.
         self._busy = threading.Lock()
         self._last_processed: tuple[ModelInput, object] | None = None
-        self._generator = GenerationThread()
+        self._generator = GenerationThread(cpu_threads=1 if model.device.type == "cuda" else None)
         # Image and audio features go in at the dtype of the model's (unquantized) floating-point weights.
         self.float_dtype = model.dtype
         text_config = model.config.get_text_config()
@@ -104,6 +116,31 @@ class TransformersEngine(AnswerLength):
         if self.reuse is not None:
             self.reuse.bind(model_fingerprint(model, info.quant, self.float_dtype), model.device)
             self._incremental = IncrementalProcessor(processor, family)
+        self.compiled: CompiledDecode | None = None
+        if compile_decode:
+            budget = self.reuse.kv if self.reuse is not None else KVStore(budget_bytes(kv_cache_gb, model.device))
+            self.compiled = CompiledDecode(model, self.context_tokens, budget)
+
+    def warm_up(self) -> bool:
+        """Compile the decode step now, with a short answer on the generation thread by the path answers take, so
+        that no answer waits for it; False (logged, and answers are eager) when it cannot be compiled."""
+        if self.compiled is None:
+            return False
+        model_input = ModelInput([{"role": "user", "content": [{"type": "text", "text": "Hello"}]}], [], [])
+        inputs = self.prepare(model_input)
+        args = {**self._generate_args(inputs, GenerationSettings(temperature=0)), "max_new_tokens": 4, "min_new_tokens": 4}
+        reuse = None if self.reuse is None else ("\0warm-up", inputs, model_input)
+        compiled: list[bool] = []
+
+        def answer() -> None:
+            with torch.inference_mode():
+                self._generate(args, GenerationReport(), reuse)
+
+        with self._busy:
+            self._generator.submit(lambda: compiled.append(self.compiled.warm_up(answer))).wait()
+        if self.reuse is not None:
+            self.reuse.forget(reuse[0])
+        return bool(compiled and compiled[0])
 
     def prepare_prompt(self, model_input: ModelInput) -> int:
         """Runs the processor on the prompt (see `run_processor`), whose output the answer to the same input then
@@ -192,6 +229,12 @@ class TransformersEngine(AnswerLength):
             abandoned.set()  # the consumer left (Stop, error, closed page): let the worker finish now
             done.wait(timeout=self.stream_timeout_s)
 
+    def _generate(self, args: dict, report: GenerationReport, reuse: tuple | None) -> None:
+        if reuse is not None:
+            self._generate_reusing(args, report, *reuse)
+        elif self.compiled is None or self.compiled.generate(args) is None:
+            self.model.generate(**args)
+
     def _generate_reusing(self, args: dict, report: GenerationReport, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
         cache, blocks = self.reuse.prefill(
@@ -201,9 +244,13 @@ class TransformersEngine(AnswerLength):
         report.cached_tokens = ids.shape[1] - 1 - self.reuse.prefilled
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.
         plain = {k: v for k, v in args.items() if k not in inputs}  # sampling, lengths, streamer, stopping
-        output = self.model.generate(
-            **plain, input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache
-        )
+        plain.update(input_ids=ids, attention_mask=torch.ones_like(ids))
+        compiled = self.compiled.generate(plain, prefilled=cache) if self.compiled is not None else None
+        if compiled is not None:
+            output, static = compiled
+            cache = self.compiled.kept(static)
+        else:
+            output = self.model.generate(**plain, past_key_values=cache)
         self.reuse.keep(key, output[0], cache, blocks)
 
     def _run(
@@ -220,10 +267,7 @@ class TransformersEngine(AnswerLength):
             if seed is not None:
                 torch.manual_seed(seed)  # safe: one generation at a time holds the model
             with torch.inference_mode():
-                if reuse is None:
-                    self.model.generate(**args)
-                else:
-                    self._generate_reusing(args, report, *reuse)
+                self._generate(args, report, reuse)
         except torch.OutOfMemoryError:
             log.exception("generation ran out of memory")
             streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))

@@ -40,6 +40,7 @@ class ModelSpec:
     source: str
     quant: Quant = Quant.AUTO
     demo: bool = False
+    compile: bool | None = None  # compiled decode (assistant/compiled.py); None: on a GPU
 
 
 def resolve_quant(quant: Quant, cuda: bool) -> Quant:
@@ -155,7 +156,12 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     model.eval()
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
     info = EngineInfo(model=name, quant=quant.value, device=device)
-    return TransformersEngine(model, processor, info, family, **engine_kwargs)
+    compile_decode = cuda if spec.compile is None else spec.compile
+    engine = TransformersEngine(model, processor, info, family, compile_decode=compile_decode, **engine_kwargs)
+    if engine.compiled is not None and engine.compiled.enabled:
+        progress("Compiling the decode step, so that answers stream fast (a minute or two; quicker on later starts)…", None)
+        engine.warm_up()
+    return engine
 
 
 @dataclass(frozen=True)
@@ -179,9 +185,11 @@ def local_model(
     kv_cache_gb: float | None = None,
     max_new_tokens: int | None = None,
     max_context: int | None = None,
+    compile_decode: bool | None = None,
 ) -> ModelChoice:
     """A checkpoint (folder or Hugging Face id) loaded in this process, or with `demo_family` that family's tiny demo,
-    built under `data_dir` on first start. ModelLoadError when a demo name or a local folder names no family."""
+    built under `data_dir` on first start. ModelLoadError when a demo name or a local folder names no family.
+    `compile_decode`: see ModelSpec.compile."""
     from assistant.demo_model import ensure_demo_model
     from assistant.families.demo_marker import is_demo_checkpoint
     from assistant.families import family_named, family_of_checkpoint
@@ -194,7 +202,9 @@ def local_model(
         if demo_family or folder.is_dir():
             raise
         family = None  # a Hugging Face id: its config arrives with the download
-    engine_kwargs = {"max_new_tokens": _max_new_tokens(max_new_tokens, demo), "max_context": max_context}
+    engine_kwargs = {
+        "max_new_tokens": _max_new_tokens(max_new_tokens, demo), "max_context": max_context, "kv_cache_gb": kv_cache_gb
+    }
 
     def load(progress: Progress) -> TransformersEngine:
         checkpoint = source
@@ -204,7 +214,8 @@ def local_model(
         from assistant.reuse import Reuse
 
         kept = Reuse(kv_cache_gb, data_dir / ENCODER_CACHE) if reuse else None
-        return load_engine(ModelSpec(checkpoint, quant, demo=demo), progress, reuse=kept, **engine_kwargs)
+        spec = ModelSpec(checkpoint, quant, demo=demo, compile=compile_decode)
+        return load_engine(spec, progress, reuse=kept, **engine_kwargs)
 
     return ModelChoice(family, demo, load)
 

@@ -60,12 +60,27 @@ class Entry:
 
 
 class KVStore:
-    """Conversations' caches, least recently used evicted past `budget_bytes`."""
+    """Conversations' caches, least recently used evicted past `budget_bytes`, less what is reserved (the compiled
+    decode's static caches, assistant/compiled.py): one budget for all KV memory."""
 
     def __init__(self, budget_bytes: int):
         self.budget_bytes = budget_bytes
+        self.reserved = 0
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
+
+    def reserve(self, nbytes: int) -> bool:
+        """Take `nbytes` out of the budget, evicting kept caches to make room; False if the budget is too small."""
+        with self._lock:
+            if self.reserved + nbytes > self.budget_bytes:
+                return False
+            self.reserved += nbytes
+            self._evict()
+            return True
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.reserved = max(0, self.reserved - nbytes)
 
     def take(self, key: str) -> Entry | None:
         """The entry, removed while it is in use (a failure then leaves nothing stale behind)."""
@@ -75,12 +90,15 @@ class KVStore:
     def put(self, key: str, entry: Entry) -> None:
         size = entry.nbytes
         with self._lock:
-            if size > self.budget_bytes:
+            if size > self.budget_bytes - self.reserved:
                 return
             self._entries[key] = entry
-            while sum(e.nbytes for e in self._entries.values()) > self.budget_bytes:
-                evicted, _ = self._entries.popitem(last=False)
-                log.debug("evicted the KV cache of %s", evicted)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._entries and sum(e.nbytes for e in self._entries.values()) > self.budget_bytes - self.reserved:
+            evicted, _ = self._entries.popitem(last=False)
+            log.debug("evicted the KV cache of %s", evicted)
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -162,8 +180,11 @@ def supports_reuse(family: Family, model) -> bool:
     return family.reuse is not None and family.reuse.supports(model)
 
 
-def default_budget_bytes(device: torch.device) -> int:
-    """A quarter of the GPU memory still free once the model is loaded (at most 8 GiB); 2 GiB of RAM on a CPU."""
+def budget_bytes(budget_gb: float | None, device: torch.device) -> int:
+    """`budget_gb` (--kv-cache-gb), else a quarter of the GPU memory still free once the model is loaded (at most
+    8 GiB), or 2 GiB of RAM on a CPU."""
+    if budget_gb is not None:
+        return int(budget_gb * 2**30)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return min(free // 4, 8 * 2**30)
@@ -173,7 +194,7 @@ def default_budget_bytes(device: torch.device) -> int:
 class Reuse:
     """What a TransformersEngine keeps across turns (one per engine; used under its one-generation lock).
 
-    `budget_gb` bounds the KV caches (None: `default_budget_bytes` of the model's device); encoder outputs go
+    `budget_gb` bounds the KV caches (see `budget_bytes`); encoder outputs go
     to `encoder_folder` (None: memory only).
     """
 
@@ -186,8 +207,7 @@ class Reuse:
 
     def bind(self, fingerprint: str, device: torch.device) -> None:
         """Attach to one loaded model: its encoder outputs live apart from other models'."""
-        budget = default_budget_bytes(device) if self._budget_gb is None else int(self._budget_gb * 2**30)
-        self.kv = KVStore(budget)
+        self.kv = KVStore(budget_bytes(self._budget_gb, device))
         folder = None if self._encoder_folder is None else self._encoder_folder / fingerprint
         self.encoders = EncoderCache(folder)
 

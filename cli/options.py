@@ -84,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: a quarter of the free GPU memory up to 8, or 2 on a CPU)",
     )
     parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode through torch.compile over a static KV cache, compiled while the model loads (default: on a GPU); "
+        "its cache takes memory from --kv-cache-gb; answers are generated eagerly if compilation fails",
+    )
+    parser.add_argument(
         "--max-context",
         type=int,
         default=None,

@@ -95,3 +95,8 @@ MAX_LOGIN_BODY = 16 * 1024
 VERIFY_THREADS = 2
 # An export not downloaded within the hour is deleted.
 EXPORT_TTL_S = 3600
+
+# The compiled decode's static KV caches (assistant/compiled.py) come in powers of two from this length: a short
+# cache costs little attention per token (at 2,048 tokens, under 3% of a 7B nf4 step's bytes) and few lengths
+# mean few compilations.
+COMPILED_CACHE_MIN_TOKENS = 2048
