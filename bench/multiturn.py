@@ -6,13 +6,14 @@ with --no-reuse. Per turn it prints prompt tokens, prefilled tokens, encoder cal
 both ways, and decode speed in the app and from raw `model.generate` on the same input. Sizes: `demo`;
 `small` (about 100M parameters, for a CPU); `3b` and `7b`, the published shapes (for a GPU; weights are
 written to a temporary folder and loaded through the app's loader, so nf4 is the real quantized path).
-Run: .venv/bin/python bench/multiturn.py --size small [--quant none|4bit] [--json out.json]
+Run: .venv/bin/python bench/multiturn.py --size small [--quant none|4bit] [--compile] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -58,7 +59,7 @@ def checkpoint(size: str, folder: Path) -> Path:
     demo = ensure_demo_model(folder / "demo")
     if size == "demo":
         return demo
-    from transformers import AutoConfig, AutoProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import AutoConfig, AutoProcessor
 
     target = folder / size
     if (target / "config.json").is_file():
@@ -71,15 +72,43 @@ def checkpoint(size: str, folder: Path) -> Path:
     text.layer_types = ["full_attention"] * text.num_hidden_layers
     head = text.head_dim
     text.rope_parameters = {**text.rope_parameters, "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]}
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = Qwen2_5OmniThinkerForConditionalGeneration(config).to(torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    model.save_pretrained(target)
-    AutoProcessor.from_pretrained(demo).save_pretrained(target)
+    model = random_model(config)
+    partial = target.with_name(f"{size}.partial")  # a run cut short leaves no half-written checkpoint behind
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    AutoProcessor.from_pretrained(demo).save_pretrained(partial)
+    partial.rename(target)
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # so that the weights figure below is the loaded model's alone
     return target
+
+
+def random_model(config):
+    """A Thinker of `config` with random weights, built where it runs (bf16 on a GPU) without transformers' per-module
+    initialisation: each weight is filled once with N(0, 0.02) (norms with ones), which costs the same FLOPs and
+    bytes as trained weights; at the 7B shape this is what makes a GPU run's checkpoint cheap to build."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers.initialization import no_init_weights
+
+    cuda = torch.cuda.is_available()
+    torch.manual_seed(0)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16 if cuda else torch.float32)
+    try:
+        with torch.device("cuda" if cuda else "cpu"), no_init_weights():
+            model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(before)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.02)
+            elif "norm" in name or name.split(".")[-2].startswith("ln"):
+                parameter.fill_(1.0)
+            else:
+                parameter.zero_()  # biases
+    return model
 
 
 class EncoderCalls:
@@ -201,6 +230,7 @@ def main() -> None:
     parser.add_argument("--quant", choices=["none", "4bit"], default="none")
     parser.add_argument("--tokens", type=int, default=32, help="answer length (forced)")
     parser.add_argument("--repeats", type=int, default=3, help="raw decode timings per turn (median)")
+    parser.add_argument("--compile", action="store_true", help="answer with the compiled decode (assistant/compiled.py)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assistant-multiturn")
     args = parser.parse_args()
@@ -209,7 +239,7 @@ def main() -> None:
     path = checkpoint(args.size, args.work)
     print(f"checkpoint ready in {time.perf_counter() - started:.0f}s", flush=True)
     started = time.perf_counter()
-    base = load_engine(ModelSpec(str(path), Quant(args.quant), demo=True), lambda *_: None)
+    base = load_engine(ModelSpec(str(path), Quant(args.quant), demo=True, compile=False), lambda *_: None)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else None
     print(f"loaded ({base.info.quant}) in {time.perf_counter() - started:.0f}s; weights {weights_gib or 0:.2f} GiB on the GPU",
           flush=True)
@@ -223,7 +253,10 @@ def main() -> None:
         folder = args.work / "runs" / f"{name}-{time.time_ns()}"
         reuse = Reuse(4.0, folder / "encoders") if name == "reuse" else None  # a fresh encoder cache each run
         engine = TransformersEngine(base.model, base.processor, base.info, base.family, max_new_tokens=args.tokens,
-                                    generation_kwargs=greedy, reuse=reuse)
+                                    generation_kwargs=greedy, reuse=reuse, compile_decode=args.compile)
+        if args.compile:
+            started = time.perf_counter()
+            print(f"  compiled decode {'ready' if engine.warm_up() else 'failed'} in {time.perf_counter() - started:.0f}s", flush=True)
         results[name] = run(engine, reuse, uploads, folder, args.tokens, args.repeats)
     with_reuse, without = results["reuse"], results["no_reuse"]
     params = sum(p.numel() for p in base.model.parameters())
@@ -238,6 +271,7 @@ def main() -> None:
     summary = {
         "size": args.size,
         "quant": base.info.quant,
+        "compiled": args.compile,
         "device": base.info.device,
         "parameters": params,
         "ttft_ratio_turn10": with_reuse[-1]["ttft_s"] / without[-1]["ttft_s"],

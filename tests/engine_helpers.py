@@ -82,8 +82,11 @@ class FailingEngine(RecordingEngine):
 TURNS = 10
 
 
-def with_reuse(engine, reuse: Reuse | None) -> TransformersEngine:
-    return TransformersEngine(engine.model, engine.processor, engine.info, engine.family, max_new_tokens=12, generation_kwargs=GREEDY, reuse=reuse)
+def with_reuse(engine, reuse: Reuse | None, compile_decode: bool = False) -> TransformersEngine:
+    return TransformersEngine(
+        engine.model, engine.processor, engine.info, engine.family, max_new_tokens=12, generation_kwargs=GREEDY, reuse=reuse,
+        compile_decode=compile_decode,
+    )
 
 
 def script(manager: DialogueManager, media) -> list[str]:

@@ -25,7 +25,7 @@ def exact_cuda():
 
 @pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl"])
 def test_reuse_on_cuda_in_fp32_is_token_for_token_a_full_prefill(family, family_model_dir, media, tmp_path, exact_cuda):
-    base = load_engine(ModelSpec(str(family_model_dir(family)), Quant.NONE, demo=True), lambda *_: None)
+    base = load_engine(ModelSpec(str(family_model_dir(family)), Quant.NONE, demo=True, compile=False), lambda *_: None)
     assert base.model.device.type == "cuda"
     base.model.float()
     base = with_reuse(base, None)
@@ -47,7 +47,7 @@ MIN_IDENTICAL_NF4 = TURNS + 1  # half of the script's 2 * TURNS + 2 answers
 
 
 def test_reuse_on_cuda_in_nf4_answers_like_a_full_prefill_and_encodes_each_item_once(family_model_dir, media, tmp_path):
-    base = load_engine(ModelSpec(str(family_model_dir("qwen2.5-omni")), Quant.AUTO, demo=True), lambda *_: None)
+    base = load_engine(ModelSpec(str(family_model_dir("qwen2.5-omni")), Quant.AUTO, demo=True, compile=False), lambda *_: None)
     assert base.info.quant == "4bit" and base.model.device.type == "cuda"
     reuse = Reuse(1.0, tmp_path / "encoders")
     expected = script(make_manager(with_reuse(base, None), repository_at(tmp_path / "full")), media)
@@ -57,3 +57,32 @@ def test_reuse_on_cuda_in_nf4_answers_like_a_full_prefill_and_encodes_each_item_
     same = sum(a == b for a, b in zip(got, expected))
     print(f"nf4 on CUDA: {same}/{len(got)} answers identical with and without reuse")
     assert same >= MIN_IDENTICAL_NF4, f"only {same}/{len(got)} answers identical with and without reuse"
+
+
+def test_compiled_decode_on_cuda_in_fp32_is_token_for_token_eager(family_model_dir, media, tmp_path, exact_cuda):
+    """CUDA graphs (mode="reduce-overhead") over the static cache, reuse across turns and an edit included."""
+    base = load_engine(ModelSpec(str(family_model_dir("qwen2.5-omni")), Quant.NONE, demo=True, compile=False), lambda *_: None)
+    base.model.float()
+    base = with_reuse(base, None)
+    compiled = with_reuse(base, Reuse(1.0, tmp_path / "encoders"), compile_decode=True)
+    assert compiled.warm_up(), compiled.compiled.failure
+    print(f"compiled the demo's decode step on CUDA in {compiled.compiled.compile_seconds:.1f}s")
+    expected = script(make_manager(with_reuse(base, None), repository_at(tmp_path / "eager")), media)
+    got = script(make_manager(compiled, repository_at(tmp_path / "compiled")), media)
+    assert got == expected and compiled.compiled.enabled
+
+
+def test_compiled_decode_on_cuda_in_nf4_is_what_run_py_loads_and_answers_like_eager(family_model_dir, media, tmp_path):
+    messages = []
+    base = load_engine(
+        ModelSpec(str(family_model_dir("qwen2.5-omni")), Quant.AUTO, demo=True), lambda message, _: messages.append(message)
+    )
+    assert base.info.quant == "4bit" and base.compiled is not None and base.compiled.enabled, base.compiled
+    assert any(message.startswith("Compiling the decode step") for message in messages)
+    compiled = with_reuse(base, Reuse(1.0, tmp_path / "encoders"), compile_decode=True)
+    assert compiled.warm_up(), compiled.compiled.failure
+    expected = script(make_manager(with_reuse(base, None), repository_at(tmp_path / "eager")), media)
+    got = script(make_manager(compiled, repository_at(tmp_path / "compiled")), media)
+    same = sum(a == b for a, b in zip(got, expected))
+    print(f"nf4 on CUDA: {same}/{len(got)} answers identical compiled and eager")
+    assert compiled.compiled.enabled and same >= MIN_IDENTICAL_NF4
