@@ -4,8 +4,8 @@ At batch size 1 an eager decode step spends most of its time launching kernels; 
 tensor's shape and address fixed, so the step compiles once (on CUDA into CUDA graphs, `mode="reduce-overhead"`,
 transformers' documented fast path) and replays. The prompt is still prefilled eagerly (by `generate`, or by
 assistant/reuse.py, whose kept prefix is copied in), so prompts of any length cost no recompilation. Static caches
-come in a few lengths (a power of two, at least `COMPILED_CACHE_MIN_TOKENS`), each compiled on first use, and
-their memory is taken from the budget the conversations' KV caches share (`--kv-cache-gb`). A model whose
+come in a few lengths (a power of two, at least `COMPILED_CACHE_MIN_TOKENS`; the two shortest compiled while the
+model loads, longer ones reuse the second's graph), and their memory is taken from the budget the conversations' KV caches share (`--kv-cache-gb`). A model whose
 compilation fails answers eagerly, with a log line saying why. Knows nothing of families, storage or the UI.
 """
 
@@ -34,7 +34,10 @@ class CompiledDecode:
         self._budget = budget  # assistant.reuse.KVStore: static caches are reserved out of its bytes
         self._caches: dict[int, object] = {}  # length -> StaticCache, kept: CUDA graphs hold their addresses
         mode = "reduce-overhead" if model.device.type == "cuda" else "default"
-        self._config = CompileConfig(fullgraph=False, dynamic=False, backend=backend, mode=mode)
+        # dynamic=None: the first cache length compiles as is, the second recompiles with a symbolic length that
+        # every longer cache then reuses (on CUDA each length records its own graphs, which takes well under a second).
+        self._config = CompileConfig(fullgraph=False, dynamic=None, backend=backend, mode=mode)
+        self._at_least = 0  # tokens the next cache must hold, whatever the answer asks (the warm-up's second length)
         self.failure: str | None = unsupported(model)
         self.compile_seconds: float | None = None
         # transformers compiles decode only for the devices and quantizers it lists (in 5.x, not bitsandbytes 4-bit,
@@ -46,18 +49,23 @@ class CompiledDecode:
         return self.failure is None
 
     def warm_up(self, answer: Callable[[], None]) -> bool:
-        """Compile (and on CUDA record) the decode step of the smallest cache by running `answer`, a short answer
-        through this object's `generate`; False, with the reason in `failure` and the log, if it cannot be compiled."""
+        """Compile (and on CUDA record) the decode step by running `answer`, a short answer through this object's
+        `generate`, with the two shortest caches, so that no later answer compiles; False, with the reason in
+        `failure` and the log, if it cannot be compiled."""
         if not self.enabled:
             return False
         started = time.monotonic()
         try:
-            answer()
+            for length in (COMPILED_CACHE_MIN_TOKENS, 2 * COMPILED_CACHE_MIN_TOKENS):
+                self._at_least = length
+                answer()
         except Exception as error:  # noqa: BLE001 - any compiler failure means: answer eagerly
             log.debug("compiling the decode step failed", exc_info=True)
             if self.enabled:
                 self._disable(_reason(error))
             return False
+        finally:
+            self._at_least = 0
         if not self._caches:
             self._disable("no static cache fits the KV cache budget (--kv-cache-gb)")
             return False
@@ -113,12 +121,12 @@ class CompiledDecode:
     def _cache(self, total_tokens: int):
         from transformers import StaticCache
 
-        length = self.cache_length(total_tokens)
+        length = self.cache_length(max(total_tokens, self._at_least))
         if length not in self._caches:
             if not self._budget.reserve(self.nbytes(length)):
                 log.info("a static cache of %d tokens does not fit the KV cache budget; this answer is eager", length)
                 return None
-            log.info("compiling the decode step for %d tokens of context (first use)", length)
+            log.debug("a static cache of %d tokens", length)
             cache = StaticCache(config=self.model.config, max_cache_len=length)
             cache.compiled_decode = True
             self._caches[length] = cache

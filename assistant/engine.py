@@ -43,7 +43,8 @@ class GenerationThread:
 
     `cpu_threads`: its intra-op CPU threads. On a GPU one: decode at batch size 1 is bound by the CPU time of the
     thread that launches the kernels, and a second pool of spinning OpenMP threads competes with it (llama.cpp saw
-    7B decode 2.4x faster on an H100 with one CPU thread); per thread, so the processor's work elsewhere keeps its pool.
+    7B decode 2.4x faster on an H100 with one CPU thread). Set on this thread, but PyTorch may apply it to the whole
+    process; on a GPU the CPU work elsewhere (the processor's resizing and features) is light.
     """
 
     def __init__(self, cpu_threads: int | None = None) -> None:

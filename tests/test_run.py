@@ -127,3 +127,16 @@ def test_reuse_and_context_options():
     defaults = parse_args([])
     assert not defaults.no_reuse and defaults.kv_cache_gb is None and defaults.max_context is None and defaults.demo is None
     assert parse_args(["--demo"]).demo == "qwen2.5-omni" and parse_args(["--whisper-model", "none"]).whisper_model == "none"
+
+
+def test_compiled_decode_is_on_by_default_only_on_a_gpu(demo_model_dir, tmp_path):
+    from assistant.loader import Quant, local_model
+    from cli.options import parse_args
+
+    assert parse_args([]).compile is None
+    assert parse_args(["--compile"]).compile is True and parse_args(["--no-compile"]).compile is False
+    import torch
+
+    for asked in (None, False):  # None: on CUDA only
+        engine = local_model(str(demo_model_dir), Quant.NONE, tmp_path, compile_decode=asked).load(lambda *_: None)
+        assert (engine.compiled is not None) == (asked is None and torch.cuda.is_available())
