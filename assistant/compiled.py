@@ -5,8 +5,9 @@ tensor's shape and address fixed, so the step compiles once (on CUDA into CUDA g
 transformers' documented fast path) and replays. The prompt is still prefilled eagerly (by `generate`, or by
 assistant/reuse.py, whose kept prefix is copied in), so prompts of any length cost no recompilation. Static caches
 come in a few lengths (a power of two, at least `COMPILED_CACHE_MIN_TOKENS`; the two shortest compiled while the
-model loads, longer ones reuse the second's graph), and their memory is taken from the budget the conversations' KV caches share (`--kv-cache-gb`). A model whose
-compilation fails answers eagerly, with a log line saying why. Knows nothing of families, storage or the UI.
+model loads, longer ones reuse the second's graph), and their memory is taken from the budget the conversations'
+KV caches share (`--kv-cache-gb`). A model whose compilation fails answers eagerly, with a log line saying why.
+Knows nothing of families, storage or the UI.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class CompiledDecode:
         self._config = CompileConfig(fullgraph=False, dynamic=None, backend=backend, mode=mode)
         self._at_least = 0  # tokens the next cache must hold, whatever the answer asks (the warm-up's second length)
         self.failure: str | None = unsupported(model)
+        if self.failure is not None:
+            log.info("decode is not compiled for this model: %s", self.failure)
         self.compile_seconds: float | None = None
         # transformers compiles decode only for the devices and quantizers it lists (in 5.x, not bitsandbytes 4-bit,
         # which supports torch.compile since 0.46); this model decides per call: a static cache of ours compiles.
