@@ -78,10 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--kv-cache-gb",
-        type=float,
+        type=_gigabytes,
         default=None,
-        help="memory for conversations' KV caches between turns, least recently used evicted "
-        "(default: a quarter of the free GPU memory up to 8, or 2 on a CPU)",
+        help="memory for conversations' KV caches between turns, least recently used evicted, and for the compiled "
+        "decode's static caches (default: a quarter of the free GPU memory up to 8, or 2 on a CPU)",
     )
     parser.add_argument(
         "--compile",
@@ -198,3 +198,13 @@ def refuse_exposed(host: str):
         f"error: --host {host} makes the app reachable from other machines; add a user first "
         "(python run.py adduser NAME) or give a login with --auth USER:PASSWORD (or ASSISTANT_AUTH)."
     )
+
+
+def _gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of gigabytes: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more gigabytes, not {text}")
+    return value

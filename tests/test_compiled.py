@@ -112,6 +112,7 @@ def test_the_static_cache_is_paid_for_out_of_the_kv_cache_budget(compiled, png_f
     model_input = multimodal_input(png_file, speech_wav)
     assert "".join(engine.stream(model_input, threading.Event())) == generate_whole(engine, model_input)
     assert engine.compiled._caches == {}
+    assert engine.warm_up() is False and "--kv-cache-gb" in engine.compiled.failure  # and loading says so in the log
     # Reserving evicts kept conversations first, least recently used first, and is refused past the budget.
     store = KVStore(3 * small)
     entry = lambda: Entry(ids=torch.zeros(1), keys=[], cache=_sized(small))  # noqa: E731

@@ -134,6 +134,9 @@ def test_compiled_decode_is_on_by_default_only_on_a_gpu(demo_model_dir, tmp_path
     from cli.options import parse_args
 
     assert parse_args([]).compile is None
+    for bad in ("-1", "nan", "inf", "lots"):
+        with pytest.raises(SystemExit):
+            parse_args(["--kv-cache-gb", bad])
     assert parse_args(["--compile"]).compile is True and parse_args(["--no-compile"]).compile is False
     import torch
 
