@@ -102,10 +102,13 @@ class CompiledDecode:
         """A DynamicCache copy of what a static cache holds, for assistant/reuse.py to keep for the next turn."""
         from transformers import DynamicCache
 
+        from assistant.reuse import recording
+
         length = int(cache.get_seq_length())
-        copy = DynamicCache(config=self.model.config)
+        copy = recording(DynamicCache(config=self.model.config))
         for index, layer in enumerate(cache.layers):
-            copy.update(layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone(), index)
+            if layer.keys is not None:  # not a layer that reads another's cache
+                copy.update(layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone(), index)
         return copy
 
     def cache_length(self, total_tokens: int) -> int:
@@ -116,13 +119,20 @@ class CompiledDecode:
         return max(min(length, self.context_tokens), total_tokens)
 
     def nbytes(self, length: int) -> int:
-        text = self.model.config.get_text_config()
-        heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        return 2 * text.num_hidden_layers * heads * head_dim * length * self.model.dtype.itemsize
+        """The bytes of a static cache of `length` tokens: keys and values of every layer that keeps its own."""
+        text = self.model.config.get_text_config(decoder=True)
+        total = 0
+        for kind, layer in zip(_layer_kinds(text), text.per_layer_config):
+            if kind == "dummy":  # reads another layer's cache
+                continue
+            heads = getattr(layer, "num_key_value_heads", None) or text.num_key_value_heads or text.num_attention_heads
+            head_dim = getattr(layer, "head_dim", None) or getattr(text, "head_dim", None)
+            total += 2 * heads * (head_dim or text.hidden_size // text.num_attention_heads) * length
+        return total * self.model.dtype.itemsize
 
     def _cache(self, total_tokens: int):
         from transformers import StaticCache
+        from transformers.cache_utils import StaticLayer
 
         length = self.cache_length(max(total_tokens, self._at_least))
         if length not in self._caches:
@@ -131,6 +141,10 @@ class CompiledDecode:
                 return None
             log.debug("a static cache of %d tokens", length)
             cache = StaticCache(config=self.model.config, max_cache_len=length)
+            # Sliding-window layers keep every token, as reuse's dynamic caches record them (the mask applies the
+            # window): a static sliding layer would drop what a later turn's kept prefix needs.
+            cache.layers = [StaticLayer(max_cache_len=length) if getattr(layer, "is_sliding", False) else layer
+                            for layer in cache.layers]
             cache.compiled_decode = True
             self._caches[length] = cache
         return self._caches[length]
@@ -163,13 +177,21 @@ def _compiles(model_kwargs: dict, generation_config) -> bool:
 
 def unsupported(model) -> str | None:
     """Why this model's decode cannot be compiled here, or None."""
-    text = model.config.get_text_config()
-    if any(kind != "full_attention" for kind in getattr(text, "layer_types", None) or ()):
-        return "sliding-window layers (their static cache drops tokens that reuse across turns needs)"
+    kinds = set(_layer_kinds(model.config.get_text_config(decoder=True)))
+    if kinds - {"full_attention", "sliding_attention", "dummy"}:
+        return f"layers of a kind without a static cache here ({', '.join(sorted(kinds))})"
     devices = set(getattr(model, "hf_device_map", {}).values())
     if len(devices) > 1 or (devices & {"cpu", "disk"} and model.device.type != "cpu"):
         return "the model is spread over several devices or offloaded"
     return None
+
+
+def _layer_kinds(text_config) -> list[str]:
+    """Each layer's cache kind as transformers builds caches: full_attention, sliding_attention, dummy (reads
+    another layer's cache), …"""
+    from transformers.cache_utils import get_layer_types_and_kwargs
+
+    return get_layer_types_and_kwargs(text_config)[0]
 
 
 def _copy_in(prefilled, cache) -> None:
@@ -178,6 +200,8 @@ def _copy_in(prefilled, cache) -> None:
     if length == 0:
         return
     for source, target in zip(prefilled.layers, cache.layers):
+        if source.keys is None:  # a layer that reads another's cache
+            continue
         if not target.is_initialized:
             target.lazy_initialization(source.keys, source.values)
         target.keys[:, :, :length].copy_(source.keys)

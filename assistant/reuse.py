@@ -229,7 +229,7 @@ class Reuse:
             start = _reusable(entry, ids[0], blocks, length - 1)
             cache = entry.cache if _crop(entry.cache, start) else None
         if cache is None:
-            start, cache = 0, _recording(DynamicCache(config=config))
+            start, cache = 0, recording(DynamicCache(config=config))
         self.prefilled = length - 1 - start
         if start < length - 1:
             needed = [b for b in blocks if b[0] >= start]
@@ -302,7 +302,7 @@ def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[st
     return blocks
 
 
-def _recording(cache):
+def recording(cache):
     """Sliding-window layers keep every token, not only the window's: a later turn may cut the cache anywhere."""
     for layer in getattr(cache, "layers", []):
         if hasattr(layer, "activate_past_recording"):

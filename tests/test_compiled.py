@@ -160,3 +160,25 @@ def test_no_answer_compiles_after_the_warm_up_however_long_its_cache(compiled):
             stop.set()
     assert sorted(long.compiled._caches) == [4 * COMPILED_CACHE_MIN_TOKENS] and long.compiled.enabled
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_gemma4_compiled_keeps_every_token_of_its_sliding_and_shared_layers_and_answers_as_eager(family_model_dir, media, tmp_path):
+    """Gemma 4's sliding-window layers get full static layers (the mask applies the window), its KV-sharing layers
+    none; the kept cache is what eager reuse keeps."""
+    base = load_engine(ModelSpec(str(family_model_dir("gemma4")), Quant.NONE, demo=True), lambda *_: None)
+    from transformers import DynamicCache
+
+    kinds = [type(layer).__name__ for layer in DynamicCache(config=base.model.config).layers]
+    assert "DynamicSlidingWindowLayer" in kinds and "DummyLayer" in kinds, "precondition: both kinds of layer"
+    compiled = eager_twin(base, reuse=Reuse(1.0, tmp_path / "encoders"), compile_decode=True)
+    assert compiled.warm_up(), compiled.compiled.failure
+    static = compiled.compiled._caches[COMPILED_CACHE_MIN_TOKENS]
+    assert not any(layer.is_sliding for layer in static.layers if hasattr(layer, "is_sliding"))
+    got = script(manager_for(compiled, repository_at(tmp_path / "compiled")), media)
+    expected = script(manager_for(eager_twin(base, reuse=Reuse(1.0, None)), repository_at(tmp_path / "eager")), media)
+    assert got == expected and compiled.compiled.enabled
+    longest = max(len(entry.ids) for entry in compiled.reuse.kv._entries.values())
+    assert longest > base.model.config.get_text_config().sliding_window  # the window really cut the attention
+    kept = [layer for layer in static.layers if layer.keys is not None]
+    allocated = sum(t.numel() * t.element_size() for layer in kept for t in (layer.keys, layer.values))
+    assert allocated == compiled.compiled.nbytes(COMPILED_CACHE_MIN_TOKENS)
