@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-import torch
+from torch._dynamo.exc import TorchDynamoException
 
 from domain.limits import COMPILED_CACHE_MIN_TOKENS
 
@@ -59,7 +59,8 @@ class CompiledDecode:
             return False
         started = time.monotonic()
         try:
-            for length in (COMPILED_CACHE_MIN_TOKENS, 2 * COMPILED_CACHE_MIN_TOKENS):
+            # Capped by the context: a model with less than these uses its whole context for every answer.
+            for length in sorted({min(n, self.context_tokens) for n in (COMPILED_CACHE_MIN_TOKENS, 2 * COMPILED_CACHE_MIN_TOKENS)}):
                 self._at_least = length
                 answer()
         except Exception as error:  # noqa: BLE001 - any compiler failure means: answer eagerly
@@ -85,15 +86,14 @@ class CompiledDecode:
         cache = self._cache(int(args["input_ids"].shape[1]) + int(args["max_new_tokens"]))
         if cache is None:
             return None
-        cache.reset()
-        if prefilled is not None:
-            _copy_in(prefilled, cache)
         try:
+            cache.reset()
+            if prefilled is not None:
+                _copy_in(prefilled, cache)
             output = self.model.generate(**args, past_key_values=cache, compile_config=self._config)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as error:
-            # This answer fails (what it said is kept); later ones are eager.
+        except TorchDynamoException as error:
+            # The compiler failed (inductor's errors are dynamo's too). Its first token has already streamed by then
+            # (prefill is eager), so this answer ends as a failed one, what it said kept; later answers are eager.
             self._disable(_reason(error))
             raise
         return output, cache

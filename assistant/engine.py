@@ -43,8 +43,9 @@ class GenerationThread:
 
     `cpu_threads`: its intra-op CPU threads. On a GPU one: decode at batch size 1 is bound by the CPU time of the
     thread that launches the kernels, and a second pool of spinning OpenMP threads competes with it (llama.cpp saw
-    7B decode 2.4x faster on an H100 with one CPU thread). Set on this thread, but PyTorch may apply it to the whole
-    process; on a GPU the CPU work elsewhere (the processor's resizing and features) is light.
+    7B decode 2.4x faster on an H100 with one CPU thread, as this issue's author reports). Set on this thread; PyTorch
+    also makes it the count of threads started later (Gradio's workers, which run the processor's resizing and
+    features), a cost not yet measured on a GPU.
     """
 
     def __init__(self, cpu_threads: int | None = None) -> None:
@@ -233,8 +234,16 @@ class TransformersEngine(AnswerLength):
     def _generate(self, args: dict, report: GenerationReport, reuse: tuple | None) -> None:
         if reuse is not None:
             self._generate_reusing(args, report, *reuse)
-        elif self.compiled is None or self.compiled.generate(args) is None:
-            self.model.generate(**args)
+        else:
+            self._decode(args)
+
+    def _decode(self, args: dict, prefilled=None):
+        """`generate`, compiled where it can be: (output ids, the static cache it filled, or None when eager)."""
+        result = self.compiled.generate(args, prefilled) if self.compiled is not None else None
+        if result is not None:
+            return result
+        cache = {} if prefilled is None else {"past_key_values": prefilled}
+        return self.model.generate(**args, **cache), None
 
     def _generate_reusing(self, args: dict, report: GenerationReport, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
@@ -246,13 +255,8 @@ class TransformersEngine(AnswerLength):
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.
         plain = {k: v for k, v in args.items() if k not in inputs}  # sampling, lengths, streamer, stopping
         plain.update(input_ids=ids, attention_mask=torch.ones_like(ids))
-        compiled = self.compiled.generate(plain, prefilled=cache) if self.compiled is not None else None
-        if compiled is not None:
-            output, static = compiled
-            cache = self.compiled.kept(static)
-        else:
-            output = self.model.generate(**plain, past_key_values=cache)
-        self.reuse.keep(key, output[0], cache, blocks)
+        output, static = self._decode(plain, prefilled=cache)
+        self.reuse.keep(key, output[0], cache if static is None else self.compiled.kept(static), blocks)
 
     def _run(
         self,

@@ -18,6 +18,7 @@ from assistant.loader import ModelSpec, Quant, load_engine
 from assistant.media import decode_audio, load_image
 from assistant.prompt import ModelInput
 from assistant.reuse import Entry, KVStore, Reuse
+from domain.errors import GenerationError
 from domain.limits import COMPILED_CACHE_MIN_TOKENS
 from tests.engine_helpers import GREEDY, generate_whole, script
 from tests.engine_helpers import make_manager as manager_for
@@ -81,7 +82,7 @@ def test_compiled_streaming_equals_the_whole_answer_and_stop_ends_it_early(compi
         if len(stopped) == 3:
             stop.set()
     assert full.startswith("".join(stopped)) and len("".join(stopped)) < len(full) / 3
-    assert long.compiled.enabled
+    assert long.compiled.enabled and long.compiled._caches  # compiled, not eager
 
 
 def test_a_compiler_that_fails_means_eager_answers_and_a_log_line(demo_model_dir, png_file, speech_wav, caplog):
@@ -97,6 +98,17 @@ def test_a_compiler_that_fails_means_eager_answers_and_a_log_line(demo_model_dir
     assert "RuntimeError" in engine.compiled.failure
     model_input = multimodal_input(png_file, speech_wav)
     assert "".join(engine.stream(model_input, threading.Event())) == generate_whole(engine, model_input)
+    # Failing while answering (no warm-up): the answer fails like any broken generation, later ones are eager.
+    engine.compiled = CompiledDecode(engine.model, engine.context_tokens, KVStore(1 << 30), backend=broken)
+    with pytest.raises(GenerationError):
+        "".join(engine.stream(model_input, threading.Event()))
+    assert not engine.compiled.enabled and "no C++ compiler here" in engine.compiled.failure
+    assert "".join(engine.stream(model_input, threading.Event())) == generate_whole(engine, model_input)
+
+
+def test_a_context_shorter_than_the_warm_up_lengths_is_warmed_up_as_answers_use_it(compiled):
+    short = eager_twin(compiled, reuse=Reuse(1.0, None), compile_decode=True, max_context=1000)
+    assert short.warm_up() and sorted(short.compiled._caches) == [1000]
 
 
 def test_the_static_cache_is_paid_for_out_of_the_kv_cache_budget(compiled, png_file, speech_wav):

@@ -223,7 +223,9 @@ def test_unfetchable_model_says_what_to_do(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_auto_loads_4bit_bf16_on_cuda(demo_model_dir, png_file, speech_wav):
-    engine = load_engine(ModelSpec(str(demo_model_dir), Quant.AUTO, demo=True), lambda *_: None, max_new_tokens=12, generation_kwargs=GREEDY)
+    engine = load_engine(  # compiled decode on CUDA: tests/test_gpu.py
+        ModelSpec(str(demo_model_dir), Quant.AUTO, demo=True, compile=False), lambda *_: None, max_new_tokens=12, generation_kwargs=GREEDY
+    )
     assert engine.info.quant == "4bit"
     assert engine.model.device.type == "cuda"
     assert next(engine.model.model.visual.parameters()).dtype == torch.bfloat16
