@@ -104,7 +104,7 @@ def random_model(config):
         for name, parameter in model.named_parameters():
             if parameter.dim() > 1:
                 parameter.normal_(0.0, 0.02)
-            elif "norm" in name or name.split(".")[-2].startswith("ln"):
+            elif name.endswith("weight") and ("norm" in name or name.split(".")[-2].startswith("ln")):
                 parameter.fill_(1.0)
             else:
                 parameter.zero_()  # biases
