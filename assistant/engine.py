@@ -43,9 +43,9 @@ class GenerationThread:
 
     `cpu_threads`: its intra-op CPU threads. On a GPU one: decode at batch size 1 is bound by the CPU time of the
     thread that launches the kernels, and a second pool of spinning OpenMP threads competes with it (llama.cpp saw
-    7B decode 2.4x faster on an H100 with one CPU thread, as this issue's author reports). Set on this thread; PyTorch
-    also makes it the count of threads started later (Gradio's workers, which run the processor's resizing and
-    features), a cost not yet measured on a GPU.
+    7B decode 2.4x faster on an H100 with one CPU thread). Set on this thread, but torch keeps one count for the
+    whole process: Gradio's workers, which run the processor's resizing and features, get it too (a cost not yet
+    measured on a GPU; setting it back from any thread would change this one's as well).
     """
 
     def __init__(self, cpu_threads: int | None = None) -> None:
