@@ -107,8 +107,8 @@ class CompiledDecode:
         length = int(cache.get_seq_length())
         copy = recording(DynamicCache(config=self.model.config))
         for index, layer in enumerate(cache.layers):
-            if layer.keys is not None:  # not a layer that reads another's cache
-                copy.update(layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone(), index)
+            if layer.keys is not None:  # not a layer that reads another's cache; `update` concatenates: a copy
+                copy.update(layer.keys[:, :, :length], layer.values[:, :, :length], index)
         return copy
 
     def cache_length(self, total_tokens: int) -> int:

@@ -26,12 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from assistant.dialogue import DialogueManager  # noqa: E402
 from assistant.engine import TransformersEngine  # noqa: E402
-from assistant.loader import ModelSpec, Quant, load_engine  # noqa: E402
 from assistant.media import MediaLoader  # noqa: E402
 from assistant.model_host import ModelHost  # noqa: E402
 from assistant.reuse import Reuse  # noqa: E402
 from assistant.turn_queue import TurnQueue  # noqa: E402
-from bench.multiturn import checkpoint  # noqa: E402
+from bench.multiturn import load_checkpoint  # noqa: E402
 
 # Peak memory bandwidth from the vendors' data sheets, bytes/s, by the device's name (the longest name that it
 # contains wins: "L40S" before "L4").
@@ -137,13 +136,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assistant-multiturn")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    path = checkpoint(args.size, args.work)
-    print(f"checkpoint ready in {time.perf_counter() - started:.0f}s", flush=True)
-    started = time.perf_counter()
-    base = load_engine(ModelSpec(str(path), Quant(args.quant), demo=True, compile=False), lambda *_: None)
-    print(f"loaded ({base.info.quant}, {base.info.device}) in {time.perf_counter() - started:.0f}s", flush=True)
+    base = load_checkpoint(args.size, args.quant, args.work)
     forced = {"do_sample": False, "min_new_tokens": args.tokens}
 
     def engine(compiled: bool) -> TransformersEngine:

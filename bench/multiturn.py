@@ -84,6 +84,19 @@ def checkpoint(size: str, folder: Path) -> Path:
     return target
 
 
+def load_checkpoint(size: str, quant: str, work: Path) -> TransformersEngine:
+    """The checkpoint of `size` (built under `work` on first use) through the app's loader, decode not compiled;
+    prints how long each step took."""
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    path = checkpoint(size, work)
+    print(f"checkpoint ready in {time.perf_counter() - started:.0f}s", flush=True)
+    started = time.perf_counter()
+    base = load_engine(ModelSpec(str(path), Quant(quant), demo=True, compile=False), lambda *_: None)
+    print(f"loaded ({base.info.quant}, {base.info.device}) in {time.perf_counter() - started:.0f}s", flush=True)
+    return base
+
+
 def random_model(config):
     """A Thinker of `config` with random weights, built where it runs (bf16 on a GPU) without transformers' per-module
     initialisation: each weight is filled once with N(0, 0.02) (norms with ones), which costs the same FLOPs and
@@ -234,15 +247,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assistant-multiturn")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    path = checkpoint(args.size, args.work)
-    print(f"checkpoint ready in {time.perf_counter() - started:.0f}s", flush=True)
-    started = time.perf_counter()
-    base = load_engine(ModelSpec(str(path), Quant(args.quant), demo=True, compile=False), lambda *_: None)
+    base = load_checkpoint(args.size, args.quant, args.work)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    print(f"loaded ({base.info.quant}) in {time.perf_counter() - started:.0f}s; weights {weights_gib or 0:.2f} GiB on the GPU",
-          flush=True)
+    print(f"weights {weights_gib or 0:.2f} GiB on the GPU", flush=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     greedy = {"do_sample": False, "min_new_tokens": args.tokens}
