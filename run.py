@@ -40,9 +40,10 @@ def main(argv: list[str] | None = None) -> int | None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # a local assistant sends nothing anywhere
 
     from api import remote_media
-    from api.routes import ChatApi
+    from api.audio import AudioApi
+    from api.routes import ChatApi, guarded
     from assistant.dialogue import DialogueManager
-    from assistant.loader import Quant, local_model, make_transcriber, remote_model
+    from assistant.loader import Quant, local_model, make_speech, make_transcriber, remote_model
     from assistant.media import MediaLoader
     from assistant.model_host import ModelHost
     from assistant.turn_queue import TurnQueue
@@ -86,9 +87,11 @@ def main(argv: list[str] | None = None) -> int | None:
     # The dialogue manager: every turn, from the page or the API, goes through it.
     media = MediaLoader()
     transcriber = make_transcriber(args.whisper_model, model.demo, data_dir, stores.transcripts, media)
+    speech = make_speech(args.speech, model.demo, data_dir)
     queue = TurnQueue(slots=args.engine_concurrency if remote else 1)
     dialogue = DialogueManager(
-        stores.conversations, host, media, queue, transcriber=transcriber, max_audio_seconds=args.max_audio_seconds
+        stores.conversations, host, media, queue, transcriber=transcriber, speech=speech,
+        max_audio_seconds=args.max_audio_seconds,
     )
 
     # The page and the API, in one server behind one HTTP policy.
@@ -106,6 +109,16 @@ def main(argv: list[str] | None = None) -> int | None:
         queue_limit=args.api_queue_limit,
         fetch=remote_media.fetch if args.allow_remote_media else None,
     )
+    audio_api = AudioApi(
+        api.owner,
+        guarded,
+        model_id=api.model_id,
+        speech=speech,
+        transcriber=transcriber,
+        upload_dir=uploads / "api",
+        decode=media.audio,
+        max_audio_seconds=args.max_audio_seconds,
+    )
     hosts = security.allowed_hosts(args.host, args.allowed_hosts.split(","))
     # With accounts, the page asks for a login (users added later count after a restart). Attachments are
     # served only through a route that checks their owner, never from a folder open to every session.
@@ -116,6 +129,7 @@ def main(argv: list[str] | None = None) -> int | None:
             export_route(exports, sessions.owner),
             signin_route(TITLE, LOGIN_NOTE),
             *api.routes(),
+            *audio_api.routes(),
         ],
         middleware=security.middleware(hosts, origins, [*sessions.middleware(), Middleware(SignInRedirect, sessions=sessions)]),
         auth=sessions.authenticate if users.any() else None,

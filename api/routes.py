@@ -69,27 +69,11 @@ class ChatApi:
         from starlette.routing import Route
 
         return [
-            Route("/v1/models", self._guarded(self.models), methods=["GET"]),
-            Route("/v1/chat/completions", self._guarded(self.completions), methods=["POST"]),
+            Route("/v1/models", guarded(self.models), methods=["GET"]),
+            Route("/v1/chat/completions", guarded(self.completions), methods=["POST"]),
         ]
 
-    def _guarded(self, handler):
-        async def endpoint(request):
-            try:
-                return await handler(request)
-            except ApiError as error:
-                return error.response()
-            except Exception as error:
-                unavailable = faults.classify(error)  # a full disk while writing the request's files, say
-                if unavailable is not None:
-                    log.warning("API request refused: %s", unavailable, exc_info=error)
-                    return service_unavailable(unavailable).response()
-                log.exception("API request failed")  # a fault of ours: logged with its traceback, answered without it
-                return ApiError(500, "The server failed while handling the request.", code="server_error").response()
-
-        return endpoint
-
-    def _owner(self, request) -> int | None:
+    def owner(self, request) -> int | None:
         header = request.headers.get("authorization", "")
         key = header[7:].strip() if header.lower().startswith("bearer ") else None
         if self.accounts():
@@ -106,7 +90,7 @@ class ChatApi:
     async def models(self, request):
         from starlette.responses import JSONResponse
 
-        self._owner(request)
+        self.owner(request)
         model = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "local-assistant"}
         engine = self.host.engine
         if engine is not None:
@@ -114,7 +98,7 @@ class ChatApi:
         return JSONResponse({"object": "list", "data": [model]})
 
     async def completions(self, request):
-        owner = self._owner(request)
+        owner = self.owner(request)
         _require_json(request)
         body = await _body(request)
         # Off the event loop: JSON and base64 of up to hundreds of MB, and http(s) media (--allow-remote-media).
@@ -248,6 +232,24 @@ class ChatApi:
             yield "data: [DONE]\n\n"
         finally:
             stop.set()  # the client went away (or all was sent): end the answer within a token
+
+
+def guarded(handler):
+    """The route `handler` with its failures answered in OpenAI's shape: ours as 500 (logged), the machine's as 503."""
+    async def endpoint(request):
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error.response()
+        except Exception as error:
+            unavailable = faults.classify(error)  # a full disk while writing the request's files, say
+            if unavailable is not None:
+                log.warning("API request refused: %s", unavailable, exc_info=error)
+                return service_unavailable(unavailable).response()
+            log.exception("API request failed")  # a fault of ours: logged with its traceback, answered without it
+            return ApiError(500, "The server failed while handling the request.", code="server_error").response()
+
+    return endpoint
 
 
 def service_unavailable(error: ServiceUnavailable) -> ApiError:

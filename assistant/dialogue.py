@@ -27,14 +27,16 @@ from assistant.events import (
 )
 from assistant.media import MediaLoader
 from assistant.model_host import ModelHost
+from assistant.spoken_answers import SpokenAnswer, SpokenAnswers
 from assistant.turn_queue import TurnQueue
 from assistant.validation import clean_text, validate_text, validate_turn
 from domain import limits
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, SpeechUnavailable
 from domain.settings import GenerationSettings
 from domain.types import ConversationSummary, HistoryTurn, MediaFile, MediaKind, Message, Role, SearchHit, StoredFile
 
 if TYPE_CHECKING:
+    from assistant.speech import SpeechEngine
     from assistant.transcribe import Transcriber
     from storage.interchange import ExportedConversation, ImportSummary
     from storage.repository import ConversationRepository
@@ -62,12 +64,15 @@ class DialogueManager:
         queue: TurnQueue,
         system_prompt: str | None = None,
         transcriber: Transcriber | None = None,
+        speech: SpeechEngine | None = None,
         max_audio_seconds: float = limits.MAX_AUDIO_SECONDS,
     ):
         self.repository = repository
         self.host = host
         self.queue = queue
         self.transcriber = transcriber  # None: transcripts are off
+        self.speech = speech  # None: answers are not spoken
+        self._spoken = SpokenAnswers(speech, media.audio) if speech is not None else None
         self.max_audio_seconds = max_audio_seconds
         self._answers = Answering(host, media, queue, system_prompt, transcriber)  # shared by every for_owner view
 
@@ -103,6 +108,12 @@ class DialogueManager:
         return self.transcriber is not None and any(
             self.transcriber.is_pending(a.sha256) for m in messages for a in m.attachments
         )
+
+    def speak(self, message_id: int, voice: str | None = None) -> SpokenAnswer:
+        """The answer's spoken form (made once, then kept): see assistant.spoken_answers."""
+        if self._spoken is None:
+            raise SpeechUnavailable("Speech is off in this app (started with --speech off).")
+        return self._spoken.speak(self.repository, message_id, voice)
 
     def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
         return self.repository.set_settings(conversation_id, settings)

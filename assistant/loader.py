@@ -280,3 +280,17 @@ def make_transcriber(source: str | None, demo: bool, data_dir: Path, store, medi
     name = source or default_whisper_model(cuda)
     root = data_dir / "models" / "whisper"
     return Transcriber(store, media, lambda progress: load_whisper(name, root, device, progress), f"Whisper {name}", fp16=cuda).start()
+
+
+def make_speech(option: str, demo: bool, data_dir: Path):
+    """The voice answers are spoken with (assistant.speech.SpeechEngine), or None when `--speech off`."""
+    if option == "off":
+        return None
+    from assistant.piper_speech import PUBLISHED_VOICES, PiperSpeech, fetch_voice
+
+    folder = data_dir / "models" / "voices"
+    if demo:
+        from assistant.demo_voice import DEMO_VOICES, ensure_demo_voice
+
+        return PiperSpeech(DEMO_VOICES, lambda code, progress: ensure_demo_voice(code, folder))
+    return PiperSpeech(PUBLISHED_VOICES, lambda code, progress: fetch_voice(code, folder, progress))

@@ -132,6 +132,7 @@ class Transcriber:
         self._jobs: queue.Queue[tuple[str, Path, str, threading.Event | None]] = queue.Queue()
         self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._use = threading.Lock()  # one caller at a time: Whisper's decoding hangs its key-value cache on the model
         self._state = WhisperState("Transcribing…")
         self._thread = threading.Thread(target=self._work, name="transcriber", daemon=True)
 
@@ -192,11 +193,20 @@ class Transcriber:
                 if done is not None:
                     done.set()
 
+    def transcribe_now(self, audio, language: str | None = None, prompt: str | None = None) -> dict:
+        """Whisper's whole result for 16 kHz mono samples (text, language, segments), made now on the caller's thread
+        (the API's /v1/audio/transcriptions); ModelLoadError when Whisper cannot be had."""
+        options = {**self._options, "language": language, "initial_prompt": prompt or None}
+        with self._use:
+            model = self._ready_model()
+            return model.transcribe(audio, fp16=self._fp16, verbose=None, **options)
+
     def _transcribe(self, path: Path, filename: str) -> Transcript:
         try:
-            model = self._ready_model()
             audio = self._media.audio(path)
-            result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
+            with self._use:
+                model = self._ready_model()
+                result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
         except AssistantError as error:
             return Transcript(TranscriptStatus.FAILED, model=self.label, error=str(error))
         except Exception:  # a Whisper failure costs this transcript only, never the chat

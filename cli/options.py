@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "none turns transcripts off); named weights are downloaded into the data dir on first need",
     )
     parser.add_argument(
+        "--speech",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="spoken answers (🔊 under each answer, /v1/audio/speech, audio in chat completions): auto and on speak with "
+        "Piper's voices, fetched into the data dir on first use (the demo builds random ones); off turns speech off",
+    )
+    parser.add_argument(
         "--max-audio-seconds",
         type=float,
         default=limits.MAX_AUDIO_SECONDS,

@@ -52,3 +52,7 @@ class ServiceUnavailable(AssistantError):
 
 class NotSignedIn(AssistantError):
     """The app has accounts and the request carries no valid session (signed out, or the account or password changed)."""
+
+
+class SpeechUnavailable(AssistantError):
+    """No sound can be made: speech is off, or the voice's files cannot be fetched or loaded; says which."""

@@ -73,6 +73,8 @@ SAVE_INTERVAL_S = 1.0
 # How long the end of an answer may keep its reader waiting for the write: past it, the reader gets the answer
 # from memory and the write goes on in the background.
 FINISH_WAIT_S = 3.0
+# The most text one request to /v1/audio/speech may ask to be spoken (OpenAI's limit too).
+MAX_SPEECH_INPUT_CHARS = 4096
 # A new conversation's title: its first line, cut to this many characters.
 AUTO_TITLE_CHARS = 60
 

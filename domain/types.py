@@ -102,6 +102,7 @@ class Message:
     created_at: datetime | None = None
     parent_id: int | None = None
     details: AnswerDetails | None = None
+    speech: Attachment | None = None  # an answer's spoken form (assistant.spoken_answers), never in the prompt
     version: int = 1  # which of its parent's children of the same turn this is (1-based) …
     versions: int = 1  # … and how many there are: regenerated answers, edited questions
 

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from domain import limits
 from domain.errors import InvalidInput
-from domain.types import MediaKind, Role, Transcript, TranscriptStatus
+from domain.types import Attachment, MediaKind, Message, Role, Transcript, TranscriptStatus
 from storage import foreign, manifest
 from storage.import_files import ImportFiles, read_member
 from storage.interchange import FORMAT, FORMAT_VERSION, MANIFEST, ExportedConversation, ImportedConversation, ImportSummary
@@ -40,13 +40,18 @@ def export_zip(conversations: list[ExportedConversation], out: io.BufferedIOBase
         written: set[str] = set()
         for conversation in conversations:
             for message in conversation.messages:
-                for attachment in message.attachments:
+                for attachment in _files(message):
                     name = _file_member(attachment.sha256, attachment.path)
                     if name not in written:
                         archive.write(attachment.path, name)
                         written.add(name)
         for i, conversation in enumerate(conversations):
             archive.writestr(f"markdown/{i + 1:04d} {safe_name(conversation.title)}.md", _markdown(conversation))
+
+
+def _files(message: Message) -> tuple[Attachment, ...]:
+    """A message's files as the export lists them: an answer's spoken form is its file (imported back as such)."""
+    return (*message.attachments, message.speech) if message.speech is not None else message.attachments
 
 
 def _file_member(sha256: str, path: Path) -> str:
@@ -83,7 +88,7 @@ def _conversation_json(c: ExportedConversation) -> dict:
                         "file": _file_member(a.sha256, a.path),
                         "transcript": _transcript_json(a.transcript),
                     }
-                    for a in m.attachments
+                    for a in _files(m)
                 ],
             }
             for m in c.messages
@@ -113,7 +118,7 @@ def _markdown(c: ExportedConversation) -> str:
     lines = [f"# {c.title}", ""]
     for message in reversed(path):
         lines.append("**You:**" if message.role is Role.USER else "**Assistant:**")
-        for a in message.attachments:
+        for a in _files(message):
             target = "../" + _file_member(a.sha256, a.path)
             lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[🔊 {a.filename}]({target})")
             if a.transcript is not None and a.transcript.status is TranscriptStatus.DONE:

@@ -35,6 +35,10 @@ def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> M
         )
         for link in row.links
     )
+    speech = None
+    if row.role == Role.ASSISTANT.value:  # an answer's sound is its spoken form (assistant messages take no files)
+        speech = next((a for a in attachments if a.kind is MediaKind.AUDIO), None)
+        attachments = tuple(a for a in attachments if a is not speech)
     return Message(
         id=row.id,
         conversation_id=row.conversation_id,
@@ -42,6 +46,7 @@ def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> M
         text=row.content,
         status=Status(row.status),
         attachments=attachments,
+        speech=speech,
         error=row.error,
         created_at=row.created_at,
         parent_id=row.parent_id,

@@ -139,6 +139,25 @@ class MessageTree(OwnedRows):
             attach(session, row, position, blob, file.kind, file.mime, file.filename)
         session.flush()
 
+    def attach_speech(self, message_id: int, file: MediaFile) -> Message:
+        """Keep `file` as the answer's spoken form; an answer that has one already keeps its own (two clicks at once)."""
+        stored: list[StoredBlob] = []
+        try:
+            with self._write.begin() as session:
+                row = self._message_row(session, message_id)
+                if row.role != Role.ASSISTANT.value:
+                    raise InvalidInput("Only answers can be spoken.")
+                if not any(link.attachment.kind == file.kind.value for link in row.links):
+                    blob = self._blobs.put(file.path, file.mime)
+                    stored.append(blob)
+                    attach(session, row, len(row.links), blob, file.kind, file.mime, file.filename)
+                    session.flush()
+                    session.refresh(row)
+                return self._message(row, Tree(self._rows(session, row.conversation_id)))
+        except BaseException:
+            discard_unreferenced(self._write, self._blobs, stored)
+            raise
+
     def _extend(self, session: Session, conversation: ConversationRow, message_id: int, text: str) -> None:
         """Give an interrupted answer the longer text a client received of it before the app stopped.
 

@@ -48,6 +48,14 @@ def whisper_model(demo_whisper_path):
     return load_whisper(str(demo_whisper_path), demo_whisper_path.parent, "cpu", lambda *_: None)
 
 
+@pytest.fixture(scope="session")
+def demo_speech(tmp_path_factory):
+    """The demo's text-to-speech engine: Piper with two tiny random voices (English, Chinese), built once."""
+    from assistant.loader import make_speech
+
+    return make_speech("auto", True, tmp_path_factory.mktemp("speech-data"))
+
+
 _family_dirs: dict[str, Path] = {}
 
 

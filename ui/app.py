@@ -206,12 +206,20 @@ class ChatHandlers:
 
     @shows_errors
     def branch_action(self, action: str, conversation_id: str | None, archived: bool, request: gr.Request):
-        """A click on ‹ › (switch version) or ⑂ (fork) under a message: (conversation id, chat, list, actions…)."""
+        """A click on ‹ › (switch version), ⑂ (fork) or 🔊 (speak) under a message: (conversation id, chat, list)."""
         message_id, _, verb = (action or "").partition(":")
         verb = verb.split(":")[0]
-        if not message_id.isdigit() or verb not in ("prev", "next", "fork"):
+        if not message_id.isdigit() or verb not in ("prev", "next", "fork", "speak"):
             return gr.skip(), gr.skip(), gr.skip()
         dialogue = self.access(request)
+        if verb == "speak":
+            try:
+                spoken = dialogue.speak(int(message_id))
+            except AssistantError as error:  # no voice to be had, or not an answer: the text stays as it was
+                gr.Warning(f"No sound: {error}")
+                return gr.skip(), gr.skip(), gr.skip()
+            chat = chat_view(dialogue, dialogue.open_messages(spoken.message.conversation_id), request)
+            return gr.skip(), chat, gr.skip()
         if verb == "fork":
             conversation_id = dialogue.fork(int(message_id)).id
             gr.Info("Forked into a new conversation.")

@@ -40,6 +40,7 @@ class AudioNotes:
     enabled: bool = False
     status: str = "Transcribing…"
     as_transcript: bool = False  # the model has no audio tower: it hears the transcript
+    speaks: bool = False  # answers can be spoken (🔊 under each)
 
 
 def transcript_line(attachment: Attachment, notes: AudioNotes) -> str | None:
@@ -62,6 +63,7 @@ def audio_notes(dialogue) -> AudioNotes:
         enabled=transcriber is not None,
         status=transcriber.state.message if transcriber is not None else "",
         as_transcript=family is not None and not family.hears(),
+        speaks=dialogue.speech is not None,
     )
 
 
@@ -83,7 +85,7 @@ def chat_message(message: Message, file_url: FileUrl | None = None, notes: Audio
     With `file_url`, attachments are links the browser fetches from the app's checked route (see ui/files.py);
     without, local paths (for tests that never serve them).
     """
-    footer = message_footer(message)
+    footer = message_footer(message, notes.speaks)
     if message.role is Role.USER:
         content: list = []
         for attachment in message.attachments:
@@ -95,7 +97,10 @@ def chat_message(message: Message, file_url: FileUrl | None = None, notes: Audio
         if text.strip():
             content.append(text.lstrip("\n"))
         return {"role": "user", "content": content}
-    return {"role": "assistant", "content": answer_text(message.text, message.status, message.error) + footer}
+    text = answer_text(message.text, message.status, message.error) + footer
+    if message.speech is not None:
+        return {"role": "assistant", "content": [_file(message.speech, file_url), text]}
+    return {"role": "assistant", "content": text}
 
 
 def _file(attachment, file_url: FileUrl | None) -> dict:
@@ -105,10 +110,12 @@ def _file(attachment, file_url: FileUrl | None) -> dict:
     return {"file": {"path": url, "url": url, "mime_type": attachment.mime, "orig_name": attachment.filename}}
 
 
-def message_footer(message: Message) -> str:
+def message_footer(message: Message, speaks: bool = False) -> str:
     # Links to #msg-ID-VERB: ui/branches.py turns a click on one into an event instead of a navigation.
     # Fork works from any message: the new conversation holds the branch up to and including it.
     parts = []
+    if speaks and message.speech is None and message.role is Role.ASSISTANT and message.status in (Status.COMPLETE, Status.STOPPED) and message.text.strip():
+        parts.append(f"[{SPEAK_LABEL}](#msg-{message.id}-speak)")
     if message.versions > 1:
         parts.append(f"[‹](#msg-{message.id}-prev) {message.version} / {message.versions} [›](#msg-{message.id}-next)")
     if message.status is not Status.STREAMING:
@@ -147,6 +154,7 @@ def details_text(details: AnswerDetails) -> str:
 
 
 FORK_LABEL = "⑂ fork"
+SPEAK_LABEL = "🔊 speak"
 LEFT_OUT_LABEL = "✂ Too long for the model's context; it did not see:"
 
 

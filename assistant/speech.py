@@ -1,0 +1,94 @@
+"""Speech out: the contract every voice meets, and answers made ready to be spoken, sentence by sentence.
+
+Knows nothing of how a voice makes sound (assistant.piper_speech does, for the text-to-speech engine), of Gradio
+or of SQL. Text is split into sentences so that speech can start while an answer is still being written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+# What OpenAI's clients send as `voice` (Open WebUI sends "alloy" unless told otherwise): each means the default voice.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar")
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|(?<=[。！？；])\s*|\n\s*\n")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_HTML = re.compile(r"<[^>\n]{1,200}>")
+_MARKUP = re.compile(r"(^|\s)#{1,6}\s|[*_`~|>]+|^\s*[-+]\s", re.M)
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Sound for one piece of text: mono float32 samples in [-1, 1] at `rate` Hz."""
+
+    samples: np.ndarray
+    rate: int
+    text: str
+    voice: str = ""  # the engine's name for the voice that spoke it
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
+
+
+class SpeechEngine(Protocol):
+    """A voice: `speak` yields one Speech per sentence, in order; raises domain.errors.SpeechUnavailable with the
+    reason when it cannot speak (its voice files cannot be had, say)."""
+
+    label: str  # names the engine in logs and notes
+    voices: tuple[str, ...]
+    default_voice: str
+
+    def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]: ...
+
+
+def language_of(sentence: str) -> str:
+    """"zh" when the sentence holds Chinese characters, else "en": which voice speaks it."""
+    return "zh" if _CJK.search(sentence) else "en"
+
+
+def speakable(text: str) -> str:
+    """An answer's Markdown as words to say: code blocks, link targets, tags and markup left out."""
+    text = _CODE_BLOCK.sub(" ", text)
+    text = _LINK.sub(r"\1", text)
+    text = _HTML.sub(" ", text)
+    text = _MARKUP.sub(r"\1", text)
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def sentences(text: str) -> list[str]:
+    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+
+
+class SentenceBuffer:
+    """Text as it streams in; `feed` returns the sentences it completed, `flush` what is left at the end. A sentence
+    never ends inside a code block (its periods are not the answer's)."""
+
+    def __init__(self):
+        self._text = ""
+
+    def feed(self, delta: str) -> list[str]:
+        self._text += delta
+        end = 0
+        for match in _SENTENCE_END.finditer(self._text):
+            if self._text.count("```", 0, match.start()) % 2 == 0:
+                end = match.end()
+        if end == 0:
+            return []
+        done, self._text = self._text[:end], self._text[end:]
+        return _spoken(done)
+
+    def flush(self) -> list[str]:
+        rest, self._text = self._text, ""
+        return _spoken(rest)
+
+
+def _spoken(text: str) -> list[str]:
+    return [s for s in (speakable(part) for part in sentences(speakable(text))) if s]

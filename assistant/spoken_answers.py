@@ -1,0 +1,52 @@
+"""An answer's spoken form: made on demand with the app's voice, once, and kept with the answer (content-addressed,
+as every file is), so it plays again after a restart and travels with exports. Knows nothing of Gradio or SQL.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from assistant.audio_encode import encode
+from assistant.media import SAMPLE_RATE
+from assistant.speech import SpeechEngine
+from domain.errors import InvalidInput
+from domain.types import MediaFile, MediaKind, Message, Role, Status
+
+SPOKEN_FILENAME = "spoken answer.mp3"
+
+
+@dataclass(frozen=True)
+class SpokenAnswer:
+    message: Message  # with its `speech`
+    samples: np.ndarray  # mono float32
+    rate: int
+
+
+class SpokenAnswers:
+    def __init__(self, speech: SpeechEngine, decode: Callable[[Path], np.ndarray]):
+        """`decode(path)`: a stored sound's 16 kHz mono samples (assistant.media.MediaLoader.audio)."""
+        self.speech = speech
+        self.decode = decode
+
+    def speak(self, repository, message_id: int, voice: str | None = None) -> SpokenAnswer:
+        """The answer's stored sound, made and stored first if it has none; SpeechUnavailable when no voice can be
+        had, InvalidInput for a message that is not a finished answer with words in it."""
+        message = repository.get_message(message_id)
+        if message.speech is not None:
+            return SpokenAnswer(message, self.decode(message.speech.path), SAMPLE_RATE)
+        if message.role is not Role.ASSISTANT or message.status is Status.STREAMING:
+            raise InvalidInput("Only a finished answer can be spoken.")
+        parts = list(self.speech.speak(message.text, self.speech.resolve(voice)))
+        if not parts:
+            raise InvalidInput("This answer has no words to speak.")
+        samples, rate = np.concatenate([p.samples for p in parts]), parts[0].rate
+        with tempfile.TemporaryDirectory(prefix="speech-") as folder:
+            path = Path(folder) / "speech.mp3"
+            path.write_bytes(encode(samples, rate, "mp3"))
+            stored = repository.attach_speech(message_id, MediaFile(path, SPOKEN_FILENAME, MediaKind.AUDIO, "audio/mpeg"))
+        return SpokenAnswer(stored, samples, rate)
