@@ -30,14 +30,14 @@ def generate_whole(engine, model_input) -> str:
     return engine.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def make_manager(engine, repository, transcriber=None):
+def make_manager(engine, repository, transcriber=None, speech=None):
     """A DialogueManager over `engine` (already loaded) and `repository`, as run.py wires it."""
     from assistant.media import MediaLoader
     from assistant.turn_queue import TurnQueue
 
     host = ModelHost(lambda progress: engine).start()
     assert host.wait(30)
-    return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber)
+    return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber, speech=speech)
 
 
 def remote_manager(url: str, repository, model: str = "demo", **engine_kwargs):

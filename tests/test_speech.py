@@ -127,3 +127,64 @@ def test_a_damaged_voice_file_is_refused_with_a_reason_and_fetched_again_later(t
     with pytest.raises(SpeechUnavailable, match="could not be loaded"):
         list(engine.speak("Hello.", "demo"))
     assert not model.exists()  # so the next start fetches it again
+
+
+# --- spoken answers, kept with the answer ---------------------------------------------------------------------------
+
+
+def test_a_spoken_answer_is_made_once_kept_through_a_restart_exported_imported_and_deleted(
+    engine, demo_speech, tmp_path
+):
+    from assistant.prompt import build_model_input
+    from assistant.media import MediaLoader
+    from storage.exchange import export_zip
+    from tests.engine_helpers import make_manager
+    from tests.helpers import repository_at, send
+
+    repository = repository_at(tmp_path / "one")
+    manager = make_manager(engine, repository, speech=demo_speech)
+    conversation_id, answer = send(manager, None, "Say something")
+    assert answer.text and answer.speech is None
+    spoken = manager.speak(answer.id)
+    speech = spoken.message.speech
+    assert speech is not None and speech.mime == "audio/mpeg" and speech.path.is_file()
+    assert spoken.message.attachments == () and spoken.message.text == answer.text
+    assert abs(len(decode_audio(speech.path)) / 16_000 - len(spoken.samples) / spoken.rate) < 0.1
+    assert manager.speak(answer.id).message.speech == speech  # made once: the second ask reads it back
+
+    # A restart: a new repository on the same files.
+    again = repository_at(tmp_path / "one")
+    [_, kept] = again.get_messages(conversation_id)
+    assert kept.speech == speech
+    # The model never hears its own voice: the next prompt holds the answer as text only.
+    prompt = build_model_input(again.get_messages(conversation_id), MediaLoader())
+    assert prompt.audios == [] and prompt.conversation[-1]["content"] == [{"type": "text", "text": answer.text}]
+
+    # Export, then import into another app's storage.
+    archive = tmp_path / "export.zip"
+    export_zip(again.export_conversations([conversation_id]), archive)
+    other = repository_at(tmp_path / "two")
+    summary = make_manager(engine, other, speech=demo_speech).import_archive(archive)
+    assert summary.conversations == 1
+    [imported_id] = [c.id for c in other.list_conversations()]
+    [_, imported] = other.get_messages(imported_id)
+    assert imported.speech is not None and imported.speech.sha256 == speech.sha256
+    assert imported.speech.path.read_bytes() == speech.path.read_bytes()
+
+    # Deleting the conversation deletes the sound.
+    again.delete_conversation(conversation_id)
+    assert not speech.path.exists()
+
+
+def test_only_finished_answers_are_spoken_and_speech_off_says_so(engine, demo_speech, repository):
+    from domain.errors import InvalidInput
+    from tests.engine_helpers import make_manager
+    from tests.helpers import send
+
+    manager = make_manager(engine, repository, speech=demo_speech)
+    _, answer = send(manager, None, "Hello")
+    question = repository.get_messages(answer.conversation_id)[0]
+    with pytest.raises(InvalidInput, match="Only a finished answer"):
+        manager.speak(question.id)
+    with pytest.raises(SpeechUnavailable, match="--speech off"):
+        make_manager(engine, repository).speak(answer.id)
