@@ -1,0 +1,162 @@
+"""/v1/audio/speech and /v1/audio/transcriptions with the official `openai` client, over the app's demo voice and demo
+Whisper, in this process; and what bad requests get."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import wave
+
+import httpx
+import openai
+import pytest
+
+from assistant.media import decode_audio
+from tests.helpers import free_port, wait_until
+
+
+@contextlib.contextmanager
+def served(dialogue, tmp_path):
+    """ChatApi's and AudioApi's routes as run.py wires them, served by uvicorn on a free loopback port."""
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from api.audio import AudioApi
+    from api.routes import ChatApi, guarded
+
+    api = ChatApi(dialogue, dialogue.host, "demo", accounts=lambda: False, user_of_key=lambda key: None,
+                  upload_dir=tmp_path / "api-uploads")
+    audio = AudioApi(api.owner, guarded, "demo", dialogue.speech, dialogue.transcriber, tmp_path / "api-uploads",
+                     decode=decode_audio)
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[*api.routes(), *audio.routes()]), host="127.0.0.1",
+                                           port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), 20, 0.05, "the API server did not start")
+    try:
+        yield openai.OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="none", max_retries=0, timeout=120)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def client(engine, repository, transcripts, demo_speech, whisper_model, tmp_path):
+    from assistant.media import MediaLoader
+    from assistant.transcribe import Transcriber
+    from tests.engine_helpers import make_manager
+
+    transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: whisper_model, "Whisper demo",
+                              options={"temperature": 0.0}).start()
+    with served(make_manager(engine, repository, transcriber=transcriber, speech=demo_speech), tmp_path) as client:
+        yield client
+
+
+def test_speech_in_each_format_as_openai_clients_ask_for_it(client, tmp_path):
+    text = "Hello from the speech route. 你好。"
+    wav = client.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="wav")
+    with wave.open(io.BytesIO(wav.content)) as file:
+        assert (file.getframerate(), file.getnchannels(), file.getsampwidth()) == (24_000, 1, 2)
+        seconds = file.getnframes() / 24_000
+    assert 0.5 < seconds < 10
+    assert wav.response.headers["content-type"] == "audio/wav"
+    for fmt, mime in (("mp3", "audio/mpeg"), ("opus", "audio/ogg"), ("aac", "audio/aac"), ("flac", "audio/flac")):
+        response = client.audio.speech.create(model="tts-1-hd", voice="demo", input=text, response_format=fmt)
+        assert response.response.headers["content-type"] == mime
+        path = tmp_path / f"speech.{fmt}"
+        path.write_bytes(response.content)
+        assert abs(len(decode_audio(path)) / 16_000 - seconds) < 0.2
+    pcm = client.audio.speech.create(model="demo", voice="demo-zh", input=text, response_format="pcm", speed=2.0)
+    assert abs(len(pcm.content) / 2 / 24_000 - seconds / 2) < 0.1  # twice as fast: half as long
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "tts-1", "voice": "nobody", "input": "Hi"}, 400, "voice"),
+        ({"model": "tts-1", "voice": "alloy", "input": "Hi", "response_format": "ogg"}, 400, "response_format"),
+        ({"model": "tts-1", "voice": "alloy", "input": ""}, 400, "input"),
+        ({"model": "tts-1", "voice": "alloy", "input": "x" * 4097}, 400, "input"),
+        ({"model": "tts-1", "voice": "alloy", "input": "Hi", "speed": 9}, 400, "speed"),
+        ({"model": "elevenlabs", "voice": "alloy", "input": "Hi"}, 404, "model"),
+        ({"model": "tts-1", "input": "Hi"}, 400, "voice"),
+        ({"model": "tts-1", "voice": "alloy", "input": 5}, 400, "input"),
+    ],
+)
+def test_bad_speech_requests_name_the_parameter(client, body, status, param):
+    response = httpx.post(f"{client.base_url}audio/speech", json=body, timeout=30)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["param"] == param and error["message"]
+
+
+def test_speech_refuses_bodies_that_are_not_json(client):
+    response = httpx.post(f"{client.base_url}audio/speech", content=b"input=hi", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "verbose_json", "srt", "vtt"])
+def test_transcriptions_in_each_format(client, speech_wav, fmt):
+    with open(speech_wav, "rb") as file:
+        result = client.audio.transcriptions.create(model="whisper-1", file=file, response_format=fmt)
+    if fmt == "json":
+        assert isinstance(result.text, str)
+    elif fmt == "verbose_json":
+        assert result.duration == pytest.approx(decode_audio(speech_wav).size / 16_000, abs=0.05)
+        assert result.language and isinstance(result.segments, list)
+        assert result.text == "".join(s.text for s in result.segments).strip()
+    elif fmt == "vtt":
+        assert result.startswith("WEBVTT")
+    else:
+        assert isinstance(result, str)
+
+
+def test_a_transcription_with_a_language_and_the_whisper_name(client, speech_wav):
+    with open(speech_wav, "rb") as file:
+        result = client.audio.transcriptions.create(model="demo", file=file, language="en", response_format="verbose_json")
+    assert result.language == "english"
+
+
+@pytest.mark.parametrize(
+    ("data", "fields", "status", "param"),
+    [
+        (None, {"model": "whisper-1", "language": "klingon"}, 400, "language"),
+        (None, {"model": "whisper-1", "response_format": "doc"}, 400, "response_format"),
+        (None, {"model": "nope"}, 404, "model"),
+        (b"not audio at all", {"model": "whisper-1"}, 400, "file"),
+        (b"\x00" * 10, {"model": "whisper-1"}, 400, "file"),
+    ],
+)
+def test_bad_transcription_requests_name_the_parameter(client, speech_wav, data, fields, status, param):
+    content = speech_wav.read_bytes() if data is None else data
+    response = httpx.post(f"{client.base_url}audio/transcriptions", data=fields,
+                          files={"file": ("clip.wav", content, "audio/wav")}, timeout=60)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_silence_and_missing_files_are_refused_with_a_reason(client, tmp_path):
+    from tests.media_factory import write_audio
+    import numpy as np
+
+    silent = write_audio(tmp_path / "silent.wav", np.zeros(32_000, dtype=np.float32), 16_000)
+    response = httpx.post(f"{client.base_url}audio/transcriptions", data={"model": "whisper-1"},
+                          files={"file": ("silent.wav", silent.read_bytes(), "audio/wav")}, timeout=60)
+    assert response.status_code == 400 and "silent" in response.json()["error"]["message"]
+    response = httpx.post(f"{client.base_url}audio/transcriptions", data={"model": "whisper-1"}, files={"x": ("a", b"b")})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "file"
+    response = httpx.post(f"{client.base_url}audio/transcriptions", json={"model": "whisper-1"})
+    assert response.status_code == 415
+
+
+def test_with_speech_and_transcripts_off_the_routes_say_so(engine, repository, speech_wav, tmp_path):
+    from tests.engine_helpers import make_manager
+
+    with served(make_manager(engine, repository), tmp_path) as client:
+        with pytest.raises(openai.APIStatusError, match="--speech off") as refused:
+            client.audio.speech.create(model="tts-1", voice="alloy", input="Hi")
+        assert refused.value.status_code == 503
+        with open(speech_wav, "rb") as file, pytest.raises(openai.APIStatusError, match="--whisper-model none") as refused:
+            client.audio.transcriptions.create(model="whisper-1", file=file)
+        assert refused.value.status_code == 503
