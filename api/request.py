@@ -37,6 +37,18 @@ class Turn:
     files: list[tuple[bytes, str]] = field(default_factory=list)  # (content, file name)
 
 
+@dataclass(frozen=True)
+class AudioOut:
+    """A spoken answer, as `audio` asks for it."""
+
+    voice: str
+    format: str  # one of AUDIO_FORMATS
+
+
+# OpenAI's names for the formats of a spoken answer -> ours (assistant.audio_encode)
+AUDIO_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus", "aac": "aac", "pcm16": "pcm"}
+
+
 @dataclass
 class ChatRequest:
     model: str
@@ -46,6 +58,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     stream: bool = False
     include_usage: bool = False
+    audio: AudioOut | None = None  # a spoken answer too
 
 
 class _Refused(ValueError):
@@ -145,7 +158,7 @@ class ChatBody(_Shape):
     top_logprobs: Any = None
     response_format: Any = None
     modalities: Any = None
-    audio: Any = None
+    audio: Any = Field(default=None, validate_default=True)  # checked even when absent: audio in `modalities` needs it
     presence_penalty: Any = None
     frequency_penalty: Any = None
     logit_bias: Any = None
@@ -192,21 +205,35 @@ class ChatBody(_Shape):
 
     @field_validator("modalities")
     @classmethod
-    def _text_out(cls, value):
+    def _text_or_audio_out(cls, value):
         if not value:
             return []
-        if not isinstance(value, list):
-            raise _refuse(ApiError(400, "`modalities` must be a list, e.g. [\"text\"].", "modalities", "invalid_value"))
-        if [m for m in value if m != "text"]:
-            raise _refuse(unsupported("modalities", "answers are text"))
+        if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+            raise _refuse(ApiError(400, "`modalities` must be a list, e.g. [\"text\"] or [\"text\", \"audio\"].",
+                                   "modalities", "invalid_value"))
+        if [m for m in value if m not in ("text", "audio")] or "text" not in value:
+            raise _refuse(unsupported("modalities", "answers are text, or text and audio"))
         return value
 
     @field_validator("audio")
     @classmethod
-    def _no_audio_out(cls, value, info: ValidationInfo):
-        if value:
-            raise _refuse(unsupported("modalities" if info.data.get("modalities") else "audio", "answers are text"))
-        return value
+    def _audio_out(cls, value, info: ValidationInfo):
+        wanted = "audio" in (info.data.get("modalities") or [])
+        if not value:
+            if wanted:
+                raise _refuse(ApiError(400, "`audio` is required with audio in `modalities`: give its `voice` and `format`.",
+                                       "audio", "missing_required_parameter"))
+            return None
+        if not wanted:
+            raise _refuse(ApiError(400, "`audio` asks for a spoken answer, which `modalities` must ask for too: "
+                                   "[\"text\", \"audio\"].", "modalities", "invalid_value"))
+        if not isinstance(value, dict) or not isinstance(value.get("voice"), str):
+            raise _refuse(ApiError(400, "`audio.voice` is required: the voice to speak the answer in.", "audio.voice",
+                                   "missing_required_parameter"))
+        if value.get("format") not in AUDIO_FORMATS:
+            raise _refuse(ApiError(400, f"`audio.format` must be one of {', '.join(AUDIO_FORMATS)}.", "audio.format",
+                                   "invalid_value"))
+        return AudioOut(value["voice"], value["format"])
 
     @field_validator("presence_penalty", "frequency_penalty")
     @classmethod
@@ -254,7 +281,15 @@ def parse(body: object, fetch: Callable[[str, int, str], bytes] | None) -> ChatR
         stop=tuple(s for s in stops if s),
         stream=bool(checked.stream),
         include_usage=bool(checked.stream_options and checked.stream_options.include_usage),
+        audio=_streamable(checked.audio, bool(checked.stream)),
     )
+
+
+def _streamable(audio: AudioOut | None, stream: bool) -> AudioOut | None:
+    if audio is not None and stream and audio.format != "pcm16":
+        raise ApiError(400, "A streamed spoken answer comes as raw pcm16, as OpenAI's does: set `audio.format` to pcm16.",
+                       "audio.format", "invalid_value")
+    return audio
 
 
 def _refusal(error, body) -> ApiError:

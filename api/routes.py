@@ -12,6 +12,7 @@ failure a 502, anything else of ours a 500.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -26,9 +27,11 @@ import anyio
 
 from api import request as parsing
 from api.errors import ApiError
+from assistant.audio_encode import encode, pcm16
 from assistant.continuation import Continuation
 from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished
 from assistant.model_host import ModelHost, Phase
+from assistant.speech import Speech, StreamSpeaker, speakable
 from assistant.validation import validate_turn
 from domain import limits
 from domain.errors import AssistantError, EngineUnavailable, InvalidInput, ServiceUnavailable
@@ -39,6 +42,10 @@ from domain.addresses import is_loopback
 log = logging.getLogger(__name__)
 
 _DONE = object()
+# How long a client may refer to a spoken answer by its id, as OpenAI says it (the sound itself is kept with the answer).
+AUDIO_EXPIRES_S = 3600
+# The longest the end of a streamed answer waits for its last sentences to be spoken.
+SPEAKING_WAIT_S = 300.0
 
 
 class ChatApi:
@@ -112,6 +119,7 @@ class ChatApi:
         if len(queue) >= queue.slots + self.queue_limit:  # this one would wait behind `queue_limit` others
             raise ApiError(429, f"The model is busy: {len(queue)} answers are being written or waiting; try again shortly.",
                            code="queue_full", headers={"Retry-After": str(limits.RETRY_AFTER_S)})
+        voice = self._voice(chat.audio) if chat.audio is not None else None
         dialogue = self.dialogue.for_owner(owner)
         stop = threading.Event()
         try:
@@ -128,7 +136,7 @@ class ChatApi:
         if chat.stream:
             from starlette.responses import StreamingResponse
 
-            body = self._stream(events, stop, completion, chat.include_usage)
+            body = self._stream(events, stop, completion, chat.include_usage, dialogue if voice else None, voice)
             return StreamingResponse(body, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
         from starlette.responses import JSONResponse
 
@@ -143,7 +151,24 @@ class ChatApi:
             raise ApiError(500, "The answer failed.", code="generation_failed")
         if finished.message.status is Status.ERROR:
             raise failed_answer(finished)
-        return JSONResponse(completion.whole(finished.message), headers=headers)
+        whole = completion.whole(finished.message)
+        if voice is not None:
+            audio = await anyio.to_thread.run_sync(_spoken, dialogue, finished.message, voice, chat.audio.format, limiter=self._threads)
+            if audio is not None:
+                whole["choices"][0]["message"]["audio"] = audio
+        return JSONResponse(whole, headers=headers)
+
+    def _voice(self, audio: parsing.AudioOut) -> str:
+        """The voice of ours that `audio.voice` names; a 400 naming it otherwise."""
+        speech = self.dialogue.speech
+        if speech is None:
+            raise ApiError(400, "This app does not speak: it was started with --speech off.", "modalities", "speech_off")
+        try:
+            return speech.resolve(audio.voice)
+        except ValueError:
+            raise ApiError(400, f"`audio.voice` {audio.voice[:40]!r} is not one of this app's voices: "
+                           f"{', '.join(speech.voices)} (or one of OpenAI's names, which mean the default).", "audio.voice",
+                           "invalid_value") from None
 
     def _start(self, dialogue: DialogueManager, chat: parsing.ChatRequest, stop: threading.Event):
         """Store what the request adds (history not stored yet, the question and its files) and start the answer:
@@ -188,7 +213,11 @@ class ChatApi:
         # Found again by its history, not as the conversation's leaf: another client may already be adding to it.
         return dialogue.continuation_of(chat.settings.system_prompt, signature, within=conversation_id)
 
-    async def _stream(self, events, stop: threading.Event, completion: Completion, include_usage: bool):
+    async def _stream(
+        self, events, stop: threading.Event, completion: Completion, include_usage: bool, speaking=None, voice=None
+    ):
+        """With `speaking` (the owner's dialogue manager) the answer is spoken in `voice` as it streams: each sentence's
+        pcm16 follows its text, as `delta.audio`, and the whole is kept as the answer's spoken form."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
@@ -199,8 +228,13 @@ class ChatApi:
                 pass
 
         def work() -> None:
+            speaker = StreamSpeaker(speaking.speech, voice, put, stop) if speaking is not None else None
             try:
                 for event in events:  # runs to the end even if the client left: the answer is stored as stopped
+                    if speaker is not None and isinstance(event, ReplyDelta):
+                        speaker.feed(event.text)
+                    elif speaker is not None and isinstance(event, ReplyFinished):
+                        _keep(speaking, event.message, speaker.finish(event.message.text, SPEAKING_WAIT_S), speaker.error)
                     put(event)
             except BaseException as error:  # noqa: BLE001 - reported to the client below
                 put(error)
@@ -216,7 +250,9 @@ class ChatApi:
                     log.error("API answer failed", exc_info=event)
                     yield _sse(ApiError(500, "The answer failed.", code="generation_failed").body())
                     return
-                if isinstance(event, ReplyDelta) and len(event.text) > sent:
+                if isinstance(event, Speech):
+                    yield completion.chunk({"audio": audio_delta(completion, event)}, usage=include_usage)
+                elif isinstance(event, ReplyDelta) and len(event.text) > sent:
                     yield completion.chunk({"content": event.text[sent:]}, usage=include_usage)
                     sent = len(event.text)
                 elif isinstance(event, ReplyFinished):
@@ -250,6 +286,43 @@ def guarded(handler):
             return ApiError(500, "The server failed while handling the request.", code="server_error").response()
 
     return endpoint
+
+
+def _spoken(dialogue: DialogueManager, message: Message, voice: str, fmt: str) -> dict | None:
+    """OpenAI's `message.audio` for a finished answer, spoken now and kept; None (logged) when it cannot be: the
+    text answer still goes out."""
+    try:
+        spoken = dialogue.speak(message.id, voice)
+    except AssistantError as error:
+        log.warning("answer %s is not spoken: %s", message.id, error)
+        return None
+    return {
+        "id": f"audio_{spoken.message.speech.sha256[:32]}",
+        "data": base64.b64encode(encode(spoken.samples, spoken.rate, parsing.AUDIO_FORMATS[fmt])).decode(),
+        "expires_at": int(time.time()) + AUDIO_EXPIRES_S,
+        "transcript": speakable(message.text),
+    }
+
+
+def _keep(dialogue: DialogueManager, message: Message, parts: list, error) -> None:
+    """What a voice said while the answer streamed, kept as its spoken form (not for a failed answer)."""
+    if error is not None:
+        log.warning("answer %s was not spoken: %s", message.id, error)
+    if not parts or message.status is Status.ERROR:
+        return
+    try:
+        dialogue.keep_speech(message.id, parts)
+    except AssistantError as kept:
+        log.warning("the spoken form of answer %s was not kept: %s", message.id, kept)
+
+
+def audio_delta(completion: Completion, speech: Speech) -> dict:
+    return {
+        "id": f"audio_{completion.id.removeprefix('chatcmpl-')}",
+        "data": base64.b64encode(pcm16(speech.samples, speech.rate)).decode(),
+        "transcript": speech.text,
+        "expires_at": completion.created + AUDIO_EXPIRES_S,
+    }
 
 
 def service_unavailable(error: ServiceUnavailable) -> ApiError:

@@ -36,7 +36,7 @@ from domain.settings import GenerationSettings
 from domain.types import ConversationSummary, HistoryTurn, MediaFile, MediaKind, Message, Role, SearchHit, StoredFile
 
 if TYPE_CHECKING:
-    from assistant.speech import SpeechEngine
+    from assistant.speech import Speech, SpeechEngine
     from assistant.transcribe import Transcriber
     from storage.interchange import ExportedConversation, ImportSummary
     from storage.repository import ConversationRepository
@@ -114,6 +114,12 @@ class DialogueManager:
         if self._spoken is None:
             raise SpeechUnavailable("Speech is off in this app (started with --speech off).")
         return self._spoken.speak(self.repository, message_id, voice)
+
+    def keep_speech(self, message_id: int, parts: list[Speech]) -> SpokenAnswer:
+        """Store the sound a voice made for an answer while it streamed as the answer's spoken form."""
+        if self._spoken is None:
+            raise SpeechUnavailable("Speech is off in this app (started with --speech off).")
+        return self._spoken.keep(self.repository, message_id, parts)
 
     def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
         return self.repository.set_settings(conversation_id, settings)

@@ -121,8 +121,9 @@ class PiperSpeech:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=1.0 / speed)
-        for chunk in piper_voice.synthesize(sentence, syn_config=config):
-            yield Speech(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate, sentence, code)
+        for i, chunk in enumerate(piper_voice.synthesize(sentence, syn_config=config)):
+            samples = np.asarray(chunk.audio_float_array, dtype=np.float32)
+            yield Speech(samples, chunk.sample_rate, sentence if i == 0 else "", code)
 
     def _load(self, voice: Voice):
         with self._lock:  # one download per voice, however many answers ask at once

@@ -6,12 +6,19 @@ or of SQL. Text is split into sentences so that speech can start while an answer
 
 from __future__ import annotations
 
+import logging
+import queue
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from domain.errors import SpeechUnavailable
+
+log = logging.getLogger(__name__)
 
 # What OpenAI's clients send as `voice` (Open WebUI sends "alloy" unless told otherwise): each means the default voice.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar")
@@ -30,7 +37,7 @@ class Speech:
 
     samples: np.ndarray
     rate: int
-    text: str
+    text: str  # what it says ("" for the rest of a sentence a voice spoke in several pieces)
     voice: str = ""  # the engine's name for the voice that spoke it
 
     @property
@@ -92,3 +99,48 @@ class SentenceBuffer:
 
 def _spoken(text: str) -> list[str]:
     return [s for s in (speakable(part) for part in sentences(speakable(text))) if s]
+
+
+class StreamSpeaker:
+    """Speaks an answer while it is written: each sentence, once complete, goes to the voice on a thread of its own
+    (the text never waits for the sound), and `on_speech` gets every piece in order. Stops between sentences once
+    `stop` is set; a voice that cannot speak leaves `error` set and the text unaffected."""
+
+    def __init__(self, engine: SpeechEngine, voice: str, on_speech: Callable[[Speech], None], stop: threading.Event):
+        self.engine, self.voice, self.on_speech, self.stop = engine, voice, on_speech, stop
+        self.parts: list[Speech] = []
+        self.error: SpeechUnavailable | None = None
+        self._buffer = SentenceBuffer()
+        self._fed = 0
+        self._sentences: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="speaker", daemon=True)
+        self._thread.start()
+
+    def feed(self, text: str) -> None:
+        """The answer's text so far."""
+        new, self._fed = text[self._fed :], len(text)
+        for sentence in self._buffer.feed(new):
+            self._sentences.put(sentence)
+
+    def finish(self, text: str, timeout: float | None = None) -> list[Speech]:
+        """The whole answer: its last sentence is spoken too; returns every piece once all are."""
+        self.feed(text)
+        for sentence in self._buffer.flush():
+            self._sentences.put(sentence)
+        self._sentences.put(None)
+        self._thread.join(timeout)
+        return self.parts
+
+    def _work(self) -> None:
+        while (sentence := self._sentences.get()) is not None:
+            if self.stop.is_set() or self.error is not None:
+                continue
+            try:
+                for piece in self.engine.speak(sentence, self.voice):
+                    self.parts.append(piece)
+                    self.on_speech(piece)
+            except SpeechUnavailable as error:
+                self.error = error
+            except Exception:  # noqa: BLE001 - the voice failing costs the sound only, never the answer
+                log.exception("speaking a sentence failed")
+                self.error = SpeechUnavailable("The voice failed (the log says why), so this answer is not spoken.")

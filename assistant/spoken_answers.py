@@ -13,7 +13,7 @@ import numpy as np
 
 from assistant.audio_encode import encode
 from assistant.media import SAMPLE_RATE
-from assistant.speech import SpeechEngine
+from assistant.speech import Speech, SpeechEngine
 from domain.errors import InvalidInput
 from domain.types import MediaFile, MediaKind, Message, Role, Status
 
@@ -41,7 +41,10 @@ class SpokenAnswers:
             return SpokenAnswer(message, self.decode(message.speech.path), SAMPLE_RATE)
         if message.role is not Role.ASSISTANT or message.status is Status.STREAMING:
             raise InvalidInput("Only a finished answer can be spoken.")
-        parts = list(self.speech.speak(message.text, self.speech.resolve(voice)))
+        return self.keep(repository, message_id, list(self.speech.speak(message.text, self.speech.resolve(voice))))
+
+    def keep(self, repository, message_id: int, parts: list[Speech]) -> SpokenAnswer:
+        """Store what the voice said for the answer (spoken while it streamed, say) as its spoken form."""
         if not parts:
             raise InvalidInput("This answer has no words to speak.")
         samples, rate = np.concatenate([p.samples for p in parts]), parts[0].rate

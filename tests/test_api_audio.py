@@ -160,3 +160,60 @@ def test_with_speech_and_transcripts_off_the_routes_say_so(engine, repository, s
         with open(speech_wav, "rb") as file, pytest.raises(openai.APIStatusError, match="--whisper-model none") as refused:
             client.audio.transcriptions.create(model="whisper-1", file=file)
         assert refused.value.status_code == 503
+
+
+# --- spoken answers through /v1/chat/completions ----------------------------------------------------------------------
+
+
+def test_a_chat_answer_with_audio_as_openai_returns_it_and_keeps_it(client, repository):
+    import base64
+
+    from assistant.speech import speakable
+
+    response = client.chat.completions.with_raw_response.create(
+        model="demo", modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"},
+        messages=[{"role": "user", "content": "Say something aloud"}], max_tokens=24, temperature=0,
+    )
+    message = response.parse().choices[0].message
+    assert message.content and message.audio is not None
+    assert message.audio.id.startswith("audio_") and message.audio.expires_at > 0
+    assert message.audio.transcript == speakable(message.content)
+    with wave.open(io.BytesIO(base64.b64decode(message.audio.data))) as file:
+        seconds = file.getnframes() / file.getframerate()
+    [_, answer] = repository.get_messages(response.headers["x-conversation-id"])
+    assert answer.text == message.content and answer.speech is not None
+    assert abs(len(decode_audio(answer.speech.path)) / 16_000 - seconds) < 0.1
+
+
+def test_a_streamed_answer_is_spoken_sentence_by_sentence_and_kept(client, repository):
+    import base64
+
+    from assistant.speech import SentenceBuffer
+
+    stream = client.chat.completions.with_raw_response.create(
+        model="demo", modalities=["text", "audio"], audio={"voice": "demo", "format": "pcm16"},
+        messages=[{"role": "user", "content": "Tell me a story"}], max_tokens=48, temperature=0, stream=True,
+    )
+    text, transcripts, pcm = "", [], b""
+    for chunk in stream.parse():
+        delta = chunk.choices[0].delta if chunk.choices else None
+        if delta is None:
+            continue
+        text += delta.content or ""
+        if delta.audio is not None:  # the openai client's own type for it
+            assert delta.audio.id.startswith("audio_")
+            pcm += base64.b64decode(delta.audio.data)
+            transcripts.append(delta.audio.transcript)
+    buffer = SentenceBuffer()
+    assert [t for t in transcripts if t] == buffer.feed(text) + buffer.flush()
+    [_, answer] = repository.get_messages(stream.headers["x-conversation-id"])
+    assert answer.text == text and answer.speech is not None
+    assert abs(len(decode_audio(answer.speech.path)) / 16_000 - len(pcm) / 2 / 24_000) < 0.1
+
+
+def test_a_voice_that_is_not_ours_is_refused_before_anything_is_stored(client, repository):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="demo", modalities=["text", "audio"], audio={"voice": "nobody", "format": "wav"},
+                                       messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.body["param"] == "audio.voice"
+    assert repository.list_conversations() == []

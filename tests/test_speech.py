@@ -188,3 +188,20 @@ def test_only_finished_answers_are_spoken_and_speech_off_says_so(engine, demo_sp
         manager.speak(question.id)
     with pytest.raises(SpeechUnavailable, match="--speech off"):
         make_manager(engine, repository).speak(answer.id)
+
+
+def test_a_streaming_answer_is_spoken_before_it_ends_and_stop_silences_the_rest(demo_speech):
+    from assistant.speech import StreamSpeaker
+    from tests.helpers import wait_until
+
+    heard = []
+    speaker = StreamSpeaker(demo_speech, "demo", heard.append, threading.Event())
+    speaker.feed("Hello there. How")
+    wait_until(lambda: heard, 10, 0.01, "the first sentence was not spoken before the answer ended")
+    assert [p.text for p in heard] == ["Hello there."]
+    parts = speaker.finish("Hello there. How are you? 你好。", timeout=10)
+    assert [p.text for p in parts] == ["Hello there.", "How are you?", "你好。"] and parts == heard
+
+    stop = threading.Event()
+    stopped = StreamSpeaker(demo_speech, "demo", lambda piece: stop.set(), stop)
+    assert [p.text for p in stopped.finish("One. Two. Three.", timeout=10)] == ["One."]
