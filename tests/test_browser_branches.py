@@ -109,4 +109,14 @@ def test_regenerate_edit_switch_and_fork(browser, start_app, demo_model_dir, tmp
     assert [m.text for m in asked][:3] == [path[0].text, path[1].text, "Only in the fork"]
     assert asked[-1].role.value == "assistant" and asked[-1].status.value == "complete"
     assert answer_shown(bots.last) == " ".join(asked[-1].text.split())
+
+    # 🔊 under an answer: its sound is made once, kept with it, shown in its bubble and played at once.
+    click_link(page, bots.last, "🔊 speak")
+    expect(bots.last.locator('button[aria-label="Pause"]')).to_have_count(1)  # playing
+    spoken = repository.get_messages(second_fork.id)[-1]
+    assert spoken.speech is not None and spoken.speech.mime == "audio/mpeg"
+    expect(bots.last.get_by_text("🔊 speak")).to_have_count(0)
+    page.reload(wait_until="load")
+    page.locator("#conversation-list label", has_text="(fork) (fork)").click()
+    expect(bots.last.locator('button[aria-label="Play"]')).to_have_count(1)  # kept: there after a reload
     page.close()

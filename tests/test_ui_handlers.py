@@ -178,3 +178,33 @@ def test_a_handler_shows_the_persons_errors_and_gradio_still_sees_its_signature(
     assert shown == ["y"]  # a generator stays one: what it yielded first reached the page
     assert inspect.isgeneratorfunction(streaming) and not inspect.isgeneratorfunction(plain)
     assert special_args(plain, ["x"], request="the request")[0] == ["x", "the request"]
+
+
+def test_speak_under_an_answer_shows_its_sound_and_a_voice_that_cannot_be_had_says_why(engine, repository, demo_speech):
+    from assistant.piper_speech import PiperSpeech, Voice
+    from domain.errors import SpeechUnavailable
+    from tests.engine_helpers import make_manager
+
+    handlers = ChatHandlers(make_manager(engine, repository, speech=demo_speech), None, demo=True)
+    updates = page_turn(handlers, "Read this to me")
+    conversation_id = updates[0][2]
+    answer = repository.get_messages(conversation_id)[-1]
+    request = SimpleNamespace(session_hash="s", username=None)
+    shown = handlers.open_conversation(conversation_id, request)[1]
+    assert f"[{render.SPEAK_LABEL}](#msg-{answer.id}-speak)" in shown[-1]["content"]
+
+    _, chat, _ = handlers.branch_action(f"{answer.id}:speak:1", conversation_id, False, request)
+    sound, text = chat[-1]["content"]
+    assert sound["mime_type"] == "audio/mpeg" and sound["path"] == str(repository.get_message(answer.id).speech.path)
+    assert text.startswith(answer.text) and "-speak)" not in text  # spoken once: no second 🔊
+
+    def unreachable(code, progress):
+        raise SpeechUnavailable(f"The voice {code} could not be downloaded (no network), so answers are not spoken.")
+
+    mute = PiperSpeech({"lessac": Voice("en_US-lessac-medium", "en")}, unreachable)
+    muted = ChatHandlers(make_manager(engine, repository, speech=mute), None, demo=True)
+    other = page_turn(muted, "And this one")[0][2]
+    unspoken = repository.get_messages(other)[-1]
+    with pytest.warns(UserWarning, match=r"No sound: The voice en_US-lessac-medium could not be downloaded \(no network\)"):
+        assert muted.branch_action(f"{unspoken.id}:speak:1", other, False, request) == (gr.skip(), gr.skip(), gr.skip())
+    assert repository.get_message(unspoken.id).speech is None and repository.get_message(unspoken.id).text == unspoken.text

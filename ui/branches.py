@@ -24,10 +24,10 @@ BRANCH_LINKS_JS = """() => {
         if (!want) return;
         if (Date.now() > want.until) { window.__speakAfter = null; return; }
         const link = document.querySelector(`#chat a[href$="#msg-${want.id}-fork"]`);
-        const bubble = link && link.closest('.message-row, [data-testid="bot"], .message');
-        const audio = bubble && (bubble.querySelector('audio') || bubble.parentElement.querySelector('audio'));
-        if (!audio) return;
+        const row = link && link.closest('.message-row');
+        const play = row && row.querySelector('button.play-btn, button[aria-label="Play"]');
+        if (!play) return;
         window.__speakAfter = null;
-        audio.play().catch(() => {});
+        play.click();
     }, 250);
 }"""
