@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from api.errors import ApiError, unsupported
+from api.spoken import AUDIO_FORMATS, AudioOut
 from domain import limits
 from domain.settings import GenerationSettings
 from domain.types import Role
@@ -35,18 +36,6 @@ class Turn:
     role: Role
     text: str
     files: list[tuple[bytes, str]] = field(default_factory=list)  # (content, file name)
-
-
-@dataclass(frozen=True)
-class AudioOut:
-    """A spoken answer, as `audio` asks for it."""
-
-    voice: str
-    format: str  # one of AUDIO_FORMATS
-
-
-# OpenAI's names for the formats of a spoken answer -> ours (assistant.audio_encode)
-AUDIO_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus", "aac": "aac", "pcm16": "pcm"}
 
 
 @dataclass

@@ -12,7 +12,6 @@ failure a 502, anything else of ours a 500.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -26,12 +25,12 @@ from pathlib import Path
 import anyio
 
 from api import request as parsing
+from api import spoken
 from api.errors import ApiError
-from assistant.audio_encode import encode, pcm16
 from assistant.continuation import Continuation
 from assistant.dialogue import DialogueManager, ReplyDelta, ReplyFinished
 from assistant.model_host import ModelHost, Phase
-from assistant.speech import Speech, StreamSpeaker, speakable
+from assistant.speech import Speech, StreamSpeaker
 from assistant.validation import validate_turn
 from domain import limits
 from domain.errors import AssistantError, EngineUnavailable, InvalidInput, ServiceUnavailable
@@ -42,10 +41,6 @@ from domain.addresses import is_loopback
 log = logging.getLogger(__name__)
 
 _DONE = object()
-# How long a client may refer to a spoken answer by its id, as OpenAI says it (the sound itself is kept with the answer).
-AUDIO_EXPIRES_S = 3600
-# The longest the end of a streamed answer waits for its last sentences to be spoken.
-SPEAKING_WAIT_S = 300.0
 
 
 class ChatApi:
@@ -153,7 +148,7 @@ class ChatApi:
             raise failed_answer(finished)
         whole = completion.whole(finished.message)
         if voice is not None:
-            audio = await anyio.to_thread.run_sync(_spoken, dialogue, finished.message, voice, chat.audio.format, limiter=self._threads)
+            audio = await anyio.to_thread.run_sync(spoken.whole_audio, dialogue, finished.message, voice, chat.audio.format, limiter=self._threads)
             if audio is not None:
                 whole["choices"][0]["message"]["audio"] = audio
         return JSONResponse(whole, headers=headers)
@@ -234,7 +229,7 @@ class ChatApi:
                     if speaker is not None and isinstance(event, ReplyDelta):
                         speaker.feed(event.text)
                     elif speaker is not None and isinstance(event, ReplyFinished):
-                        _keep(speaking, event.message, speaker.finish(event.message.text, SPEAKING_WAIT_S), speaker.error)
+                        spoken.keep_streamed(speaking, event.message, speaker.finish(event.message.text, spoken.SPEAKING_WAIT_S), speaker.error)
                     put(event)
             except BaseException as error:  # noqa: BLE001 - reported to the client below
                 put(error)
@@ -251,7 +246,7 @@ class ChatApi:
                     yield _sse(ApiError(500, "The answer failed.", code="generation_failed").body())
                     return
                 if isinstance(event, Speech):
-                    yield completion.chunk({"audio": audio_delta(completion, event)}, usage=include_usage)
+                    yield completion.chunk({"audio": spoken.audio_delta(completion.id, completion.created, event)}, usage=include_usage)
                 elif isinstance(event, ReplyDelta) and len(event.text) > sent:
                     yield completion.chunk({"content": event.text[sent:]}, usage=include_usage)
                     sent = len(event.text)
@@ -286,43 +281,6 @@ def guarded(handler):
             return ApiError(500, "The server failed while handling the request.", code="server_error").response()
 
     return endpoint
-
-
-def _spoken(dialogue: DialogueManager, message: Message, voice: str, fmt: str) -> dict | None:
-    """OpenAI's `message.audio` for a finished answer, spoken now and kept; None (logged) when it cannot be: the
-    text answer still goes out."""
-    try:
-        spoken = dialogue.speak(message.id, voice)
-    except AssistantError as error:
-        log.warning("answer %s is not spoken: %s", message.id, error)
-        return None
-    return {
-        "id": f"audio_{spoken.message.speech.sha256[:32]}",
-        "data": base64.b64encode(encode(spoken.samples, spoken.rate, parsing.AUDIO_FORMATS[fmt])).decode(),
-        "expires_at": int(time.time()) + AUDIO_EXPIRES_S,
-        "transcript": speakable(message.text),
-    }
-
-
-def _keep(dialogue: DialogueManager, message: Message, parts: list, error) -> None:
-    """What a voice said while the answer streamed, kept as its spoken form (not for a failed answer)."""
-    if error is not None:
-        log.warning("answer %s was not spoken: %s", message.id, error)
-    if not parts or message.status is Status.ERROR:
-        return
-    try:
-        dialogue.keep_speech(message.id, parts)
-    except AssistantError as kept:
-        log.warning("the spoken form of answer %s was not kept: %s", message.id, kept)
-
-
-def audio_delta(completion: Completion, speech: Speech) -> dict:
-    return {
-        "id": f"audio_{completion.id.removeprefix('chatcmpl-')}",
-        "data": base64.b64encode(pcm16(speech.samples, speech.rate)).decode(),
-        "transcript": speech.text,
-        "expires_at": completion.created + AUDIO_EXPIRES_S,
-    }
 
 
 def service_unavailable(error: ServiceUnavailable) -> ApiError:
