@@ -58,7 +58,7 @@ def keep_streamed(dialogue: DialogueManager, message: Message, parts: list, erro
     """What a voice said while the answer streamed, kept as its spoken form (not for a failed answer)."""
     if error is not None:
         log.warning("answer %s was not spoken: %s", message.id, error)
-    if not parts or message.status is Status.ERROR:
+    if not parts or message.status is not Status.COMPLETE:  # a stopped answer was not spoken to its end
         return
     try:
         dialogue.keep_speech(message.id, parts)

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # What OpenAI's clients send as `voice` (Open WebUI sends "alloy" unless told otherwise): each means the default voice.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar")
 
+# The longest stretch of text spoken in one piece while an answer streams (about ten seconds of speech).
+MAX_SENTENCE_CHARS = 160
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|(?<=[。！？；])\s*|\n\s*\n")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
@@ -76,10 +78,14 @@ def sentences(text: str) -> list[str]:
 
 class SentenceBuffer:
     """Text as it streams in; `feed` returns the sentences it completed, `flush` what is left at the end. A sentence
-    never ends inside a code block (its periods are not the answer's)."""
+    never ends inside a code block (its periods are not the answer's); one running past `max_chars` (a list, a
+    run-on) is cut at a comma or a space, so that speech never waits long for a full stop; the first piece at half
+    that, since it is what the listener waits for."""
 
-    def __init__(self):
+    def __init__(self, max_chars: int = MAX_SENTENCE_CHARS):
         self._text = ""
+        self.max_chars = max_chars
+        self._started = False
 
     def feed(self, delta: str) -> list[str]:
         self._text += delta
@@ -87,8 +93,13 @@ class SentenceBuffer:
         for match in _SENTENCE_END.finditer(self._text):
             if self._text.count("```", 0, match.start()) % 2 == 0:
                 end = match.end()
+        limit = self.max_chars if self._started else self.max_chars // 2
+        if end == 0 and len(self._text) > limit and self._text.count("```") % 2 == 0:
+            head = self._text[:limit]
+            end = max(head.rfind(", "), head.rfind("，"), head.rfind(" ")) + 1 or limit
         if end == 0:
             return []
+        self._started = True
         done, self._text = self._text[:end], self._text[end:]
         return _spoken(done)
 
@@ -122,14 +133,28 @@ class StreamSpeaker:
         for sentence in self._buffer.feed(new):
             self._sentences.put(sentence)
 
-    def finish(self, text: str, timeout: float | None = None) -> list[Speech]:
-        """The whole answer: its last sentence is spoken too; returns every piece once all are."""
+    def close(self, text: str) -> None:
+        """The whole answer: what is left of it is spoken too, without waiting for it (see `speaking`)."""
         self.feed(text)
         for sentence in self._buffer.flush():
             self._sentences.put(sentence)
         self._sentences.put(None)
+
+    def finish(self, text: str, timeout: float | None = None) -> list[Speech]:
+        """`close`, then every piece once all are spoken."""
+        self.close(text)
         self._thread.join(timeout)
         return self.parts
+
+    def wait(self, timeout: float) -> bool:
+        """True once every sentence given is spoken (or skipped)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole answer was spoken: nothing skipped for a stop or a failing voice."""
+        return not self._thread.is_alive() and not self.stop.is_set() and self.error is None and bool(self.parts)
 
     def _work(self) -> None:
         while (sentence := self._sentences.get()) is not None:

@@ -29,7 +29,7 @@ from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
-from ui import branches, render, script_api, settings, sidebar
+from ui import branches, render, script_api, settings, sidebar, voice
 from ui.errors import shows_errors
 from ui.settings import fields_from_settings, settings_from_fields
 from ui.sidebar import SidebarHandlers
@@ -37,6 +37,7 @@ from ui.exports import ExportStore
 from ui.files import chat_view
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
+from ui.voice import VoiceOut, VoiceSessions
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,15 @@ class ChatHandlers:
         host: ModelHost,
         demo: bool,
         owner_of: Callable[[str | None], int | None] = lambda name: None,
+        voice: VoiceSessions | None = None,
     ):
         self._dialogue = dialogue
+        self.voice = voice or VoiceSessions()
         self._owner_of = owner_of
         self.host = host
         self.demo = demo
         self.sidebar = SidebarHandlers(self.access)
+        self.branch_action = branches.MessageLinks(self.access, self.sidebar).act
         self._stops: dict[str, threading.Event] = {}
 
     @shows_errors
@@ -106,11 +110,18 @@ class ChatHandlers:
 
     @shows_errors
     def respond(self, value: dict | None, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
-        """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat, search results) as the turn goes on."""
+        """Yields (chatbot, textbox, conversation_id, conversation list, stop, new chat, search results, voice out) as the
+        turn goes on."""
         value = value or {}
         text = value.get("text") or ""
         paths = [str(path) for path in value.get("files") or []]
         settings = settings_from_fields(*fields)
+        if self.voice.active(request.session_hash):
+            try:
+                self.voice.check(paths)
+            except InvalidInput:
+                yield gr.skip(), {"text": text, "files": [p for p in paths if Path(p).exists()]}, *[gr.skip()] * 6
+                raise
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
         events = dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop, settings)
@@ -150,6 +161,7 @@ class ChatHandlers:
         show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
+        spoken, finished = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash)), None
         try:
             for event in events:
                 if isinstance(event, UserTurnSaved):
@@ -167,6 +179,7 @@ class ChatHandlers:
                         gr.Button(interactive=True),
                         gr.Button(interactive=False),
                         gr.Radio(interactive=False),
+                        gr.skip(),
                     )
                     continue
                 if isinstance(event, WaitingForModel):
@@ -176,24 +189,29 @@ class ChatHandlers:
                 elif isinstance(event, Queued):
                     history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead)}
                 elif isinstance(event, ReplyDelta):
+                    if spoken is not None:
+                        spoken.speaker.feed(event.text)
                     if time.monotonic() - last_update < MIN_UPDATE_INTERVAL_S:
                         continue  # the next update (or ReplyFinished) carries this text too
                     history[-1] = {"role": "assistant", "content": render.streaming_text(event.text)}
                 elif isinstance(event, ReplyFinished):
+                    finished = event.message
                     # The answer as it ended, also while storing it waits for a full disk or a locked database.
                     stored = dialogue.open_messages(event.message.conversation_id)
                     history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
                         gr.Warning(event.message.error or "The answer failed.")
                 last_update = time.monotonic()
-                yield history, *[gr.skip()] * 6
+                yield history, *[gr.skip()] * 6, (spoken and spoken.update()) or gr.skip()
+            if spoken is not None and finished is not None:
+                yield from self._speak_to_the_end(dialogue, spoken, finished, request)
         except InvalidInput as error:
             # Refused before anything was saved: the text stays; a file at fault leaves the composer (and the disk).
             if error.filename is not None:
                 bad = [p for p in paths if clean_filename(Path(p).name) == error.filename]
                 discard_uploads(bad)
                 kept = [p for p in paths if p not in bad]
-                yield gr.skip(), {"text": text, "files": kept}, *[gr.skip()] * 5
+                yield gr.skip(), {"text": text, "files": kept}, *[gr.skip()] * 6
             raise
         except AssistantError:
             raise  # the person's to read, not a fault of the app
@@ -203,30 +221,17 @@ class ChatHandlers:
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)
+            if spoken is not None:
+                spoken.speaker.close("")  # ends its thread, whatever ended the turn
 
-    @shows_errors
-    def branch_action(self, action: str, conversation_id: str | None, archived: bool, request: gr.Request):
-        """A click on ‹ › (switch version), ⑂ (fork) or 🔊 (speak) under a message: (conversation id, chat, list)."""
-        message_id, _, verb = (action or "").partition(":")
-        verb = verb.split(":")[0]
-        if not message_id.isdigit() or verb not in ("prev", "next", "fork", "speak"):
-            return gr.skip(), gr.skip(), gr.skip()
-        dialogue = self.access(request)
-        if verb == "speak":
-            try:
-                spoken = dialogue.speak(int(message_id))
-            except AssistantError as error:  # no voice to be had, or not an answer: the text stays as it was
-                gr.Warning(f"No sound: {error}")
-                return gr.skip(), gr.skip(), gr.skip()
-            chat = chat_view(dialogue, dialogue.open_messages(spoken.message.conversation_id), request)
-            return gr.skip(), chat, gr.skip()
-        if verb == "fork":
-            conversation_id = dialogue.fork(int(message_id)).id
-            gr.Info("Forked into a new conversation.")
-        else:
-            conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
-        chat = chat_view(dialogue, dialogue.open_messages(conversation_id), request)
-        return conversation_id, chat, self.sidebar.list_for(dialogue, conversation_id, archived)
+    def _speak_to_the_end(self, dialogue, spoken: VoiceOut, message, request: gr.Request):
+        for update in spoken.to_the_end(dialogue, message):
+            yield gr.skip(), *[gr.skip()] * 6, update
+        if spoken.kept:  # the bubble shows the sound it was spoken with
+            yield chat_view(dialogue, dialogue.open_messages(message.conversation_id), request), *[gr.skip()] * 7
+
+    def set_voice_mode(self, action: str, request: gr.Request) -> None:
+        self.voice.set_mode(action or "", request.session_hash, self._dialogue.speech)
 
     def refresh_transcripts(self, conversation_id: str | None, request: gr.Request):
         """(chat, transcript timer), after a turn or a conversation opens and then each second while transcripts
@@ -297,6 +302,8 @@ def build_app(
                 scale=12,
             )
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
+            voice.toggle_button(visible="microphone" in sources)  # hands-free voice mode, where the microphone is
+        voice_controls = voice.build_controls(dialogue)
         panel = settings.build_settings_panel()
         if api_keys is not None:
             api_key_panel.wire(api_key_panel.build_api_key_panel(), api_key_panel.ApiKeyHandlers(api_keys, owner_of), app)
@@ -306,12 +313,13 @@ def build_app(
 
         app.load(handlers.on_load, outputs=[status, bar.conversations])
         app.load(None, js=branches.BRANCH_LINKS_JS)
+        voice.wire(app, voice_controls, handlers.set_voice_mode)
         timer.tick(handlers.refresh_status, outputs=[status, timer])
         refresh_transcripts = dict(
             fn=handlers.refresh_transcripts, inputs=[conversation_id], outputs=[chatbot, transcript_timer], show_progress="hidden"
         )
         transcript_timer.tick(**refresh_transcripts)
-        turn_outputs = [chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results]
+        turn_outputs = [chatbot, textbox, conversation_id, bar.conversations, stop, bar.new_chat, bar.results, voice_controls.out]
         unlock_outputs = [textbox, bar.conversations, stop, bar.new_chat, bar.results]
         for trigger, handler, inputs in (
             (textbox.submit, handlers.respond, [textbox, conversation_id, bar.show_archived, *panel.fields]),

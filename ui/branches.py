@@ -1,6 +1,48 @@
-"""Version arrows and fork links under messages: links (see render.message_footer) that a page script turns into
-an event carrying "MESSAGE_ID:VERB:NONCE" in a hidden textbox, since Chatbot messages cannot hold buttons.
+"""Version arrows, fork and speak links under messages: links (see render.message_footer) that a page script turns
+into an event carrying "MESSAGE_ID:VERB:NONCE" in a hidden textbox, since Chatbot messages cannot hold buttons; and
+the handler of that event.
 """
+
+from __future__ import annotations
+
+import gradio as gr
+
+from domain.errors import AssistantError
+from ui.errors import shows_errors
+from ui.files import chat_view
+
+
+class MessageLinks:
+    """`access(request)`: the request's user's dialogue manager; `sidebar`: ui.sidebar.SidebarHandlers."""
+
+    def __init__(self, access, sidebar):
+        self.access = access
+        self.sidebar = sidebar
+
+    @shows_errors
+    def act(self, action: str, conversation_id: str | None, archived: bool, request: gr.Request):
+        """A click on ‹ › (switch version), ⑂ (fork) or 🔊 (speak) under a message: (conversation id, chat, list)."""
+        message_id, _, verb = (action or "").partition(":")
+        verb = verb.split(":")[0]
+        if not message_id.isdigit() or verb not in ("prev", "next", "fork", "speak"):
+            return gr.skip(), gr.skip(), gr.skip()
+        dialogue = self.access(request)
+        if verb == "speak":
+            try:
+                spoken = dialogue.speak(int(message_id))
+            except AssistantError as error:  # no voice to be had, or not an answer: the text stays as it was
+                gr.Warning(f"No sound: {error}")
+                return gr.skip(), gr.skip(), gr.skip()
+            chat = chat_view(dialogue, dialogue.open_messages(spoken.message.conversation_id), request)
+            return gr.skip(), chat, gr.skip()
+        if verb == "fork":
+            conversation_id = dialogue.fork(int(message_id)).id
+            gr.Info("Forked into a new conversation.")
+        else:
+            conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
+        chat = chat_view(dialogue, dialogue.open_messages(conversation_id), request)
+        return conversation_id, chat, self.sidebar.list_for(dialogue, conversation_id, archived)
+
 
 # Runs once at page load (Blocks.load js=): one capturing listener for the whole page.
 BRANCH_LINKS_JS = """() => {
