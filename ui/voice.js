@@ -111,7 +111,7 @@
         V.chunks.push(x);
         if (loud) V.lastLoud = now;
         const seconds = V.chunks.length * x.length / rate;
-        const cut = seconds >= cfg.max_seconds;
+        const cut = seconds >= cfg.max_seconds - 0.1;  // a frame short of the limit, which the server checks
         if (now - V.lastLoud > END_MS || cut) {
             V.recording = false; V.endOfSpeech = cut ? now : V.lastLoud;
             const chunks = V.chunks; V.chunks = [];
