@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int | None:
         else:
             model = local_model(
                 args.model, Quant(args.quant), data_dir, demo_family=args.demo, reuse=not args.no_reuse,
-                kv_cache_gb=args.kv_cache_gb, compile_decode=args.compile, **limits_asked,
+                kv_cache_gb=args.kv_cache_gb, compile_decode=args.compile, speech=args.speech, **limits_asked,
             )  # fmt: skip
     except ModelLoadError as error:
         raise SystemExit(f"error: {error}") from None
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int | None:
     # The dialogue manager: every turn, from the page or the API, goes through it.
     media = MediaLoader()
     transcriber = make_transcriber(args.whisper_model, model.demo, data_dir, stores.transcripts, media)
-    speech = make_speech(args.speech, model.demo, data_dir)
+    speech = make_speech(args.speech, model.demo, data_dir, host)
     queue = TurnQueue(slots=args.engine_concurrency if remote else 1)
     dialogue = DialogueManager(
         stores.conversations, host, media, queue, transcriber=transcriber, speech=speech,

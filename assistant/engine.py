@@ -78,6 +78,8 @@ class GenerationThread:
 
 
 class TransformersEngine(AnswerLength):
+    voice = None  # the model's own voice, set by the loader when it has one (assistant/omni_talker.py)
+
     def __init__(
         self,
         model,

@@ -21,6 +21,7 @@ class EngineInfo:
     model: str
     quant: str
     device: str
+    voice: str = ""  # how answers are spoken, when the page should know (its own Talker, or why not)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Engine(Protocol):
     info: EngineInfo  # what the page and each answer's details name
     family: Capabilities  # what the model accepts (in process, the whole Family, which is one); only that is used
     context_tokens: int  # prompt and answer together
+    voice: object | None  # the model's own voice (assistant.speech.SpeechEngine: a talker), or None
 
     def answer_budget(self, settings: GenerationSettings) -> int:
         """The tokens kept free for the answer when the prompt is fitted into the context."""

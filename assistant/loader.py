@@ -41,6 +41,12 @@ class ModelSpec:
     quant: Quant = Quant.AUTO
     demo: bool = False
     compile: bool | None = None  # compiled decode (assistant/compiled.py); None: on a GPU
+    speech: str = "off"  # --speech: "on" loads a model's own voice (a talker) where it has one, "auto" on a GPU or the demo
+
+
+def speaks_itself(speech: str, cuda: bool, demo: bool) -> bool:
+    """Whether a model with a voice of its own is loaded with it: its talker needs a GPU to keep pace (the demo's is tiny)."""
+    return speech == "on" or (speech == "auto" and (cuda or demo))
 
 
 def resolve_quant(quant: Quant, cuda: bool) -> Quant:
@@ -137,14 +143,17 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     device = torch.cuda.get_device_name(0) if cuda else "CPU"
     progress(f"Loading {spec.source} ({family.title}, {quant.value}) on {device}…", None)
     dtype = torch.bfloat16 if cuda else torch.float32
+    placement = {"dtype": dtype, "device_map": "auto" if cuda else "cpu"}
+    voice, voice_note = None, ""
     try:
         processor = getattr(transformers, family.processor_class).from_pretrained(path)
-        model = getattr(transformers, family.model_class).from_pretrained(
-            path,
-            dtype=dtype,
-            device_map="auto" if cuda else "cpu",
-            quantization_config=quantization_config(quant, family.unquantized, dtype),
-        )
+        model = None
+        if family.own_voice is not None and speaks_itself(spec.speech, cuda, spec.demo):
+            model, voice, voice_note = _with_own_voice(family, path, processor, quant, placement, progress)
+        if model is None:
+            model = getattr(transformers, family.model_class).from_pretrained(
+                path, quantization_config=quantization_config(quant, family.unquantized, dtype), **placement
+            )
     except torch.OutOfMemoryError:
         log.warning("loading %s ran out of memory", spec.source, exc_info=True)
         raise ModelLoadError(
@@ -155,13 +164,37 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         raise cannot_fetch(spec.source, "its files are missing, damaged or of a kind this app cannot load; the log has the details") from None
     model.eval()
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
-    info = EngineInfo(model=name, quant=quant.value, device=device)
+    info = EngineInfo(model=name, quant=quant.value, device=device, voice=voice_note)
     compile_decode = cuda if spec.compile is None else spec.compile
     engine = TransformersEngine(model, processor, info, family, compile_decode=compile_decode, **engine_kwargs)
+    engine.voice = voice
     if engine.compiled is not None and engine.compiled.enabled:
         progress("Compiling the decode step, so that answers stream fast (a minute or two; quicker on later starts)…", None)
         engine.warm_up()
     return engine
+
+
+def _with_own_voice(family: Family, path: Path, processor, quant: Quant, placement: dict, progress: Progress):
+    """(the model that writes, its voice, a note for the page), the whole model loaded; (None, None, why not) when its
+    voice cannot be had (no speakers file, no memory for it), so that the text model alone is loaded instead."""
+    import torch
+    import transformers
+
+    progress(f"Loading {family.title} with its own voice…", None)
+    try:
+        whole = getattr(transformers, family.speech_model_class).from_pretrained(
+            path, quantization_config=quantization_config(quant, family.speech_unquantized, placement["dtype"]), **placement
+        )
+        model, voice = family.own_voice(whole, processor)
+    except torch.OutOfMemoryError:
+        log.warning("no memory for %s's own voice", family.title, exc_info=True)
+        torch.cuda.empty_cache()
+        return None, None, "its own voice did not fit in memory, so Piper speaks its answers"
+    except Exception:  # noqa: BLE001 - a checkpoint without its talker or speakers: the text model still loads
+        log.warning("%s's own voice could not be loaded", family.title, exc_info=True)
+        return None, None, "its own voice could not be loaded (the log says why), so Piper speaks its answers"
+    model.eval()
+    return model, voice, f"speaks with its own voice ({voice.label})"
 
 
 @dataclass(frozen=True)
@@ -186,6 +219,7 @@ def local_model(
     max_new_tokens: int | None = None,
     max_context: int | None = None,
     compile_decode: bool | None = None,
+    speech: str = "off",
 ) -> ModelChoice:
     """A checkpoint (folder or Hugging Face id) loaded in this process, or with `demo_family` that family's tiny demo,
     built under `data_dir` on first start. ModelLoadError when a demo name or a local folder names no family.
@@ -214,7 +248,7 @@ def local_model(
         from assistant.reuse import Reuse
 
         kept = Reuse(kv_cache_gb, data_dir / ENCODER_CACHE) if reuse else None
-        spec = ModelSpec(checkpoint, quant, demo=demo, compile=compile_decode)
+        spec = ModelSpec(checkpoint, quant, demo=demo, compile=compile_decode, speech=speech)
         return load_engine(spec, progress, reuse=kept, **engine_kwargs)
 
     return ModelChoice(family, demo, load)
@@ -282,8 +316,9 @@ def make_transcriber(source: str | None, demo: bool, data_dir: Path, store, medi
     return Transcriber(store, media, lambda progress: load_whisper(name, root, device, progress), f"Whisper {name}", fp16=cuda).start()
 
 
-def make_speech(option: str, demo: bool, data_dir: Path):
-    """The voice answers are spoken with (assistant.speech.SpeechEngine), or None when `--speech off`."""
+def make_speech(option: str, demo: bool, data_dir: Path, host=None):
+    """The voice answers are spoken with (assistant.speech.SpeechEngine), or None when `--speech off`: with `host`
+    (assistant.model_host.ModelHost), the model's own once it is loaded with one, else Piper's."""
     if option == "off":
         return None
     from assistant.piper_speech import PUBLISHED_VOICES, PiperSpeech, fetch_voice
@@ -292,5 +327,11 @@ def make_speech(option: str, demo: bool, data_dir: Path):
     if demo:
         from assistant.demo_voice import DEMO_VOICES, ensure_demo_voice
 
-        return PiperSpeech(DEMO_VOICES, lambda code, progress: ensure_demo_voice(code, folder))
-    return PiperSpeech(PUBLISHED_VOICES, lambda code, progress: fetch_voice(code, folder, progress))
+        piper = PiperSpeech(DEMO_VOICES, lambda code, progress: ensure_demo_voice(code, folder))
+    else:
+        piper = PiperSpeech(PUBLISHED_VOICES, lambda code, progress: fetch_voice(code, folder, progress))
+    if host is None:
+        return piper
+    from assistant.speech import ModelVoice
+
+    return ModelVoice(host, piper)

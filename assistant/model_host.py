@@ -89,7 +89,8 @@ class ModelHost:
         else:
             self._engine = engine
             info = engine.info
-            self._state = HostState(Phase.READY, f"{info.model} · {info.quant} · {info.device}", 1.0)
+            voice = f" · {info.voice}" if info.voice else ""
+            self._state = HostState(Phase.READY, f"{info.model} · {info.quant} · {info.device}{voice}", 1.0)
             log.info("model ready: %s", self._state.message)
         finally:
             self._ready.set()

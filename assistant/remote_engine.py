@@ -60,6 +60,8 @@ def family_for_model(name: str, accepts: frozenset[MediaKind] | None) -> Capabil
 class OpenAIEngine(AnswerLength):
     """Generation by an OpenAI-compatible server at `base_url` (…/v1)."""
 
+    voice = None  # answers are spoken by this app's text-to-speech engine
+
     def __init__(
         self,
         base_url: str,

@@ -55,7 +55,43 @@ class SpeechEngine(Protocol):
     voices: tuple[str, ...]
     default_voice: str
 
+    def resolve(self, voice: str | None) -> str:
+        """Its name for `voice`: OpenAI's names and None mean the default; ValueError for a voice it does not have."""
+        ...
+
     def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]: ...
+
+
+class ModelVoice:
+    """The voice answers are spoken with: the loaded model's own (`host.engine.voice`, a talker) when it has one, else
+    the text-to-speech engine. Asked anew each time, so it follows the model as it loads."""
+
+    def __init__(self, host, fallback: SpeechEngine):
+        self.host = host
+        self.fallback = fallback
+
+    @property
+    def current(self) -> SpeechEngine:
+        return getattr(self.host.engine, "voice", None) or self.fallback
+
+    @property
+    def label(self) -> str:
+        return self.current.label
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        return self.current.voices
+
+    @property
+    def default_voice(self) -> str:
+        return self.current.default_voice
+
+    def resolve(self, voice: str | None) -> str:
+        return self.current.resolve(voice)
+
+    def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]:
+        current = self.current
+        return current.speak(text, voice if voice in current.voices else current.default_voice, speed)
 
 
 def language_of(sentence: str) -> str:

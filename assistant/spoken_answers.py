@@ -14,6 +14,7 @@ import numpy as np
 from assistant.audio_encode import encode
 from assistant.media import SAMPLE_RATE
 from assistant.speech import Speech, SpeechEngine
+from domain import limits
 from domain.errors import InvalidInput
 from domain.types import MediaFile, MediaKind, Message, Role, Status
 
@@ -47,7 +48,11 @@ class SpokenAnswers:
         """Store what the voice said for the answer (spoken while it streamed, say) as its spoken form."""
         if not parts:
             raise InvalidInput("This answer has no words to speak.")
-        samples, rate = np.concatenate([p.samples for p in parts]), parts[0].rate
+        rate = parts[0].rate
+        samples = np.concatenate([p.samples for p in parts] + [np.zeros(0, dtype=np.float32)])
+        shortest = int((limits.MIN_AUDIO_SECONDS + 0.1) * rate)  # "Yes." stays a sound an import accepts
+        if len(samples) < shortest:
+            samples = np.pad(samples, (0, shortest - len(samples)))
         with tempfile.TemporaryDirectory(prefix="speech-") as folder:
             path = Path(folder) / "speech.mp3"
             path.write_bytes(encode(samples, rate, "mp3"))

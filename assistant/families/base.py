@@ -35,6 +35,11 @@ class Family(Capabilities):
     processor_class: str = "AutoProcessor"
     # The processor's media keywords for the images and audio of a prompt (every 5.x processor takes "audio").
     processor_kwargs: Callable[[list, list], dict] = field(default=_images_and_audio)
+    # A model that speaks for itself (a talker): the class loaded instead when answers are spoken, the modules kept out
+    # of 4/8-bit in it, and `own_voice(model, processor)` -> (the model that writes the text, its speech engine).
+    speech_model_class: str | None = None
+    speech_unquantized: tuple[str, ...] = ()
+    own_voice: Callable[[object, object], tuple[object, object]] | None = None
 
     @property
     def capabilities(self) -> Capabilities:

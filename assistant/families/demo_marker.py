@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 # Bump when a builder changes, so a cached demo checkpoint is rebuilt.
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 MARKER = "demo_model.json"
 
 

@@ -84,8 +84,43 @@ def build_demo(path: Path) -> None:
     with torch.no_grad():
         for token in ("<|im_end|>", "<|endoftext|>"):
             model.thinker.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
+        # Likewise the Talker's end codes: it speaks each sentence for as long as the sentence may take.
+        for code in (config.talker_config.tts_codec_end_token_id, config.talker_config.tts_codec_pad_token_id):
+            model.talker.codec_head.weight[code] = 0.0
     model.save_pretrained(path)
     processor.save_pretrained(path)
+    _save_speakers(path, tokenizer, config)
+
+
+def _speech_ids(tokenizer) -> dict[str, int]:
+    """Ids past the tokenizer's, in the padded embedding rows, for what the published checkpoint keeps there: the
+    Talker's text pad/start/end tokens and each speaker's start token."""
+    first = len(tokenizer)
+    names = ("text_pad", "text_start", "text_end", *SPEAKERS)
+    assert first + len(names) <= padded_vocab(tokenizer)
+    return {name: first + i for i, name in enumerate(names)}
+
+
+# The published speakers (spk_dict.pt of Qwen/Qwen2.5-Omni-7B); the demo's are random, shaped like them.
+SPEAKERS = ("Chelsie", "Ethan")
+
+
+def _save_speakers(path: Path, tokenizer, config) -> None:
+    """spk_dict.pt as published: per speaker its start token, its voice embedding and a reference mel."""
+    import torch
+
+    ids = _speech_ids(tokenizer)
+    dit = config.token2wav_config.dit_config
+    generator = torch.Generator().manual_seed(DEMO_SEED)
+    speakers = {
+        name: {
+            "bos_token": ids[name],
+            "cond": torch.randn(1, dit.enc_emb_dim, generator=generator),
+            "ref_mel": torch.randn(1, 40, dit.mel_dim, generator=generator),
+        }
+        for name in SPEAKERS
+    }
+    torch.save(speakers, path / "spk_dict.pt")
 
 
 def _build_processor(tokenizer):
@@ -110,6 +145,7 @@ def _build_config(tokenizer):
     from transformers import Qwen2_5OmniConfig
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    speech = _speech_ids(tokenizer)
     vocab_size = padded_vocab(tokenizer)
     text = 64
     thinker = {
@@ -181,6 +217,9 @@ def _build_config(tokenizer):
         "vision_end_token_id": ids["<|vision_eos|>"],
         "audio_start_token_id": ids["<|audio_bos|>"],
         "audio_end_token_id": ids["<|audio_eos|>"],
+        "tts_text_pad_token_id": speech["text_pad"],
+        "tts_text_start_token_id": speech["text_start"],
+        "tts_text_end_token_id": speech["text_end"],
         "tts_codec_start_token_id": 120,
         "tts_codec_end_token_id": 121,
         "tts_codec_pad_token_id": 122,
@@ -206,7 +245,7 @@ def _build_config(tokenizer):
         },
         "bigvgan_config": {
             "mel_dim": 80,
-            "upsample_initial_channel": 16,
+            "upsample_initial_channel": 128,  # halved at each of the six upsamplings, as published (1536 → 24)
             "upsample_rates": [5, 3, 2, 2, 2, 2],
             "upsample_kernel_sizes": [11, 7, 4, 4, 4, 4],
         },
@@ -246,16 +285,28 @@ class OmniReuse(QwenVisionReuse):
         return super().position_inputs(kind, remembered)
 
 
+def own_voice(model, processor):
+    """The whole Omni model loaded: its Thinker writes the answers, its Talker speaks them."""
+    from assistant.omni_talker import OmniTalker
+
+    model.token2wav.float()  # as transformers keeps it: its diffusion sampling in bf16 is audibly worse
+    return model.thinker, OmniTalker(model, processor)
+
+
 FAMILY = Family(
     name="qwen2.5-omni",
     title="Qwen2.5-Omni",
     accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
     context_tokens=32768,  # the published Thinker's max_position_embeddings,
-    # The published checkpoints hold the whole Omni model; only its Thinker (no speech output) is loaded.
+    # The published checkpoints hold the whole Omni model; without speech only its Thinker is loaded.
     model_types=("qwen2_5_omni", "qwen2_5_omni_thinker"),
     model_class="Qwen2_5OmniThinkerForConditionalGeneration",
     processor_class="Qwen2_5OmniProcessor",
     unquantized=("model.audio_tower", "model.visual", "lm_head"),
+    # With speech on, the whole model: the Talker and token2wav stay unquantized (2.6 GB in bf16 for the 7B).
+    speech_model_class="Qwen2_5OmniForConditionalGeneration",
+    speech_unquantized=("thinker.model.audio_tower", "thinker.model.visual", "thinker.lm_head", "talker", "token2wav"),
+    own_voice=own_voice,
     build_demo=build_demo,
     reuse=OmniReuse(),
 )
