@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -244,8 +245,13 @@ def _verbose(result: dict) -> dict:
         "language": LANGUAGES.get(result.get("language") or "", result.get("language") or ""),
         "duration": result["duration"],
         "text": result["text"].strip(),
-        "segments": [{k: s[k] for k in fields if k in s} for s in result.get("segments", [])],
+        "segments": [{k: _finite(s[k]) for k in fields if k in s} for s in result.get("segments", [])],
     }
+
+
+def _finite(value):
+    """JSON has no NaN or infinity (Whisper gives -inf log probabilities for a clip it could make nothing of)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _subtitles(result: dict, fmt: str) -> str:

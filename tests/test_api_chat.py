@@ -148,3 +148,15 @@ def test_each_streamed_event_is_one_line_for_any_reader():
     event = _sse({"choices": [{"delta": {"content": text}}]})
     assert event.endswith("\n\n") and len(event[:-2].splitlines()) == 1
     assert json.loads(event[len("data: "):])["choices"][0]["delta"]["content"] == text
+
+
+def test_the_app_speaks_with_its_models_voice_and_transcribes_through_the_api(client, speech_wav):
+    import io
+    import wave
+
+    spoken = client.audio.speech.create(model="tts-1", voice="Ethan", input="Hello from the app.", response_format="wav")
+    with wave.open(io.BytesIO(spoken.content)) as file:
+        assert file.getframerate() == 24_000 and file.getnframes() > 12_000
+    with open(speech_wav, "rb") as file:
+        transcript = client.audio.transcriptions.create(model="whisper-1", file=file, response_format="verbose_json")
+    assert transcript.duration > 1.0 and isinstance(transcript.text, str)
