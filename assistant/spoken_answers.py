@@ -42,7 +42,11 @@ class SpokenAnswers:
             return SpokenAnswer(message, self.decode(message.speech.path), SAMPLE_RATE)
         if message.role is not Role.ASSISTANT or message.status is Status.STREAMING:
             raise InvalidInput("Only a finished answer can be spoken.")
-        return self.keep(repository, message_id, list(self.speech.speak(message.text, self.speech.resolve(voice))))
+        try:
+            voice = self.speech.resolve(voice)
+        except ValueError:  # a conversation's voice the model now loaded lacks: its default speaks
+            voice = self.speech.default_voice
+        return self.keep(repository, message_id, list(self.speech.speak(message.text, voice)))
 
     def keep(self, repository, message_id: int, parts: list[Speech]) -> SpokenAnswer:
         """Store what the voice said for the answer (spoken while it streamed, say) as its spoken form."""

@@ -19,6 +19,7 @@ class GenerationSettings(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_new_tokens: int | None = Field(default=None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    voice: str | None = Field(default=None, max_length=64)  # who speaks the answers; one the voice lacks: its default
 
 
 Finish = Literal["finished", "length", "stopped", "error"]

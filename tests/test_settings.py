@@ -15,9 +15,11 @@ def test_empty_fields_are_the_defaults_and_zero_means_zero():
 
 
 def test_fields_round_trip():
-    settings = GenerationSettings(system_prompt="Be brief.", temperature=0.7, top_p=0.9, max_new_tokens=256, seed=42)
+    settings = GenerationSettings(
+        system_prompt="Be brief.", temperature=0.7, top_p=0.9, max_new_tokens=256, seed=42, voice="Ethan"
+    )
     assert settings_from_fields(*fields_from_settings(settings)) == settings
-    assert fields_from_settings(None) == ("", "", "", "", "")
+    assert fields_from_settings(None) == ("", "", "", "", "", "")
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,7 @@ def test_fields_round_trip():
         (("", "", "", "0", ""), "Max new tokens: input should be greater than or equal to 1"),
         (("", "", "", "", "-1"), "Seed: input should be greater than or equal to 0"),
         (("x" * 20_001, "", "", "", ""), "System prompt: string should have at most 20000 characters"),
+        (("", "", "", "", "", "v" * 65), "Voice: string should have at most 64 characters"),
     ],
 )
 def test_bad_fields_name_the_field_and_the_problem(fields, message):

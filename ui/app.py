@@ -31,7 +31,7 @@ from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, render, script_api, settings, sidebar, voice
 from ui.errors import shows_errors
-from ui.settings import fields_from_settings, settings_from_fields
+from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
 from ui.files import chat_view
@@ -86,11 +86,16 @@ class ChatHandlers:
 
     def on_load(self, request: gr.Request):
         status = render.status_markdown(self.host.state, self.demo)
-        return status, self.sidebar.list_for(self.access(request), None, archived=False)
+        return status, self.sidebar.list_for(self.access(request), None, archived=False), voice_choices(self._dialogue.speech)
 
     def refresh_status(self):
+        """While the model loads: its progress, and then the voices it speaks with (its own, once loaded)."""
         state = self.host.state
-        return render.status_markdown(state, self.demo), gr.Timer(active=state.phase is Phase.LOADING)
+        return (
+            render.status_markdown(state, self.demo),
+            gr.Timer(active=state.phase is Phase.LOADING),
+            voice_choices(self._dialogue.speech),
+        )
 
     def new_chat(self):
         # A draft in the composer stays: the user may have typed it for the new chat. Settings go back to defaults.
@@ -125,7 +130,7 @@ class ChatHandlers:
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
         events = dialogue.send(conversation_id, text, [(Path(p), Path(p).name) for p in paths], stop, settings)
-        yield from self._turn(dialogue, events, archived, request, paths, text)
+        yield from self._turn(dialogue, events, archived, request, paths, text, settings.voice)
 
     @shows_errors
     def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
@@ -135,7 +140,8 @@ class ChatHandlers:
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
-        yield from self._turn(dialogue, dialogue.regenerate(conversation_id, stop, settings), archived, request)
+        events = dialogue.regenerate(conversation_id, stop, settings)
+        yield from self._turn(dialogue, events, archived, request, voice=settings.voice)
 
     @shows_errors
     def edit(self, conversation_id: str | None, archived: bool, edited: gr.EditData, request: gr.Request, *fields):
@@ -147,7 +153,8 @@ class ChatHandlers:
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
-        yield from self._turn(dialogue, dialogue.edit(messages[edited.index].id, text, stop, settings), archived, request)
+        events = dialogue.edit(messages[edited.index].id, text, stop, settings)
+        yield from self._turn(dialogue, events, archived, request, voice=settings.voice)
 
     @shows_errors
     def after_open(self, conversation_id: str | None, request: gr.Request):
@@ -156,12 +163,15 @@ class ChatHandlers:
         settings = dialogue.get_conversation(conversation_id).settings if conversation_id else None
         return *self.sidebar.actions_for(dialogue, conversation_id), *fields_from_settings(settings)
 
-    def _turn(self, dialogue, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = ""):
-        """Show a turn's events as they come; every way it can end unlocks the page (see enable_input). Its callers
-        show the AssistantError it lets through (@shows_errors)."""
+    def _turn(
+        self, dialogue, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = "", voice=None
+    ):
+        """Show a turn's events as they come (and, in voice mode, speak its answer in `voice`); every way it can end
+        unlocks the page (see enable_input). Its callers show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
-        spoken, finished = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash)), None
+        spoken = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash), voice)
+        finished = None
         try:
             for event in events:
                 if isinstance(event, UserTurnSaved):
@@ -311,10 +321,10 @@ def build_app(
         transcript_timer = gr.Timer(1.0, active=False)
         actions = [bar.actions, bar.rename, bar.pin, bar.archive, *panel.fields]
 
-        app.load(handlers.on_load, outputs=[status, bar.conversations])
+        app.load(handlers.on_load, outputs=[status, bar.conversations, panel.voice])
         app.load(None, js=branches.BRANCH_LINKS_JS)
         voice.wire(app, voice_controls, handlers.set_voice_mode)
-        timer.tick(handlers.refresh_status, outputs=[status, timer])
+        timer.tick(handlers.refresh_status, outputs=[status, timer, panel.voice])
         refresh_transcripts = dict(
             fn=handlers.refresh_transcripts, inputs=[conversation_id], outputs=[chatbot, transcript_timer], show_progress="hidden"
         )

@@ -29,7 +29,8 @@ class MessageLinks:
         dialogue = self.access(request)
         if verb == "speak":
             try:
-                spoken = dialogue.speak(int(message_id))
+                voice = dialogue.get_conversation(conversation_id).settings.voice if conversation_id else None
+                spoken = dialogue.speak(int(message_id), voice)
             except AssistantError as error:  # no voice to be had, or not an answer: the text stays as it was
                 gr.Warning(f"No sound: {error}")
                 return gr.skip(), gr.skip(), gr.skip()

@@ -16,6 +16,7 @@ _NAMES = {
     "top_p": "Top-p",
     "max_new_tokens": "Max new tokens",
     "seed": "Seed",
+    "voice": "Voice",
 }
 
 
@@ -26,10 +27,11 @@ class SettingsPanel:
     top_p: gr.Textbox
     max_new_tokens: gr.Textbox
     seed: gr.Textbox
+    voice: gr.Dropdown  # its choices are the voices of the model loaded (see voice_choices)
 
     @property
     def fields(self) -> list:
-        return [self.system_prompt, self.temperature, self.top_p, self.max_new_tokens, self.seed]
+        return [self.system_prompt, self.temperature, self.top_p, self.max_new_tokens, self.seed, self.voice]
 
 
 def build_settings_panel() -> SettingsPanel:
@@ -44,11 +46,21 @@ def build_settings_panel() -> SettingsPanel:
             top_p = gr.Textbox(label="Top-p (0–1)", max_lines=1, elem_id="top-p")
             max_new_tokens = gr.Textbox(label="Max new tokens", max_lines=1, elem_id="max-new-tokens")
             seed = gr.Textbox(label="Seed", max_lines=1, elem_id="seed")
+            voice = gr.Dropdown(label="Voice (spoken answers)", choices=[DEFAULT_VOICE], value="", elem_id="voice")
         gr.Markdown("Empty fields use the defaults. The settings are saved with the conversation when you send.")
-    return SettingsPanel(system_prompt, temperature, top_p, max_new_tokens, seed)
+    return SettingsPanel(system_prompt, temperature, top_p, max_new_tokens, seed, voice)
 
 
-def settings_from_fields(system_prompt, temperature, top_p, max_new_tokens, seed) -> GenerationSettings:
+DEFAULT_VOICE = ("Default", "")
+
+
+def voice_choices(speech) -> gr.Dropdown:
+    """The Voice field offering the voices of `speech` (assistant.speech.SpeechEngine, or None: speech is off)."""
+    voices = speech.voices if speech is not None else ()
+    return gr.Dropdown(choices=[DEFAULT_VOICE, *((v, v) for v in voices)], interactive=speech is not None)
+
+
+def settings_from_fields(system_prompt, temperature, top_p, max_new_tokens, seed, voice=None) -> GenerationSettings:
     """The panel's fields as settings; InvalidInput naming the field when one is not a number or out of range."""
     values = {
         "system_prompt": (system_prompt or "").strip() or None,
@@ -56,6 +68,7 @@ def settings_from_fields(system_prompt, temperature, top_p, max_new_tokens, seed
         "top_p": _number(top_p, "top_p", float),
         "max_new_tokens": _number(max_new_tokens, "max_new_tokens", int),
         "seed": _number(seed, "seed", int),
+        "voice": (voice or "").strip() or None,
     }
     try:
         return GenerationSettings(**values)
@@ -79,4 +92,4 @@ def _number(text, name: str, kind: type):
 def fields_from_settings(settings: GenerationSettings | None) -> tuple:
     settings = settings or GenerationSettings()
     numbers = (settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed)
-    return settings.system_prompt or "", *("" if n is None else str(n) for n in numbers)
+    return settings.system_prompt or "", *("" if n is None else str(n) for n in numbers), settings.voice or ""

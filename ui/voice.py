@@ -59,11 +59,12 @@ class VoiceSessions:
         with self._lock:
             return session in self._on
 
-    def out_for(self, dialogue, session: str, stop: threading.Event | None) -> VoiceOut | None:
-        """The answer's sound for a session in voice mode; None outside it, or when the app has no voice."""
+    def out_for(self, dialogue, session: str, stop: threading.Event | None, voice: str | None = None) -> VoiceOut | None:
+        """The answer's sound for a session in voice mode (in `voice`, else the default); None outside voice mode, or
+        when the app has no voice."""
         if dialogue.speech is None or stop is None or not self.active(session):
             return None
-        return VoiceOut(dialogue.speech, dialogue.speech.default_voice, stop, uuid.uuid4().hex)
+        return VoiceOut(dialogue.speech, voice or dialogue.speech.default_voice, stop, uuid.uuid4().hex)
 
     def check(self, paths: list[str]) -> None:
         """Refuse a voice-mode question that holds no speech (a door, a cough, a fan), its recording discarded."""
