@@ -57,21 +57,27 @@ class OmniTalker:
             raise ValueError(voice)
         return voice
 
-    def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]:
+    def speak(self, text: str, voice: str, speed: float = 1.0, stop: threading.Event | None = None) -> Iterator[Speech]:
         voice = self.resolve(voice)
         for sentence in sentences(speakable(text)):
-            samples = self._waveform(sentence, voice)
+            samples = self._waveform(sentence, voice, stop)
+            if samples is None:
+                return  # stopped
             if speed != 1.0:
                 from assistant.audio_encode import change_tempo
 
                 samples = change_tempo(samples, RATE, speed)
             yield Speech(samples, RATE, sentence, voice)
 
-    def _waveform(self, sentence: str, voice: str) -> np.ndarray:
+    def _waveform(self, sentence: str, voice: str, stop: threading.Event | None) -> np.ndarray | None:
         import torch
 
         with self._lock, torch.inference_mode():
-            codes = self._codes(sentence, voice)
+            if stop is not None and stop.is_set():
+                return None
+            codes = self._codes(sentence, voice, stop)
+            if stop is not None and stop.is_set():
+                return None
             speaker = self.model.speaker_map[voice]
             device = codes.device
             token2wav = self.model.token2wav
@@ -84,9 +90,14 @@ class OmniTalker:
         peak = float(np.abs(samples).max()) if samples.size else 0.0
         return (samples / peak * 0.9 if peak > 1e-8 else samples).astype(np.float32)
 
-    def _codes(self, sentence: str, voice: str):
-        """The Talker's speech codes for one sentence (without its end token)."""
+    def _codes(self, sentence: str, voice: str, stop: threading.Event | None = None):
+        """The Talker's speech codes for one sentence (without its end token); cut short once `stop` is set."""
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class Stopped(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), stop is not None and stop.is_set(), device=input_ids.device)
 
         thinker, talker = self.model.thinker, self.model.talker
         embed = thinker.get_input_embeddings()
@@ -126,6 +137,7 @@ class OmniTalker:
             max_new_tokens=_longest_codes(sentence),
             eos_token_id=ends,
             pad_token_id=talker.codec_pad_token,
+            stopping_criteria=StoppingCriteriaList([Stopped()]),
             **SAMPLING,
         )[:, talker_ids.shape[1] :]
         ended = torch.isin(generated[0], torch.tensor(ends, device=generated.device)).nonzero()

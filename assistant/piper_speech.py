@@ -106,9 +106,11 @@ class PiperSpeech:
             raise ValueError(voice)
         return voice
 
-    def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]:
+    def speak(self, text: str, voice: str, speed: float = 1.0, stop: threading.Event | None = None) -> Iterator[Speech]:
         chosen = self._voices[self.resolve(voice)]
         for sentence in sentences(speakable(text)):
+            if stop is not None and stop.is_set():
+                return  # a sentence takes Piper milliseconds: stopping between them is soon enough
             voice_used = self._for_language(chosen, language_of(sentence))
             yield from self._synthesize(self._load(voice_used), voice_used.code, sentence, speed)
 

@@ -59,7 +59,9 @@ class SpeechEngine(Protocol):
         """Its name for `voice`: OpenAI's names and None mean the default; ValueError for a voice it does not have."""
         ...
 
-    def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]: ...
+    def speak(self, text: str, voice: str, speed: float = 1.0, stop: threading.Event | None = None) -> Iterator[Speech]:
+        """`stop`, once set, ends it within a moment, even mid-sentence where a voice takes long over one."""
+        ...
 
 
 class ModelVoice:
@@ -89,9 +91,9 @@ class ModelVoice:
     def resolve(self, voice: str | None) -> str:
         return self.current.resolve(voice)
 
-    def speak(self, text: str, voice: str, speed: float = 1.0) -> Iterator[Speech]:
+    def speak(self, text: str, voice: str, speed: float = 1.0, stop: threading.Event | None = None) -> Iterator[Speech]:
         current = self.current
-        return current.speak(text, voice if voice in current.voices else current.default_voice, speed)
+        return current.speak(text, voice if voice in current.voices else current.default_voice, speed, stop)
 
 
 def language_of(sentence: str) -> str:
@@ -197,7 +199,7 @@ class StreamSpeaker:
             if self.stop.is_set() or self.error is not None:
                 continue
             try:
-                for piece in self.engine.speak(sentence, self.voice):
+                for piece in self.engine.speak(sentence, self.voice, stop=self.stop):
                     self.parts.append(piece)
                     self.on_speech(piece)
             except SpeechUnavailable as error:

@@ -97,11 +97,11 @@ def load_checkpoint(size: str, quant: str, work: Path) -> TransformersEngine:
     return base
 
 
-def random_model(config):
-    """A Thinker of `config` with random weights, built where it runs (bf16 on a GPU) without transformers' per-module
+def random_model(config, model_class: str = "Qwen2_5OmniThinkerForConditionalGeneration"):
+    """A `model_class` (a Thinker unless said) of `config` with random weights, built where it runs (bf16 on a GPU) without transformers' per-module
     initialisation: each weight is filled once with N(0, 0.02) (norms with ones), which costs the same FLOPs and
     bytes as trained weights; at the 7B shape this is what makes a GPU run's checkpoint cheap to build."""
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+    import transformers
     from transformers.initialization import no_init_weights
 
     cuda = torch.cuda.is_available()
@@ -110,7 +110,7 @@ def random_model(config):
     torch.set_default_dtype(torch.bfloat16 if cuda else torch.float32)
     try:
         with torch.device("cuda" if cuda else "cpu"), no_init_weights():
-            model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+            model = getattr(transformers, model_class)(config)
     finally:
         torch.set_default_dtype(before)
     with torch.no_grad():

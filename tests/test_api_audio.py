@@ -3,9 +3,7 @@ Whisper, in this process; and what bad requests get."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import threading
 import wave
 
 import httpx
@@ -13,32 +11,7 @@ import openai
 import pytest
 
 from assistant.media import decode_audio
-from tests.helpers import free_port, wait_until
-
-
-@contextlib.contextmanager
-def served(dialogue, tmp_path):
-    """ChatApi's and AudioApi's routes as run.py wires them, served by uvicorn on a free loopback port."""
-    import uvicorn
-    from starlette.applications import Starlette
-
-    from api.audio import AudioApi
-    from api.routes import ChatApi, guarded
-
-    api = ChatApi(dialogue, dialogue.host, "demo", accounts=lambda: False, user_of_key=lambda key: None,
-                  upload_dir=tmp_path / "api-uploads")
-    audio = AudioApi(api.owner, guarded, "demo", dialogue.speech, dialogue.transcriber, tmp_path / "api-uploads",
-                     decode=decode_audio)
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[*api.routes(), *audio.routes()]), host="127.0.0.1",
-                                           port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started or not thread.is_alive(), 20, 0.05, "the API server did not start")
-    try:
-        yield openai.OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="none", max_retries=0, timeout=120)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+from tests.helpers import served_api
 
 
 @pytest.fixture
@@ -49,7 +22,7 @@ def client(engine, repository, transcripts, demo_speech, whisper_model, tmp_path
 
     transcriber = Transcriber(transcripts, MediaLoader(), lambda progress: whisper_model, "Whisper demo",
                               options={"temperature": 0.0}).start()
-    with served(make_manager(engine, repository, transcriber=transcriber, speech=demo_speech), tmp_path) as client:
+    with served_api(make_manager(engine, repository, transcriber=transcriber, speech=demo_speech), tmp_path) as client:
         yield client
 
 
@@ -153,7 +126,7 @@ def test_silence_and_missing_files_are_refused_with_a_reason(client, tmp_path):
 def test_with_speech_and_transcripts_off_the_routes_say_so(engine, repository, speech_wav, tmp_path):
     from tests.engine_helpers import make_manager
 
-    with served(make_manager(engine, repository), tmp_path) as client:
+    with served_api(make_manager(engine, repository), tmp_path) as client:
         with pytest.raises(openai.APIStatusError, match="--speech off") as refused:
             client.audio.speech.create(model="tts-1", voice="alloy", input="Hi")
         assert refused.value.status_code == 503

@@ -85,3 +85,19 @@ def test_the_page_and_api_voice_follows_the_loaded_model(speaking_engine, demo_s
     host.engine = speaking_engine
     assert voice.voices == ("Chelsie", "Ethan") and voice.label == "Qwen2.5-Omni Talker"
     assert [p.voice for p in voice.speak("Hi there.", "demo")] == ["Chelsie"]  # a voice it lacks: its default
+
+
+def test_stop_silences_the_talker_mid_sentence(speaking_engine):
+    import threading
+    import time
+
+    talker = speaking_engine.voice
+    sentence = "This one sentence goes on for a long while, " * 4 + "and ends here."
+    started = time.perf_counter()
+    assert list(talker.speak(sentence, "Chelsie"))  # the demo's Talker speaks it to its longest
+    whole = time.perf_counter() - started
+    stop = threading.Event()
+    threading.Timer(whole / 10, stop.set).start()
+    started = time.perf_counter()
+    assert list(talker.speak(sentence, "Chelsie", stop=stop)) == []
+    assert time.perf_counter() - started < whole / 2
