@@ -149,7 +149,10 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         processor = getattr(transformers, family.processor_class).from_pretrained(path)
         model = None
         if family.own_voice is not None and speaks_itself(spec.speech, cuda, spec.demo):
-            model, voice, voice_note = _with_own_voice(family, path, processor, quant, placement, progress)
+            if spec.speech == "auto" and cuda and not voice_fits(path, quant):
+                voice_note = "its own voice is off: the GPU's free memory does not hold it too (--speech on loads it anyway)"
+            else:
+                model, voice, voice_note = _with_own_voice(family, path, processor, quant, placement, progress)
         if model is None:
             model = getattr(transformers, family.model_class).from_pretrained(
                 path, quantization_config=quantization_config(quant, family.unquantized, dtype), **placement
@@ -172,6 +175,36 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         progress("Compiling the decode step, so that answers stream fast (a minute or two; quicker on later starts)…", None)
         engine.warm_up()
     return engine
+
+
+# What a loaded model needs beside its weights (KV caches, activations) before its voice is loaded too with --speech auto.
+VOICE_HEADROOM_BYTES = 2 * 2**30
+# Bytes per weight as loaded: nf4 with its block scales, int8; the voice's parts are kept unquantized.
+_QUANT_BYTES = {"4bit": 0.57, "8bit": 1.0, "none": 2.0}
+
+
+def voice_fits(path: Path, quant: Quant) -> bool:
+    """Whether the GPU's free memory holds the whole model with its voice (talker bf16, token2wav fp32), counted from
+    the checkpoint's tensor shapes (headers only), plus VOICE_HEADROOM_BYTES."""
+    import math
+
+    import torch
+    from safetensors import safe_open
+
+    needed = VOICE_HEADROOM_BYTES
+    for file in path.glob("*.safetensors"):
+        with safe_open(str(file), "pt") as tensors:
+            for name in tensors.keys():
+                count = math.prod(tensors.get_slice(name).get_shape())
+                if name.startswith("token2wav."):
+                    needed += count * 4
+                elif name.startswith("talker."):
+                    needed += count * 2
+                else:
+                    needed += count * _QUANT_BYTES[quant.value]
+    free, _ = torch.cuda.mem_get_info()
+    log.info("the model with its own voice needs about %.1f GiB; %.1f GiB are free", needed / 2**30, free / 2**30)
+    return needed <= free
 
 
 def _with_own_voice(family: Family, path: Path, processor, quant: Quant, placement: dict, progress: Progress):

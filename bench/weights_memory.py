@@ -110,12 +110,37 @@ def measure(family_name: str, config_class: str, arguments: dict) -> tuple[float
     return total / 1e9, bf16 / 2**30, nf4 / 2**30
 
 
+# Qwen2.5-Omni's own voice, loaded beside the Thinker with --speech on (auto on a GPU): the Talker, of the shape in the
+# published config.json as recalled here (hidden 896, 24 layers; not read from the file: check it), taking the
+# Thinker's hidden size; token2wav at transformers' defaults, which are the published DiT and BigVGAN.
+TALKER = {"hidden_size": 896, "intermediate_size": 18944, "num_hidden_layers": 24, "num_attention_heads": 12,
+          "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 8448}
+
+
+def measure_voice(thinker_hidden: int) -> tuple[float, float, float]:
+    """(parameters in billions, GiB in bf16 as loaded, GiB were the Talker's Linear layers in nf4) of Talker and token2wav."""
+    config = transformers.Qwen2_5OmniTalkerConfig(**TALKER, embedding_size=thinker_hidden)
+    with torch.device("meta"):
+        talker = transformers.Qwen2_5OmniTalkerForConditionalGeneration(config)
+        token2wav = transformers.Qwen2_5OmniToken2WavModel(transformers.Qwen2_5OmniToken2WavConfig())
+    linear = sum(m.weight.numel() for m in talker.modules() if isinstance(m, torch.nn.Linear))
+    total = sum(p.numel() for model in (talker, token2wav) for p in model.parameters())
+    # token2wav runs in fp32, as transformers keeps it (its diffusion sampling in bf16 is audibly worse).
+    vocoder = sum(p.numel() for p in token2wav.parameters())
+    loaded = (total - vocoder) * 2 + vocoder * 4
+    return total / 1e9, loaded / 2**30, (loaded - linear * (2 - NF4_BITS_PER_WEIGHT / 8)) / 2**30
+
+
 def main() -> None:
     print(f"{'family':13} {'size':5} {'params':>8} {'bf16 GiB':>9} {'nf4 GiB':>8} {'nf4/bf16':>9} {'context':>8}")
     for family_name, sizes in SIZES.items():
         for size, (config_class, arguments, context) in sizes.items():
             params, bf16, nf4 = measure(family_name, config_class, arguments)
             print(f"{family_name:13} {size:5} {params:7.2f}B {bf16:9.2f} {nf4:8.2f} {nf4 / bf16:9.2f} {context:8}")
+    print("\nQwen2.5-Omni's own voice (Talker bf16 + token2wav fp32, loaded unquantized), and were the Talker in nf4:")
+    for size, hidden in (("7B", 3584), ("3B", 2048)):
+        params, loaded, talker_nf4 = measure_voice(hidden)
+        print(f"talker+token2wav {size}: {params:.2f}B parameters, {loaded:.2f} GiB as loaded, {talker_nf4:.2f} GiB with an nf4 Talker")
 
 
 if __name__ == "__main__":

@@ -101,3 +101,12 @@ def test_stop_silences_the_talker_mid_sentence(speaking_engine):
     started = time.perf_counter()
     assert list(talker.speak(sentence, "Chelsie", stop=stop)) == []
     assert time.perf_counter() - started < whole / 2
+
+
+def test_auto_loads_the_voice_only_where_the_gpus_free_memory_holds_it_too(demo_model_dir, monkeypatch):
+    from assistant.loader import VOICE_HEADROOM_BYTES, voice_fits
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (VOICE_HEADROOM_BYTES, 80 * 2**30))
+    assert not voice_fits(demo_model_dir, Quant.NONE)  # the headroom alone fills it
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (VOICE_HEADROOM_BYTES + 2**30, 80 * 2**30))
+    assert voice_fits(demo_model_dir, Quant.NF4)  # the demo's weights are a few MB
