@@ -19,6 +19,7 @@ import anyio
 import numpy as np
 
 from api.errors import ApiError
+from api.routes import read_body, require_json
 from assistant.audio_encode import MIME, encode
 from assistant.speech import SpeechEngine
 from assistant.validation import validate_file
@@ -70,8 +71,8 @@ class AudioApi:
         from starlette.responses import Response
 
         self.owner(request)
-        _require(request, "application/json", "Send the request body as JSON, with the header Content-Type: application/json.")
-        body = await _json(request)
+        require_json(request)
+        body = _object(await read_body(request, limits.MAX_SPEECH_BODY_BYTES))
         model = _string(body, "model", required=True)
         if model not in (*SPEECH_MODELS, self.model_id):
             raise ApiError(404, f"The speech model {model!r} does not exist here: use tts-1, tts-1-hd or {self.model_id!r}.",
@@ -114,10 +115,15 @@ class AudioApi:
         from starlette.responses import JSONResponse, PlainTextResponse
 
         self.owner(request)
-        _require(request, "multipart/form-data", "Send the request as multipart/form-data with the audio in `file`, as "
-                 "OpenAI's clients do.")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.MAX_FILE_BYTES + (1 << 20):
+        if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != "multipart/form-data":
+            raise ApiError(415, "Send the request as multipart/form-data with the audio in `file`, as OpenAI's clients do.",
+                           code="unsupported_media_type")
+        # The form is spooled to disk as it arrives, so its size is known before: a body without a length (chunked)
+        # could otherwise fill the disk. HTTP clients, OpenAI's included, send the length of a form they post.
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit():
+            raise ApiError(411, "Send the form with a Content-Length header.", code="length_required")
+        if int(declared) > limits.MAX_FILE_BYTES + (1 << 20):
             raise ApiError(413, f"The file is larger than {limits.MAX_FILE_BYTES / 2**20:.0f} MB, the limit.", "file",
                            "request_too_large")
         try:
@@ -181,17 +187,7 @@ class AudioApi:
         return result
 
 
-def _require(request, media_type: str, message: str) -> None:
-    if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != media_type:
-        raise ApiError(415, message, code="unsupported_media_type")
-
-
-async def _json(request) -> dict:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > 1 << 20:
-            raise ApiError(413, "The request body is larger than 1 MB.", code="request_too_large")
+def _object(body: bytes) -> dict:
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -101,8 +101,8 @@ class ChatApi:
 
     async def completions(self, request):
         owner = self.owner(request)
-        _require_json(request)
-        body = await _body(request)
+        require_json(request)
+        body = await read_body(request)
         # Off the event loop: JSON and base64 of up to hundreds of MB, and http(s) media (--allow-remote-media).
         chat = await anyio.to_thread.run_sync(_parse, body, self.fetch, limiter=self._threads)
         if chat.model != self.model_id:
@@ -229,11 +229,15 @@ class ChatApi:
                     if speaker is not None and isinstance(event, ReplyDelta):
                         speaker.feed(event.text)
                     elif speaker is not None and isinstance(event, ReplyFinished):
-                        spoken.keep_streamed(speaking, event.message, speaker.finish(event.message.text, spoken.SPEAKING_WAIT_S), speaker.error)
+                        speaker.finish(event.message.text, spoken.SPEAKING_WAIT_S)
+                        spoken.keep_streamed(speaking, event.message, speaker)
                     put(event)
             except BaseException as error:  # noqa: BLE001 - reported to the client below
                 put(error)
             finally:
+                if speaker is not None and not speaker.wait(0):  # the answer failed: nothing more is spoken
+                    stop.set()
+                    speaker.close("")
                 put(_DONE)
 
         threading.Thread(target=work, name="api-answer", daemon=True).start()
@@ -354,19 +358,20 @@ def _write(files: list[tuple[bytes, str]], folder: Path) -> list[tuple[Path, str
     return uploads
 
 
-async def _body(request) -> bytes:
+async def read_body(request, limit: int = limits.MAX_BODY_BYTES) -> bytes:
+    """The body, refused (413) as soon as it passes `limit` bytes, declared or sent."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.MAX_BODY_BYTES:
-        raise _too_large()
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > limits.MAX_BODY_BYTES:
-            raise _too_large()
+        if len(body) > limit:
+            raise _too_large(limit)
     return bytes(body)
 
 
-def _require_json(request) -> None:
+def require_json(request) -> None:
     """Only JSON bodies: a web page can send text/plain or form bodies to any site without asking (no CORS preflight),
     so accepting them would let other sites run the model and write conversations through a visitor's browser."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -385,6 +390,8 @@ def _parse(body: bytes, fetch) -> parsing.ChatRequest:
     return parsing.parse(value, fetch)
 
 
-def _too_large() -> ApiError:
+def _too_large(limit: int = limits.MAX_BODY_BYTES) -> ApiError:
+    if limit != limits.MAX_BODY_BYTES:
+        return ApiError(413, f"The request is larger than {limit // 2**10} KB, the limit.", code="request_too_large")
     return ApiError(413, f"The request is larger than {limits.MAX_BODY_BYTES // 2**20} MB; files are limited to "
                     f"{limits.MAX_FILE_BYTES // 2**20} MB each.", code="request_too_large")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from assistant.audio_encode import encode, pcm16
-from assistant.speech import Speech, speakable
+from assistant.speech import Speech, StreamSpeaker, speakable
 from domain.errors import AssistantError
 from domain.types import Message, Status
 
@@ -46,6 +46,9 @@ def whole_audio(dialogue: DialogueManager, message: Message, voice: str, fmt: st
     except AssistantError as error:
         log.warning("answer %s is not spoken: %s", message.id, error)
         return None
+    except Exception:  # noqa: BLE001 - the voice's own failure: the stored text answer still goes out
+        log.exception("speaking answer %s failed", message.id)
+        return None
     return {
         "id": f"audio_{spoken.message.speech.sha256[:32]}",
         "data": base64.b64encode(encode(spoken.samples, spoken.rate, AUDIO_FORMATS[fmt])).decode(),
@@ -54,12 +57,14 @@ def whole_audio(dialogue: DialogueManager, message: Message, voice: str, fmt: st
     }
 
 
-def keep_streamed(dialogue: DialogueManager, message: Message, parts: list, error) -> None:
-    """What a voice said while the answer streamed, kept as its spoken form (not for a failed answer)."""
-    if error is not None:
-        log.warning("answer %s was not spoken: %s", message.id, error)
-    if not parts or message.status is not Status.COMPLETE:  # a stopped answer was not spoken to its end
+def keep_streamed(dialogue: DialogueManager, message: Message, speaker: StreamSpeaker) -> None:
+    """What a voice said while the answer streamed, kept as its spoken form when it said all of a finished answer
+    (not when the client left, the voice failed or the wait ran out: a cut-short sound would be kept for good)."""
+    if speaker.error is not None:
+        log.warning("answer %s was not spoken: %s", message.id, speaker.error)
+    if not speaker.complete or message.status is not Status.COMPLETE:
         return
+    parts = speaker.parts
     try:
         dialogue.keep_speech(message.id, parts)
     except AssistantError as kept:

@@ -21,7 +21,7 @@ class EngineInfo:
     model: str
     quant: str
     device: str
-    voice: str = ""  # how answers are spoken, when the page should know (its own Talker, or why not)
+    voice_note: str = ""  # how answers are spoken, when the page should know (its own voice, or why not)
 
 
 @dataclass

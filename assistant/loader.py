@@ -167,7 +167,7 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         raise cannot_fetch(spec.source, "its files are missing, damaged or of a kind this app cannot load; the log has the details") from None
     model.eval()
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
-    info = EngineInfo(model=name, quant=quant.value, device=device, voice=voice_note)
+    info = EngineInfo(model=name, quant=quant.value, device=device, voice_note=voice_note)
     compile_decode = cuda if spec.compile is None else spec.compile
     engine = TransformersEngine(model, processor, info, family, compile_decode=compile_decode, **engine_kwargs)
     engine.voice = voice
@@ -214,6 +214,7 @@ def _with_own_voice(family: Family, path: Path, processor, quant: Quant, placeme
     import transformers
 
     progress(f"Loading {family.title} with its own voice…", None)
+    failed = None
     try:
         whole = getattr(transformers, family.speech_model_class).from_pretrained(
             path, quantization_config=quantization_config(quant, family.speech_unquantized, placement["dtype"]), **placement
@@ -221,11 +222,14 @@ def _with_own_voice(family: Family, path: Path, processor, quant: Quant, placeme
         model, voice = family.own_voice(whole, processor)
     except torch.OutOfMemoryError:
         log.warning("no memory for %s's own voice", family.title, exc_info=True)
-        torch.cuda.empty_cache()
-        return None, None, "its own voice did not fit in memory, so Piper speaks its answers"
+        failed = "its own voice did not fit in memory, so Piper speaks its answers"
     except Exception:  # noqa: BLE001 - a checkpoint without its talker or speakers: the text model still loads
         log.warning("%s's own voice could not be loaded", family.title, exc_info=True)
-        return None, None, "its own voice could not be loaded (the log says why), so Piper speaks its answers"
+        failed = "its own voice could not be loaded (the log says why), so Piper speaks its answers"
+    if failed is not None:  # out of the except block, whose traceback held the half-loaded model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None, None, failed
     model.eval()
     return model, voice, f"speaks with its own voice ({voice.label})"
 

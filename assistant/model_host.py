@@ -89,7 +89,7 @@ class ModelHost:
         else:
             self._engine = engine
             info = engine.info
-            voice = f" · {info.voice}" if info.voice else ""
+            voice = f" · {info.voice_note}" if info.voice_note else ""
             self._state = HostState(Phase.READY, f"{info.model} · {info.quant} · {info.device}{voice}", 1.0)
             log.info("model ready: %s", self._state.message)
         finally:

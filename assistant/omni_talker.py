@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from assistant.speech import OPENAI_VOICES, Speech, sentences, speakable
+from assistant.speech import Speech, pieces, resolve_voice
 
 RATE = 24_000
 # The system prompt the published model was trained to speak under (its model card says so).
@@ -51,15 +51,11 @@ class OmniTalker:
         self._lock = threading.Lock()  # one sentence at a time: the Talker keeps its rotary offsets on itself
 
     def resolve(self, voice: str | None) -> str:
-        if voice is None or voice in OPENAI_VOICES:
-            return self.default_voice
-        if voice not in self.voices:
-            raise ValueError(voice)
-        return voice
+        return resolve_voice(self, voice)
 
     def speak(self, text: str, voice: str, speed: float = 1.0, stop: threading.Event | None = None) -> Iterator[Speech]:
         voice = self.resolve(voice)
-        for sentence in sentences(speakable(text)):
+        for sentence in pieces(text):
             samples = self._waveform(sentence, voice, stop)
             if samples is None:
                 return  # stopped

@@ -9,6 +9,7 @@ Chinese voice), so one answer may mix both. Knows nothing of Gradio, SQL or the 
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.speech import OPENAI_VOICES, Speech, language_of, sentences, speakable
+from assistant.speech import Speech, language_of, pieces, resolve_voice
 from domain.errors import SpeechUnavailable
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,13 @@ def _download(url: str, target: Path, code: str, progress: Progress) -> None:
                 out.write(chunk)
                 done += len(chunk)
                 progress(f"Downloading the voice {code}: {done / 2**20:.0f} of {total / 2**20:.0f} MB", done / total if total else None)
-    except OSError as error:
+        if total and done != total:
+            raise http.client.IncompleteRead(b"", total - done)
+    except (OSError, http.client.HTTPException) as error:
         partial.unlink(missing_ok=True)
         raise SpeechUnavailable(
-            f"The voice {code} could not be downloaded ({getattr(error, 'reason', error)}), so answers are not spoken; "
-            "the text is unaffected."
+            f"The voice {code} could not be downloaded ({getattr(error, 'reason', None) or type(error).__name__}), so "
+            "answers are not spoken; the text is unaffected."
         ) from None
     partial.replace(target)
 
@@ -95,20 +98,16 @@ class PiperSpeech:
         self._loaded: dict[str, object] = {}
         self._failed: dict[str, tuple[str, float]] = {}  # code -> (why, when)
         self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
         self.voices = tuple(self._voices)
         self.default_voice = self.voices[0]
 
     def resolve(self, voice: str | None) -> str:
-        """A voice name of ours; OpenAI's names and None mean the default. ValueError for any other."""
-        if voice is None or voice in OPENAI_VOICES:
-            return self.default_voice
-        if voice not in self._voices:
-            raise ValueError(voice)
-        return voice
+        return resolve_voice(self, voice)
 
     def speak(self, text: str, voice: str, speed: float = 1.0, stop: threading.Event | None = None) -> Iterator[Speech]:
         chosen = self._voices[self.resolve(voice)]
-        for sentence in sentences(speakable(text)):
+        for sentence in pieces(text):
             if stop is not None and stop.is_set():
                 return  # a sentence takes Piper milliseconds: stopping between them is soon enough
             voice_used = self._for_language(chosen, language_of(sentence))
@@ -128,7 +127,12 @@ class PiperSpeech:
             yield Speech(samples, chunk.sample_rate, sentence if i == 0 else "", code)
 
     def _load(self, voice: Voice):
-        with self._lock:  # one download per voice, however many answers ask at once
+        loaded = self._loaded.get(voice.code)
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            lock = self._locks.setdefault(voice.code, threading.Lock())
+        with lock:  # one download per voice, however many answers ask at once; other voices go on speaking
             if voice.code in self._loaded:
                 return self._loaded[voice.code]
             failed = self._failed.get(voice.code)

@@ -96,6 +96,34 @@ class ModelVoice:
         return current.speak(text, voice if voice in current.voices else current.default_voice, speed, stop)
 
 
+def resolve_voice(engine: SpeechEngine, voice: str | None) -> str:
+    """`engine`'s name for `voice`: OpenAI's names and None mean its default; ValueError for a voice it lacks."""
+    if voice is None or voice in OPENAI_VOICES:
+        return engine.default_voice
+    if voice not in engine.voices:
+        raise ValueError(voice)
+    return voice
+
+
+def pieces(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """A whole text as a voice speaks it: its sentences, each longer than `max_chars` cut at a comma or a space."""
+    out = []
+    for sentence in sentences(speakable(text)):
+        while len(sentence) > max_chars:
+            cut = _cut(sentence, max_chars)
+            out.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to cut a run-on `text` at most `limit` characters in: after its last comma or space there."""
+    head = text[:limit]
+    return max(head.rfind(", "), head.rfind("，"), head.rfind(" ")) + 1 or limit
+
+
 def language_of(sentence: str) -> str:
     """"zh" when the sentence holds Chinese characters, else "en": which voice speaks it."""
     return "zh" if _CJK.search(sentence) else "en"
@@ -133,8 +161,7 @@ class SentenceBuffer:
                 end = match.end()
         limit = self.max_chars if self._started else self.max_chars // 2
         if end == 0 and len(self._text) > limit and self._text.count("```") % 2 == 0:
-            head = self._text[:limit]
-            end = max(head.rfind(", "), head.rfind("，"), head.rfind(" ")) + 1 or limit
+            end = _cut(self._text, limit)
         if end == 0:
             return []
         self._started = True

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.audio_encode import encode
+from assistant.audio_encode import encode, resample
 from assistant.media import SAMPLE_RATE
 from assistant.speech import Speech, SpeechEngine
 from domain import limits
@@ -40,7 +40,7 @@ class SpokenAnswers:
         message = repository.get_message(message_id)
         if message.speech is not None:
             return SpokenAnswer(message, self.decode(message.speech.path), SAMPLE_RATE)
-        if message.role is not Role.ASSISTANT or message.status is Status.STREAMING:
+        if message.role is not Role.ASSISTANT or message.status not in (Status.COMPLETE, Status.STOPPED):
             raise InvalidInput("Only a finished answer can be spoken.")
         try:
             voice = self.speech.resolve(voice)
@@ -52,8 +52,8 @@ class SpokenAnswers:
         """Store what the voice said for the answer (spoken while it streamed, say) as its spoken form."""
         if not parts:
             raise InvalidInput("This answer has no words to speak.")
-        rate = parts[0].rate
-        samples = np.concatenate([p.samples for p in parts] + [np.zeros(0, dtype=np.float32)])
+        rate = parts[0].rate  # voices of other rates (a Chinese voice beside an English one) are brought to it
+        samples = np.concatenate([p.samples if p.rate == rate else resample(p.samples, p.rate, rate) for p in parts])
         shortest = int((limits.MIN_AUDIO_SECONDS + 0.1) * rate)  # "Yes." stays a sound an import accepts
         if len(samples) < shortest:
             samples = np.pad(samples, (0, shortest - len(samples)))

@@ -106,7 +106,7 @@ def load(size: str, quant: str, work: Path):
     started = time.perf_counter()
     engine = load_engine(ModelSpec(str(path), Quant(quant), demo=True, compile=False, speech="on"), lambda *_: None,
                          max_new_tokens=64)
-    print(f"loaded {size} ({engine.info.quant}, {engine.info.device}; {engine.info.voice}) in "
+    print(f"loaded {size} ({engine.info.quant}, {engine.info.device}; {engine.info.voice_note}) in "
           f"{time.perf_counter() - started:.0f}s", flush=True)
     return engine
 
@@ -124,7 +124,8 @@ def api_wait(engine, speech, question: Path, work: Path, repeats: int) -> dict:
     """From sending a finished spoken question to the first sound (and the first text) of the streamed answer."""
     from assistant.speech import ModelVoice
     from tests.engine_helpers import make_manager
-    from tests.helpers import repository_at, served_api
+    from tests.api_helpers import served_api
+    from tests.helpers import repository_at
 
     host = type("Host", (), {"engine": engine})()
     dialogue = make_manager(engine, repository_at(work / "api"), speech=ModelVoice(host, speech))

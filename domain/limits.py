@@ -75,6 +75,8 @@ SAVE_INTERVAL_S = 1.0
 FINISH_WAIT_S = 3.0
 # The most text one request to /v1/audio/speech may ask to be spoken (OpenAI's limit too).
 MAX_SPEECH_INPUT_CHARS = 4096
+# ... and its whole JSON body: that text and a few short fields.
+MAX_SPEECH_BODY_BYTES = 64 * 1024
 # A new conversation's title: its first line, cut to this many characters.
 AUTO_TITLE_CHARS = 60
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from assistant.media import decode_audio
-from tests.helpers import served_api
+from tests.api_helpers import served_api
 
 
 @pytest.fixture
@@ -190,3 +190,14 @@ def test_a_voice_that_is_not_ours_is_refused_before_anything_is_stored(client, r
                                        messages=[{"role": "user", "content": "Hi"}])
     assert refused.value.body["param"] == "audio.voice"
     assert repository.list_conversations() == []
+
+
+def test_a_form_without_a_length_and_an_oversized_speech_body_are_refused(client, speech_wav):
+    def chunks():
+        yield b"--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--x--\r\n"
+
+    response = httpx.post(f"{client.base_url}audio/transcriptions", content=chunks(),
+                          headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 411 and response.json()["error"]["code"] == "length_required"
+    response = httpx.post(f"{client.base_url}audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "x" * 70_000})
+    assert response.status_code == 413

@@ -107,7 +107,9 @@ def test_voice_mode_answers_aloud_without_a_click_and_speech_interrupts_an_answe
     context.close()
 
 
-def test_a_speaker_who_never_stops_is_cut_at_the_longest_clip_and_told(browser, start_app, demo_model_dir, tmp_path):
+def test_a_speaker_who_never_stops_is_cut_at_the_longest_clip_and_told_and_silence_sends_nothing(
+    browser, start_app, demo_model_dir, tmp_path
+):
     speech = tmp_path / "speech.wav"
     words = "Once upon a time there was a very long story that went on and on without a single pause for breath"
     subprocess.run(["espeak-ng", "-s", "200", "-g", "0", "-w", str(speech), words], check=True)
@@ -131,3 +133,19 @@ def test_a_speaker_who_never_stops_is_cut_at_the_longest_clip_and_told(browser, 
         page.locator("#voice-toggle").click()
     finally:
         mic.close()
+
+    # A microphone that hears only silence: voice mode keeps listening and sends nothing.
+    silence = tmp_path / "silence.wav"
+    subprocess.run(["sox", "-n", "-r", "48000", "-c", "1", str(silence), "trim", "0", "3"], check=True)
+    quiet = fake_microphone(browser, silence)
+    try:
+        page = quiet.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(TIMEOUT_MS)
+        open_page(page, app.url)
+        page.locator("#voice-toggle").click()
+        expect(page.locator("#voice-state")).to_contain_text("Listening")
+        page.wait_for_timeout(4_000)
+        expect(page.locator("#voice-state")).to_contain_text("Listening")
+        assert len(repository.list_conversations()) == 1  # only the cut question's
+    finally:
+        quiet.close()

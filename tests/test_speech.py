@@ -205,3 +205,31 @@ def test_a_streaming_answer_is_spoken_before_it_ends_and_stop_silences_the_rest(
     stop = threading.Event()
     stopped = StreamSpeaker(demo_speech, "demo", lambda piece: stop.set(), stop)
     assert [p.text for p in stopped.finish("One. Two. Three.", timeout=10)] == ["One."]
+
+
+def test_a_whole_text_is_spoken_in_sentences_and_run_ons_in_pieces():
+    from assistant.speech import MAX_SENTENCE_CHARS, pieces
+
+    said = pieces("**Short.** " + "word " * 100 + "end. 你好。")
+    assert said[0] == "Short." and said[-1] == "你好。"
+    assert all(len(p) <= MAX_SENTENCE_CHARS for p in said) and len(said) >= 5
+    assert " ".join(said[1:-1]).split() == ["word"] * 100 + ["end."]
+
+
+def test_a_streamed_answer_not_spoken_to_its_end_is_not_kept(engine, demo_speech, repository):
+    from api.spoken import keep_streamed
+    from assistant.speech import StreamSpeaker
+    from tests.engine_helpers import make_manager
+    from tests.helpers import send
+
+    manager = make_manager(engine, repository, speech=demo_speech)
+    _, answer = send(manager, None, "Hello")
+    stop = threading.Event()
+    cut = StreamSpeaker(demo_speech, "demo", lambda piece: stop.set(), stop)  # the client left after one piece
+    cut.finish("One. Two. Three.", timeout=10)
+    keep_streamed(manager, answer, cut)
+    assert repository.get_message(answer.id).speech is None
+    whole = StreamSpeaker(demo_speech, "demo", lambda piece: None, threading.Event())
+    whole.finish("One. Two. Three.", timeout=10)
+    keep_streamed(manager, answer, whole)
+    assert repository.get_message(answer.id).speech is not None

@@ -123,7 +123,7 @@ class ChatHandlers:
         settings = settings_from_fields(*fields)
         if self.voice.active(request.session_hash):
             try:
-                self.voice.check(paths)
+                self.voice.check(paths, self._dialogue.max_audio_seconds)
             except InvalidInput:
                 yield gr.skip(), {"text": text, "files": [p for p in paths if Path(p).exists()]}, *[gr.skip()] * 6
                 raise
@@ -231,8 +231,9 @@ class ChatHandlers:
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)
-            if spoken is not None:
-                spoken.speaker.close("")  # ends its thread, whatever ended the turn
+            if spoken is not None and not spoken.speaker.wait(0):  # the page left or the turn failed: silence
+                spoken.speaker.stop.set()
+                spoken.speaker.close("")
 
     def _speak_to_the_end(self, dialogue, spoken: VoiceOut, message, request: gr.Request):
         for update in spoken.to_the_end(dialogue, message):
@@ -323,7 +324,7 @@ def build_app(
 
         app.load(handlers.on_load, outputs=[status, bar.conversations, panel.voice])
         app.load(None, js=branches.BRANCH_LINKS_JS)
-        voice.wire(app, voice_controls, handlers.set_voice_mode)
+        voice.wire(app, voice_controls, handlers.set_voice_mode, handlers.voice.forget_page)
         timer.tick(handlers.refresh_status, outputs=[status, timer, panel.voice])
         refresh_transcripts = dict(
             fn=handlers.refresh_transcripts, inputs=[conversation_id], outputs=[chatbot, transcript_timer], show_progress="hidden"

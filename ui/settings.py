@@ -46,7 +46,10 @@ def build_settings_panel() -> SettingsPanel:
             top_p = gr.Textbox(label="Top-p (0–1)", max_lines=1, elem_id="top-p")
             max_new_tokens = gr.Textbox(label="Max new tokens", max_lines=1, elem_id="max-new-tokens")
             seed = gr.Textbox(label="Seed", max_lines=1, elem_id="seed")
-            voice = gr.Dropdown(label="Voice (spoken answers)", choices=[DEFAULT_VOICE], value="", elem_id="voice")
+            # A custom value is allowed: a conversation may keep a voice the model loaded now lacks (its default speaks).
+            voice = gr.Dropdown(
+                label="Voice (spoken answers)", choices=[DEFAULT_VOICE], value="", allow_custom_value=True, elem_id="voice"
+            )
         gr.Markdown("Empty fields use the defaults. The settings are saved with the conversation when you send.")
     return SettingsPanel(system_prompt, temperature, top_p, max_new_tokens, seed, voice)
 

@@ -98,7 +98,9 @@
         const threshold = Math.max(0.01, V.noise * 3) * (V.playing ? 2 : 1);
         const loud = rms > threshold;
         if (!V.recording) {
-            V.noise = V.noise ? (loud ? V.noise : 0.95 * V.noise + 0.05 * rms) : rms;
+            // The floor learns from quiet frames (and creeps up through steady sound), starting low: someone already
+            // talking when voice mode starts must not be taken for the room's noise.
+            V.noise = !V.noise ? Math.min(rms, 0.003) : !loud ? 0.95 * V.noise + 0.05 * rms : V.playing ? V.noise : V.noise * 1.01;
             V.preroll.push(x); if (V.preroll.length > 8) V.preroll.shift();
             if (loud) { if (!V.loudRun) V.onset = now; V.loudRun++; } else V.loudRun = 0;
             if (V.loudRun >= 3) {

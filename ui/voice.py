@@ -43,6 +43,7 @@ class VoiceSessions:
 
     def __init__(self, detector: SpeechDetector | None = None):
         self._on: set[str] = set()
+        self._prepared = False  # the voice is readied once, when voice mode is first turned on
         self._lock = threading.Lock()
         self.detector = detector or SpeechDetector()
 
@@ -52,8 +53,15 @@ class VoiceSessions:
         on = action.startswith("on:")
         with self._lock:
             (self._on.add if on else self._on.discard)(session)
-        if on and speech is not None:
+            prepare = on and speech is not None and not self._prepared
+            self._prepared = self._prepared or prepare
+        if prepare:
             threading.Thread(target=_prepare, args=(speech,), name="voice-prepare", daemon=True).start()
+
+    def forget_page(self, request: gr.Request) -> None:
+        """A page closed: its session is out of voice mode."""
+        with self._lock:
+            self._on.discard(request.session_hash)
 
     def active(self, session: str) -> bool:
         with self._lock:
@@ -66,13 +74,14 @@ class VoiceSessions:
             return None
         return VoiceOut(dialogue.speech, voice or dialogue.speech.default_voice, stop, uuid.uuid4().hex)
 
-    def check(self, paths: list[str]) -> None:
-        """Refuse a voice-mode question that holds no speech (a door, a cough, a fan), its recording discarded."""
+    def check(self, paths: list[str], max_seconds: float) -> None:
+        """Refuse a voice-mode question that holds no speech (a door, a cough, a fan), its recording discarded. Only
+        its first `max_seconds` are decoded: a longer one is refused by the turn's own check anyway."""
         for path in paths:
             if Path(path).name != QUESTION_FILENAME:
                 continue
             try:
-                heard = self.detector.has_speech(decode_audio(Path(path)))
+                heard = self.detector.has_speech(decode_audio(Path(path), max_seconds=max_seconds + 1))
             except InvalidInput:
                 continue  # the turn's own validation names what is wrong with the file
             if not heard:
@@ -86,8 +95,8 @@ class VoiceOut:
 
     def __init__(self, engine: SpeechEngine, voice: str, stop: threading.Event, turn: str):
         self.turn = turn
-        self._pieces: list[str] = []
-        self._sent = 0
+        self._pieces: list[str] = []  # made, not yet sent
+        self._sent = 0  # sent before them
         self._lock = threading.Lock()
         self._error_sent = False
         self.speaker = StreamSpeaker(engine, voice, self._add, stop)
@@ -100,8 +109,8 @@ class VoiceOut:
     def update(self, done: bool = False) -> str | None:
         """What the page has not been sent yet, as the hidden textbox's value; None when nothing is new."""
         with self._lock:
-            new, start = self._pieces[self._sent :], self._sent
-            self._sent = len(self._pieces)
+            new, start = self._pieces, self._sent
+            self._pieces, self._sent = [], self._sent + len(new)
         error = self.speaker.error
         if not new and not done and (error is None or self._error_sent):
             return None
@@ -156,9 +165,10 @@ def build_controls(dialogue) -> VoiceControls:
     )
 
 
-def wire(app: gr.Blocks, controls: VoiceControls, set_mode) -> None:
+def wire(app: gr.Blocks, controls: VoiceControls, set_mode, forget) -> None:
     app.load(None, inputs=[controls.config], js=VOICE_JS.read_text(encoding="utf-8"))
     controls.mode.change(set_mode, inputs=[controls.mode], show_progress="hidden")
+    app.unload(forget)
     controls.out.change(None, inputs=[controls.out], js="(value) => { if (window.__voice) window.__voice.heard(value); }")
 
 
