@@ -124,12 +124,15 @@ class OmniTalker:
             1,
         )
         ends = [talker.codec_eos_token, talker.codec_pad_token]
+        # Codes token2wav has no embedding for (the codec's special ones past its table) are never chosen.
+        known = self.model.config.token2wav_config.dit_config.num_embeds
+        unspeakable = [talker.codec_bos_token] + [c for c in range(known, talker.codebook_size) if c not in ends]
         generated = talker.generate(
             input_ids=talker_ids,
             input_text_ids=text_ids,
             thinker_reply_part=reply_part.to(talker.dtype),
             inputs_embeds=inputs_embeds.to(talker.dtype),
-            suppress_tokens=[talker.codec_bos_token],
+            suppress_tokens=unspeakable,
             max_new_tokens=_longest_codes(sentence),
             eos_token_id=ends,
             pad_token_id=talker.codec_pad_token,

@@ -1,8 +1,9 @@
 """Spoken answers: how fast each voice speaks, and how long a person waits for the first sound.
 
 - rtf: seconds to synthesise ÷ seconds of audio, and the wait for the first sentence, for Piper (the demo's random
-  voices, or published ones found in --voices) and the Qwen2.5-Omni Talker of --size (`demo`; `3b`/`7b`: random
-  weights of the published Thinker shapes with the Talker and token2wav beside them, for a GPU).
+  voices, or published ones found in --voices) and the Qwen2.5-Omni Talker of --size (`demo`; `small`: a 100M
+  Thinker with a Talker and token2wav of a few layers, for a CPU; `3b`/`7b`: random weights of the published shapes,
+  Thinker, Talker and token2wav, for a GPU).
 - api: through /v1/chat/completions in this process (the app's routes, dialogue manager and engine): from the request
   carrying a finished spoken question to the first `delta.audio` byte of the streamed answer, and to its first text.
 - page (--page): the app started as a user starts it and Chromium with a fake microphone playing a spoken question
@@ -35,6 +36,11 @@ TEXT = (
 # check before trusting the 3b/7b figures); token2wav at transformers' defaults, which are the published DiT and BigVGAN.
 TALKER = {"hidden_size": 896, "intermediate_size": 18944, "num_hidden_layers": 24, "num_attention_heads": 12,
           "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 8448}
+# `small`, for a CPU: the 100M Thinker of bench/multiturn.py with a Talker and token2wav of a few layers.
+SMALL_TALKER = {**TALKER, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 6, "num_attention_heads": 8,
+                "num_key_value_heads": 2, "head_dim": 64}
+SMALL_TOKEN2WAV = {"dit_config": {"hidden_size": 512, "num_hidden_layers": 6, "num_attention_heads": 8, "head_dim": 64},
+                   "bigvgan_config": {"upsample_initial_channel": 512}}
 RESULTS: dict = {}
 
 
@@ -81,19 +87,28 @@ def omni_checkpoint(size: str, work: Path) -> Path:
             setattr(getattr(thinker, part), name, value)
     text = thinker.text_config
     text.layer_types = ["full_attention"] * text.num_hidden_layers
-    text.rope_parameters = {**text.rope_parameters, "mrope_section": [16, 24, 24]}
     base = AutoConfig.from_pretrained(demo).talker_config.to_dict()
-    talker = {**base, **TALKER, "embedding_size": text.hidden_size, "tts_text_pad_token_id": 151859,
-              "tts_text_start_token_id": 151860, "tts_text_end_token_id": 151861, "tts_codec_start_token_id": 8293,
-              "tts_codec_end_token_id": 8294, "tts_codec_pad_token_id": 8292, "tts_codec_mask_token_id": 8296}
-    talker["rope_parameters"] = {**talker["rope_parameters"], "mrope_section": [16, 24, 24]}
-    config = Qwen2_5OmniConfig(thinker_config=thinker.to_dict(), talker_config=talker, enable_audio_output=True)
+    published = size != "small"  # the published vocabulary's text ids; `small` keeps the demo's vocabulary and ids
+    talker = {**base, **(TALKER if published else SMALL_TALKER), "embedding_size": text.hidden_size,
+              "tts_codec_start_token_id": 8293, "tts_codec_end_token_id": 8294, "tts_codec_pad_token_id": 8292,
+              "tts_codec_mask_token_id": 8296}
+    if published:
+        talker.update(tts_text_pad_token_id=151859, tts_text_start_token_id=151860, tts_text_end_token_id=151861)
+    talker["layer_types"] = ["full_attention"] * talker["num_hidden_layers"]
+    head = talker["head_dim"]
+    talker["rope_parameters"] = {**talker["rope_parameters"], "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]}
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [text.head_dim // 8, text.head_dim * 3 // 16,
+                                                                        text.head_dim * 3 // 16]}
+    config = Qwen2_5OmniConfig(thinker_config=thinker.to_dict(), talker_config=talker,
+                               token2wav_config=SMALL_TOKEN2WAV if size == "small" else None, enable_audio_output=True)
     model = random_model(config, "Qwen2_5OmniForConditionalGeneration")
     partial = target.with_name(target.name + ".partial")
     model.save_pretrained(partial)
     AutoProcessor.from_pretrained(demo).save_pretrained(partial)
-    speakers = {name: {"bos_token": 151870 + i, "cond": torch.randn(1, 192), "ref_mel": torch.randn(1, 300, 80)}
-                for i, name in enumerate(("Chelsie", "Ethan"))}
+    starts = {"Chelsie": 151870, "Ethan": 151871} if published else {
+        name: value["bos_token"] for name, value in torch.load(demo / "spk_dict.pt", weights_only=True).items()}
+    speakers = {name: {"bos_token": start, "cond": torch.randn(1, 192), "ref_mel": torch.randn(1, 300, 80)}
+                for name, start in starts.items()}
     torch.save(speakers, partial / "spk_dict.pt")
     partial.rename(target)
     return target
@@ -131,7 +146,7 @@ def api_wait(engine, speech, question: Path, work: Path, repeats: int) -> dict:
     dialogue = make_manager(engine, repository_at(work / "api"), speech=ModelVoice(host, speech))
     data = base64.b64encode(question.read_bytes()).decode()
     firsts, texts = [], []
-    with served_api(dialogue, work) as client:
+    with served_api(dialogue, work, timeout=1800) as client:
         for _ in range(repeats + 1):
             started = time.perf_counter()
             stream = client.chat.completions.create(
@@ -187,7 +202,7 @@ def page_wait(question48: Path, work: Path, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", choices=["demo", "3b", "7b"], default="demo")
+    parser.add_argument("--size", choices=["demo", "small", "3b", "7b"], default="demo")
     parser.add_argument("--quant", choices=["none", "4bit"], default="none")
     parser.add_argument("--voices", type=Path, help="a folder holding Piper's published voices (lessac, amy, huayan)")
     parser.add_argument("--page", action="store_true", help="also the page's voice mode in Chromium (needs espeak-ng, sox)")

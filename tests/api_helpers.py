@@ -9,7 +9,7 @@ from tests.helpers import free_port, wait_until
 
 
 @contextlib.contextmanager
-def served_api(dialogue, tmp_path):
+def served_api(dialogue, tmp_path, timeout: float = 120):
     """ChatApi's and AudioApi's routes as run.py wires them, served by uvicorn on a free loopback port; yields an
     `openai` client for them."""
     import openai
@@ -30,7 +30,7 @@ def served_api(dialogue, tmp_path):
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), 20, 0.05, "the API server did not start")
     try:
-        yield openai.OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="none", max_retries=0, timeout=120)
+        yield openai.OpenAI(base_url=f"http://127.0.0.1:{server.config.port}/v1", api_key="none", max_retries=0, timeout=timeout)
     finally:
         server.should_exit = True
         thread.join(10)
