@@ -9,17 +9,16 @@ Chinese voice), so one answer may mix both. Knows nothing of Gradio, SQL or the 
 
 from __future__ import annotations
 
-import http.client
 import logging
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from assistant.download import DownloadFailed, download
 from assistant.speech import Speech, language_of, pieces, resolve_voice
 from domain.errors import SpeechUnavailable
 
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float | None], None]
 VOICE_URL = "https://huggingface.co/rhasspy/piper-voices/resolve/main"
-DOWNLOAD_CHUNK = 1 << 20
 # After a voice failed to download or load, answers within this many seconds go without it at once, with the reason.
 FAILED_RETRY_S = 300.0
 
@@ -64,24 +62,13 @@ def fetch_voice(code: str, folder: Path, progress: Progress, base_url: str = VOI
 
 
 def _download(url: str, target: Path, code: str, progress: Progress) -> None:
-    partial = target.with_name(target.name + ".partial")
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(DOWNLOAD_CHUNK):
-                out.write(chunk)
-                done += len(chunk)
-                progress(f"Downloading the voice {code}: {done / 2**20:.0f} of {total / 2**20:.0f} MB", done / total if total else None)
-        if total and done != total:
-            raise http.client.IncompleteRead(b"", total - done)
-    except (OSError, http.client.HTTPException) as error:
-        partial.unlink(missing_ok=True)
+        download(url, target, f"the voice {code}", progress)
+    except DownloadFailed as error:
         raise SpeechUnavailable(
-            f"The voice {code} could not be downloaded ({getattr(error, 'reason', None) or type(error).__name__}), so "
-            "answers are not spoken; the text is unaffected."
+            f"The voice {code} could not be downloaded ({error.reason}), so answers are not spoken; the text is "
+            "unaffected."
         ) from None
-    partial.replace(target)
 
 
 class PiperSpeech:

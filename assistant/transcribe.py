@@ -13,12 +13,12 @@ import logging
 import queue
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from assistant.download import DownloadFailed, download
 from assistant.media import SAMPLE_RATE, MediaLoader
 from domain.errors import AssistantError, ModelLoadError
 from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
@@ -79,24 +79,13 @@ def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
     if target.is_file() and _sha256(target) == expected:
         return target
     root.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(DOWNLOAD_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                progress(f"Downloading Whisper {name}: {done / 2**20:.0f} of {total / 2**20:.0f} MB", done / total if total else None)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise ModelLoadError(f"Whisper {name} could not be downloaded ({getattr(error, 'reason', error)}).") from None
-    if digest.hexdigest() != expected:
-        partial.unlink(missing_ok=True)
+        digest = download(url, target, f"Whisper {name}", progress)
+    except DownloadFailed as error:
+        raise ModelLoadError(f"Whisper {name} could not be downloaded ({error.reason}).") from None
+    if digest != expected:
+        target.unlink(missing_ok=True)
         raise ModelLoadError(f"The download of Whisper {name} was corrupted (checksum mismatch); it will be tried again.")
-    partial.replace(target)
     return target
 
 

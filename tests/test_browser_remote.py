@@ -67,6 +67,7 @@ def test_a_conversation_through_a_remote_engine(browser, start_app, demo_model_d
 
     # Stop: the page stops at once and keeps the partial answer; the server's generation stops too.
     page.locator("#new-chat").click()
+    expect(page.locator("#chat .message-row")).to_have_count(0)  # the new chat's (empty) settings are in: now fill
     page.locator("#settings").get_by_text("Settings for this conversation").click()
     page.locator("#max-new-tokens input, #max-new-tokens textarea").fill("4000")
     start_long_answer(page)
