@@ -166,15 +166,11 @@ class SentenceBuffer:
             return []
         self._started = True
         done, self._text = self._text[:end], self._text[end:]
-        return _spoken(done)
+        return pieces(done)
 
     def flush(self) -> list[str]:
         rest, self._text = self._text, ""
-        return _spoken(rest)
-
-
-def _spoken(text: str) -> list[str]:
-    return [s for s in (speakable(part) for part in sentences(speakable(text))) if s]
+        return pieces(rest)
 
 
 class StreamSpeaker:

@@ -59,20 +59,12 @@ def checkpoint(size: str, folder: Path) -> Path:
     demo = ensure_demo_model(folder / "demo")
     if size == "demo":
         return demo
-    from transformers import AutoConfig, AutoProcessor
+    from transformers import AutoProcessor
 
     target = folder / size
     if (target / "config.json").is_file():
         return target
-    config = AutoConfig.from_pretrained(demo).thinker_config
-    for part, values in SIZES[size].items():
-        for name, value in values.items():
-            setattr(getattr(config, part), name, value)
-    text = config.text_config
-    text.layer_types = ["full_attention"] * text.num_hidden_layers
-    head = text.head_dim
-    text.rope_parameters = {**text.rope_parameters, "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]}
-    model = random_model(config)
+    model = random_model(thinker_config(size, demo))
     partial = target.with_name(f"{size}.partial")  # a run cut short leaves no half-written checkpoint behind
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -82,6 +74,21 @@ def checkpoint(size: str, folder: Path) -> Path:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # so that the weights figure below is the loaded model's alone
     return target
+
+
+def thinker_config(size: str, demo: Path):
+    """The demo's Thinker config resized to `size` (SIZES), its rotary sections scaled to the head."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(demo).thinker_config
+    for part, values in SIZES[size].items():
+        for name, value in values.items():
+            setattr(getattr(config, part), name, value)
+    text = config.text_config
+    text.layer_types = ["full_attention"] * text.num_hidden_layers
+    head = text.head_dim
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]}
+    return config
 
 
 def load_checkpoint(size: str, quant: str, work: Path) -> TransformersEngine:

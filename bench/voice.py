@@ -79,14 +79,10 @@ def omni_checkpoint(size: str, work: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoProcessor, Qwen2_5OmniConfig
 
-    from bench.multiturn import SIZES, random_model
+    from bench.multiturn import random_model, thinker_config
 
-    thinker = AutoConfig.from_pretrained(demo).thinker_config
-    for part, values in SIZES[size].items():
-        for name, value in values.items():
-            setattr(getattr(thinker, part), name, value)
+    thinker = thinker_config(size, demo)
     text = thinker.text_config
-    text.layer_types = ["full_attention"] * text.num_hidden_layers
     base = AutoConfig.from_pretrained(demo).talker_config.to_dict()
     published = size != "small"  # the published vocabulary's text ids; `small` keeps the demo's vocabulary and ids
     talker = {**base, **(TALKER if published else SMALL_TALKER), "embedding_size": text.hidden_size,
@@ -97,8 +93,6 @@ def omni_checkpoint(size: str, work: Path) -> Path:
     talker["layer_types"] = ["full_attention"] * talker["num_hidden_layers"]
     head = talker["head_dim"]
     talker["rope_parameters"] = {**talker["rope_parameters"], "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]}
-    text.rope_parameters = {**text.rope_parameters, "mrope_section": [text.head_dim // 8, text.head_dim * 3 // 16,
-                                                                        text.head_dim * 3 // 16]}
     config = Qwen2_5OmniConfig(thinker_config=thinker.to_dict(), talker_config=talker,
                                token2wav_config=SMALL_TOKEN2WAV if size == "small" else None, enable_audio_output=True)
     model = random_model(config, "Qwen2_5OmniForConditionalGeneration")

@@ -99,6 +99,7 @@ class VoiceOut:
         self._sent = 0  # sent before them
         self._lock = threading.Lock()
         self._error_sent = False
+        self.kept = False  # whether the answer's sound was kept (see to_the_end)
         self.speaker = StreamSpeaker(engine, voice, self._add, stop)
 
     def _add(self, speech: Speech) -> None:
@@ -125,7 +126,6 @@ class VoiceOut:
         while not self.speaker.wait(0.1):
             if (update := self.update()) is not None:
                 yield update
-        self.kept = False
         if self.speaker.complete and message.status is Status.COMPLETE:
             try:
                 dialogue.keep_speech(message.id, self.speaker.parts)
