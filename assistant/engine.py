@@ -171,7 +171,7 @@ class TransformersEngine(AnswerLength):
             processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
         else:
             text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-            media = self.family.processor_kwargs(model_input.images, model_input.audios)
+            media = self.family.processor_kwargs(model_input.images, model_input.audios, model_input.videos)
             processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
         self._last_processed = (model_input, processed)
         return processed

@@ -47,7 +47,9 @@ class IncrementalProcessor:
         if new["image"] or new["audio"]:
             # One per line, so that each item's tokens form a run of their own.
             placeholders = "\n".join([tokens["image"]] * len(new["image"]) + [tokens["audio"]] * len(new["audio"]))
-            media = self._media_kwargs([model_input.images[i] for i in new["image"]], [model_input.audios[i] for i in new["audio"]])
+            media = self._media_kwargs(
+                [model_input.images[i] for i in new["image"]], [model_input.audios[i] for i in new["audio"]], []
+            )
             fresh = processor(text=[placeholders], **media, return_tensors="pt", padding=True)
             ids = fresh["input_ids"][0].tolist()
             for kind in keys:

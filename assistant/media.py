@@ -23,6 +23,17 @@ SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
+class VideoClip:
+    """A video as the model takes it: frames sampled at `fps` (uint8, frames × height × width × 3) and, when it has
+    one, its sound track (16 kHz mono float32) covering the same time."""
+
+    frames: np.ndarray
+    fps: float
+    seconds: float
+    audio: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class ProbedMedia:
     kind: MediaKind
     mime: str

@@ -24,9 +24,11 @@ class ModelInput:
     conversation: list[dict]
     images: list = field(default_factory=list)
     audios: list[np.ndarray] = field(default_factory=list)
-    # What each image and audio window is (sha256, and window number for audio): tells same-size media apart.
+    videos: list = field(default_factory=list)  # assistant.media.VideoClip: sampled frames, their rate, sound track
+    # What each image, audio window and video is (sha256, and window number for audio): tells same-size media apart.
     image_keys: list[str] = field(default_factory=list)
     audio_keys: list[str] = field(default_factory=list)
+    video_keys: list[str] = field(default_factory=list)
 
 
 @dataclass

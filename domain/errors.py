@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from domain.i18n import ENGLISH, Text, say
+
 
 class AssistantError(Exception):
-    """Base class: str(error) is a complete sentence a user can act on."""
+    """Base class: str(error) is a complete English sentence a user can act on; `said(language)` is it in theirs.
+
+    New code passes a `domain.i18n.Text` (a key and its parameters), so the page can say it in Chinese; a plain str
+    is said as it is in every language.
+    """
+
+    def __init__(self, message: str | Text = "", *args):
+        super().__init__(message, *args)
+        self.text = message
+
+    def __str__(self) -> str:
+        return say(self.text, ENGLISH)
+
+    def said(self, language: str) -> str:
+        return say(self.text, language)
 
 
 class InvalidInput(AssistantError):
     """The message or one of its files breaks a limit or cannot be read; `filename` names the file at fault."""
 
-    def __init__(self, message: str, filename: str | None = None):
+    def __init__(self, message: str | Text, filename: str | None = None):
         super().__init__(message)
         self.filename = filename
 
@@ -45,7 +61,7 @@ class ServiceUnavailable(AssistantError):
     `retry_after_s` is how long a client should wait before trying again.
     """
 
-    def __init__(self, message: str, retry_after_s: int = 5):
+    def __init__(self, message: str | Text, retry_after_s: int = 5):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 

@@ -13,6 +13,11 @@ MAX_IMAGE_ASPECT_RATIO = 200
 # The default longest audio clip (--max-audio-seconds). Models hear it in windows of what their audio encoder
 # takes (30 s for Whisper-derived towers), in order; the transcript covers the whole clip.
 MAX_AUDIO_SECONDS = 300.0
+# Video (--max-video-seconds): the longest clip, a video file's own size limit (phone clips outgrow MAX_FILE_BYTES)
+# and the largest frame (8K UHD) decoded; frames are sampled at the family's rate, at most its frame cap.
+MAX_VIDEO_SECONDS = 120.0
+MAX_VIDEO_BYTES = 200 * 1024 * 1024
+MAX_VIDEO_FRAME_PIXELS = 7680 * 4320
 # Shorter recordings are a slip of the button, not a question.
 MIN_AUDIO_SECONDS = 0.5
 # Nothing louder than this (-40 dBFS) is silence: a muted or wrong microphone.

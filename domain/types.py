@@ -30,6 +30,7 @@ INTERRUPTED = "The app stopped before this answer was finished."
 class MediaKind(StrEnum):
     IMAGE = "image"
     AUDIO = "audio"
+    VIDEO = "video"  # frames, and for a model that hears, its sound track in the same item
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Attachment:
     filename: str
     size_bytes: int
     path: Path
-    transcript: Transcript | None = None  # audio only; None while none has been made
+    transcript: Transcript | None = None  # audio and video (its sound track) only; None while none has been made
 
 
 @dataclass(frozen=True)

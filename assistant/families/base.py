@@ -3,7 +3,7 @@
 A family is what its models accept (`Capabilities`), how a checkpoint of it is loaded (the transformers classes,
 the modules kept unquantized in 4/8-bit, the processor's keyword arguments), how to build a tiny random checkpoint
 of it for `--demo` and the tests, and how work is kept across its turns (`ReuseContract`). Conversations reach
-every family in the same Hugging Face chat format (content items `{"type": "image"}`, `{"type": "audio"}`,
+every family in the same Hugging Face chat format (content items `{"type": "image"}`, `{"type": "audio"}`, `{"type": "video"}`,
 `{"type": "text", "text": ...}`) with the images and audio in order; the processor turns that into tensors.
 A `Family` is a `Capabilities` with the rest added, so code that only needs what a model accepts takes a `Family`
 or a remote model's bare `Capabilities` alike.
@@ -19,7 +19,7 @@ from assistant.families.capabilities import Capabilities
 from assistant.families.reuse_contract import ReuseContract
 
 
-def _images_and_audio(images: list, audios: list) -> dict:
+def _images_and_audio(images: list, audios: list, videos: list) -> dict:
     return {"images": images or None, "audio": audios or None}
 
 
@@ -33,8 +33,9 @@ class Family(Capabilities):
     build_demo: Callable[[Path], None]  # writes a tiny random checkpoint (config, weights, processor) to a folder
     reuse: ReuseContract | None = None  # None: every turn is prefilled whole
     processor_class: str = "AutoProcessor"
-    # The processor's media keywords for the images and audio of a prompt (every 5.x processor takes "audio").
-    processor_kwargs: Callable[[list, list], dict] = field(default=_images_and_audio)
+    # The processor's media keywords for the images, audio and videos (assistant.media.VideoClip) of a prompt (every
+    # 5.x processor takes "audio"); a family that takes video passes its frames, rate and, if it hears, sound track.
+    processor_kwargs: Callable[[list, list, list], dict] = field(default=_images_and_audio)
     # A model that speaks for itself (a talker): the class loaded instead when answers are spoken, the modules kept out
     # of 4/8-bit in it, and `own_voice(model, processor)` -> (the model that writes the text, its speech engine).
     speech_model_class: str | None = None

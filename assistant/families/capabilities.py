@@ -17,12 +17,17 @@ class Capabilities:
     accepts: frozenset[MediaKind]  # besides text
     context_tokens: int  # prompt and answer together (the published models' max_position_embeddings)
     audio_window_s: float = 30.0  # longest clip one audio item may be; longer clips go in as several, in order
+    video_fps: float = 2.0  # frames a second sampled from a video (the family's published rate)
+    video_max_frames: int = 64  # at most this many frames of one video; a longer one is sampled more sparsely
 
     def hears(self) -> bool:
         return MediaKind.AUDIO in self.accepts
 
     def sees(self) -> bool:
         return MediaKind.IMAGE in self.accepts
+
+    def watches(self) -> bool:
+        return MediaKind.VIDEO in self.accepts
 
     def describe_accepts(self) -> str:
         """"text, images and audios": what people are told the model takes."""
