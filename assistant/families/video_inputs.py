@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from assistant.media import SAMPLE_RATE
+from assistant.video import thinned
 
 # The 30-second window the Whisper feature extractor pads and cuts to; a longer sound track asks for more.
 _WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -80,5 +81,4 @@ def _at_rate(clip, rate: float) -> np.ndarray:
     """The clip's frames thinned to `rate` frames a second (an even number, as sampled)."""
     if clip.fps <= rate * 1.001:
         return clip.frames
-    count = max(int(len(clip.frames) * rate / clip.fps) // 2 * 2, 2)
-    return clip.frames[np.linspace(0, len(clip.frames) - 1, count).round().astype(int)]
+    return thinned(clip, int(len(clip.frames) * rate / clip.fps)).frames
