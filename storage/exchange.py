@@ -120,7 +120,8 @@ def _markdown(c: ExportedConversation) -> str:
         lines.append("**You:**" if message.role is Role.USER else "**Assistant:**")
         for a in _files(message):
             target = "../" + _file_member(a.sha256, a.path)
-            lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[🔊 {a.filename}]({target})")
+            icon = "🎬" if a.kind is MediaKind.VIDEO else "🔊"
+            lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[{icon} {a.filename}]({target})")
             if a.transcript is not None and a.transcript.status is TranscriptStatus.DONE:
                 lines.append(f"> 🗣 {a.transcript.text}")
         lines += [message.text, ""]
