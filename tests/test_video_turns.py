@@ -152,3 +152,26 @@ def test_a_model_that_watches_but_does_not_hear_gets_the_sound_tracks_transcript
     [model_input] = vl.inputs
     assert len(model_input.videos) == 1 and model_input.videos[0].frames.shape[0] == 6
     assert "[The sound track of “clip.mp4”, transcribed: hello there]" in texts(model_input)
+
+
+def test_with_reuse_on_a_conversation_with_a_video_is_prefilled_whole_and_answered_the_same(
+    family_model_dir, repository, speech_video
+):
+    from assistant.reuse import Reuse
+    from tests.engine_helpers import generate_whole
+
+    plain = load_engine(ModelSpec(str(family_model_dir("qwen2.5-vl")), Quant.NONE, demo=True), lambda *_: None, max_new_tokens=8, generation_kwargs=GREEDY)
+    reusing = TransformersEngine(
+        plain.model, plain.processor, plain.info, plain.family, max_new_tokens=8, generation_kwargs=GREEDY, reuse=Reuse(1.0, None)
+    )
+    manager = make_manager(reusing, repository)
+    events = send(manager, None, "What happens?", [(speech_video, "clip.mp4")])
+    answer = events[-1].message
+    assert answer.status is Status.COMPLETE and answer.details.cached_tokens == 0
+    again = send(manager, events[0].conversation.id, "And then?")[-1].message
+    assert again.status is Status.COMPLETE
+    from assistant.prompt import build_model_input
+
+    history = repository.get_path(again.id)[:-1]
+    expected = generate_whole(plain, build_model_input(history, MediaLoader(), None, plain.family))
+    assert again.text == expected
