@@ -175,3 +175,36 @@ def test_with_reuse_on_a_conversation_with_a_video_is_prefilled_whole_and_answer
     history = repository.get_path(again.id)[:-1]
     expected = generate_whole(plain, build_model_input(history, MediaLoader(), None, plain.family))
     assert again.text == expected
+
+
+def test_omni_places_each_sound_where_it_is_in_the_prompt(engine, speech_wav, speech_video, tmp_path):
+    """Audio, a video with sound, audio again, a silent video taken at another rate: one prompt, in order."""
+    from assistant.media import decode_audio, decode_video
+    from assistant.prompt import ModelInput
+    from tests.engine_helpers import generate_whole
+
+    speech = decode_audio(speech_wav)
+    quiet = decode_video(write_video(tmp_path / "quiet.mp4", seconds=8.0, fps=4, size=(64, 48)), 2.0, 8)  # 1 a second
+    talking = decode_video(speech_video, 2.0, 64)
+    items = [{"type": "audio"}, {"type": "video"}, {"type": "audio"}, {"type": "video"}, {"type": "text", "text": "Well?"}]
+    model_input = ModelInput(
+        [{"role": "user", "content": items}], audios=[speech, speech[: len(speech) // 2]], videos=[talking, quiet],
+        sound_order=[None, 0, None, 1],
+    )  # fmt: skip
+    prepared = engine.prepare(model_input)
+    lengths = prepared["feature_attention_mask"].sum(-1).tolist()
+    expected = [len(speech), 3.0 * 16000, len(speech) // 2, 8.0 * 16000]  # in prompt order; silence for the quiet one
+    assert [round(n / 100) for n in lengths] == [round(n / 160 / 100) for n in expected]
+    # One rate for the prompt: the 2-a-second clip thinned to 1 a second (2 frames of 3 s, one pair), the other's 8.
+    assert prepared["video_grid_thw"][:, 0].tolist() == [1, 4]
+    assert generate_whole(engine, model_input).strip()
+
+
+def test_omni_hears_a_sound_track_longer_than_thirty_seconds_whole(engine, tmp_path):
+    from assistant.media import decode_video
+    from assistant.prompt import ModelInput
+
+    clip = decode_video(write_video(tmp_path / "long.mp4", seconds=40.0, fps=1, size=(32, 32), audio_codec="aac"), 2.0, 8)
+    model_input = ModelInput([{"role": "user", "content": [{"type": "video"}]}], videos=[clip], sound_order=[0])
+    prepared = engine.prepare(model_input)
+    assert int(prepared["feature_attention_mask"].sum()) == 4000  # 40 s of 10 ms frames, not cut at 30 s
