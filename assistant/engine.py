@@ -178,7 +178,9 @@ class TransformersEngine(AnswerLength):
             processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
         else:
             text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-            media = self.family.processor_kwargs(model_input.images, model_input.audios, model_input.videos, **_sounds(model_input))
+            media = self.family.processor_kwargs(
+                model_input.images, model_input.audios, model_input.videos, **_sounds(model_input)
+            )
             processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
             if model_input.videos:  # as tensors, like every other input (a 0-d one for a flag)
                 processed.update({name: torch.as_tensor(value) for name, value in self.family.video_model_inputs})
