@@ -29,6 +29,7 @@ from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
 from domain import limits
 from domain.errors import AssistantError, ConversationBusy
+from domain.i18n import Text, t
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import ConversationSummary, Message, Status
 
@@ -101,15 +102,15 @@ class Answering:
         self._lock = threading.Lock()
 
     @contextmanager
-    def none_answering(self, conversation_id: str, what_to_do: str) -> Iterator[None]:
+    def none_answering(self, conversation_id: str, what_to_do: Text) -> Iterator[None]:
         """ConversationBusy if one of the conversation's answers is being written; else no answer to it starts until
         the block ends."""
         with self._lock:
             if self._answering[conversation_id]:
-                raise ConversationBusy(f"This conversation is being answered; {what_to_do}.")
+                raise ConversationBusy(t("conversation.busy", what_to_do=what_to_do))
             yield
 
-    def refuse_if_answering(self, conversation_id: str, what_to_do: str) -> None:
+    def refuse_if_answering(self, conversation_id: str, what_to_do: Text) -> None:
         """ConversationBusy if one of the conversation's answers is being written now."""
         with self.none_answering(conversation_id, what_to_do):
             pass
