@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import INTERRUPTED, ConversationSummary, MediaFile, Message, Role, Status
 from storage.blobs import StoredBlob
@@ -146,7 +147,7 @@ class MessageTree(OwnedRows):
             with self._write.begin() as session:
                 row = self._message_row(session, message_id)
                 if row.role != Role.ASSISTANT.value:
-                    raise InvalidInput("Only answers can be spoken.")
+                    raise InvalidInput(t("speech.not_an_answer"))
                 if not any(link.attachment.kind == file.kind.value for link in row.links):
                     blob = self._blobs.put(file.path, file.mime)
                     stored.append(blob)
@@ -173,7 +174,7 @@ class MessageTree(OwnedRows):
             or (row.status, row.error) != (Status.ERROR.value, INTERRUPTED)
             or not text.strip().startswith(row.content.strip())
         ):
-            raise InvalidInput("That answer cannot be continued from the text given for it.")
+            raise InvalidInput(t("continue.mismatch"))
         row.content = text
         row.updated_at = utc_now()
 
@@ -207,7 +208,7 @@ class MessageTree(OwnedRows):
         with self._write.begin() as session:
             original = self._message_row(session, message_id)
             if original.role != Role.USER.value:
-                raise InvalidInput("Only your own messages can be edited.")
+                raise InvalidInput(t("edit.not_yours"))
             conversation = self._conversation(session, original.conversation_id)
             row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE, original.parent_id)
             for link in original.links:
