@@ -43,10 +43,7 @@ WAIT_POLL_S = 0.5
 # How soon Stop takes effect on a queued turn.
 QUEUE_POLL_S = 0.1
 # What an answer that failed for a reason of the app's own says (the reason goes to the log).
-ANSWER_FAILED = (
-    "The answer failed because of a fault in the app; the details are in its log. "
-    "Ask again; if it keeps failing, tell whoever runs the app."
-)
+ANSWER_FAILED = t("answer.failed")
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,7 @@ class Answering:
                 yield WaitingForModel(self.host.state.message)
             yield from self._write_answer(repository, question, reply, stop, first_token, writer, answer, stop_strings)
         except AssistantError as failure:
-            answer.end(Status.ERROR, str(failure), failure)
+            answer.end(Status.ERROR, failure.text, failure)  # kept by key: the page says it in its reader's language
         except GeneratorExit:
             answer.status = Status.STOPPED  # the page went away mid-answer: keep what was said
             raise
@@ -257,11 +254,11 @@ class _Answer:
     def __init__(self):
         self.text = ""
         self.status = Status.COMPLETE
-        self.error: str | None = None
+        self.error: Text | str | None = None
         self.failure: BaseException | None = None
         self.details_from = None  # status -> AnswerDetails, once generation has started
 
-    def end(self, status: Status, error: str | None, failure: BaseException | None = None) -> None:
+    def end(self, status: Status, error: Text | str | None, failure: BaseException | None = None) -> None:
         self.status, self.error, self.failure = status, error, failure
 
     @property

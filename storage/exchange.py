@@ -76,7 +76,7 @@ def _conversation_json(c: ExportedConversation) -> dict:
                 "role": m.role.value,
                 "text": m.text,
                 "status": m.status.value,
-                "error": m.error,
+                "error": None if m.error is None else str(m.error),  # English, as the API says it
                 "details": m.details.model_dump(mode="json") if m.details else None,
                 "created_at": m.created_at.isoformat() if m.created_at else None,
                 "attachments": [
@@ -106,7 +106,7 @@ def _transcript_json(transcript: Transcript | None) -> dict | None:
         "language": transcript.language,
         "seconds": transcript.seconds,
         "model": transcript.model,
-        "error": transcript.error,
+        "error": None if transcript.error is None else str(transcript.error),
     }
 
 

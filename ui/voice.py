@@ -26,6 +26,7 @@ from assistant.media import decode_audio
 from assistant.speech import Speech, SpeechEngine, StreamSpeaker
 from assistant.vad import SpeechDetector
 from domain.errors import AssistantError, InvalidInput
+from domain.i18n import t
 from domain.types import Status
 from ui.uploads import discard_uploads
 
@@ -86,8 +87,7 @@ class VoiceSessions:
                 continue  # the turn's own validation names what is wrong with the file
             if not heard:
                 discard_uploads([path])
-                raise InvalidInput("Only noise was heard, no speech, so nothing was sent; voice mode is listening again.",
-                                   QUESTION_FILENAME)
+                raise InvalidInput(t("voice.only_noise"), QUESTION_FILENAME)
 
 
 class VoiceOut:
