@@ -27,7 +27,7 @@ from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
 log = logging.getLogger(__name__)
 
 OFF = "none"
-TRANSCRIPTION_FAILED = "Whisper could not transcribe this clip (the console log says why); sending the file again retries."
+TRANSCRIPTION_FAILED = t("whisper.failed")
 DOWNLOAD_CHUNK = 1 << 20
 # The longest a transcript waits for an answer's first token (see Transcriber.submit).
 HOLD_MAX_S = 120.0
@@ -192,7 +192,7 @@ class Transcriber:
                 model = self._ready_model()
                 result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
         except AssistantError as error:
-            return Transcript(TranscriptStatus.FAILED, model=self.label, error=str(error))
+            return Transcript(TranscriptStatus.FAILED, model=self.label, error=error.text)
         except Exception:  # a Whisper failure costs this transcript only, never the chat
             log.exception("transcribing %s failed", filename)
             return Transcript(TranscriptStatus.FAILED, model=self.label, error=TRANSCRIPTION_FAILED)

@@ -140,7 +140,7 @@ def test_when_whisper_cannot_be_had_the_chat_works_and_the_transcript_says_why(s
     wait_for(transcriber, [events[0].message])
     messages = repository.get_messages(events[0].conversation.id)
     transcript = messages[0].attachments[0].transcript
-    assert transcript.status is TranscriptStatus.FAILED and "could not be downloaded" in transcript.error
+    assert transcript.status is TranscriptStatus.FAILED and "could not be downloaded" in str(transcript.error)
     chat = render.chat_messages(messages, notes=render.audio_notes(manager))
     assert any("No transcript" in item and "no network" in item for item in chat[0]["content"] if isinstance(item, str))
     assert send(manager, events[0].conversation.id, "still there?")[-1].message.status is Status.COMPLETE
