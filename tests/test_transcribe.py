@@ -255,13 +255,13 @@ def test_named_whisper_weights_are_downloaded_once_into_the_data_dir_with_progre
     events = send(manager, None, "", [(speech_wav, "q.wav")])
     wait_for(transcriber, [events[0].message])
     assert (downloads / "tiny-test.pt").read_bytes() == data
-    assert any(m.startswith("Downloading Whisper tiny-test") and f == 1.0 for m, f in seen), seen
+    assert any(str(m).startswith("Downloading Whisper tiny-test") and f == 1.0 for m, f in seen), seen
     assert repository.get_messages(events[0].conversation.id)[0].attachments[0].transcript.status is TranscriptStatus.DONE
 
     # Already there and intact: not fetched again.
     seen.clear()
     load_whisper("tiny-test", downloads, "cpu", lambda m, f: seen.append((m, f)))
-    assert not any(m.startswith("Downloading") for m, _ in seen)
+    assert not any(str(m).startswith("Downloading") for m, _ in seen)
     # A corrupted download is refused and removed; a name Whisper does not know gets the list of those it does.
     with pytest.raises(ModelLoadError, match="corrupted"):
         load_whisper("corrupt-test", downloads, "cpu", lambda *_: None)
