@@ -31,7 +31,7 @@ from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, render, script_api, settings, sidebar, voice
-from ui.errors import said, shows_errors
+from ui.errors import language_of_request, said, shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
@@ -168,7 +168,8 @@ class ChatHandlers:
         unlocks the page (see enable_input). Its callers show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
-        spoken = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash), voice)
+        stop = self._stops.get(request.session_hash)
+        spoken = self.voice.out_for(dialogue, request.session_hash, stop, voice, language_of_request(request))
         finished = None
         try:
             for event in events:
