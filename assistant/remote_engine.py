@@ -52,12 +52,10 @@ def family_for_model(name: str, accepts: frozenset[MediaKind] | None) -> Capabil
     def squash(text: str) -> str:
         return text.lower().replace("-", "").replace("_", "")
 
-    # Videos are not sent to a server yet (request_body has no part for them): a remote model refuses them.
-    accepts = None if accepts is None else accepts - {MediaKind.VIDEO}
     known = next((f for f in families().values() if squash(f.name) in squash(name)), None)
     if known is None:
         return Capabilities(name="remote", title=name, accepts=accepts or frozenset(), context_tokens=DEFAULT_CONTEXT)
-    return replace(known.capabilities, accepts=accepts if accepts is not None else known.accepts - {MediaKind.VIDEO})
+    return replace(known.capabilities, accepts=accepts) if accepts is not None else known.capabilities
 
 
 class OpenAIEngine(AnswerLength):

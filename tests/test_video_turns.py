@@ -208,11 +208,3 @@ def test_omni_hears_a_sound_track_longer_than_thirty_seconds_whole(engine, tmp_p
     model_input = ModelInput([{"role": "user", "content": [{"type": "video"}]}], videos=[clip], sound_order=[0])
     prepared = engine.prepare(model_input)
     assert int(prepared["feature_attention_mask"].sum()) == 4000  # 40 s of 10 ms frames, not cut at 30 s
-
-
-def test_a_remote_model_does_not_take_videos_yet():
-    from assistant.remote_engine import family_for_model
-
-    assert family_for_model("Qwen/Qwen2.5-VL-7B-Instruct", None).accepts == {MediaKind.IMAGE}
-    assert family_for_model("Qwen/Qwen2.5-Omni-7B", None).accepts == {MediaKind.IMAGE, MediaKind.AUDIO}
-    assert family_for_model("served", frozenset({MediaKind.VIDEO, MediaKind.IMAGE})).accepts == {MediaKind.IMAGE}
