@@ -393,5 +393,5 @@ def _parse(body: bytes, fetch) -> parsing.ChatRequest:
 def _too_large(limit: int = limits.MAX_BODY_BYTES) -> ApiError:
     if limit != limits.MAX_BODY_BYTES:
         return ApiError(413, f"The request is larger than {limit // 2**10} KB, the limit.", code="request_too_large")
-    return ApiError(413, f"The request is larger than {limits.MAX_BODY_BYTES // 2**20} MB; files are limited to "
-                    f"{limits.MAX_FILE_BYTES // 2**20} MB each.", code="request_too_large")
+    return ApiError(413, f"The request is larger than {limits.MAX_BODY_BYTES // 2**20} MB; files are limited to {limits.MAX_FILE_BYTES // 2**20} "
+                    f"MB each, videos to {limits.MAX_VIDEO_BYTES // 2**20} MB.", code="request_too_large")

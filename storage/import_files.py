@@ -32,9 +32,9 @@ class KeptFile:
     sha256: str
 
 
-def too_big(filename: str, size: int) -> str:
+def too_big(filename: str, size: int, limit: int = limits.MAX_FILE_BYTES) -> str:
     """The sentence for a file over the per-file limit (the same words an upload gets)."""
-    return f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limits.MAX_FILE_BYTES / 2**20:.0f} MB per file."
+    return f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB per file."
 
 
 class ImportFiles:
@@ -48,21 +48,22 @@ class ImportFiles:
         """The member's bytes, read the first time it is asked for; its declared size is checked by the caller."""
         if info.filename not in self._members:
             with open_member(archive, info) as source:
-                self._members[info.filename] = self._keep(_chunks(source, info.filename), info.filename)
+                chunks = _chunks(source, info.filename)
+                self._members[info.filename] = self._keep(chunks, info.filename, limits.max_file_bytes(info.filename))
         return self._members[info.filename]
 
     def data(self, data: bytes) -> KeptFile:
         """Bytes held in memory (a decoded data: URL)."""
         return self._keep([data], "an embedded file")
 
-    def _keep(self, chunks: Iterable[bytes], name: str) -> KeptFile:
+    def _keep(self, chunks: Iterable[bytes], name: str, limit: int = limits.MAX_FILE_BYTES) -> KeptFile:
         digest, size = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     size += len(chunk)
-                    if size > limits.MAX_FILE_BYTES:  # callers check sizes first: this holds should a header lie
+                    if size > limit:  # callers check sizes first: this holds should a header lie
                         raise InvalidInput(f"The zip is damaged: “{name}” in it is larger than its header says.")
                     digest.update(chunk)
                     out.write(chunk)

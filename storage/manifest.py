@@ -102,10 +102,11 @@ class _Reader:
         info = self.members.get(member)
         if info is None:
             raise InvalidInput(f"The zip lacks {member} (“{filename}”), which a message needs; nothing was imported.")
-        if info.file_size > limits.MAX_FILE_BYTES:  # on the header: never unpacked
+        limit = limits.max_file_bytes(member)  # a video's (by its name) is larger
+        if info.file_size > limit:  # on the header: never unpacked
             if member not in self.noted:
                 self.noted.add(member)
-                self.summary.skipped.append(f"{too_big(filename, info.file_size)[:-1]} (in “{title}”)")
+                self.summary.skipped.append(f"{too_big(filename, info.file_size, limit)[:-1]} (in “{title}”)")
             return None
         kept = self.files.member(self.archive, info)
         return ImportedFile(kept.path, kept.sha256, filename, _transcript(a.get("transcript"), where))

@@ -162,7 +162,7 @@ U = {"role": "user", "content": "hi"}
         ({"model": "m", "messages": [{"role": "bot"}]}, (400, '`messages[0].role` must be system, developer, user or assistant.', 'messages[0].role', None)),
         ({"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": [1]}]}, (400, '`messages[0].tool_calls` is not supported here: tools and function calling.', 'messages[0].tool_calls', 'unsupported_parameter')),
         ({"model": "m", "messages": [{"role": "user", "content": 5}]}, (400, '`messages[0].content` must be a string or a list of parts.', 'messages[0].content', None)),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, (400, '`messages[0].content[0].type` must be text, image_url, input_audio or audio_url.', 'messages[0].content[0].type', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, (400, '`messages[0].content[0].type` must be text, image_url, input_audio, audio_url or video_url.', 'messages[0].content[0].type', None)),
         ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, (400, '`messages[0].content[0]` needs a `url`.', 'messages[0].content[0]', None)),
         ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": 5}}]}]}, (400, '`messages[0].content[0].input_audio` needs base64 `data` and a `format`.', 'messages[0].content[0].input_audio', None)),
         ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA"}}]}]}, (400, '`messages[0].content[0].input_audio.format` must be wav or mp3.', 'messages[0].content[0].input_audio.format', None)),

@@ -230,3 +230,42 @@ def test_the_remote_engine_keeps_the_engine_contract_and_its_shared_answer_lengt
     long = ModelInput([{"role": "user", "content": "x" * 2700}])
     body = engine.request_body(long, GenerationSettings(max_new_tokens=900))
     assert body["max_tokens"] == 1000 - engine.prepare_prompt(long) < 900  # never past the context
+
+
+def test_a_video_goes_to_a_server_whose_model_takes_it_as_a_video_url_mp4_and_to_no_other():
+    import base64
+    import io
+
+    import av
+    import numpy as np
+
+    from assistant.media import VideoClip
+    from domain.errors import InvalidInput
+    from domain.settings import GenerationSettings
+
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    frames[:, 10:30, 20:40] = (220, 20, 20)
+    sound = (0.3 * np.sin(np.arange(32_000) / 8)).astype(np.float32)
+    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    model_input = ModelInput(conversation, videos=[VideoClip(frames, 2.0, 2.0, sound)])
+    client = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))  # nobody listens: only the body is made
+    url = f"http://127.0.0.1:{free_port()}/v1"
+
+    def body_for(model: str, accepts=None) -> dict:
+        engine = OpenAIEngine(url, model, family_for_model(model, accepts), max_context=32_000, client=client)
+        text_only = ModelInput([{"role": "user", "content": "What happens?"}])
+        assert engine.prepare_prompt(model_input) > engine.prepare_prompt(text_only) + 4 * 100  # frames cost tokens
+        return engine.request_body(model_input, GenerationSettings())
+
+    parts = body_for("Qwen/Qwen2.5-Omni-7B", frozenset({MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO}))["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["video_url", "text"]
+    data_url = parts[0]["video_url"]["url"]
+    assert data_url.startswith("data:video/mp4;base64,")
+    with av.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))) as container:
+        assert sorted(s.type for s in container.streams) == ["audio", "video"]  # a model that hears gets the sound too
+        assert sum(1 for _ in container.decode(video=0)) == 4
+    again = body_for("Qwen/Qwen2.5-Omni-7B", frozenset({MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO}))
+    assert again["messages"][0]["content"][0]["video_url"]["url"] == data_url  # the same bytes each turn
+
+    with pytest.raises(InvalidInput, match="my-llama"):  # should a turn slip past the dialogue manager's check
+        body_for("my-llama")

@@ -255,7 +255,7 @@ class ChatHandlers:
             messages = dialogue.open_messages(conversation_id)
         except AssistantError:
             return gr.skip(), gr.Timer(active=False)
-        has_audio = any(a.kind is MediaKind.AUDIO for m in messages for a in m.attachments)
+        has_audio = any(a.kind in render.HEARD for m in messages for a in m.attachments)
         chat = chat_view(dialogue, messages, request) if has_audio else gr.skip()
         return chat, gr.Timer(active=dialogue.transcript_pending(messages))
 
@@ -286,8 +286,8 @@ def build_app(
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
     sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
-    file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
-    attach = " or ".join({"image": "images", "audio": "audio"}[kind] for kind in file_types)
+    file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO) if kind in accepted]
+    attach = render.attach_hint(file_types)
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
         exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
     transfer = TransferHandlers(handlers.access, exports, handlers.owner)

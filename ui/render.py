@@ -31,6 +31,7 @@ def defuse_remote_images(text: str) -> str:
 
 
 FileUrl = Callable[[str, str], str]  # (sha256, stored file name) -> URL the browser fetches it from
+HEARD = (MediaKind.AUDIO, MediaKind.VIDEO)  # files with a sound track, whose transcript shows under them
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class AudioNotes:
     status: str = "Transcribing…"
     as_transcript: bool = False  # the model has no audio tower: it hears the transcript
     speaks: bool = False  # answers can be spoken (🔊 under each)
+
+
+def attach_hint(kinds: Sequence[str]) -> str:
+    """What the composer says may be attached: ["image", "audio", "video"] -> "images, audio or video"."""
+    names = [{"image": "images"}.get(kind, kind) for kind in kinds]
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
 
 
 def transcript_line(attachment: Attachment, notes: AudioNotes) -> str | None:
@@ -90,7 +97,7 @@ def chat_message(message: Message, file_url: FileUrl | None = None, notes: Audio
         content: list = []
         for attachment in message.attachments:
             content.append(_file(attachment, file_url))
-            line = transcript_line(attachment, notes) if attachment.kind is MediaKind.AUDIO else None
+            line = transcript_line(attachment, notes) if attachment.kind in HEARD else None
             if line:
                 content.append(line)
         text = defuse_remote_images(message.text) + footer
