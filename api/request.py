@@ -355,21 +355,21 @@ def _content(parts: list | None, param: str, fetch) -> tuple[str, list[tuple[byt
         if isinstance(part, TextPart):
             texts.append(part.text)
         elif isinstance(part, ImagePart):
-            data, mime = _media(part.image_url.url, where, fetch)
+            data, mime = _media(part.image_url.url, where, fetch, limits.MAX_FILE_BYTES)
             files.append((data, f"image-{len(files) + 1}.{_extension(mime, 'png')}"))
         elif isinstance(part, InputAudioPart):
             audio = part.input_audio
-            files.append((_base64(audio.data, where), f"audio-{len(files) + 1}.{audio.format}"))
-        elif isinstance(part, VideoUrlPart):  # up to a video's own limit
+            files.append((_base64(audio.data, where, limits.MAX_FILE_BYTES), f"audio-{len(files) + 1}.{audio.format}"))
+        elif isinstance(part, VideoUrlPart):
             data, mime = _media(part.video_url.url, where, fetch, limits.MAX_VIDEO_BYTES)
             files.append((data, f"video-{len(files) + 1}.{_extension(mime, 'mp4')}"))
         else:
-            data, mime = _media(part.audio_url.url, where, fetch)
+            data, mime = _media(part.audio_url.url, where, fetch, limits.MAX_FILE_BYTES)
             files.append((data, f"audio-{len(files) + 1}.{_extension(mime, 'wav')}"))
     return "\n".join(texts), files
 
 
-def _media(url: str, where: str, fetch, limit: int = limits.MAX_FILE_BYTES) -> tuple[bytes, str]:
+def _media(url: str, where: str, fetch, limit: int) -> tuple[bytes, str]:
     match = _DATA_URL.match(url)
     if match:
         if not match[3]:
@@ -383,7 +383,7 @@ def _media(url: str, where: str, fetch, limit: int = limits.MAX_FILE_BYTES) -> t
     raise ApiError(400, "A media URL must be a data: URL (or http(s) with --allow-remote-media).", where, "invalid_url")
 
 
-def _base64(data: str, where: str, limit: int = limits.MAX_FILE_BYTES) -> bytes:
+def _base64(data: str, where: str, limit: int) -> bytes:
     if len(data) > (limit * 4) // 3 + 8:
         raise ApiError(413, f"A file is larger than {limit // 2**20} MB.", where, "file_too_large")
     try:

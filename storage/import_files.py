@@ -32,9 +32,9 @@ class KeptFile:
     sha256: str
 
 
-def too_big(filename: str, size: int, limit: int = limits.MAX_FILE_BYTES) -> str:
+def too_big(filename: str, size: int, limit: int | None = None) -> str:
     """The sentence for a file over the per-file limit (the same words an upload gets)."""
-    return f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB per file."
+    return f"“{filename}” is {size / 2**20:.1f} MB; the limit is {(limit or limits.MAX_FILE_BYTES) / 2**20:.0f} MB per file."
 
 
 class ImportFiles:
@@ -56,7 +56,8 @@ class ImportFiles:
         """Bytes held in memory (a decoded data: URL)."""
         return self._keep([data], "an embedded file")
 
-    def _keep(self, chunks: Iterable[bytes], name: str, limit: int = limits.MAX_FILE_BYTES) -> KeptFile:
+    def _keep(self, chunks: Iterable[bytes], name: str, limit: int | None = None) -> KeptFile:
+        limit = limit or limits.MAX_FILE_BYTES
         digest, size = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=".part-")
         try:
