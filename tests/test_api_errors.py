@@ -33,7 +33,7 @@ def test_bad_requests_get_openai_errors_naming_what_is_wrong(client, model, tmp_
         ({"type": "image_url", "image_url": {"url": data_url(broken, "image/png")}}, "image"),
         ({"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}, "--allow-remote-media"),
         ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}, "wav or mp3"),
-        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "type"),
+        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "“video-1.mp4”"),  # read, and not a video
     ]:
         with pytest.raises(openai.BadRequestError) as error:
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": [part]}])
