@@ -239,7 +239,7 @@ def test_a_video_goes_to_a_server_whose_model_takes_it_as_a_video_url_mp4_and_to
     import av
     import numpy as np
 
-    from assistant.media import VideoClip
+    from assistant.video import VideoClip
     from domain.errors import InvalidInput
     from domain.settings import GenerationSettings
 

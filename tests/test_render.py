@@ -80,9 +80,3 @@ def test_a_video_shows_as_a_player_with_its_sound_tracks_transcript_under_it():
     assert content[0] == {"file": {"path": "http://app/attachments/clip.mp4", "url": "http://app/attachments/clip.mp4",
                                    "mime_type": "video/mp4", "orig_name": "clip.mp4"}}  # Gradio's chat plays video/*
     assert content[1].startswith("🗣 *Transcript* (en · 2.0 s): a red car drives by")
-
-
-def test_the_composer_says_what_may_be_attached():
-    assert render.attach_hint(["image", "audio", "video"]) == "images, audio or video"
-    assert render.attach_hint(["image", "video"]) == "images or video"
-    assert render.attach_hint(["audio"]) == "audio"

@@ -29,7 +29,7 @@ from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
-from ui import branches, render, script_api, settings, sidebar, voice
+from ui import branches, composer, render, script_api, settings, sidebar, voice
 from ui.errors import shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
@@ -285,9 +285,7 @@ def build_app(
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
-    sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
-    file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO) if kind in accepted]
-    attach = render.attach_hint(file_types)
+    sources, file_types, attach = composer.offers(accepted)
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
         exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
     transfer = TransferHandlers(handlers.access, exports, handlers.owner)
@@ -315,6 +313,8 @@ def build_app(
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
             voice.toggle_button(visible="microphone" in sources)  # hands-free voice mode, where the microphone is
         voice_controls = voice.build_controls(dialogue)
+        if MediaKind.VIDEO not in accepted:
+            composer.refuse_videos(app, dialogue)
         panel = settings.build_settings_panel()
         if api_keys is not None:
             api_key_panel.wire(api_key_panel.build_api_key_panel(), api_key_panel.ApiKeyHandlers(api_keys, owner_of), app)

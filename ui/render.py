@@ -44,12 +44,6 @@ class AudioNotes:
     speaks: bool = False  # answers can be spoken (🔊 under each)
 
 
-def attach_hint(kinds: Sequence[str]) -> str:
-    """What the composer says may be attached: ["image", "audio", "video"] -> "images, audio or video"."""
-    names = [{"image": "images"}.get(kind, kind) for kind in kinds]
-    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
-
-
 def transcript_line(attachment: Attachment, notes: AudioNotes) -> str | None:
     transcript = attachment.transcript
     if transcript is None:
