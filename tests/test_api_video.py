@@ -68,3 +68,47 @@ def test_a_video_url_part_without_a_url_names_its_place():
 
 def test_a_body_holds_a_video_at_its_limit_base64_encoded():
     assert limits.MAX_BODY_BYTES > limits.MAX_VIDEO_BYTES * 4 // 3 + (1 << 20)
+
+
+# --- against the app as a user starts it -----------------------------------------------------------------------------
+
+
+def video_question(path, text: str = "What happens in this video?") -> dict:
+    from tests.helpers import data_url
+
+    return {"role": "user", "content": [{"type": "text", "text": text}, video_part(data_url(path, "video/mp4"))]}
+
+
+def test_omni_answers_a_spoken_video_and_stores_it(client, model, api, speech_video):
+    from tests.helpers import stored
+
+    _, data_dir = api
+    response = client.chat.completions.with_raw_response.create(model=model, messages=[video_question(speech_video)], max_tokens=8)
+    completion = response.parse()
+    assert completion.choices[0].message.content
+    assert completion.usage.prompt_tokens > 100  # the frames' and the sound track's placeholders were expanded
+    question = stored(data_dir).get_messages(response.headers["x-conversation-id"])[0]
+    assert [(a.kind.value, a.mime, a.filename) for a in question.attachments] == [("video", "video/mp4", "video-1.mp4")]
+    assert question.attachments[0].path.read_bytes() == speech_video.read_bytes()
+
+
+def test_a_model_without_video_refuses_it_naming_the_model_before_anything_is_saved(tmp_path, family_model_dir, speech_video):
+    import openai
+
+    from tests.helpers import ready_app, stored
+
+    app = ready_app(tmp_path, "--model", str(family_model_dir("qwen2-audio")), "--data-dir", str(tmp_path / "data"))
+    try:
+        client = openai.OpenAI(base_url=f"{app.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+        model = client.models.list().data[0].id
+        earlier = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}]
+        for messages in ([video_question(speech_video)], [*earlier, video_question(speech_video)]):
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.chat.completions.create(model=model, messages=messages, max_tokens=8)
+            assert "“video-1.mp4” is a video, which Qwen2-Audio cannot watch" in refused.value.message
+            assert refused.value.body["type"] == "invalid_request_error" and refused.value.code == "invalid_input"
+        repository = stored(tmp_path / "data")
+        assert repository.list_conversations() == [] and repository.list_conversations(archived=True) == []
+        assert [p for p in (tmp_path / "data" / "files").rglob("*") if p.is_file()] == []
+    finally:
+        app.kill()

@@ -323,3 +323,23 @@ def test_an_exports_videos_are_held_to_the_video_limit_and_its_other_files_to_th
     [conversation], summary = read_archive(io.BytesIO(data), tmp_path / "scratch")
     assert [f.filename for f in conversation.messages[0].files] == ["a.mp4"]
     assert [s.split(" is ")[0] for s in summary.skipped] == ["“b.png”", "“c.mkv”"]
+
+
+def test_a_video_and_its_sound_tracks_transcript_go_out_and_come_back(tmp_path, speech_video):
+    from domain.types import MediaFile, Transcript, TranscriptStatus
+    from storage.database import open_database, sqlite_url
+    from storage.transcripts import TranscriptRepository
+
+    source = make_repository(tmp_path / "a")
+    question = source.add_user_message(None, "What happens?", [MediaFile(speech_video, "question.mp4", MediaKind.VIDEO, "video/mp4")],
+                                       new_title="Clip")
+    heard = Transcript(TranscriptStatus.DONE, "what colour is the car", "en", 3.0, "whisper")
+    TranscriptRepository(open_database(sqlite_url(tmp_path / "a" / "db.sqlite3"))).save(question.attachments[0].sha256, heard)
+    first, _, data = exported(source)
+    target = make_repository(tmp_path / "b")
+    [conversation], summary = import_into(target, data)
+    assert summary.skipped == []
+    [clip] = target.get_messages(conversation.id)[0].attachments
+    assert (clip.kind, clip.mime, clip.filename) == (MediaKind.VIDEO, "video/mp4", "question.mp4")  # as its bytes show
+    assert clip.path.read_bytes() == speech_video.read_bytes() and clip.transcript.text == "what colour is the car"
+    assert without_ids(exported(target)[0]) == without_ids(first)

@@ -269,3 +269,20 @@ def test_a_video_goes_to_a_server_whose_model_takes_it_as_a_video_url_mp4_and_to
 
     with pytest.raises(InvalidInput, match="my-llama"):  # should a turn slip past the dialogue manager's check
         body_for("my-llama")
+
+
+def test_a_spoken_video_through_a_remote_server_that_takes_video(backend, repository, speech_video):
+    app, data_dir = backend
+    every = frozenset({MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO})
+    manager, _ = remote_manager(f"{app.url}/v1", repository, accepts=every, max_new_tokens=16)
+    conversation, first = send(manager, None, "What happens in the video?", [(speech_video, "question.mp4")])
+    _, second = send(manager, conversation, "Thanks.")
+    for answer in (first, second):
+        assert answer.status is Status.COMPLETE and answer.text.strip(), answer.error
+    assert first.details.prompt_tokens > 100  # the frames and the sound track were counted
+    # The server stored the video it was sent as one, and got the same bytes again on the second turn.
+    served = backend_conversations(data_dir)
+    [stored] = [c for c in served.list_conversations() if c.title == "What happens in the video?"]
+    messages = served.get_messages(stored.id)
+    assert [m.role for m in messages] == [Role.USER, Role.ASSISTANT] * 2
+    assert [(a.kind, a.mime) for a in messages[0].attachments] == [(MediaKind.VIDEO, "video/mp4")]
