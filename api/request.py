@@ -246,8 +246,8 @@ class ChatBody(_Shape):
 # --- from the body to a request -----------------------------------------------------------------------------
 
 
-def parse(body: object, fetch: Callable[[str, int, str], bytes] | None) -> ChatRequest:
-    """`fetch(url, limit, param)` gets an http(s) media URL; None: such URLs are refused."""
+def parse(body: object, fetch: Callable[[str, int, str], bytes] | None, max_video_bytes: int | None = None) -> ChatRequest:
+    """`fetch(url, limit, param)` gets an http(s) media URL (None: refused); a video may be `max_video_bytes`."""
     try:
         checked = ChatBody.model_validate(body)
     except ValidationError as error:
@@ -256,7 +256,7 @@ def parse(body: object, fetch: Callable[[str, int, str], bytes] | None) -> ChatR
     turns: list[Turn] = []
     for i, message in enumerate(checked.messages):
         param = f"messages[{i}]"
-        text, files = _content(message.content, param, fetch)
+        text, files = _content(message.content, param, fetch, max_video_bytes or limits.MAX_VIDEO_BYTES)
         if message.role in ("system", "developer"):
             if files:
                 raise ApiError(400, "A system message can hold only text.", f"{param}.content")
@@ -347,7 +347,7 @@ def _settings(checked: ChatBody, system: str | None) -> GenerationSettings:
         raise ApiError(400, f"`{name}`: {first['msg']}.", name, "invalid_value") from None
 
 
-def _content(parts: list | None, param: str, fetch) -> tuple[str, list[tuple[bytes, str]]]:
+def _content(parts: list | None, param: str, fetch, max_video_bytes: int) -> tuple[str, list[tuple[bytes, str]]]:
     texts: list[str] = []
     files: list[tuple[bytes, str]] = []
     for j, part in enumerate(parts or []):
@@ -361,7 +361,7 @@ def _content(parts: list | None, param: str, fetch) -> tuple[str, list[tuple[byt
             audio = part.input_audio
             files.append((_base64(audio.data, where, limits.MAX_FILE_BYTES), f"audio-{len(files) + 1}.{audio.format}"))
         elif isinstance(part, VideoUrlPart):
-            data, mime = _media(part.video_url.url, where, fetch, limits.MAX_VIDEO_BYTES)
+            data, mime = _media(part.video_url.url, where, fetch, max_video_bytes)
             files.append((data, f"video-{len(files) + 1}.{_extension(mime, 'mp4')}"))
         else:
             data, mime = _media(part.audio_url.url, where, fetch, limits.MAX_FILE_BYTES)

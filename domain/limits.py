@@ -23,10 +23,10 @@ MAX_VIDEO_FRAME_PIXELS = 7680 * 4320
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv")
 
 
-def max_file_bytes(name: str, content_type: str = "") -> int:
-    """The most bytes a file of this name (or declared type) may be as it arrives."""
+def max_file_bytes(name: str, content_type: str = "", video_bytes: int | None = None) -> int:
+    """The most bytes a file of this name (or declared type) may be as it arrives; `video_bytes`: --max-video-mb's."""
     video = name.lower().endswith(VIDEO_SUFFIXES) or content_type.lower().startswith("video/")
-    return MAX_VIDEO_BYTES if video else MAX_FILE_BYTES
+    return (video_bytes or MAX_VIDEO_BYTES) if video else MAX_FILE_BYTES
 
 
 # Shorter recordings are a slip of the button, not a question.

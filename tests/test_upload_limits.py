@@ -87,7 +87,7 @@ def test_a_file_past_its_limit_is_refused_as_it_arrives_and_nothing_is_kept(serv
     app, folder = server
     status, body = post(app, files)
     assert status == 413
-    assert f"“{named}” is larger than".encode() in body and b"videos 0 MB" not in body
+    assert f"“{named}” is larger than".encode() in body
     assert kept(folder) == []
 
 

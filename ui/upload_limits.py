@@ -119,8 +119,8 @@ class _Watch:
     def _data(self, data: bytes, start: int, end: int) -> None:
         self._size += end - start
         if self._limit is not None and self._size > self._limit and self.refusal is None:
-            self.refusal = t("video.ui.upload_too_big", name=self._name[:100], mb=self._limit // 2**20,
-                             video_mb=limits.MAX_VIDEO_BYTES // 2**20, file_mb=limits.MAX_FILE_BYTES // 2**20)
+            video_mb, file_mb = (self.limit_for("", kind) // 2**20 for kind in ("video/mp4", ""))
+            self.refusal = t("video.ui.upload_too_big", name=self._name[:100], mb=self._limit // 2**20, video_mb=video_mb, file_mb=file_mb)
 
 def _header(scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
