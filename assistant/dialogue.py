@@ -209,9 +209,8 @@ class DialogueManager:
         this answer where one first appears (the API's `stop`). `after`: the question hangs under that message
         (its conversation's, whatever its current branch) instead of the conversation's current leaf.
         """
-        text, files = validate_turn(
-            text, uploads, self.max_audio_seconds, max_video_seconds=self.max_video_seconds, max_video_bytes=self.max_video_bytes
-        )
+        videos = {"max_video_seconds": self.max_video_seconds, "max_video_bytes": self.max_video_bytes}
+        text, files = validate_turn(text, uploads, self.max_audio_seconds, **videos)
         self._check_accepted(files)
         where = {}
         if after is not None:

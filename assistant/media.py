@@ -188,7 +188,7 @@ def decode_video(
     over the first `max_seconds`; the clip's `fps` is the rate its frames were taken at."""
     frames, seconds = sample_frames(path, fps, max_frames, max_seconds, max_pixels)
     audio = None
-    if _has_audio(path):
+    if has_sound(path):
         try:
             audio = decode_audio(path, max_seconds=seconds)
         except InvalidInput as error:
@@ -198,11 +198,15 @@ def decode_video(
     return VideoClip(frames=frames, fps=len(frames) / seconds, seconds=seconds, audio=audio)
 
 
-def _has_audio(path: Path) -> bool:
+def has_sound(path: Path) -> bool:
+    """Whether the file has a sound track (False when it cannot be opened: then there is nothing to hear)."""
     import av
 
-    with av.open(str(path)) as container:
-        return bool(container.streams.audio)
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
 
 
 class MediaLoader:

@@ -174,6 +174,15 @@ def _mime(container, filename: str) -> str:
     return f"video/{names[0]}"
 
 
+def thinned(clip: VideoClip, count: int) -> VideoClip:
+    """The clip with `count` of its frames (an even number, at least 2), evenly spread; its sound unchanged."""
+    count = max(min(count, len(clip.frames)) // 2 * 2, 2)
+    if count >= len(clip.frames):
+        return clip
+    picked = np.linspace(0, len(clip.frames) - 1, count).round().astype(int)
+    return VideoClip(frames=clip.frames[picked], fps=count / clip.seconds, seconds=clip.seconds, audio=clip.audio)
+
+
 def frame_count(seconds: float, fps: float, max_frames: int) -> int:
     """Frames sampled from `seconds` of video at `fps`, at most `max_frames`, always an even number and at least 2."""
     count = min(int(seconds * fps + 1e-6), max_frames)

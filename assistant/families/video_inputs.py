@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from assistant.media import SAMPLE_RATE
+from assistant.video import thinned
 
 # The 30-second window the Whisper feature extractor pads and cuts to; a longer sound track asks for more.
 _WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -25,16 +26,24 @@ def video_metadata(clip) -> dict:
     }  # fmt: skip
 
 
-def qwen_vision_kwargs(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
-    """Images and videos (frames as they were sampled, each with its rate) for the Qwen vision processors."""
+def sampled_kwargs(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
+    """Images, audio and videos (frames as they were sampled, each with its rate and so its timestamps)."""
     kwargs = {"images": images or None, "audio": audios or None}
     if videos:
         kwargs.update(
             videos=[clip.frames for clip in videos],
             video_metadata=[video_metadata(clip) for clip in videos],
             do_sample_frames=False,
-            cap_pixels_per_frame=True,  # qwen-vl-utils' per-frame budget, as the published models were trained
         )
+    return kwargs
+
+
+def qwen_vision_kwargs(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
+    """As `sampled_kwargs`, with the Qwen vision processors' per-frame pixel budget of qwen-vl-utils, as the published
+    models were trained."""
+    kwargs = sampled_kwargs(images, audios, videos)
+    if videos:
+        kwargs["cap_pixels_per_frame"] = True
     return kwargs
 
 
@@ -80,5 +89,4 @@ def _at_rate(clip, rate: float) -> np.ndarray:
     """The clip's frames thinned to `rate` frames a second (an even number, as sampled)."""
     if clip.fps <= rate * 1.001:
         return clip.frames
-    count = max(int(len(clip.frames) * rate / clip.fps) // 2 * 2, 2)
-    return clip.frames[np.linspace(0, len(clip.frames) - 1, count).round().astype(int)]
+    return thinned(clip, int(len(clip.frames) * rate / clip.fps)).frames
