@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int | None:
         ],
         middleware=security.middleware(hosts, origins, [*sessions.middleware(), Middleware(SignInRedirect, sessions=sessions)]),
         auth=sessions.authenticate if users.any() else None,
-        max_file_size=limits.MAX_FILE_BYTES,
+        max_file_size=max(dialogue.max_video_bytes, limits.MAX_FILE_BYTES),
+        file_limit=lambda name, declared: limits.max_file_bytes(name, declared, dialogue.max_video_bytes),
     )
     sessions.bind(gradio_app)
     serve(server, args.host, args.port)

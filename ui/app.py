@@ -30,7 +30,7 @@ from domain.errors import AssistantError, InvalidInput
 from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
-from ui import branches, render, script_api, settings, sidebar, voice
+from ui import branches, composer, render, script_api, settings, sidebar, voice
 from ui.errors import language_of_request, said, shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
@@ -254,7 +254,7 @@ class ChatHandlers:
             messages = dialogue.open_messages(conversation_id)
         except AssistantError:
             return gr.skip(), gr.Timer(active=False)
-        has_audio = any(a.kind is MediaKind.AUDIO for m in messages for a in m.attachments)
+        has_audio = any(a.kind in render.HEARD for m in messages for a in m.attachments)
         chat = chat_view(dialogue, messages, request) if has_audio else gr.skip()
         return chat, gr.Timer(active=dialogue.transcript_pending(messages))
 
@@ -284,9 +284,7 @@ def build_app(
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
-    sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
-    file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
-    attach = " or ".join({"image": "images", "audio": "audio"}[kind] for kind in file_types)
+    sources, file_types, attach = composer.offers(accepted)
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
         exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
     transfer = TransferHandlers(handlers.access, exports, handlers.owner)
@@ -314,6 +312,8 @@ def build_app(
             stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
             voice.toggle_button(visible="microphone" in sources)  # hands-free voice mode, where the microphone is
         voice_controls = voice.build_controls(dialogue)
+        if MediaKind.VIDEO not in accepted:
+            composer.refuse_videos(app, dialogue)
         panel = settings.build_settings_panel()
         if api_keys is not None:
             api_key_panel.wire(api_key_panel.build_api_key_panel(), api_key_panel.ApiKeyHandlers(api_keys, owner_of), app)

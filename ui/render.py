@@ -31,6 +31,7 @@ def defuse_remote_images(text: str) -> str:
 
 
 FileUrl = Callable[[str, str], str]  # (sha256, stored file name) -> URL the browser fetches it from
+HEARD = (MediaKind.AUDIO, MediaKind.VIDEO)  # files whose transcript may come to show under them
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,20 @@ def build_server_app(
     middleware: Sequence,
     auth: Callable | None,
     max_file_size: int | None = None,
+    file_limit: Callable[[str, str], int] | None = None,
 ):
-    """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`.
+    """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`. Uploads are
+    refused as they arrive past `max_file_size`, and with `file_limit(name, content type)` past each file's own
+    (ui/upload_limits.py; `max_file_size` is then the largest).
 
     Returns (parent app, Gradio's app); the latter holds the sign-in sessions (`tokens`, `cookie_id`)."""
     import gradio as gr
     from fastapi import FastAPI
+    from starlette.middleware import Middleware
 
+    from ui.upload_limits import UploadLimits
+
+    middleware = [*middleware, *([Middleware(UploadLimits, limit_for=file_limit)] if file_limit else [])]
     parent = FastAPI(middleware=list(middleware), routes=list(routes), docs_url=None, redoc_url=None, openapi_url=None)
     gr.mount_gradio_app(
         parent,
