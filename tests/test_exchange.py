@@ -322,7 +322,7 @@ def test_an_exports_videos_are_held_to_the_video_limit_and_its_other_files_to_th
     (tmp_path / "scratch").mkdir()
     [conversation], summary = read_archive(io.BytesIO(data), tmp_path / "scratch")
     assert [f.filename for f in conversation.messages[0].files] == ["a.mp4"]
-    assert [s.split(" is ")[0] for s in summary.skipped] == ["“b.png”", "“c.mkv”"]
+    assert [str(s).split(" is ")[0] for s in summary.skipped] == ["“b.png”", "“c.mkv”"]
 
 
 def test_a_video_and_its_sound_tracks_transcript_go_out_and_come_back(tmp_path, speech_video):
