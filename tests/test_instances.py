@@ -58,7 +58,10 @@ def test_a_starting_instance_keeps_a_live_instances_uploads_and_answers_and_mark
         orphan = writer("gone-host:7860").start_assistant_message(conversation.id, parent_id=None)
 
         second = started(tmp_path / "second.log", data_dir, demo_model_dir)
-        assert "kept 1 answer(s) that an earlier run left unfinished" in second.output()
+        # Whoever looks first marks the gone instance's answer: the second as it starts, or the first's next heartbeat
+        # (every 10 s) when the second is slow to start.
+        said = second.output() + first.output()
+        assert "kept 1 answer(s) that an earlier run left unfinished" in said or "a stopped app instance left" in said
         repository = writer(None)
         assert repository.get_message(live.id).status is Status.STREAMING  # the first is still writing it
         assert (repository.get_message(orphan.id).status, repository.get_message(orphan.id).error) == (Status.ERROR, INTERRUPTED)
