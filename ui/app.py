@@ -27,6 +27,7 @@ from assistant.dialogue import (
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
+from domain.i18n import say, t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, render, script_api, settings, sidebar, voice
@@ -35,20 +36,17 @@ from ui.settings import fields_from_settings, settings_from_fields, voice_choice
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
 from ui.files import chat_view
+from ui.i18n import label, language_of, said, switch_js
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
 from ui.voice import VoiceOut, VoiceSessions
 
 log = logging.getLogger(__name__)
 
-TITLE = "Local Assistant"
+TITLE = t("page.title")  # the tab's title is set in the page's language once it loads (ui.i18n.switch_js)
 # At most ~20 updates a second: faster is invisible, and each one costs the server a round of work.
 MIN_UPDATE_INTERVAL_S = 0.05
-# A turn that failed for a reason of the app's own (the details go to the log).
-TURN_FAILED = (
-    "Your message could not be handled because of a fault in the app; the details are in its log. "
-    "Try again; if it keeps failing, tell whoever runs the app."
-)
+TURN_FAILED = "page.error.turn_failed"  # a turn that failed for a reason of the app's own (the details go to the log)
 # Uploads left in a composer that was never sent are swept after a day (checked hourly).
 UPLOAD_SWEEP = (3600, 86400)
 
@@ -85,16 +83,16 @@ class ChatHandlers:
         return self._dialogue.for_owner(self.owner(request))
 
     def on_load(self, request: gr.Request):
-        status = render.status_markdown(self.host.state, self.demo)
-        return status, self.sidebar.list_for(self.access(request), None, archived=False), voice_choices(self._dialogue.speech)
+        language, conversations = language_of(request), self.sidebar.list_for(self.access(request), None, archived=False)
+        return render.status_markdown(self.host.state, self.demo, language), conversations, voice_choices(self._dialogue.speech, language)
 
-    def refresh_status(self):
+    def refresh_status(self, request: gr.Request):
         """While the model loads: its progress, and then the voices it speaks with (its own, once loaded)."""
-        state = self.host.state
+        state, language = self.host.state, language_of(request)
         return (
-            render.status_markdown(state, self.demo),
+            render.status_markdown(state, self.demo, language),
             gr.Timer(active=state.phase is Phase.LOADING),
-            voice_choices(self._dialogue.speech),
+            voice_choices(self._dialogue.speech, language),
         )
 
     def new_chat(self):
@@ -136,7 +134,7 @@ class ChatHandlers:
     def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
         """The chat's ↻ button: answer the last question again; the earlier answer stays as a version."""
         if not conversation_id:
-            raise gr.Error("Open a conversation first.", print_exception=False)
+            raise gr.Error(said(request, "page.error.open_first"), print_exception=False)
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
@@ -149,7 +147,7 @@ class ChatHandlers:
         dialogue = self.access(request)
         messages = dialogue.open_messages(conversation_id) if conversation_id else []
         if not 0 <= edited.index < len(messages):
-            raise gr.Error("That message is no longer there; reload the conversation.", print_exception=False)
+            raise gr.Error(said(request, "page.error.message_gone"), print_exception=False)
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
@@ -161,7 +159,7 @@ class ChatHandlers:
         """The open conversation's actions and settings (defaults for a new chat)."""
         dialogue = self.access(request)
         settings = dialogue.get_conversation(conversation_id).settings if conversation_id else None
-        return *self.sidebar.actions_for(dialogue, conversation_id), *fields_from_settings(settings)
+        return *self.sidebar.actions_for(dialogue, conversation_id, request), *fields_from_settings(settings)
 
     def _turn(
         self, dialogue, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = "", voice=None
@@ -170,6 +168,7 @@ class ChatHandlers:
         unlocks the page (see enable_input). Its callers show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
+        language = language_of(request)
         spoken = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash), voice)
         finished = None
         try:
@@ -193,11 +192,11 @@ class ChatHandlers:
                     )
                     continue
                 if isinstance(event, WaitingForModel):
-                    history[-1] = {"role": "assistant", "content": render.waiting_text(event.status)}
+                    history[-1] = {"role": "assistant", "content": render.waiting_text(event.status, language)}
                 elif isinstance(event, WaitingForTranscript):
-                    history[-1] = {"role": "assistant", "content": render.transcript_wait_text(event.status)}
+                    history[-1] = {"role": "assistant", "content": render.transcript_wait_text(event.status, language)}
                 elif isinstance(event, Queued):
-                    history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead)}
+                    history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead, language)}
                 elif isinstance(event, ReplyDelta):
                     if spoken is not None:
                         spoken.speaker.feed(event.text)
@@ -210,7 +209,7 @@ class ChatHandlers:
                     stored = dialogue.open_messages(event.message.conversation_id)
                     history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
-                        gr.Warning(event.message.error or "The answer failed.")
+                        gr.Warning(event.message.error or say(render.ANSWER_FAILED, language))
                 last_update = time.monotonic()
                 yield history, *[gr.skip()] * 6, (spoken and spoken.update()) or gr.skip()
             if spoken is not None and finished is not None:
@@ -227,7 +226,7 @@ class ChatHandlers:
             raise  # the person's to read, not a fault of the app
         except Exception:  # a fault of the app: a sentence for the person, the details for the log; the page unlocks after
             log.exception("the turn failed before its answer started")
-            raise gr.Error(TURN_FAILED, print_exception=False) from None
+            raise gr.Error(said(request, TURN_FAILED), print_exception=False) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)
@@ -287,11 +286,12 @@ def build_app(
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
     sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
     file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
-    attach = " or ".join({"image": "images", "audio": "audio"}[kind] for kind in file_types)
+    # One sentence per combination ("page.composer.image_audio"...): what may be attached, and whether recorded.
+    placeholder = label("page.composer." + ("_".join(file_types) or "text"))
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
         exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
     transfer = TransferHandlers(handlers.access, exports, handlers.owner)
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
+    with gr.Blocks(title=str(TITLE), analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
         status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
@@ -302,9 +302,7 @@ def build_app(
                 sources=sources,
                 file_types=file_types,
                 file_count="multiple",
-                placeholder="Message (Enter to send, Shift+Enter for a new line); attach "
-                + attach
-                + (", or record" if "microphone" in sources else ""),
+                placeholder=placeholder,
                 show_label=False,
                 elem_id="composer",
                 lines=1,
@@ -312,7 +310,7 @@ def build_app(
                 autofocus=True,
                 scale=12,
             )
-            stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
+            stop = gr.Button(label("page.stop"), elem_id="stop", interactive=False, scale=1, min_width=90)
             voice.toggle_button(visible="microphone" in sources)  # hands-free voice mode, where the microphone is
         voice_controls = voice.build_controls(dialogue)
         panel = settings.build_settings_panel()
@@ -324,6 +322,7 @@ def build_app(
 
         app.load(handlers.on_load, outputs=[status, bar.conversations, panel.voice])
         app.load(None, js=branches.BRANCH_LINKS_JS)
+        app.load(None, js=switch_js())
         voice.wire(app, voice_controls, handlers.set_voice_mode, handlers.voice.forget_page)
         timer.tick(handlers.refresh_status, outputs=[status, timer, panel.voice])
         refresh_transcripts = dict(

@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from domain.errors import NotSignedIn
+from domain.i18n import Text, say, t
 from domain.limits import (
     FAILURE_WINDOW_S,
     FAILURES_PER_ADDRESS,
@@ -26,7 +27,7 @@ from domain.limits import (
 )
 
 LOGIN_PATHS = ("/login", "/login/")
-LOGIN_NOTE = f"After {FAILURES_PER_USER} wrong passwords an account waits up to {FAILURE_WINDOW_S // 60} minutes before its next try."
+LOGIN_NOTE = t("page.signin.note", failures=FAILURES_PER_USER, minutes=FAILURE_WINDOW_S // 60)
 SIGNED_OUT = (
     "You are not signed in: your session ended (you signed out, or your account or password changed). "
     "Reload the page and sign in."
@@ -159,7 +160,7 @@ class Sessions:
             self._verifying = anyio.CapacityLimiter(VERIFY_THREADS)
         return await anyio.to_thread.run_sync(self._users.verify, name, password, limiter=self._verifying)
 
-    def attempt(self, name: str, address: str) -> tuple[str, int] | None:
+    def attempt(self, name: str, address: str) -> tuple[Text, int] | None:
         """A sign-in is about to be tried: (why, seconds to wait) if it must not be, else None, and it is counted as
         failed already, so that attempts sent all at once cannot all pass the check while the first are verified.
         `settled` takes the count back when it was not a failure."""
@@ -170,8 +171,8 @@ class Sessions:
             self.per_address.fail(address)
             return None
         wait = max(user_wait, address_wait)
-        whom = "for this account" if user_wait > 0 else "from this address"
-        return f"Too many failed sign-ins {whom}: try again in {_duration(wait)}.", max(1, round(wait))
+        why = "page.signin.too_many_account" if user_wait > 0 else "page.signin.too_many_address"
+        return t(why, wait=_duration(wait)), max(1, round(wait))
 
     def settled(self, name: str, address: str, outcome: str) -> None:
         """`outcome`: "accepted", "refused" (a wrong password: it stays counted) or "unchecked" (the request failed
@@ -216,9 +217,11 @@ def _address_key(address: str) -> str:
     return str(parsed)
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float) -> Text:
     minutes = round(seconds / 60)
-    return f"{minutes} minutes" if minutes > 1 else "a minute" if minutes == 1 else f"{max(1, round(seconds))} seconds"
+    if minutes > 1:
+        return t("duration.minutes", n=minutes)
+    return t("page.signin.a_minute") if minutes == 1 else t("duration.seconds", n=max(1, round(seconds)))
 
 
 def cookies_of(scope) -> dict[str, str]:
@@ -274,8 +277,11 @@ class LoginGuard:
         address = scope["client"][0] if scope.get("client") else "unknown"
         refused = self.sessions.attempt(name, address)
         if refused is not None:
+            from ui.i18n import language_of
+
             why, wait = refused
-            response = JSONResponse({"detail": why}, status_code=429, headers={"Retry-After": str(wait)})
+            detail = say(why, language_of(Request(scope)))  # the sign-in page shows it as it is
+            response = JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": str(wait)})
             return await response(scope, receive, send)
         status = 0
         cookies: dict[str, str] = {}

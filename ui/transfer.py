@@ -15,6 +15,7 @@ from assistant.dialogue import DialogueManager
 from storage.exchange import export_zip, safe_name
 from ui.errors import shows_errors
 from ui.exports import ExportStore, export_url
+from ui.i18n import said
 from ui.uploads import discard_uploads, upload_folder
 
 
@@ -37,13 +38,13 @@ class TransferHandlers:
         conversation_id = selected or conversation_id
         conversations = self.access(request).export([conversation_id] if conversation_id else None)
         if not conversations:
-            raise gr.Error("There is no conversation to export yet.", print_exception=False)
-        title = conversations[0].title if conversation_id else "all conversations"
+            raise gr.Error(said(request, "page.export.nothing"), print_exception=False)
+        title = conversations[0].title if conversation_id else said(request, "page.export.all_name")
         name = f"{safe_name(title, 60)} {datetime.now():%Y-%m-%d %H%M}.zip"
         # Served by the export route to this user only, once: never through Gradio's cache, open to any session.
         token = self.exports.add(self.owner(request), name, lambda path: export_zip(conversations, path))
         link = f'<a href="{html.escape(export_url(request, token))}" download>⬇ {html.escape(name)}</a>'
-        return gr.HTML(f"{link}<br><small>The link works once, within the hour.</small>", visible=True)
+        return gr.HTML(f"{link}<br><small>{html.escape(said(request, 'page.export.link_note'))}</small>", visible=True)
 
     def export_all(self, request: gr.Request):
         return self.export(None, None, request)
@@ -58,5 +59,18 @@ class TransferHandlers:
             summary = self.access(request).import_archive(Path(upload), scratch=upload_folder() / "imports")
         finally:
             discard_uploads([upload])
-        gr.Info(summary.sentence())
+        gr.Info(imported(summary, request))
         return gr.skip()
+
+
+def imported(summary, request) -> str:
+    """storage.interchange.ImportSummary as a sentence in the request's language (what was skipped, and why, as
+    the import found it)."""
+    text = said(request, "page.import.done", conversations=summary.conversations, messages=summary.messages,
+                files=summary.files)  # fmt: skip
+    if summary.skipped:
+        shown = "; ".join(summary.skipped[:10])
+        if len(summary.skipped) > 10:
+            shown += said(request, "page.import.more", n=len(summary.skipped) - 10)
+        text += said(request, "page.import.skipped", shown=shown)
+    return text
