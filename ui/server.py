@@ -22,13 +22,18 @@ def build_server_app(
     auth: Callable | None,
     max_file_size: int | None = None,
 ):
-    """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`.
+    """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`; the page in
+    the language of whoever asks (ui/i18n.py).
 
     Returns (parent app, Gradio's app); the latter holds the sign-in sessions (`tokens`, `cookie_id`)."""
     import gradio as gr
     from fastapi import FastAPI
+    from starlette.middleware import Middleware
 
-    parent = FastAPI(middleware=list(middleware), routes=list(routes), docs_url=None, redoc_url=None, openapi_url=None)
+    from ui.i18n import PageLanguage, page_i18n
+
+    stack = [*middleware, Middleware(PageLanguage)]
+    parent = FastAPI(middleware=stack, routes=list(routes), docs_url=None, redoc_url=None, openapi_url=None)
     gr.mount_gradio_app(
         parent,
         blocks,
@@ -38,6 +43,7 @@ def build_server_app(
         show_error=False,
         footer_links=[],
         ssr_mode=False,
+        i18n=page_i18n(),
     )
     return parent, parent.routes[-1].app
 
