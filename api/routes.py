@@ -293,7 +293,7 @@ def service_unavailable(error: ServiceUnavailable) -> ApiError:
 
 def failed_answer(finished: ReplyFinished) -> ApiError:
     """An answer that ended in an error, by whose fault: the generation server's (502), the machine's (503), ours."""
-    failure, message = finished.failure, finished.message.error or "The answer failed."
+    failure, message = finished.failure, str(finished.message.error or "The answer failed.")  # English, as the API speaks
     if isinstance(failure, EngineUnavailable):
         return ApiError(502, message, code="engine_unavailable")
     if isinstance(failure, ServiceUnavailable):

@@ -23,15 +23,13 @@ from assistant.prompt import ModelInput
 from assistant.reuse import KVStore, Reuse, budget_bytes, model_fingerprint, supports_reuse
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
+from domain.i18n import t
 from domain.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_STREAM_TIMEOUT_S
 from domain.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
-GENERATION_FAILED = (
-    "The model failed while answering; what it said so far is kept. Ask again (↻); if it keeps failing, the console "
-    "log says why."
-)
+GENERATION_FAILED = t("generation.failed")
 
 
 class GenerationThread:
@@ -277,7 +275,7 @@ class TransformersEngine(AnswerLength):
                 self._generate(args, report, reuse)
         except torch.OutOfMemoryError:
             log.exception("generation ran out of memory")
-            streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))
+            streamer.fail(GenerationError(t("generation.out_of_memory")))
         except Exception:  # reported to the consumer, with the traceback in the log
             log.exception("generation failed")
             streamer.fail(GenerationError(GENERATION_FAILED))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from domain.errors import ModelLoadError
+from domain.i18n import Text, t
 
 if TYPE_CHECKING:
     from assistant.engine import TransformersEngine
@@ -75,11 +76,8 @@ def quantization_config(quant: Quant, unquantized: tuple[str, ...], compute_dtyp
     return None
 
 
-def cannot_fetch(source: str, reason: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"Could not load the model “{source}” ({reason}). "
-        "Start with --demo to try the app with its built-in test model, or --model PATH for a checkpoint on disk."
-    )
+def cannot_fetch(source: str, reason: Text) -> ModelLoadError:
+    return ModelLoadError(t("model.cannot_load", source=source, reason=reason))
 
 
 def fetch(source: str, progress: Progress) -> Path:
@@ -87,7 +85,7 @@ def fetch(source: str, progress: Progress) -> Path:
     local = Path(source).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            raise cannot_fetch(source, "that folder has no config.json")
+            raise cannot_fetch(source, t("model.reason.no_config"))
         return local
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
@@ -96,23 +94,23 @@ def fetch(source: str, progress: Progress) -> Path:
     try:
         return Path(snapshot_download(source, tqdm_class=_file_progress(source, progress)))
     except HFValidationError:
-        raise cannot_fetch(source, "not a folder on disk nor a valid Hugging Face model id") from None
+        raise cannot_fetch(source, t("model.reason.no_such_source")) from None
     except OSError as error:  # LocalEntryNotFoundError, RepositoryNotFoundError, HTTP errors are all OSErrors
         log.debug("download failed", exc_info=True)
         raise cannot_fetch(source, _reason(error)) from None
 
 
-def _reason(error: OSError) -> str:
+def _reason(error: OSError) -> Text:
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     if isinstance(error, LocalEntryNotFoundError):
-        return "no network connection and not in the local cache"
+        return t("model.reason.offline")
     if isinstance(error, GatedRepoError):
-        return "the repository is gated; log in with `hf auth login` first"
+        return t("model.reason.gated")
     if isinstance(error, RepositoryNotFoundError):
-        return "no such model on Hugging Face"
+        return t("model.reason.not_on_hub")
     log.warning("downloading the model failed: %s", error)
-    return "the download failed; the log has the details"
+    return t("model.reason.download_failed")
 
 
 def _file_progress(source: str, progress: Progress):
@@ -159,12 +157,10 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
             )
     except torch.OutOfMemoryError:
         log.warning("loading %s ran out of memory", spec.source, exc_info=True)
-        raise ModelLoadError(
-            f"The model “{spec.source}” does not fit in the GPU's memory: try --quant 4bit, or a smaller model."
-        ) from None
+        raise ModelLoadError(t("model.out_of_memory", source=spec.source)) from None
     except Exception:  # noqa: BLE001 - safetensors, pickle, shape and config errors alike: the files are at fault
         log.warning("loading %s failed", spec.source, exc_info=True)
-        raise cannot_fetch(spec.source, "its files are missing, damaged or of a kind this app cannot load; the log has the details") from None
+        raise cannot_fetch(spec.source, t("model.reason.damaged")) from None
     model.eval()
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
     info = EngineInfo(model=name, quant=quant.value, device=device, voice_note=voice_note)

@@ -21,6 +21,7 @@ import numpy as np
 from assistant.download import DownloadFailed, download
 from assistant.speech import Speech, language_of, pieces, resolve_voice
 from domain.errors import SpeechUnavailable
+from domain.i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,7 @@ def _download(url: str, target: Path, code: str, progress: Progress) -> None:
     try:
         download(url, target, f"the voice {code}", progress)
     except DownloadFailed as error:
-        raise SpeechUnavailable(
-            f"The voice {code} could not be downloaded ({error.reason}), so answers are not spoken; the text is "
-            "unaffected."
-        ) from None
+        raise SpeechUnavailable(t("speech.voice_download_failed", voice=code, reason=error.reason)) from None
 
 
 class PiperSpeech:
@@ -128,7 +126,7 @@ class PiperSpeech:
             try:
                 path = self._files(voice.code, self._progress)
             except SpeechUnavailable as error:
-                self._failed[voice.code] = (str(error), time.monotonic())
+                self._failed[voice.code] = (error.text, time.monotonic())
                 raise
             try:
                 from piper import PiperVoice
@@ -136,7 +134,7 @@ class PiperSpeech:
                 loaded = PiperVoice.load(path, download_dir=path.parent)
             except Exception:  # noqa: BLE001 - a damaged file: whatever onnxruntime or json says, the voice is unusable
                 log.warning("loading the voice %s failed", voice.code, exc_info=True)
-                message = f"The voice {voice.code} could not be loaded (the log says why), so answers are not spoken."
+                message = t("speech.voice_load_failed", voice=voice.code)
                 self._failed[voice.code] = (message, time.monotonic())
                 for damaged in (path, path.with_suffix(".onnx.json")):  # fetched again next time
                     damaged.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from domain.errors import GenerationError
+from domain.i18n import t
 
 _END = object()
 # SentencePiece-style byte-fallback tokens (Gemma): a run of them decodes as one UTF-8 sequence, or as one U+FFFD
@@ -144,9 +145,7 @@ class ChunkStreamer(DecodingStreamer):
             try:
                 item = self._queue.get(timeout=self._timeout)
             except queue.Empty:
-                raise GenerationError(
-                    f"The model produced nothing for {self._timeout:.0f} seconds, so the answer was abandoned."
-                ) from None
+                raise GenerationError(t("generation.silent", seconds=self._timeout)) from None
             if item is _END:
                 return
             if isinstance(item, BaseException):

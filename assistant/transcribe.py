@@ -21,6 +21,7 @@ from typing import Protocol
 from assistant.download import DownloadFailed, download
 from assistant.media import SAMPLE_RATE, MediaLoader
 from domain.errors import AssistantError, ModelLoadError
+from domain.i18n import t
 from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
 
 log = logging.getLogger(__name__)
@@ -56,20 +57,14 @@ def load_whisper(source: str, download_root: Path, device: str, progress: Progre
     path = Path(source).expanduser()
     if not path.is_file():
         if source not in whisper._MODELS:
-            raise ModelLoadError(
-                f"“{source}” is neither a Whisper checkpoint file nor one of Whisper's models "
-                f"({', '.join(whisper.available_models())})."
-            )
+            raise ModelLoadError(t("whisper.unknown", source=source, models=", ".join(whisper.available_models())))
         path = _download(source, whisper._MODELS[source], download_root, progress)
     progress(f"Loading Whisper {path.name if path.name != source else source}…", None)
     try:
         return whisper.load_model(str(path), device=device)
     except Exception:  # noqa: BLE001 - whatever the file holds, it is not a checkpoint Whisper can load
         log.warning("loading the Whisper checkpoint %s failed", path, exc_info=True)
-        raise ModelLoadError(
-            f"The Whisper checkpoint {path.name} could not be loaded: it is damaged or not a Whisper checkpoint "
-            "(the log has the details)."
-        ) from None
+        raise ModelLoadError(t("whisper.damaged", name=path.name)) from None
 
 
 def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
@@ -82,10 +77,10 @@ def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
     try:
         digest = download(url, target, f"Whisper {name}", progress)
     except DownloadFailed as error:
-        raise ModelLoadError(f"Whisper {name} could not be downloaded ({error.reason}).") from None
+        raise ModelLoadError(t("whisper.download_failed", name=name, reason=error.reason)) from None
     if digest != expected:
         target.unlink(missing_ok=True)
-        raise ModelLoadError(f"The download of Whisper {name} was corrupted (checksum mismatch); it will be tried again.")
+        raise ModelLoadError(t("whisper.corrupted", name=name))
     return target
 
 
@@ -216,7 +211,7 @@ class Transcriber:
             try:
                 self._model = self._load(self._progress)
             except AssistantError as error:
-                self._load_error = (str(error), time.monotonic())
+                self._load_error = (error.text, time.monotonic())
                 self._state = WhisperState(f"No transcript: {error}")
                 raise
             self._state = WhisperState("Transcribing…")

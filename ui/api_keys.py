@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ui.errors import shows_errors
-from ui.i18n import label, said
+from domain.i18n import t
+from ui.errors import said, shows_errors
+from ui.i18n import label
 
 
 @dataclass
@@ -58,14 +59,14 @@ class ApiKeyHandlers:
         base = f"{str(request.request.base_url).rstrip('/')}/v1" if getattr(request, "request", None) else "/v1"
         user = self._user(request)
         if user is None:
-            note = said(request, "page.keys.note_no_accounts", base=base)
+            note = said(t("page.keys.note_no_accounts", base=base), request)
             return note, gr.Column(visible=False), gr.Dropdown(choices=[], value=None)
-        note = said(request, "page.keys.note", base=base)
+        note = said(t("page.keys.note", base=base), request)
         return note, gr.Column(visible=True), self._choices(user, request)
 
     def _choices(self, user: int, request, value=None) -> gr.Dropdown:
         choices = [
-            (said(request, "page.keys.choice", name=k.name, prefix=k.prefix, created=f"{k.created_at:%Y-%m-%d}"), k.id)
+            (said(t("page.keys.choice", name=k.name, prefix=k.prefix, created=f"{k.created_at:%Y-%m-%d}"), request), k.id)
             for k in self._keys.list(user)
         ]
         return gr.Dropdown(choices=choices, value=value, interactive=True)
@@ -73,7 +74,7 @@ class ApiKeyHandlers:
     def create(self, name: str, request: gr.Request):
         user = self._user(request)
         if user is None:
-            raise gr.Error(said(request, "page.keys.no_accounts"), print_exception=False)
+            raise gr.Error(said(t("api_key.no_accounts"), request), print_exception=False)
         _, key = self._keys.create(user, name)
         return "", gr.Textbox(value=key, visible=True), self._choices(user, request)
 
@@ -81,9 +82,9 @@ class ApiKeyHandlers:
     def revoke(self, key_id, request: gr.Request):
         user = self._user(request)
         if user is None or key_id is None:
-            raise gr.Error(said(request, "page.keys.choose"), print_exception=False)
+            raise gr.Error(said(t("api_key.choose"), request), print_exception=False)
         self._keys.revoke(user, int(key_id))
-        gr.Info(said(request, "page.keys.revoked"))
+        gr.Info(said(t("api_key.revoked"), request))
         return gr.Textbox(value="", visible=False), self._choices(user, request)
 
 

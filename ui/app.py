@@ -27,16 +27,16 @@ from assistant.dialogue import (
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
-from domain.i18n import say, t
+from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, render, script_api, settings, sidebar, voice
-from ui.errors import shows_errors
+from ui.errors import said, shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
 from ui.files import chat_view
-from ui.i18n import label, language_of, said, switch_js
+from ui.i18n import label, language_of, switch_js
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
 from ui.voice import VoiceOut, VoiceSessions
@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 TITLE = t("page.title")  # the tab's title is set in the page's language once it loads (ui.i18n.switch_js)
 # At most ~20 updates a second: faster is invisible, and each one costs the server a round of work.
 MIN_UPDATE_INTERVAL_S = 0.05
-TURN_FAILED = "page.error.turn_failed"  # a turn that failed for a reason of the app's own (the details go to the log)
+# A turn that failed for a reason of the app's own (the details go to the log).
+TURN_FAILED = t("turn.failed")
 # Uploads left in a composer that was never sent are swept after a day (checked hourly).
 UPLOAD_SWEEP = (3600, 86400)
 
@@ -134,7 +135,7 @@ class ChatHandlers:
     def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
         """The chat's ↻ button: answer the last question again; the earlier answer stays as a version."""
         if not conversation_id:
-            raise gr.Error(said(request, "page.error.open_first"), print_exception=False)
+            raise InvalidInput(t("conversation.open_first"))
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
@@ -147,7 +148,7 @@ class ChatHandlers:
         dialogue = self.access(request)
         messages = dialogue.open_messages(conversation_id) if conversation_id else []
         if not 0 <= edited.index < len(messages):
-            raise gr.Error(said(request, "page.error.message_gone"), print_exception=False)
+            raise InvalidInput(t("message.gone"))
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
@@ -209,7 +210,7 @@ class ChatHandlers:
                     stored = dialogue.open_messages(event.message.conversation_id)
                     history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
-                        gr.Warning(event.message.error or say(render.ANSWER_FAILED, language))
+                        gr.Warning(said(event.message.error or t("answer.failed.plain"), request))
                 last_update = time.monotonic()
                 yield history, *[gr.skip()] * 6, (spoken and spoken.update()) or gr.skip()
             if spoken is not None and finished is not None:
@@ -226,7 +227,7 @@ class ChatHandlers:
             raise  # the person's to read, not a fault of the app
         except Exception:  # a fault of the app: a sentence for the person, the details for the log; the page unlocks after
             log.exception("the turn failed before its answer started")
-            raise gr.Error(said(request, TURN_FAILED), print_exception=False) from None
+            raise gr.Error(said(TURN_FAILED, request), print_exception=False) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)

@@ -3,7 +3,7 @@ page's strings as Gradio's `gr.I18n`, and what makes Gradio's frontend take the 
 
 Two kinds of text reach the page. What Gradio draws from the page's declaration (labels, placeholders, buttons,
 Markdown) is a key (`label("page.x")`) that the frontend looks up in `page_i18n()` for its locale; what a handler
-returns (chat bubbles, notices, errors) is said on the server in the request's language (`said(request, key)`).
+returns (chat bubbles, notices, errors) is said on the server in the request's language (ui.errors.said).
 Gradio's frontend picks its locale from `navigator.language` when it starts, so the page's HTML gets a first script
 (`PageLanguage`) that sets it to the language the server chose for that request: both then always agree. The
 sentences themselves live in domain/locales (see domain.i18n); the page's keys start with `page.`.
@@ -27,11 +27,6 @@ def language_of(request) -> str:
     if chosen:
         return language(chosen)
     return accepted_language((getattr(request, "headers", None) or {}).get("accept-language"))
-
-
-def said(request, key: str, **params) -> str:
-    """The page's sentence `key` in the request's language."""
-    return say(t(key, **params), language_of(request))
 
 
 def page_keys(lang: str) -> dict[str, str]:

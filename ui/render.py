@@ -18,7 +18,7 @@ THINKING = "…"
 UNANSWERED = t("page.chat.unanswered")
 EMPTY_ANSWER = t("page.chat.empty_answer")
 DEMO_NOTICE = t("page.status.demo")
-ANSWER_FAILED = t("page.chat.answer_failed")
+ANSWER_FAILED = t("answer.failed.plain")
 
 # ![alt](http://…), ![alt](//…): a remote image would be fetched as soon as the chat is shown, so text
 # in a file or an answer could send chat contents anywhere. Shown as a link instead (the page's
@@ -48,8 +48,7 @@ def transcript_line(attachment: Attachment, notes: AudioNotes, language: str = E
     if transcript is None:
         return f"🗣 *{notes.status}*" if notes.enabled else None
     if transcript.status is TranscriptStatus.FAILED:
-        error = transcript.error or say(t("page.transcript.not_transcribed"), language)
-        return say(t("page.transcript.failed", error=error), language)
+        return say(t("page.transcript.failed", error=transcript.error or t("page.transcript.not_transcribed")), language)
     label = say(t("page.transcript.heard_as" if notes.as_transcript else "page.transcript.label"), language)
     seconds = say(t("page.transcript.seconds", s=transcript.seconds), language) if transcript.seconds else None
     facts = " · ".join(x for x in (transcript.language, seconds) if x)
@@ -174,7 +173,7 @@ def answer_text(text: str, status: Status, error: str | None = None, language: s
         mark = say(STOPPED_MARK, language)
         return f"{text}\n\n{mark}" if text else mark
     if status is Status.ERROR:
-        notice = f"⚠️ {error or say(ANSWER_FAILED, language)}"
+        notice = f"⚠️ {say(error or ANSWER_FAILED, language)}"
         return f"{text}\n\n{notice}" if text else notice
     if status is Status.STREAMING:
         return text or THINKING

@@ -25,13 +25,11 @@ from domain.limits import (
     MAX_TRACKED,
     VERIFY_THREADS,
 )
+from ui.i18n import language_of
 
 LOGIN_PATHS = ("/login", "/login/")
 LOGIN_NOTE = t("page.signin.note", failures=FAILURES_PER_USER, minutes=FAILURE_WINDOW_S // 60)
-SIGNED_OUT = (
-    "You are not signed in: your session ended (you signed out, or your account or password changed). "
-    "Reload the page and sign in."
-)
+SIGNED_OUT = t("session.signed_out")
 
 class FailureLimit:
     """Failed attempts per key (a user name, an address) in a sliding window."""
@@ -171,8 +169,8 @@ class Sessions:
             self.per_address.fail(address)
             return None
         wait = max(user_wait, address_wait)
-        why = "page.signin.too_many_account" if user_wait > 0 else "page.signin.too_many_address"
-        return t(why, wait=_duration(wait)), max(1, round(wait))
+        key = "signin.too_many.account" if user_wait > 0 else "signin.too_many.address"
+        return t(key, wait=_duration(wait)), max(1, round(wait))
 
     def settled(self, name: str, address: str, outcome: str) -> None:
         """`outcome`: "accepted", "refused" (a wrong password: it stays counted) or "unchecked" (the request failed
@@ -221,7 +219,14 @@ def _duration(seconds: float) -> Text:
     minutes = round(seconds / 60)
     if minutes > 1:
         return t("duration.minutes", n=minutes)
-    return t("page.signin.a_minute") if minutes == 1 else t("duration.seconds", n=max(1, round(seconds)))
+    return t("signin.a_minute") if minutes == 1 else t("duration.seconds", n=max(1, round(seconds)))
+
+
+def _said(text: Text, scope) -> str:
+    """The sentence in the language of the request `scope` belongs to (its cookie, else its Accept-Language)."""
+    from starlette.requests import Request
+
+    return say(text, language_of(Request(scope)))
 
 
 def cookies_of(scope) -> dict[str, str]:
@@ -267,21 +272,18 @@ class LoginGuard:
 
         body = await _read_body(receive, MAX_LOGIN_BODY)
         if body is None:
-            return await JSONResponse({"detail": "The sign-in request is too large."}, status_code=413)(scope, receive, send)
+            return await JSONResponse({"detail": _said(t("signin.too_large"), scope)}, status_code=413)(scope, receive, send)
         replay = _replay(body)
         try:
             form = await Request(scope, replay()).form()
         except Exception:  # noqa: BLE001 - a multipart body without a boundary, a broken encoding…
-            return await JSONResponse({"detail": "The sign-in request is malformed."}, status_code=400)(scope, receive, send)
+            return await JSONResponse({"detail": _said(t("signin.malformed"), scope)}, status_code=400)(scope, receive, send)
         name = str(form.get("username") or "").strip()[:MAX_LOGIN_NAME_CHARS]
         address = scope["client"][0] if scope.get("client") else "unknown"
         refused = self.sessions.attempt(name, address)
         if refused is not None:
-            from ui.i18n import language_of
-
             why, wait = refused
-            detail = say(why, language_of(Request(scope)))  # the sign-in page shows it as it is
-            response = JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": str(wait)})
+            response = JSONResponse({"detail": _said(why, scope)}, status_code=429, headers={"Retry-After": str(wait)})
             return await response(scope, receive, send)
         status = 0
         cookies: dict[str, str] = {}

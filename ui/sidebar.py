@@ -11,9 +11,10 @@ import gradio as gr
 
 from assistant.dialogue import DialogueManager
 from domain.types import ConversationSummary
-from ui.errors import shows_errors
+from domain.i18n import t
+from ui.errors import said, shows_errors
 from ui.files import chat_view
-from ui.i18n import SWITCH_HTML, label, said
+from ui.i18n import SWITCH_HTML, label
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.
 SCROLL_TO_MESSAGE_JS = """(index) => {
@@ -85,8 +86,8 @@ class SidebarHandlers:
         return (
             gr.Group(visible=True),
             gr.Textbox(value=conversation.title),
-            gr.Button(said(request, PIN[conversation.pinned])),
-            gr.Button(said(request, ARCHIVE[conversation.archived])),
+            gr.Button(said(t(PIN[conversation.pinned]), request)),
+            gr.Button(said(t(ARCHIVE[conversation.archived]), request)),
         )
 
     def search(self, query: str, request: gr.Request):
@@ -96,7 +97,7 @@ class SidebarHandlers:
         hits = self.access(request).search(query)
         choices = [(f"{hit.conversation_title} — {hit.snippet}", f"{hit.conversation_id}:{hit.message_id}") for hit in hits]
         key = "page.search.found_one" if len(hits) == 1 else "page.search.found" if hits else "page.search.none"
-        return gr.Radio(choices=choices, value=None, visible=True, label=said(request, key, n=len(hits)))
+        return gr.Radio(choices=choices, value=None, visible=True, label=said(t(key, n=len(hits)), request))
 
     @shows_errors
     def open_result(self, choice: str | None, request: gr.Request):
@@ -136,7 +137,7 @@ class SidebarHandlers:
         dialogue = self.access(request)
         on = not getattr(dialogue.get_conversation(conversation_id), flag)
         (dialogue.set_pinned if flag == "pinned" else dialogue.set_archived)(conversation_id, on)
-        return self.list_for(dialogue, conversation_id, archived), gr.Button(said(request, labels[on]))
+        return self.list_for(dialogue, conversation_id, archived), gr.Button(said(t(labels[on]), request))
 
     def ask_delete(self, selected: str | None, conversation_id: str | None):
         return gr.Row(visible=bool(selected or conversation_id))
@@ -148,7 +149,7 @@ class SidebarHandlers:
         dialogue = self.access(request)
         if conversation_id:
             dialogue.delete(conversation_id)
-            gr.Info(said(request, "page.sidebar.deleted"))
+            gr.Info(said(t("conversation.deleted"), request))
         return None, [], self.list_for(dialogue, None, archived), gr.Row(visible=False), gr.Group(visible=False)
 
 

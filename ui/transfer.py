@@ -13,9 +13,10 @@ import gradio as gr
 
 from assistant.dialogue import DialogueManager
 from storage.exchange import export_zip, safe_name
-from ui.errors import shows_errors
+from domain.errors import InvalidInput
+from domain.i18n import t
+from ui.errors import language_of_request, said, shows_errors
 from ui.exports import ExportStore, export_url
-from ui.i18n import said
 from ui.uploads import discard_uploads, upload_folder
 
 
@@ -38,13 +39,13 @@ class TransferHandlers:
         conversation_id = selected or conversation_id
         conversations = self.access(request).export([conversation_id] if conversation_id else None)
         if not conversations:
-            raise gr.Error(said(request, "page.export.nothing"), print_exception=False)
-        title = conversations[0].title if conversation_id else said(request, "page.export.all_name")
+            raise InvalidInput(t("export.nothing"))
+        title = conversations[0].title if conversation_id else said(t("page.export.all_name"), request)
         name = f"{safe_name(title, 60)} {datetime.now():%Y-%m-%d %H%M}.zip"
         # Served by the export route to this user only, once: never through Gradio's cache, open to any session.
         token = self.exports.add(self.owner(request), name, lambda path: export_zip(conversations, path))
         link = f'<a href="{html.escape(export_url(request, token))}" download>⬇ {html.escape(name)}</a>'
-        return gr.HTML(f"{link}<br><small>{html.escape(said(request, 'page.export.link_note'))}</small>", visible=True)
+        return gr.HTML(f"{link}<br><small>{html.escape(said(t('page.export.link_note'), request))}</small>", visible=True)
 
     def export_all(self, request: gr.Request):
         return self.export(None, None, request)
@@ -59,18 +60,5 @@ class TransferHandlers:
             summary = self.access(request).import_archive(Path(upload), scratch=upload_folder() / "imports")
         finally:
             discard_uploads([upload])
-        gr.Info(imported(summary, request))
+        gr.Info(summary.sentence(language_of_request(request)))
         return gr.skip()
-
-
-def imported(summary, request) -> str:
-    """storage.interchange.ImportSummary as a sentence in the request's language (what was skipped, and why, as
-    the import found it)."""
-    text = said(request, "page.import.done", conversations=summary.conversations, messages=summary.messages,
-                files=summary.files)  # fmt: skip
-    if summary.skipped:
-        shown = "; ".join(summary.skipped[:10])
-        if len(summary.skipped) > 10:
-            shown += said(request, "page.import.more", n=len(summary.skipped) - 10)
-        text += said(request, "page.import.skipped", shown=shown)
-    return text

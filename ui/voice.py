@@ -88,7 +88,7 @@ class VoiceSessions:
                 continue  # the turn's own validation names what is wrong with the file
             if not heard:
                 discard_uploads([path])
-                raise InvalidInput(t("page.voice.noise"), QUESTION_FILENAME)
+                raise InvalidInput(t("voice.only_noise"), QUESTION_FILENAME)
 
 
 class VoiceOut:
