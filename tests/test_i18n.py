@@ -115,3 +115,19 @@ def test_the_sign_in_page_is_in_the_askers_language():
     assert "<h1>Local Assistant</h1>" in english and ">Sign in</button>" in english and "Wrong user name or password." in english
     chosen = client.get("/signin", headers={"Accept-Language": "zh-CN"}, cookies={"assistant-lang": "en"}).text
     assert ">Sign in</button>" in chosen
+
+
+def test_the_chinese_readme_gives_the_commands_the_options_and_the_models():
+    import subprocess
+    import sys
+
+    english, chinese = ((ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "README.zh-CN.md"))
+    start = english.index("## Run it")
+    runs_and_tests = english[start : english.index("\n## ", english.index("## Test it"))]
+    commands = [line for line in runs_and_tests.splitlines() if line.startswith("bash scripts/")]
+    assert len(commands) >= 2 and all(command in chinese for command in commands)
+    shown = subprocess.run([sys.executable, str(ROOT / "run.py"), "--help"], capture_output=True, text=True, check=True).stdout
+    options = set(re.findall(r"^\s+(--[a-z-]+)", shown, re.M)) - {"--help"}
+    assert {option for option in options if f"`{option}" not in chinese} == set()
+    assert all(f"`{name}`" in chinese for name in re.findall(r"^\| [^|]+\(`([a-z0-9.-]+)`", english, re.M))
+    assert "(README.zh-CN.md)" in english and "(README.md)" in chinese
