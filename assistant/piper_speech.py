@@ -21,11 +21,11 @@ import numpy as np
 from assistant.download import DownloadFailed, download
 from assistant.speech import Speech, language_of, pieces, resolve_voice
 from domain.errors import SpeechUnavailable
-from domain.i18n import t
+from domain.i18n import Text, t
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float | None], None]
+Progress = Callable[[Text | str, float | None], None]
 VOICE_URL = "https://huggingface.co/rhasspy/piper-voices/resolve/main"
 # After a voice failed to download or load, answers within this many seconds go without it at once, with the reason.
 FAILED_RETRY_S = 300.0
@@ -64,7 +64,7 @@ def fetch_voice(code: str, folder: Path, progress: Progress, base_url: str = VOI
 
 def _download(url: str, target: Path, code: str, progress: Progress) -> None:
     try:
-        download(url, target, f"the voice {code}", progress)
+        download(url, target, t("progress.the_voice", voice=code), progress)
     except DownloadFailed as error:
         raise SpeechUnavailable(t("speech.voice_download_failed", voice=code, reason=error.reason)) from None
 

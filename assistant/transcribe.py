@@ -21,19 +21,19 @@ from typing import Protocol
 from assistant.download import DownloadFailed, download
 from assistant.media import SAMPLE_RATE, MediaLoader
 from domain.errors import AssistantError, ModelLoadError
-from domain.i18n import t
+from domain.i18n import Text, t
 from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
 
 log = logging.getLogger(__name__)
 
 OFF = "none"
-TRANSCRIPTION_FAILED = "Whisper could not transcribe this clip (the console log says why); sending the file again retries."
+TRANSCRIPTION_FAILED = t("whisper.failed")
 DOWNLOAD_CHUNK = 1 << 20
 # The longest a transcript waits for an answer's first token (see Transcriber.submit).
 HOLD_MAX_S = 120.0
 # After Whisper failed to load (no network, say), files sent within this many seconds fail at once with the reason.
 LOAD_RETRY_S = 300.0
-Progress = Callable[[str, float | None], None]
+Progress = Callable[[Text | str, float | None], None]
 
 
 class TranscriptStore(Protocol):
@@ -47,7 +47,7 @@ def default_whisper_model(cuda: bool) -> str:
 
 @dataclass(frozen=True)
 class WhisperState:
-    message: str  # what the page shows while a transcript is pending
+    message: Text | str  # what the page shows while a transcript is pending
 
 
 def load_whisper(source: str, download_root: Path, device: str, progress: Progress):
@@ -59,7 +59,7 @@ def load_whisper(source: str, download_root: Path, device: str, progress: Progre
         if source not in whisper._MODELS:
             raise ModelLoadError(t("whisper.unknown", source=source, models=", ".join(whisper.available_models())))
         path = _download(source, whisper._MODELS[source], download_root, progress)
-    progress(f"Loading Whisper {path.name if path.name != source else source}…", None)
+    progress(t("progress.loading_whisper", name=path.name if path.name != source else source), None)
     try:
         return whisper.load_model(str(path), device=device)
     except Exception:  # noqa: BLE001 - whatever the file holds, it is not a checkpoint Whisper can load
@@ -75,7 +75,7 @@ def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
         return target
     root.mkdir(parents=True, exist_ok=True)
     try:
-        digest = download(url, target, f"Whisper {name}", progress)
+        digest = download(url, target, t("progress.whisper", name=name), progress)
     except DownloadFailed as error:
         raise ModelLoadError(t("whisper.download_failed", name=name, reason=error.reason)) from None
     if digest != expected:
@@ -112,12 +112,12 @@ class Transcriber:
         self._fp16 = fp16
         self._options = dict(options or {})  # for whisper's transcribe(): e.g. a fixed temperature
         self._model = None
-        self._load_error: tuple[str, float] | None = None  # (why, when)
+        self._load_error: tuple[Text | str, float] | None = None  # (why, when)
         self._jobs: queue.Queue[tuple[str, Path, str, threading.Event | None]] = queue.Queue()
         self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._use = threading.Lock()  # one caller at a time: Whisper's decoding hangs its key-value cache on the model
-        self._state = WhisperState("Transcribing…")
+        self._state = WhisperState(t("whisper.transcribing"))
         self._thread = threading.Thread(target=self._work, name="transcriber", daemon=True)
 
     def start(self) -> Transcriber:
@@ -155,9 +155,11 @@ class Transcriber:
             done = self._pending.get(sha256)
         return done is None or done.wait(timeout)
 
-    def _progress(self, message: str, fraction: float | None) -> None:
-        percent = f" ({fraction:.0%})" if fraction is not None else ""
-        self._state = WhisperState(f"Transcribing… {message}{percent}")
+    def _progress(self, message: Text | str, fraction: float | None) -> None:
+        if fraction is None:
+            self._state = WhisperState(t("whisper.transcribing.step", step=message))
+        else:
+            self._state = WhisperState(t("whisper.transcribing.step_done", step=message, done=fraction))
         log.info("%s", message)
 
     def _work(self) -> None:
@@ -192,7 +194,7 @@ class Transcriber:
                 model = self._ready_model()
                 result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
         except AssistantError as error:
-            return Transcript(TranscriptStatus.FAILED, model=self.label, error=str(error))
+            return Transcript(TranscriptStatus.FAILED, model=self.label, error=error.text)
         except Exception:  # a Whisper failure costs this transcript only, never the chat
             log.exception("transcribing %s failed", filename)
             return Transcript(TranscriptStatus.FAILED, model=self.label, error=TRANSCRIPTION_FAILED)
@@ -212,8 +214,8 @@ class Transcriber:
                 self._model = self._load(self._progress)
             except AssistantError as error:
                 self._load_error = (error.text, time.monotonic())
-                self._state = WhisperState(f"No transcript: {error}")
+                self._state = WhisperState(t("whisper.no_transcript", error=error.text))
                 raise
-            self._state = WhisperState("Transcribing…")
+            self._state = WhisperState(t("whisper.transcribing"))
         return self._model
 

@@ -38,7 +38,7 @@ def test_a_load_failure_says_what_to_do_and_logs_why(caplog):
     with caplog.at_level(logging.ERROR):
         host = ModelHost(load).start()
         assert host.wait(10)
-    assert host.state.message == MODEL_LOAD_FAILED and not INTERNALS.search(host.state.message)
+    assert host.state.message == MODEL_LOAD_FAILED and not INTERNALS.search(str(host.state.message))
     assert "/secret/path" in caplog.text
 
 

@@ -169,8 +169,8 @@ class ChatHandlers:
         unlocks the page (see enable_input). Its callers show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
-        language = language_of(request)
-        spoken = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash), voice)
+        language, stop = language_of(request), self._stops.get(request.session_hash)
+        spoken = self.voice.out_for(dialogue, request.session_hash, stop, voice, language)
         finished = None
         try:
             for event in events:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from assistant.model_host import HostState, Phase
-from domain.i18n import ENGLISH, say, t
+from domain.i18n import ENGLISH, Text, say, t
 from domain.settings import AnswerDetails
 from domain.types import Attachment, MediaKind, Message, Role, Status, TranscriptStatus
 
@@ -38,7 +38,7 @@ class AudioNotes:
     """How transcripts show under audio: whether they are made, what the worker is doing, how the model hears audio."""
 
     enabled: bool = False
-    status: str = "Transcribing…"
+    status: Text | str = t("whisper.transcribing")  # the transcriber's state, said in the reader's language
     as_transcript: bool = False  # the model has no audio tower: it hears the transcript
     speaks: bool = False  # answers can be spoken (🔊 under each)
 
@@ -46,7 +46,7 @@ class AudioNotes:
 def transcript_line(attachment: Attachment, notes: AudioNotes, language: str = ENGLISH) -> str | None:
     transcript = attachment.transcript
     if transcript is None:
-        return f"🗣 *{notes.status}*" if notes.enabled else None
+        return f"🗣 *{say(notes.status, language)}*" if notes.enabled else None
     if transcript.status is TranscriptStatus.FAILED:
         return say(t("page.transcript.failed", error=transcript.error or t("page.transcript.not_transcribed")), language)
     label = say(t("page.transcript.heard_as" if notes.as_transcript else "page.transcript.label"), language)
