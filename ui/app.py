@@ -295,7 +295,7 @@ def build_app(
     with gr.Blocks(title=str(TITLE), analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
-        status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
+        status = gr.Markdown(label("page.status.connecting"), elem_id="model-status")  # on_load says the rest
         chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"], editable="user")
         branch_action = gr.Textbox(visible="hidden", elem_id="branch-action")
         with gr.Row(equal_height=True):
