@@ -113,7 +113,8 @@ def signin_route(title: str | Text, note: str | Text):
     pages = {lang: signin_page(title, note, lang) for lang in LANGUAGES}
 
     async def signin(request):
-        return HTMLResponse(pages[language_of(request)], headers={"Cache-Control": "no-store", "Vary": "Cookie, Accept-Language"})
+        headers = {"Cache-Control": "no-store", "Vary": "Cookie, Accept-Language"}
+        return HTMLResponse(pages[language_of(request)], headers=headers)
 
     return Route(PATH, signin, methods=["GET", "HEAD"])
 
