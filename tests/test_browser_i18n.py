@@ -111,6 +111,12 @@ def test_a_chinese_browser_sees_the_page_in_chinese(browser, start_app, demo_mod
     toast = page.locator('[data-testid="toast-text"].error')
     expect(toast).to_contain_text(zh("file.unreadable", name="notes.png"))
     expect(page.locator("#composer textarea")).to_have_value("留着我")
+
+    # Voice mode's script speaks the page's language too (this browser has no microphone).
+    page.locator("#voice-toggle").click()
+    no_microphone = zh("page.voice.no_microphone", name="NotFoundError")
+    expect(page.locator("#voice-state")).to_have_text(no_microphone)
+    expect(page.locator("#voice-toggle")).to_have_text(zh("page.voice.button"))
     context.close()
 
 
