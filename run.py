@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int | None:
     queue = TurnQueue(slots=args.engine_concurrency if remote else 1)
     dialogue = DialogueManager(
         stores.conversations, host, media, queue, transcriber=transcriber, speech=speech,
-        max_audio_seconds=args.max_audio_seconds,
+        max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
+        max_video_bytes=int(args.max_video_mb * 2**20),
     )
 
     # The page and the API, in one server behind one HTTP policy.
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int | None:
         ],
         middleware=security.middleware(hosts, origins, [*sessions.middleware(), Middleware(SignInRedirect, sessions=sessions)]),
         auth=sessions.authenticate if users.any() else None,
-        max_file_size=limits.MAX_FILE_BYTES,
+        max_file_size=max(dialogue.max_video_bytes, limits.MAX_FILE_BYTES),
+        file_limit=lambda name, declared: limits.max_file_bytes(name, declared, dialogue.max_video_bytes),
     )
     sessions.bind(gradio_app)
     serve(server, args.host, args.port)

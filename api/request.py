@@ -1,8 +1,8 @@
 """A chat completion request, read and checked: OpenAI's message shapes become our turns and settings.
 
-Content parts: `text`; `image_url` (data URLs; http(s) only with --allow-remote-media); `input_audio` (OpenAI's
-shape: base64 wav or mp3) and `audio_url` with a data URL (SGLang's). What we cannot honour gets a 400 that
-names the parameter, rather than being ignored; fields we do not know are ignored, as OpenAI's clients expect.
+Content parts: `text`; `image_url` and `video_url` (vLLM's and SGLang's name; data URLs, http(s) only with
+--allow-remote-media); `input_audio` (OpenAI's shape: base64 wav or mp3); `audio_url` with a data URL (SGLang's).
+What we cannot honour gets a 400 naming the parameter, rather than being ignored; unknown fields are ignored.
 
 The body's shape is checked by the pydantic models below (`ChatBody`); the first fault they find becomes the
 ApiError a client sees (`_refusal`). Then the media are decoded (or fetched) and the settings checked.
@@ -26,7 +26,8 @@ from domain.settings import GenerationSettings
 from domain.types import Role
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*)(;base64)?,", re.I)
-_EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "audio/mpeg": "mp3", "audio/x-wav": "wav", "audio/wave": "wav"}
+_EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "audio/mpeg": "mp3", "audio/x-wav": "wav", "audio/wave": "wav",
+               "video/quicktime": "mov", "video/x-matroska": "mkv"}
 _ROLES = ("system", "developer", "user", "assistant")
 _TOOLS = "tools and function calling"
 
@@ -93,6 +94,11 @@ class AudioUrlPart(_Shape):
     audio_url: _MediaUrl
 
 
+class VideoUrlPart(_Shape):
+    type: Literal["video_url"]
+    video_url: _MediaUrl
+
+
 class _InputAudio(_Shape):
     data: str
     format: Literal["wav", "mp3"]
@@ -103,7 +109,7 @@ class InputAudioPart(_Shape):
     input_audio: _InputAudio
 
 
-Part = Annotated[TextPart | ImagePart | InputAudioPart | AudioUrlPart, Field(discriminator="type")]
+Part = Annotated[TextPart | ImagePart | InputAudioPart | AudioUrlPart | VideoUrlPart, Field(discriminator="type")]
 
 
 class ChatMessage(_Shape):
@@ -240,8 +246,8 @@ class ChatBody(_Shape):
 # --- from the body to a request -----------------------------------------------------------------------------
 
 
-def parse(body: object, fetch: Callable[[str, int, str], bytes] | None) -> ChatRequest:
-    """`fetch(url, limit, param)` gets an http(s) media URL; None: such URLs are refused."""
+def parse(body: object, fetch: Callable[[str, int, str], bytes] | None, max_video_bytes: int | None = None) -> ChatRequest:
+    """`fetch(url, limit, param)` gets an http(s) media URL (None: refused); a video may be `max_video_bytes`."""
     try:
         checked = ChatBody.model_validate(body)
     except ValidationError as error:
@@ -250,7 +256,7 @@ def parse(body: object, fetch: Callable[[str, int, str], bytes] | None) -> ChatR
     turns: list[Turn] = []
     for i, message in enumerate(checked.messages):
         param = f"messages[{i}]"
-        text, files = _content(message.content, param, fetch)
+        text, files = _content(message.content, param, fetch, max_video_bytes or limits.MAX_VIDEO_BYTES)
         if message.role in ("system", "developer"):
             if files:
                 raise ApiError(400, "A system message can hold only text.", f"{param}.content")
@@ -307,13 +313,13 @@ def _refusal(error, body) -> ApiError:
     where = _param(loc[:4])
     part = body["messages"][loc[1]]["content"][loc[3]]
     kind = part.get("type") if isinstance(part, dict) else None
-    if kind in ("image_url", "audio_url"):
+    if kind in ("image_url", "audio_url", "video_url"):
         return ApiError(400, f"`{where}` needs a `url`.", where)
     if kind == "input_audio" and "format" in loc[4:]:
         return ApiError(400, f"`{where}.input_audio.format` must be wav or mp3.", f"{where}.input_audio.format")
     if kind == "input_audio":
         return ApiError(400, f"`{where}.input_audio` needs base64 `data` and a `format`.", f"{where}.input_audio")
-    return ApiError(400, f"`{where}.type` must be text, image_url, input_audio or audio_url.", f"{where}.type")
+    return ApiError(400, f"`{where}.type` must be text, image_url, input_audio, audio_url or video_url.", f"{where}.type")
 
 
 def _param(loc: tuple) -> str:
@@ -341,7 +347,7 @@ def _settings(checked: ChatBody, system: str | None) -> GenerationSettings:
         raise ApiError(400, f"`{name}`: {first['msg']}.", name, "invalid_value") from None
 
 
-def _content(parts: list | None, param: str, fetch) -> tuple[str, list[tuple[bytes, str]]]:
+def _content(parts: list | None, param: str, fetch, max_video_bytes: int) -> tuple[str, list[tuple[bytes, str]]]:
     texts: list[str] = []
     files: list[tuple[bytes, str]] = []
     for j, part in enumerate(parts or []):
@@ -349,34 +355,37 @@ def _content(parts: list | None, param: str, fetch) -> tuple[str, list[tuple[byt
         if isinstance(part, TextPart):
             texts.append(part.text)
         elif isinstance(part, ImagePart):
-            data, mime = _media(part.image_url.url, where, fetch)
+            data, mime = _media(part.image_url.url, where, fetch, limits.MAX_FILE_BYTES)
             files.append((data, f"image-{len(files) + 1}.{_extension(mime, 'png')}"))
         elif isinstance(part, InputAudioPart):
             audio = part.input_audio
-            files.append((_base64(audio.data, where), f"audio-{len(files) + 1}.{audio.format}"))
+            files.append((_base64(audio.data, where, limits.MAX_FILE_BYTES), f"audio-{len(files) + 1}.{audio.format}"))
+        elif isinstance(part, VideoUrlPart):
+            data, mime = _media(part.video_url.url, where, fetch, max_video_bytes)
+            files.append((data, f"video-{len(files) + 1}.{_extension(mime, 'mp4')}"))
         else:
-            data, mime = _media(part.audio_url.url, where, fetch)
+            data, mime = _media(part.audio_url.url, where, fetch, limits.MAX_FILE_BYTES)
             files.append((data, f"audio-{len(files) + 1}.{_extension(mime, 'wav')}"))
     return "\n".join(texts), files
 
 
-def _media(url: str, where: str, fetch) -> tuple[bytes, str]:
+def _media(url: str, where: str, fetch, limit: int) -> tuple[bytes, str]:
     match = _DATA_URL.match(url)
     if match:
         if not match[3]:
             raise ApiError(400, "A media data URL must be base64 (data:TYPE;base64,…).", where, "invalid_url")
-        return _base64(url[match.end():], where), (match[1] or "").lower()
+        return _base64(url[match.end():], where, limit), (match[1] or "").lower()
     if url.lower().startswith(("http://", "https://")):
         if fetch is None:
             raise ApiError(400, "Media must come as data: URLs; http(s) URLs need the app started with "
                            "--allow-remote-media.", where, "invalid_url")
-        return fetch(url, limits.MAX_FILE_BYTES, where), ""
+        return fetch(url, limit, where), ""
     raise ApiError(400, "A media URL must be a data: URL (or http(s) with --allow-remote-media).", where, "invalid_url")
 
 
-def _base64(data: str, where: str) -> bytes:
-    if len(data) > (limits.MAX_FILE_BYTES * 4) // 3 + 8:
-        raise ApiError(413, f"A file is larger than {limits.MAX_FILE_BYTES // 2**20} MB.", where, "file_too_large")
+def _base64(data: str, where: str, limit: int) -> bytes:
+    if len(data) > (limit * 4) // 3 + 8:
+        raise ApiError(413, f"A file is larger than {limit // 2**20} MB.", where, "file_too_large")
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):

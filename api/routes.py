@@ -104,7 +104,7 @@ class ChatApi:
         require_json(request)
         body = await read_body(request)
         # Off the event loop: JSON and base64 of up to hundreds of MB, and http(s) media (--allow-remote-media).
-        chat = await anyio.to_thread.run_sync(_parse, body, self.fetch, limiter=self._threads)
+        chat = await anyio.to_thread.run_sync(_parse, body, self.fetch, self.dialogue.max_video_bytes, limiter=self._threads)
         if chat.model != self.model_id:
             raise ApiError(404, f"The model {chat.model!r} does not exist here; this app serves {self.model_id!r} "
                            "(GET /v1/models).", "model", "model_not_found")
@@ -192,7 +192,9 @@ class ChatApi:
         found = dialogue.continuation_of(chat.settings.system_prompt, signature)
         if found is not None:
             return found
-        validate_turn(chat.question.text, uploads)
+        limits_of = (dialogue.max_audio_seconds, dialogue.max_video_seconds, dialogue.max_video_bytes)  # as send checks
+        if any(f.kind not in dialogue.accepts() for f in validate_turn(chat.question.text, uploads, *limits_of)[1]):
+            return None  # send refuses it, naming the model, before the history is stored
         from assistant.dialogue import make_title
 
         turns = []
@@ -200,7 +202,7 @@ class ChatApi:
             text, files = turn.text, []
             if turn.files or turn.role is Role.USER:
                 # Checked here as a turn's files are (a bad one refuses the request), so stored as they are.
-                text, files = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"))
+                text, files = validate_turn(turn.text, _write(turn.files, folder / f"history-{i}"), *limits_of)
             turns.append(HistoryTurn(turn.role, text, tuple(files)))
         first = chat.history[0]
         title = make_title(first.text, []) if first.text.strip() else "API conversation"
@@ -380,18 +382,18 @@ def require_json(request) -> None:
                        code="unsupported_media_type")
 
 
-def _parse(body: bytes, fetch) -> parsing.ChatRequest:
+def _parse(body: bytes, fetch, max_video_bytes: int) -> parsing.ChatRequest:
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
     except RecursionError:  # [[[[…]]]] millions deep: valid JSON no chat request needs
         raise ApiError(400, "The request body's JSON is nested too deeply.", code="invalid_json") from None
-    return parsing.parse(value, fetch)
+    return parsing.parse(value, fetch, max_video_bytes)
 
 
 def _too_large(limit: int = limits.MAX_BODY_BYTES) -> ApiError:
     if limit != limits.MAX_BODY_BYTES:
         return ApiError(413, f"The request is larger than {limit // 2**10} KB, the limit.", code="request_too_large")
-    return ApiError(413, f"The request is larger than {limits.MAX_BODY_BYTES // 2**20} MB; files are limited to "
-                    f"{limits.MAX_FILE_BYTES // 2**20} MB each.", code="request_too_large")
+    return ApiError(413, f"The request is larger than {limits.MAX_BODY_BYTES // 2**20} MB; files are limited to {limits.MAX_FILE_BYTES // 2**20} "
+                    f"MB each, videos to {limits.MAX_VIDEO_BYTES // 2**20} MB.", code="request_too_large")

@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 GENERATION_FAILED = t("generation.failed")
 
 
+def _sounds(model_input: ModelInput) -> dict:
+    """Where each video's sound track falls among the prompt's audio, for a family that takes videos."""
+    return {"sounds": model_input.sound_order} if model_input.videos else {}
+
+
 class GenerationThread:
     """One long-lived thread that runs every generation, in turn.
 
@@ -165,12 +170,18 @@ class TransformersEngine(AnswerLength):
         last = self._last_processed
         if last is not None and last[0] is model_input:
             return last[1]
-        if self._incremental is not None:  # earlier media whose encoder outputs are kept are not processed again
+        # Earlier media whose encoder outputs are kept are not processed again. Not yet for prompts with videos: those
+        # are processed and prefilled whole (assistant/reuse.py does not place a video's tokens yet).
+        if self._incremental is not None and not model_input.videos:
             processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
         else:
             text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-            media = self.family.processor_kwargs(model_input.images, model_input.audios, model_input.videos)
+            media = self.family.processor_kwargs(
+                model_input.images, model_input.audios, model_input.videos, **_sounds(model_input)
+            )
             processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
+            if model_input.videos:  # as tensors, like every other input (a 0-d one for a flag)
+                processed.update({name: torch.as_tensor(value) for name, value in self.family.video_model_inputs})
         self._last_processed = (model_input, processed)
         return processed
 
@@ -217,7 +228,7 @@ class TransformersEngine(AnswerLength):
             report.prompt_tokens = int(inputs["input_ids"].shape[1])
             report.max_new_tokens = args["max_new_tokens"]
             reuse = None
-            if self.reuse is not None and reuse_key is not None:
+            if self.reuse is not None and reuse_key is not None and not model_input.videos:
                 reuse = (reuse_key, inputs, model_input)
             done = self._generator.submit(self._run, args, streamer, on_finished, settings.seed, report, started, reuse)
         except BaseException:

@@ -61,7 +61,7 @@ def check_files(conversations: Sequence[ImportedConversation], summary: ImportSu
                     continue
                 file.filename = _named(filename, media.mime)
                 file.kind, file.mime = media.kind, media.mime
-                if media.kind is not MediaKind.AUDIO:
+                if media.kind not in (MediaKind.AUDIO, MediaKind.VIDEO):
                     file.transcript = None  # what the export called a recording's transcript, on what is not one
                 kept.append(file)
             message.files = kept

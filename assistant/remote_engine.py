@@ -4,8 +4,10 @@ instance of this app) instead of running a model in-process. Implements assistan
 server's generation), calls `on_finished` when done, and fills in `report`. Every fault of the server raises
 EngineUnavailable with a sentence for people; what the server actually said or did goes to the log.
 
-Images go as PNG data URLs and audio as 16 kHz WAV data URLs, decoded and re-encoded the same way each turn, so
-a server that caches prefixes (or this app, which continues the stored conversation) sees the same bytes.
+Images go as PNG data URLs, audio as 16 kHz WAV data URLs and videos (to a model that takes them) as MP4 data URLs
+in `video_url` parts (vLLM's and SGLang's name) of the frames sampled and the sound track, decoded and re-encoded the
+same way each turn, so a server that caches prefixes (or this app, which continues the stored conversation) sees the
+same bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from assistant.engine_contract import AnswerLength, EngineInfo, GenerationReport
 from assistant.families import Capabilities, families
 from assistant.media import SAMPLE_RATE
 from assistant.prompt import ModelInput
-from domain.errors import EngineUnavailable
+from domain.errors import EngineUnavailable, InvalidInput
 from domain.i18n import Text, t
 from domain.limits import CONNECT_TIMEOUT_S, DEFAULT_MAX_NEW_TOKENS, READ_TIMEOUT_S, SAID_CHARS
 from domain.settings import GenerationSettings
@@ -38,10 +40,12 @@ AUDIO_PARTS = ("input_audio", "audio_url")  # vLLM takes the first, SGLang only 
 DEFAULT_CONTEXT = 32_768
 SSE_FIELDS = ("event:", "id:", "retry:", ":")  # the event-stream lines besides data: ones
 # What a prompt costs in tokens, estimated (the server's tokenizer is not at hand): text at about 3 characters a
-# token, an image at the cost of a 448×448 one in Qwen's vision tower, audio at Whisper's 25 tokens a second.
+# token, an image at the cost of a 448×448 one in Qwen's vision tower, audio at Whisper's 25 tokens a second, a
+# video's frames at half an image each (Qwen's towers merge frames in pairs) and its sound track as audio.
 CHARS_PER_TOKEN = 3
 IMAGE_TOKENS = 256
 AUDIO_TOKENS_PER_S = 25
+VIDEO_FRAME_TOKENS = IMAGE_TOKENS // 2
 
 
 def family_for_model(name: str, accepts: frozenset[MediaKind] | None) -> Capabilities:
@@ -113,11 +117,13 @@ class OpenAIEngine(AnswerLength):
     def prepare_prompt(self, model_input: ModelInput) -> int:
         """An estimate: the server's tokenizer is not at hand (a too-long prompt then gets the server's error)."""
         chars = sum(len(item.get("text", "")) for turn in model_input.conversation for item in _items(turn))
-        audio_s = sum(len(a) for a in model_input.audios) / SAMPLE_RATE
-        return chars // CHARS_PER_TOKEN + IMAGE_TOKENS * len(model_input.images) + int(AUDIO_TOKENS_PER_S * audio_s) + 8
+        sounds = [*model_input.audios, *(v.audio for v in model_input.videos if v.audio is not None and self.family.hears())]
+        audio_s = sum(len(a) for a in sounds) / SAMPLE_RATE
+        media = IMAGE_TOKENS * len(model_input.images) + VIDEO_FRAME_TOKENS * sum(len(v.frames) for v in model_input.videos)
+        return chars // CHARS_PER_TOKEN + media + int(AUDIO_TOKENS_PER_S * audio_s) + 8
 
     def request_body(self, model_input: ModelInput, settings: GenerationSettings, stop_strings=()) -> dict:
-        images, audios = iter(model_input.images), iter(model_input.audios)
+        images, audios, videos = iter(model_input.images), iter(model_input.audios), iter(model_input.videos)
         messages = []
         for turn in model_input.conversation:
             content = turn["content"]
@@ -136,6 +142,8 @@ class OpenAIEngine(AnswerLength):
                         parts.append({"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}})
                     else:
                         parts.append({"type": "audio_url", "audio_url": {"url": f"data:audio/wav;base64,{wav}"}})
+                elif item["type"] == "video":
+                    parts.append({"type": "video_url", "video_url": {"url": self._mp4_data_url(next(videos))}})
             if turn["role"] == "system":
                 parts = "\n".join(p["text"] for p in parts if p["type"] == "text")
             messages.append({"role": turn["role"], "content": parts})
@@ -152,6 +160,14 @@ class OpenAIEngine(AnswerLength):
         if stop_strings:
             body["stop"] = list(stop_strings)
         return body
+
+    def _mp4_data_url(self, clip) -> str:
+        if not self.family.watches():  # the dialogue manager refuses such turns first; this holds should one slip by
+            raise InvalidInput(t("video.api.remote_no_video", model=self.model))
+        from assistant.video_encode import mp4_bytes
+
+        data = mp4_bytes(clip.frames, clip.fps, clip.audio if self.family.hears() else None)
+        return f"data:video/mp4;base64,{base64.b64encode(data).decode()}"
 
     def stream(
         self,

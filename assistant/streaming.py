@@ -50,8 +50,10 @@ class DecodingStreamer(BaseStreamer):
         self._prompt_seen = False
         self.first_token_at: float | None = None  # time.monotonic() of the first new token
         self.last_token_at: float | None = None  # … and of the latest
+        # An id past the vocabulary (a padded embedding row) decodes to nothing, and a byte-fallback decoder then joins
+        # the byte tokens on either side of it: it is held back like one, or an emitted "W" could become U+FFFD.
         self._is_byte = lru_cache(maxsize=None)(
-            lambda token_id: bool(_BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or ""))
+            lambda token_id: _BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or "<0x00>") is not None
         )
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:

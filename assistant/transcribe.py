@@ -1,4 +1,5 @@
-"""Whisper transcripts of audio attachments, made by one background worker; knows nothing of Gradio or SQL.
+"""Whisper transcripts of audio attachments and videos' sound tracks, made by one background worker; knows nothing
+of Gradio or SQL.
 
 The worker loads openai-whisper on first need (downloading named weights into the data directory, with
 progress in `state`), transcribes each audio file once (by its sha256) and stores the result through the
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from assistant.download import DownloadFailed, download
-from assistant.media import SAMPLE_RATE, MediaLoader
+from assistant.media import SAMPLE_RATE, MediaLoader, has_sound
 from domain.errors import AssistantError, ModelLoadError
 from domain.i18n import Text, t
 from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
@@ -135,8 +136,8 @@ class Transcriber:
         which Whisper computing beside the prefill delays (1.4–1.5× on a 2-core CPU, bench/transcript_overlap.py).
         """
         for attachment in attachments:
-            if attachment.kind is not MediaKind.AUDIO:
-                continue
+            if attachment.kind is not MediaKind.AUDIO and not (attachment.kind is MediaKind.VIDEO and has_sound(attachment.path)):
+                continue  # a video is transcribed for its sound track; one without sound gets no transcript
             if attachment.transcript is not None and attachment.transcript.status is TranscriptStatus.DONE:
                 continue
             with self._lock:

@@ -61,6 +61,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=limits.MAX_AUDIO_SECONDS,
         help=f"longest audio clip accepted (default {limits.MAX_AUDIO_SECONDS:.0f}); the model hears it in windows, the transcript covers it all",
     )
+    parser.add_argument(
+        "--max-video-seconds",
+        type=float,
+        default=limits.MAX_VIDEO_SECONDS,
+        help=f"longest video accepted (default {limits.MAX_VIDEO_SECONDS:.0f}); the model sees frames sampled from all of it",
+    )
+    parser.add_argument(
+        "--max-video-mb",
+        type=float,
+        default=limits.MAX_VIDEO_BYTES / 2**20,
+        help=f"largest video file accepted, in MB (default {limits.MAX_VIDEO_BYTES / 2**20:.0f}; other files: "
+        f"{limits.MAX_FILE_BYTES / 2**20:.0f})",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="where conversations, files and the demo model live")
     parser.add_argument("--db", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
@@ -129,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--engine-accepts",
         default=None,
-        help="with --engine openai: what the served model takes, e.g. text,image,audio (default: from the model's "
+        help="with --engine openai: what the served model takes, e.g. text,image,audio,video (default: from the model's "
         "name when the app knows its family, else text)",
     )
     parser.add_argument(
@@ -141,7 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-remote-media",
         action="store_true",
-        help="let API requests name images and audio by http(s) URL, which the app then fetches (never from "
+        help="let API requests name images, audio and videos by http(s) URL, which the app then fetches (never from "
         "loopback or private addresses); without it, media come as data: URLs",
     )
     parser.add_argument(
@@ -157,15 +170,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def parse_accepts(value: str | None):
-    """--engine-accepts text,image,audio -> the media kinds besides text (None: not given)."""
+    """--engine-accepts text,image,audio,video -> the media kinds besides text (None: not given)."""
     if value is None:
         return None
     from domain.types import MediaKind
 
     names = {name.strip() for name in value.split(",") if name.strip()}
-    unknown = names - {"text", "image", "audio"}
+    unknown = names - {"text", "image", "audio", "video"}
     if unknown:
-        raise SystemExit(f"error: --engine-accepts takes text, image and audio, not {', '.join(sorted(unknown))}")
+        raise SystemExit(f"error: --engine-accepts takes text, image, audio and video, not {', '.join(sorted(unknown))}")
     return frozenset(MediaKind(name) for name in names - {"text"})
 
 

@@ -18,6 +18,17 @@ MAX_AUDIO_SECONDS = 300.0
 MAX_VIDEO_SECONDS = 120.0
 MAX_VIDEO_BYTES = 200 * 1024 * 1024
 MAX_VIDEO_FRAME_PIXELS = 7680 * 4320
+# As a file arrives (a page's upload, an import's member, an API part), before its bytes are decoded, its name or
+# declared type is all there is: these are videos, held to MAX_VIDEO_BYTES; decoding it later says what it is.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv")
+
+
+def max_file_bytes(name: str, content_type: str = "", video_bytes: int | None = None) -> int:
+    """The most bytes a file of this name (or declared type) may be as it arrives; `video_bytes`: --max-video-mb's."""
+    video = name.lower().endswith(VIDEO_SUFFIXES) or content_type.lower().startswith("video/")
+    return (video_bytes or MAX_VIDEO_BYTES) if video else MAX_FILE_BYTES
+
+
 # Shorter recordings are a slip of the button, not a question.
 MIN_AUDIO_SECONDS = 0.5
 # Nothing louder than this (-40 dBFS) is silence: a muted or wrong microphone.
@@ -54,9 +65,9 @@ MAX_IMPORT_MESSAGES = 250_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_NEW_TOKENS_LIMIT = 32_768
 
-# The OpenAI-compatible API: a request carries at most a message's files, base64-encoded (4/3), for each turn of
-# history it repeats.
-MAX_BODY_BYTES = 256 * 1024**2
+# The OpenAI-compatible API: a request's body holds a video at its limit, base64-encoded (4/3: 267 MB), with room for
+# its text and a few small files; more media than that come by URL (--allow-remote-media).
+MAX_BODY_BYTES = 288 * 1024**2
 MAX_STOP_STRINGS = 4
 # A media URL fetched for the API (--allow-remote-media): connect, request, headers and body, all together.
 REMOTE_MEDIA_DEADLINE_S = 20.0

@@ -134,7 +134,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_SUFFIXES = {"image/jpeg": ".jpg", "audio/mpeg": ".mp3", "audio/wav": ".wav", "audio/webm": ".webm", "audio/mp4": ".m4a"}
+_SUFFIXES = {"image/jpeg": ".jpg", "audio/mpeg": ".mp3", "audio/wav": ".wav", "audio/webm": ".webm", "audio/mp4": ".m4a",
+             "video/x-matroska": ".mkv", "video/matroska": ".mkv"}
 
 
 def suffix_for(mime: str) -> str:

@@ -9,6 +9,7 @@ active path as Markdown, for people. Import also reads ChatGPT's and Open WebUI'
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -121,11 +122,21 @@ def _markdown(c: ExportedConversation) -> str:
         lines.append("**You:**" if message.role is Role.USER else "**Assistant:**")
         for a in _files(message):
             target = "../" + _file_member(a.sha256, a.path)
-            lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[🔊 {a.filename}]({target})")
+            lines.append(_markdown_file(a, target))
             if a.transcript is not None and a.transcript.status is TranscriptStatus.DONE:
                 lines.append(f"> 🗣 {a.transcript.text}")
         lines += [message.text, ""]
     return "\n".join(lines)
+
+
+def _markdown_file(a: Attachment, target: str) -> str:
+    """An image shown, a video as a player (Markdown viewers that allow HTML) with a link for those that do not, audio
+    as a link."""
+    if a.kind is MediaKind.IMAGE:
+        return f"![{a.filename}]({target})"
+    if a.kind is MediaKind.VIDEO:
+        return f'<video controls src="{html.escape(target)}"></video>\n\n[🎬 {a.filename}]({target})'
+    return f"[🔊 {a.filename}]({target})"
 
 
 def safe_name(title: str, length: int = 80) -> str:

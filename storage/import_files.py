@@ -33,9 +33,9 @@ class KeptFile:
     sha256: str
 
 
-def too_big(filename: str, size: int) -> Text:
-    """The sentence for a file over the per-file limit (the same words an upload gets)."""
-    return t("file.too_big", name=filename, mb=size / 2**20, limit_mb=limits.MAX_FILE_BYTES / 2**20)
+def too_big(filename: str, size: int, limit: int | None = None) -> Text:
+    """The sentence for a file over the per-file limit of its kind (the same words an upload gets)."""
+    return t("file.too_big", name=filename, mb=size / 2**20, limit_mb=(limit or limits.MAX_FILE_BYTES) / 2**20)
 
 
 class ImportFiles:
@@ -49,21 +49,23 @@ class ImportFiles:
         """The member's bytes, read the first time it is asked for; its declared size is checked by the caller."""
         if info.filename not in self._members:
             with open_member(archive, info) as source:
-                self._members[info.filename] = self._keep(_chunks(source, info.filename), info.filename)
+                chunks = _chunks(source, info.filename)
+                self._members[info.filename] = self._keep(chunks, info.filename, limits.max_file_bytes(info.filename))
         return self._members[info.filename]
 
     def data(self, data: bytes) -> KeptFile:
         """Bytes held in memory (a decoded data: URL)."""
         return self._keep([data], "an embedded file")
 
-    def _keep(self, chunks: Iterable[bytes], name: str) -> KeptFile:
+    def _keep(self, chunks: Iterable[bytes], name: str, limit: int | None = None) -> KeptFile:
+        limit = limit or limits.MAX_FILE_BYTES
         digest, size = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     size += len(chunk)
-                    if size > limits.MAX_FILE_BYTES:  # callers check sizes first: this holds should a header lie
+                    if size > limit:  # callers check sizes first: this holds should a header lie
                         raise InvalidInput(t("import.member_too_big", name=name))
                     digest.update(chunk)
                     out.write(chunk)

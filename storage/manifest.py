@@ -104,10 +104,11 @@ class _Reader:
         info = self.members.get(member)
         if info is None:
             raise InvalidInput(t("import.member_missing", member=member, name=filename))
-        if info.file_size > limits.MAX_FILE_BYTES:  # on the header: never unpacked
+        limit = limits.max_file_bytes(member)  # a video's (by its name) is larger
+        if info.file_size > limit:  # on the header: never unpacked
             if member not in self.noted:
                 self.noted.add(member)
-                self.summary.skipped.append(t("import.skipped.in", what=too_big(filename, info.file_size), title=title))
+                self.summary.skipped.append(t("import.skipped.in", what=too_big(filename, info.file_size, limit), title=title))
             return None
         kept = self.files.member(self.archive, info)
         return ImportedFile(kept.path, kept.sha256, filename, _transcript(a.get("transcript"), where))

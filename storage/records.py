@@ -121,7 +121,7 @@ def attach(
         attachment = AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at)
         session.add(attachment)
         session.flush()
-    if transcript is not None and kind is MediaKind.AUDIO and attachment.transcript is None:
+    if transcript is not None and kind in (MediaKind.AUDIO, MediaKind.VIDEO) and attachment.transcript is None:
         attachment.transcript = TranscriptRow(
             sha256=blob.sha256,
             status=transcript.status.value,

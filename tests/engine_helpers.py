@@ -40,8 +40,8 @@ def make_manager(engine, repository, transcriber=None, speech=None):
     return DialogueManager(repository, host, MediaLoader(), TurnQueue(), transcriber=transcriber, speech=speech)
 
 
-def remote_manager(url: str, repository, model: str = "demo", **engine_kwargs):
-    family = family_for_model(model, frozenset({MediaKind.IMAGE, MediaKind.AUDIO}))
+def remote_manager(url: str, repository, model: str = "demo", accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}), **engine_kwargs):
+    family = family_for_model(model, accepts)
     engine = OpenAIEngine(url, model, family, **engine_kwargs)
     manager = make_manager(engine, repository)
     return manager, engine

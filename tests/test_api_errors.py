@@ -33,7 +33,7 @@ def test_bad_requests_get_openai_errors_naming_what_is_wrong(client, model, tmp_
         ({"type": "image_url", "image_url": {"url": data_url(broken, "image/png")}}, "image"),
         ({"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}, "--allow-remote-media"),
         ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}, "wav or mp3"),
-        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "type"),
+        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "“video-1.mp4”"),  # read, and not a video
     ]:
         with pytest.raises(openai.BadRequestError) as error:
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": [part]}])
@@ -162,7 +162,7 @@ U = {"role": "user", "content": "hi"}
         ({"model": "m", "messages": [{"role": "bot"}]}, (400, '`messages[0].role` must be system, developer, user or assistant.', 'messages[0].role', None)),
         ({"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": [1]}]}, (400, '`messages[0].tool_calls` is not supported here: tools and function calling.', 'messages[0].tool_calls', 'unsupported_parameter')),
         ({"model": "m", "messages": [{"role": "user", "content": 5}]}, (400, '`messages[0].content` must be a string or a list of parts.', 'messages[0].content', None)),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, (400, '`messages[0].content[0].type` must be text, image_url, input_audio or audio_url.', 'messages[0].content[0].type', None)),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, (400, '`messages[0].content[0].type` must be text, image_url, input_audio, audio_url or video_url.', 'messages[0].content[0].type', None)),
         ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, (400, '`messages[0].content[0]` needs a `url`.', 'messages[0].content[0]', None)),
         ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": 5}}]}]}, (400, '`messages[0].content[0].input_audio` needs base64 `data` and a `format`.', 'messages[0].content[0].input_audio', None)),
         ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA"}}]}]}, (400, '`messages[0].content[0].input_audio.format` must be wav or mp3.', 'messages[0].content[0].input_audio.format', None)),

@@ -282,3 +282,64 @@ def test_an_import_is_one_transaction(tmp_path):
         import_into(target, zipped(members))
     assert target.list_conversations() == [] and target.list_conversations(archived=True) == []
     assert [p for p in (tmp_path / "b" / "files").rglob("*") if p.is_file()] == []
+
+
+# --- video ----------------------------------------------------------------------------------------------------------
+
+
+def test_the_markdown_shows_a_video_as_a_player_and_a_link_with_its_transcript(tmp_path):
+    from domain.types import MediaFile, Transcript, TranscriptStatus
+    from storage.transcripts import TranscriptRepository
+
+    from storage.database import open_database, sqlite_url
+
+    repository = make_repository(tmp_path / "a")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0\0\0\x18ftypmp42 stands for a video")  # storage takes the kind it is told
+    question = repository.add_user_message(None, "What happens?", [MediaFile(clip, "clip.mp4", MediaKind.VIDEO, "video/mp4")],
+                                           new_title="Clip")
+    sha256 = question.attachments[0].sha256
+    TranscriptRepository(open_database(sqlite_url(tmp_path / "a" / "db.sqlite3"))).save(sha256, Transcript(TranscriptStatus.DONE, "a red car drives by", "en", 2.0, "whisper"))
+    document, names, data = exported(repository)
+    assert f"files/{sha256}.mp4" in names
+    assert document["conversations"][0]["messages"][0]["attachments"][0]["kind"] == "video"
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        markdown = archive.read(next(n for n in names if n.endswith("Clip.md"))).decode()
+    assert f'<video controls src="../files/{sha256}.mp4"></video>' in markdown
+    assert f"[🎬 clip.mp4](../files/{sha256}.mp4)" in markdown and "> 🗣 a red car drives by" in markdown
+
+
+def test_an_exports_videos_are_held_to_the_video_limit_and_its_other_files_to_the_file_limit(tmp_path, monkeypatch):
+    """Each member on its header, by its name, before a byte of it is unpacked (small limits stand for big ones)."""
+    from storage.exchange import read_archive
+    from tests import export_factory as make
+
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_VIDEO_BYTES", 5000)
+    files = {"files/a.mp4": b"\1" * 3000, "files/b.png": b"\2" * 3000, "files/c.mkv": b"\3" * 6000}
+    attachments = [make.attachment(name, name.split("/")[1], "video", "video/mp4") for name in files]
+    data = make.ours([make.conversation([make.message(1, None, "user", "Clips", attachments)])], files)
+    (tmp_path / "scratch").mkdir()
+    [conversation], summary = read_archive(io.BytesIO(data), tmp_path / "scratch")
+    assert [f.filename for f in conversation.messages[0].files] == ["a.mp4"]
+    assert [str(s).split(" is ")[0] for s in summary.skipped] == ["“b.png”", "“c.mkv”"]
+
+
+def test_a_video_and_its_sound_tracks_transcript_go_out_and_come_back(tmp_path, speech_video):
+    from domain.types import MediaFile, Transcript, TranscriptStatus
+    from storage.database import open_database, sqlite_url
+    from storage.transcripts import TranscriptRepository
+
+    source = make_repository(tmp_path / "a")
+    question = source.add_user_message(None, "What happens?", [MediaFile(speech_video, "question.mp4", MediaKind.VIDEO, "video/mp4")],
+                                       new_title="Clip")
+    heard = Transcript(TranscriptStatus.DONE, "what colour is the car", "en", 3.0, "whisper")
+    TranscriptRepository(open_database(sqlite_url(tmp_path / "a" / "db.sqlite3"))).save(question.attachments[0].sha256, heard)
+    first, _, data = exported(source)
+    target = make_repository(tmp_path / "b")
+    [conversation], summary = import_into(target, data)
+    assert summary.skipped == []
+    [clip] = target.get_messages(conversation.id)[0].attachments
+    assert (clip.kind, clip.mime, clip.filename) == (MediaKind.VIDEO, "video/mp4", "question.mp4")  # as its bytes show
+    assert clip.path.read_bytes() == speech_video.read_bytes() and clip.transcript.text == "what colour is the car"
+    assert without_ids(exported(target)[0]) == without_ids(first)

@@ -12,9 +12,10 @@ from assistant.dialogue import DialogueManager, WaitingForTranscript
 from assistant.engine import TransformersEngine
 from assistant.families import families, family_of_checkpoint
 from assistant.loader import ModelSpec, Quant, load_engine
-from assistant.media import MediaLoader, decode_audio, load_image
+from assistant.media import MediaLoader, decode_audio, decode_video, load_image
 from assistant.model_host import ModelHost
 from assistant.prompt import ModelInput
+from assistant.video import frame_count
 from assistant.demo_whisper import DEMO_WHISPER_OPTIONS
 from assistant.transcribe import Transcriber
 from assistant.turn_queue import TurnQueue
@@ -34,16 +35,25 @@ def load(model_dir, quant=Quant.NONE, max_new_tokens=8) -> TransformersEngine:
     )
 
 
-def media_items(family, png_file, speech_wav) -> tuple[list[dict], list, list]:
-    """(content items, images, audios) for every kind the family accepts."""
-    content, images, audios = [], [], []
+def media_items(family, png_file, speech_wav, speech_video=None) -> tuple[list[dict], ModelInput]:
+    """(content items, a model input with their media) for every kind the family accepts: audio, then a video."""
+    content, media = [], ModelInput([])
     if family.sees():
         content.append({"type": "image"})
-        images.append(load_image(png_file))
+        media.images.append(load_image(png_file))
     if family.hears():
         content.append({"type": "audio"})
-        audios.append(decode_audio(speech_wav))
-    return content, images, audios
+        media.audios.append(decode_audio(speech_wav))
+        media.sound_order.append(None)
+    if family.watches() and speech_video is not None:
+        content.append({"type": "video"})
+        media.videos.append(decode_video(speech_video, family.video_fps, family.video_max_frames))
+        media.sound_order.append(0)
+    return content, media
+
+
+def with_media(conversation: list[dict], media: ModelInput) -> ModelInput:
+    return ModelInput(conversation, media.images, media.audios, media.videos, sound_order=media.sound_order)
 
 
 def test_every_family_is_listed_with_what_people_need_to_choose():
@@ -58,7 +68,7 @@ def test_every_family_is_listed_with_what_people_need_to_choose():
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
 @pytest.mark.parametrize("name", NAMES)
-def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_model_dir, png_file, speech_wav):
+def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_model_dir, png_file, speech_wav, speech_video):
     model_dir = family_model_dir(name)
     assert family_of_checkpoint(model_dir).name == name
     engine = load(model_dir, quant)
@@ -72,9 +82,9 @@ def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_
             kept = [m for n, m in named if n == prefix or n.startswith(prefix + ".")]
             assert kept and not any(isinstance(m, bnb.nn.Linear4bit) for m in kept), prefix
 
-    content, images, audios = media_items(engine.family, png_file, speech_wav)
+    content, media = media_items(engine.family, png_file, speech_wav, speech_video)
     question = {"role": "user", "content": [*content, {"type": "text", "text": "What is in this?"}]}
-    first = ModelInput([question], images, audios)
+    first = with_media([question], media)
     text_only = ModelInput([{"role": "user", "content": [{"type": "text", "text": "Hello!"}]}])
     for model_input in (text_only, first):
         whole = generate_whole(engine, model_input)
@@ -83,17 +93,21 @@ def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_
 
     # Turn two: the first turn's media are model inputs again, before the follow-up.
     answer = generate_whole(engine, first)
-    follow_up = ModelInput(
+    follow_up = with_media(
         [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
          {"role": "user", "content": [{"type": "text", "text": "And the first one?"}]}],
-        images,
-        audios,
+        media,
     )
     again, before = engine.prepare(follow_up), engine.prepare(first)
     for key, value in before.items():
         if value.is_floating_point():  # pixel values, audio features: the same media, fed again
             assert torch.equal(again[key], value), key
     assert any(v.is_floating_point() for v in before.values())
+    if engine.family.watches():  # the clip's frames, as many as its rate takes of 3 seconds, reach the vision tower
+        assert before["pixel_values_videos"].shape[0] > 0
+        assert len(media.videos[0].frames) == frame_count(3.0, engine.family.video_fps, engine.family.video_max_frames)
+        if "video_grid_thw" in before:  # the Qwen towers take frames in pairs
+            assert before["video_grid_thw"][0, 0] == len(media.videos[0].frames) // 2
     assert "".join(engine.stream(follow_up, threading.Event())) == generate_whole(engine, follow_up)
 
 
@@ -178,7 +192,7 @@ def test_a_model_without_vision_refuses_images_before_saving_anything(family_mod
 
 def test_with_transcripts_off_a_model_that_cannot_hear_refuses_audio(family_model_dir, repository, speech_wav):
     manager = manager_for(load(family_model_dir("qwen3-vl")), repository, transcriber=None)
-    assert manager.accepts() == {MediaKind.IMAGE}
+    assert manager.accepts() == {MediaKind.IMAGE, MediaKind.VIDEO}
     with pytest.raises(InvalidInput, match=r"“q.wav” is audio, which Qwen3-VL cannot hear, and audio transcripts are off"):
         list(manager.send(None, "listen", [(speech_wav, "q.wav")], threading.Event()))
     assert repository.list_conversations() == []
@@ -199,3 +213,14 @@ def test_the_composer_offers_only_what_the_model_takes(name, transcripts_on, fil
     [composer] = [c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "composer"]
     assert composer["file_types"] == file_types
     assert ("microphone" in composer["sources"]) is microphone
+
+
+def test_a_model_without_video_refuses_videos_before_saving_anything(family_model_dir, repository, speech_video, tmp_path):
+    engine = load(family_model_dir("qwen2-audio"))
+    manager = manager_for(engine, repository)
+    conversation_id = list(manager.send(None, "hello", [], threading.Event()))[0].conversation.id
+    before = repository.get_messages(conversation_id)
+    with pytest.raises(InvalidInput, match=r"“clip.mp4” is a video, which Qwen2-Audio cannot watch; it takes text and audios"):
+        list(manager.send(conversation_id, "what happens?", [(speech_video, "clip.mp4")], threading.Event()))
+    assert repository.get_messages(conversation_id) == before
+    assert not any(p.is_file() for p in (tmp_path / "files").rglob("*") if p.suffix == ".mp4")

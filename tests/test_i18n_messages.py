@@ -267,3 +267,19 @@ def test_a_sign_in_refusal_is_said_in_the_language_of_the_request():
     scope = {"type": "http", "headers": [(b"accept-language", b"zh-CN")]}
     assert _said(refusal, scope) == "此账户登录失败次数过多：请在 15 分钟后重试。"
     assert _said(refusal, {"type": "http", "headers": []}) == "Too many failed sign-ins for this account: try again in 15 minutes."
+
+
+def test_the_models_loading_line_and_its_failure_are_said_in_chinese():
+    from assistant.model_host import ModelHost, Phase
+    from domain.errors import ModelLoadError
+
+    def load(progress):
+        progress(t("progress.downloading_model", source="Qwen/Qwen2.5-Omni-3B"), 0.0)
+        assert say(host.state.message, CHINESE) == "正在下载 Qwen/Qwen2.5-Omni-3B（仅首次启动时）…"
+        raise ModelLoadError(t("model.out_of_memory", source="Qwen/Qwen2.5-Omni-3B"))
+
+    host = ModelHost(load)
+    host.start()
+    assert host.wait(10) and host.state.phase is Phase.FAILED
+    assert say(host.state.message, CHINESE) == "GPU 显存装不下模型“Qwen/Qwen2.5-Omni-3B”：请尝试 --quant 4bit，或换一个更小的模型。"
+    assert str(host.state.message).startswith("The model “Qwen/Qwen2.5-Omni-3B” does not fit in the GPU's memory")

@@ -66,3 +66,17 @@ def test_details_say_how_much_of_the_prompt_the_kept_cache_held():
 
     assert "1257 in the prompt (1216 of them kept from the last turn) · 32 in the answer" in details(1216)
     assert "1257 in the prompt · 32 in the answer" in details(0)
+
+
+def test_a_video_shows_as_a_player_with_its_sound_tracks_transcript_under_it():
+    from pathlib import Path
+
+    from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
+
+    transcript = Transcript(TranscriptStatus.DONE, "a red car drives by", "en", 2.0, "whisper")
+    clip = Attachment("a" * 64, MediaKind.VIDEO, "video/mp4", "clip.mp4", 10, Path("/files/aa/clip.mp4"), transcript)
+    question = Message(id=2, conversation_id="c", role=Role.USER, text="What happens?", status=Status.COMPLETE, attachments=(clip,))
+    content = render.chat_message(question, lambda sha256, name: f"http://app/attachments/{name}")["content"]
+    assert content[0] == {"file": {"path": "http://app/attachments/clip.mp4", "url": "http://app/attachments/clip.mp4",
+                                   "mime_type": "video/mp4", "orig_name": "clip.mp4"}}  # Gradio's chat plays video/*
+    assert content[1].startswith("🗣 *Transcript* (en · 2.0 s): a red car drives by")

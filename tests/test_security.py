@@ -200,6 +200,19 @@ def test_stored_files_are_served_inert(app, png_file, tmp_path):
     }
 
 
+def test_a_video_is_served_as_one_and_in_byte_ranges_for_seeking(app, tmp_path):
+    from domain.types import MediaFile, MediaKind
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(bytes(range(256)) * 40)  # storage takes the kind it is told
+    [stored] = repository(app.data_dir).add_user_message(None, "clip", [MediaFile(clip, "clip.mp4", MediaKind.VIDEO, "video/mp4")]).attachments
+    status, headers, body = request(app, "GET", f"/attachments/{stored.path.name}")
+    assert status == 200 and headers["content-type"] == "video/mp4" and headers["accept-ranges"] == "bytes"
+    assert headers["content-disposition"].startswith("inline") and headers["content-security-policy"] == "sandbox"
+    status, headers, body = request(app, "GET", f"/attachments/{stored.path.name}", {"Range": "bytes=100-199"})
+    assert status == 206 and body == clip.read_bytes()[100:200] and headers["content-range"] == "bytes 100-199/10240"
+
+
 # --- accounts: sessions and sign-in limits -------------------------------------------------------------------
 
 

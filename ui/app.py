@@ -30,7 +30,7 @@ from domain.errors import AssistantError, InvalidInput
 from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
-from ui import branches, render, script_api, settings, sidebar, voice
+from ui import branches, composer, render, script_api, settings, sidebar, voice
 from ui.errors import said, shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
@@ -255,7 +255,7 @@ class ChatHandlers:
             messages = dialogue.open_messages(conversation_id)
         except AssistantError:
             return gr.skip(), gr.Timer(active=False)
-        has_audio = any(a.kind is MediaKind.AUDIO for m in messages for a in m.attachments)
+        has_audio = any(a.kind in render.HEARD for m in messages for a in m.attachments)
         chat = chat_view(dialogue, messages, request) if has_audio else gr.skip()
         return chat, gr.Timer(active=dialogue.transcript_pending(messages))
 
@@ -285,8 +285,7 @@ def build_app(
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
-    sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
-    file_types = [kind.value for kind in (MediaKind.IMAGE, MediaKind.AUDIO) if kind in accepted]
+    sources, file_types, _ = composer.offers(accepted)
     # One sentence per combination ("page.composer.image_audio"...): what may be attached, and whether recorded.
     placeholder = label("page.composer." + ("_".join(file_types) or "text"))
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
@@ -314,6 +313,8 @@ def build_app(
             stop = gr.Button(label("page.stop"), elem_id="stop", interactive=False, scale=1, min_width=90)
             voice.toggle_button(visible="microphone" in sources)  # hands-free voice mode, where the microphone is
         voice_controls = voice.build_controls(dialogue)
+        if MediaKind.VIDEO not in accepted:
+            composer.refuse_videos(app, dialogue)
         panel = settings.build_settings_panel()
         if api_keys is not None:
             api_key_panel.wire(api_key_panel.build_api_key_panel(), api_key_panel.ApiKeyHandlers(api_keys, owner_of), app)

@@ -1,6 +1,6 @@
 """Attachments served to the page through a route that checks who is asking: a signed-in user gets only files
-their own messages link, and anything else is 404, as if it did not exist. A file is served as the image or audio
-its validation found it to be, or else only as a download, and always under a sandbox policy, so no stored file
+their own messages link, and anything else is 404, as if it did not exist. A file is served as the image, audio or
+video its validation found it to be (with byte ranges: a browser seeks in a video by asking for them), or else only as a download, and always under a sandbox policy, so no stored file
 can run as the app.
 
 Chat messages point at these files by absolute URL, which Gradio hands the browser as is (no copy into
@@ -21,9 +21,9 @@ ROUTE = "/attachments/{name}"
 _NAME = re.compile(r"^([0-9a-f]{64})(\.[A-Za-z0-9]{1,8})?$")
 
 
-# Served as what validation found them to be (Pillow's raster formats, FFmpeg's audio); anything else, e.g. an
+# Served as what validation found them to be (Pillow's raster formats, FFmpeg's audio and video); anything else, e.g. an
 # older import's "text/html" or "image/svg+xml", which can hold script, only as an opaque download.
-_MEDIA_TYPE = re.compile(r"^(image|audio)/[a-z0-9.+-]{1,80}$")
+_MEDIA_TYPE = re.compile(r"^(image|audio|video)/[a-z0-9.+-]{1,80}$")
 _DOWNLOAD = "application/octet-stream"
 
 

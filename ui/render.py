@@ -31,6 +31,7 @@ def defuse_remote_images(text: str) -> str:
 
 
 FileUrl = Callable[[str, str], str]  # (sha256, stored file name) -> URL the browser fetches it from
+HEARD = (MediaKind.AUDIO, MediaKind.VIDEO)  # files whose transcript may come to show under them
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ def chat_message(
         content: list = []
         for attachment in message.attachments:
             content.append(_file(attachment, file_url))
-            line = transcript_line(attachment, notes, language) if attachment.kind is MediaKind.AUDIO else None
+            # A video's sound track has a transcript once Whisper heard one (a silent video never gets one).
+            heard = attachment.kind is MediaKind.AUDIO or (attachment.kind is MediaKind.VIDEO and attachment.transcript)
+            line = transcript_line(attachment, notes, language) if heard else None
             if line:
                 content.append(line)
         text = defuse_remote_images(message.text) + footer

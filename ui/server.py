@@ -21,9 +21,12 @@ def build_server_app(
     middleware: Sequence,
     auth: Callable | None,
     max_file_size: int | None = None,
+    file_limit: Callable[[str, str], int] | None = None,
 ):
-    """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`; the page in
-    the language of whoever asks (ui/i18n.py).
+    """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`. Uploads are
+    refused as they arrive past `max_file_size`, and with `file_limit(name, content type)` past each file's own
+    (ui/upload_limits.py; `max_file_size` is then the largest). The page is in the language of whoever asks
+    (ui/i18n.py).
 
     Returns (parent app, Gradio's app); the latter holds the sign-in sessions (`tokens`, `cookie_id`)."""
     import gradio as gr
@@ -31,8 +34,10 @@ def build_server_app(
     from starlette.middleware import Middleware
 
     from ui.i18n import PageLanguage, page_i18n
+    from ui.upload_limits import UploadLimits
 
-    stack = [*middleware, Middleware(PageLanguage)]
+    limited = [Middleware(UploadLimits, limit_for=file_limit)] if file_limit else []
+    stack = [*middleware, *limited, Middleware(PageLanguage)]
     parent = FastAPI(middleware=stack, routes=list(routes), docs_url=None, redoc_url=None, openapi_url=None)
     gr.mount_gradio_app(
         parent,
