@@ -279,5 +279,5 @@ def test_stop_button_keeps_the_partial_answer_marked_as_stopped(browser, start_a
     assert reply.text.strip()
     # Stopped long before the 4000-token budget: the click reached the generating thread.
     assert len(reply.text) < 4000
-    assert STOPPED_MARK.strip("*⏹ ") in bot.text_content()
+    assert str(STOPPED_MARK).strip("*⏹ ") in bot.text_content()
     page.close()

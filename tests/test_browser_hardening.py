@@ -193,6 +193,7 @@ def buggy_app(engine, tmp_path):
     from assistant.turn_queue import TurnQueue
     from tests.engine_helpers import FailingEngine
     from ui.app import build_app
+    from ui.i18n import page_i18n
 
     (tmp_path / "data").mkdir()
     repository = open_repository(tmp_path / "data")
@@ -201,7 +202,9 @@ def buggy_app(engine, tmp_path):
     dialogue = DialogueManager(repository, host, MediaLoader(), TurnQueue())
     app = build_app(dialogue, host, demo=True)
     port = free_port()
-    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
+    app.queue().launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True, i18n=page_i18n()
+    )
     try:
         yield f"http://127.0.0.1:{port}", repository
     finally:

@@ -17,7 +17,7 @@ def shown(message: Message) -> str:
 
 def test_a_complete_but_empty_answer_says_so_instead_of_thinking_forever():
     for text in ("", "  \n"):
-        assert shown(answer(text)) == render.EMPTY_ANSWER != render.THINKING
+        assert shown(answer(text)) == str(render.EMPTY_ANSWER) != render.THINKING
     assert render.streaming_text("") == render.THINKING
 
 

@@ -10,6 +10,7 @@ import gradio as gr
 
 from domain.i18n import t
 from ui.errors import said, shows_errors
+from ui.i18n import label
 
 
 @dataclass
@@ -25,19 +26,22 @@ class ApiKeyPanel:
 
 def build_api_key_panel() -> ApiKeyPanel:
     """Declare the panel (inside a `with gr.Blocks()` block)."""
-    with gr.Accordion("🔑 API keys", open=False, elem_id="api-keys"):
+    with gr.Accordion(label("page.keys.title"), open=False, elem_id="api-keys"):
         note = gr.Markdown(elem_id="api-note")
         with gr.Column(visible=False) as controls:
             with gr.Row(equal_height=True):
-                name = gr.Textbox(label="New key's name", placeholder="e.g. editor", max_lines=1, elem_id="api-key-name", scale=3)
-                create = gr.Button("Create key", elem_id="api-key-create", scale=1)
+                name = gr.Textbox(
+                    label=label("page.keys.name"), placeholder=label("page.keys.name_example"), max_lines=1,
+                    elem_id="api-key-name", scale=3,
+                )  # fmt: skip
+                create = gr.Button(label("page.keys.create"), elem_id="api-key-create", scale=1)
             created = gr.Textbox(
-                label="Your new key (shown only now: copy it)", visible=False, interactive=False,
+                label=label("page.keys.created"), visible=False, interactive=False,
                 elem_id="api-key-created", buttons=["copy"],
             )
             with gr.Row(equal_height=True):
-                keys = gr.Dropdown(label="Your keys", choices=[], elem_id="api-key-list", scale=3)
-                revoke = gr.Button("Revoke", variant="stop", elem_id="api-key-revoke", scale=1)
+                keys = gr.Dropdown(label=label("page.keys.list"), choices=[], elem_id="api-key-list", scale=3)
+                revoke = gr.Button(label("page.keys.revoke"), variant="stop", elem_id="api-key-revoke", scale=1)
     return ApiKeyPanel(note, controls, name, create, created, keys, revoke)
 
 
@@ -55,14 +59,16 @@ class ApiKeyHandlers:
         base = f"{str(request.request.base_url).rstrip('/')}/v1" if getattr(request, "request", None) else "/v1"
         user = self._user(request)
         if user is None:
-            note = (f"Other programs can use this assistant through its OpenAI-compatible API at `{base}`. "
-                    "No key is needed from this machine while the app has no accounts.")
+            note = said(t("page.keys.note_no_accounts", base=base), request)
             return note, gr.Column(visible=False), gr.Dropdown(choices=[], value=None)
-        note = f"Other programs reach this assistant at `{base}` with a key of yours (`Authorization: Bearer KEY`)."
-        return note, gr.Column(visible=True), self._choices(user)
+        note = said(t("page.keys.note", base=base), request)
+        return note, gr.Column(visible=True), self._choices(user, request)
 
-    def _choices(self, user: int, value=None) -> gr.Dropdown:
-        choices = [(f"{k.name} ({k.prefix}…, created {k.created_at:%Y-%m-%d})", k.id) for k in self._keys.list(user)]
+    def _choices(self, user: int, request, value=None) -> gr.Dropdown:
+        choices = [
+            (said(t("page.keys.choice", name=k.name, prefix=k.prefix, created=f"{k.created_at:%Y-%m-%d}"), request), k.id)
+            for k in self._keys.list(user)
+        ]
         return gr.Dropdown(choices=choices, value=value, interactive=True)
 
     def create(self, name: str, request: gr.Request):
@@ -70,7 +76,7 @@ class ApiKeyHandlers:
         if user is None:
             raise gr.Error(said(t("api_key.no_accounts"), request), print_exception=False)
         _, key = self._keys.create(user, name)
-        return "", gr.Textbox(value=key, visible=True), self._choices(user)
+        return "", gr.Textbox(value=key, visible=True), self._choices(user, request)
 
     @shows_errors
     def revoke(self, key_id, request: gr.Request):
@@ -79,7 +85,7 @@ class ApiKeyHandlers:
             raise gr.Error(said(t("api_key.choose"), request), print_exception=False)
         self._keys.revoke(user, int(key_id))
         gr.Info(said(t("api_key.revoked"), request))
-        return gr.Textbox(value="", visible=False), self._choices(user)
+        return gr.Textbox(value="", visible=False), self._choices(user, request)
 
 
 def wire(panel: ApiKeyPanel, handlers: ApiKeyHandlers, app: gr.Blocks) -> None:

@@ -31,18 +31,19 @@ from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, composer, render, script_api, settings, sidebar, voice
-from ui.errors import language_of_request, said, shows_errors
+from ui.errors import said, shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
 from ui.files import chat_view
+from ui.i18n import label, language_of, switch_js
 from ui.transfer import TransferHandlers
 from ui.uploads import discard_uploads
 from ui.voice import VoiceOut, VoiceSessions
 
 log = logging.getLogger(__name__)
 
-TITLE = "Local Assistant"
+TITLE = t("page.title")  # the tab's title is set in the page's language once it loads (ui.i18n.switch_js)
 # At most ~20 updates a second: faster is invisible, and each one costs the server a round of work.
 MIN_UPDATE_INTERVAL_S = 0.05
 # A turn that failed for a reason of the app's own (the details go to the log).
@@ -83,16 +84,16 @@ class ChatHandlers:
         return self._dialogue.for_owner(self.owner(request))
 
     def on_load(self, request: gr.Request):
-        status = render.status_markdown(self.host.state, self.demo)
-        return status, self.sidebar.list_for(self.access(request), None, archived=False), voice_choices(self._dialogue.speech)
+        language, conversations = language_of(request), self.sidebar.list_for(self.access(request), None, archived=False)
+        return render.status_markdown(self.host.state, self.demo, language), conversations, voice_choices(self._dialogue.speech, language)
 
-    def refresh_status(self):
+    def refresh_status(self, request: gr.Request):
         """While the model loads: its progress, and then the voices it speaks with (its own, once loaded)."""
-        state = self.host.state
+        state, language = self.host.state, language_of(request)
         return (
-            render.status_markdown(state, self.demo),
+            render.status_markdown(state, self.demo, language),
             gr.Timer(active=state.phase is Phase.LOADING),
-            voice_choices(self._dialogue.speech),
+            voice_choices(self._dialogue.speech, language),
         )
 
     def new_chat(self):
@@ -159,7 +160,7 @@ class ChatHandlers:
         """The open conversation's actions and settings (defaults for a new chat)."""
         dialogue = self.access(request)
         settings = dialogue.get_conversation(conversation_id).settings if conversation_id else None
-        return *self.sidebar.actions_for(dialogue, conversation_id), *fields_from_settings(settings)
+        return *self.sidebar.actions_for(dialogue, conversation_id, request), *fields_from_settings(settings)
 
     def _turn(
         self, dialogue, events, archived: bool, request: gr.Request, paths: list[str] = (), text: str = "", voice=None
@@ -168,8 +169,8 @@ class ChatHandlers:
         unlocks the page (see enable_input). Its callers show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
-        stop = self._stops.get(request.session_hash)
-        spoken = self.voice.out_for(dialogue, request.session_hash, stop, voice, language_of_request(request))
+        language, stop = language_of(request), self._stops.get(request.session_hash)
+        spoken = self.voice.out_for(dialogue, request.session_hash, stop, voice, language)
         finished = None
         try:
             for event in events:
@@ -192,11 +193,11 @@ class ChatHandlers:
                     )
                     continue
                 if isinstance(event, WaitingForModel):
-                    history[-1] = {"role": "assistant", "content": render.waiting_text(event.status)}
+                    history[-1] = {"role": "assistant", "content": render.waiting_text(event.status, language)}
                 elif isinstance(event, WaitingForTranscript):
-                    history[-1] = {"role": "assistant", "content": render.transcript_wait_text(event.status)}
+                    history[-1] = {"role": "assistant", "content": render.transcript_wait_text(event.status, language)}
                 elif isinstance(event, Queued):
-                    history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead)}
+                    history[-1] = {"role": "assistant", "content": render.queued_text(event.ahead, language)}
                 elif isinstance(event, ReplyDelta):
                     if spoken is not None:
                         spoken.speaker.feed(event.text)
@@ -284,14 +285,16 @@ def build_app(
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
-    sources, file_types, attach = composer.offers(accepted)
+    sources, file_types, _ = composer.offers(accepted)
+    # One sentence per combination ("page.composer.image_audio"...): what may be attached, and whether recorded.
+    placeholder = label("page.composer." + ("_".join(file_types) or "text"))
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path
         exports = ExportStore(Path(tempfile.gettempdir()) / "local-assistant-exports")
     transfer = TransferHandlers(handlers.access, exports, handlers.owner)
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
+    with gr.Blocks(title=str(TITLE), analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as app:
         conversation_id = gr.State(None)
         bar = sidebar.build_sidebar()
-        status = gr.Markdown(render.status_markdown(host.state, demo), elem_id="model-status")
+        status = gr.Markdown(label("page.status.connecting"), elem_id="model-status")  # on_load says the rest
         chatbot = gr.Chatbot(elem_id="chat", show_label=False, height="65vh", buttons=["copy"], editable="user")
         branch_action = gr.Textbox(visible="hidden", elem_id="branch-action")
         with gr.Row(equal_height=True):
@@ -299,9 +302,7 @@ def build_app(
                 sources=sources,
                 file_types=file_types,
                 file_count="multiple",
-                placeholder="Message (Enter to send, Shift+Enter for a new line); attach "
-                + attach
-                + (", or record" if "microphone" in sources else ""),
+                placeholder=placeholder,
                 show_label=False,
                 elem_id="composer",
                 lines=1,
@@ -309,7 +310,7 @@ def build_app(
                 autofocus=True,
                 scale=12,
             )
-            stop = gr.Button("⏹ Stop", elem_id="stop", interactive=False, scale=1, min_width=90)
+            stop = gr.Button(label("page.stop"), elem_id="stop", interactive=False, scale=1, min_width=90)
             voice.toggle_button(visible="microphone" in sources)  # hands-free voice mode, where the microphone is
         voice_controls = voice.build_controls(dialogue)
         if MediaKind.VIDEO not in accepted:
@@ -323,6 +324,7 @@ def build_app(
 
         app.load(handlers.on_load, outputs=[status, bar.conversations, panel.voice])
         app.load(None, js=branches.BRANCH_LINKS_JS)
+        app.load(None, js=switch_js())
         voice.wire(app, voice_controls, handlers.set_voice_mode, handlers.voice.forget_page)
         timer.tick(handlers.refresh_status, outputs=[status, timer, panel.voice])
         refresh_transcripts = dict(

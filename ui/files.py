@@ -85,5 +85,7 @@ def chat_view(dialogue, messages, request, answering: bool = False) -> list[dict
     """Messages as this request's browser shows them: files by URL, transcripts under audio. `answering`: the last
     one is a question being answered now."""
     from ui import render
+    from ui.i18n import language_of
 
-    return render.chat_messages(messages, file_url_maker(request), render.audio_notes(dialogue), answering)
+    notes = render.audio_notes(dialogue)
+    return render.chat_messages(messages, file_url_maker(request), notes, answering, language_of(request))

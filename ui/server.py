@@ -25,17 +25,20 @@ def build_server_app(
 ):
     """The ASGI app: `routes` (the API, attachments, exports) before the page, all behind `middleware`. Uploads are
     refused as they arrive past `max_file_size`, and with `file_limit(name, content type)` past each file's own
-    (ui/upload_limits.py; `max_file_size` is then the largest).
+    (ui/upload_limits.py; `max_file_size` is then the largest). The page is in the language of whoever asks
+    (ui/i18n.py).
 
     Returns (parent app, Gradio's app); the latter holds the sign-in sessions (`tokens`, `cookie_id`)."""
     import gradio as gr
     from fastapi import FastAPI
     from starlette.middleware import Middleware
 
+    from ui.i18n import PageLanguage, page_i18n
     from ui.upload_limits import UploadLimits
 
-    middleware = [*middleware, *([Middleware(UploadLimits, limit_for=file_limit)] if file_limit else [])]
-    parent = FastAPI(middleware=list(middleware), routes=list(routes), docs_url=None, redoc_url=None, openapi_url=None)
+    limited = [Middleware(UploadLimits, limit_for=file_limit)] if file_limit else []
+    stack = [*middleware, *limited, Middleware(PageLanguage)]
+    parent = FastAPI(middleware=stack, routes=list(routes), docs_url=None, redoc_url=None, openapi_url=None)
     gr.mount_gradio_app(
         parent,
         blocks,
@@ -45,6 +48,7 @@ def build_server_app(
         show_error=False,
         footer_links=[],
         ssr_mode=False,
+        i18n=page_i18n(),
     )
     return parent, parent.routes[-1].app
 

@@ -28,7 +28,7 @@ from domain.limits import (
 from ui.i18n import language_of
 
 LOGIN_PATHS = ("/login", "/login/")
-LOGIN_NOTE = f"After {FAILURES_PER_USER} wrong passwords an account waits up to {FAILURE_WINDOW_S // 60} minutes before its next try."
+LOGIN_NOTE = t("page.signin.note", failures=FAILURES_PER_USER, minutes=FAILURE_WINDOW_S // 60)
 SIGNED_OUT = t("session.signed_out")
 
 class FailureLimit:

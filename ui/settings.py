@@ -8,17 +8,13 @@ import gradio as gr
 from pydantic import ValidationError
 
 from domain.errors import InvalidInput
-from domain.i18n import t
+from domain.i18n import ENGLISH, Text, say, t
 from domain.settings import GenerationSettings
+from ui.i18n import label
 
-_NAMES = {
-    "system_prompt": "System prompt",
-    "temperature": "Temperature",
-    "top_p": "Top-p",
-    "max_new_tokens": "Max new tokens",
-    "seed": "Seed",
-    "voice": "Voice",
-}
+_FIELDS = ("system_prompt", "temperature", "top_p", "max_new_tokens", "seed", "voice")
+# Pydantic's refusals the panel can meet, by type: the sentence (page.settings.<type>) and the limit it names.
+_REFUSALS = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "string_too_long": "max_length"}
 
 
 @dataclass
@@ -37,31 +33,35 @@ class SettingsPanel:
 
 def build_settings_panel() -> SettingsPanel:
     """Declare the panel (inside a `with gr.Blocks()` block). Empty fields mean the app's defaults."""
-    with gr.Accordion("⚙ Settings for this conversation", open=False, elem_id="settings"):
+    with gr.Accordion(label("page.settings.title"), open=False, elem_id="settings"):
         system_prompt = gr.Textbox(
-            label="System prompt", placeholder="(the model's default)", lines=2, max_lines=8, elem_id="system-prompt"
-        )
+            label=label("page.settings.name.system_prompt"), placeholder=label("page.settings.system_prompt_default"),
+            lines=2, max_lines=8, elem_id="system-prompt",
+        )  # fmt: skip
         # Text fields, not gr.Number: an empty number field reads as 0, and 0 means something (greedy, seed 0).
         with gr.Row():
-            temperature = gr.Textbox(label="Temperature (0–2, 0 = greedy)", max_lines=1, elem_id="temperature")
-            top_p = gr.Textbox(label="Top-p (0–1)", max_lines=1, elem_id="top-p")
-            max_new_tokens = gr.Textbox(label="Max new tokens", max_lines=1, elem_id="max-new-tokens")
-            seed = gr.Textbox(label="Seed", max_lines=1, elem_id="seed")
+            temperature = gr.Textbox(label=label("page.settings.temperature"), max_lines=1, elem_id="temperature")
+            top_p = gr.Textbox(label=label("page.settings.top_p"), max_lines=1, elem_id="top-p")
+            max_new_tokens = gr.Textbox(label=label("page.settings.name.max_new_tokens"), max_lines=1, elem_id="max-new-tokens")
+            seed = gr.Textbox(label=label("page.settings.name.seed"), max_lines=1, elem_id="seed")
             # A custom value is allowed: a conversation may keep a voice the model loaded now lacks (its default speaks).
+            # Its choices come with the page's language once it loads (voice_choices).
             voice = gr.Dropdown(
-                label="Voice (spoken answers)", choices=[DEFAULT_VOICE], value="", allow_custom_value=True, elem_id="voice"
-            )
-        gr.Markdown("Empty fields use the defaults. The settings are saved with the conversation when you send.")
+                label=label("page.settings.voice"), choices=[default_voice()], value="", allow_custom_value=True,
+                elem_id="voice",
+            )  # fmt: skip
+        gr.Markdown(label("page.settings.note"))
     return SettingsPanel(system_prompt, temperature, top_p, max_new_tokens, seed, voice)
 
 
-DEFAULT_VOICE = ("Default", "")
+def default_voice(language: str = ENGLISH) -> tuple[str, str]:
+    return say(t("page.settings.default_voice"), language), ""
 
 
-def voice_choices(speech) -> gr.Dropdown:
+def voice_choices(speech, language: str = ENGLISH) -> gr.Dropdown:
     """The Voice field offering the voices of `speech` (assistant.speech.SpeechEngine, or None: speech is off)."""
     voices = speech.voices if speech is not None else ()
-    return gr.Dropdown(choices=[DEFAULT_VOICE, *((v, v) for v in voices)], interactive=speech is not None)
+    return gr.Dropdown(choices=[default_voice(language), *((v, v) for v in voices)], interactive=speech is not None)
 
 
 def settings_from_fields(system_prompt, temperature, top_p, max_new_tokens, seed, voice=None) -> GenerationSettings:
@@ -77,9 +77,22 @@ def settings_from_fields(system_prompt, temperature, top_p, max_new_tokens, seed
     try:
         return GenerationSettings(**values)
     except ValidationError as error:
-        first = error.errors()[0]
-        name = _NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
-        raise InvalidInput(t("settings.invalid", field=name, problem=first["msg"].lower())) from None
+        raise InvalidInput(_refusal(error.errors()[0])) from None
+
+
+def _name(field: str) -> Text | str:
+    return t(f"page.settings.name.{field}") if field in _FIELDS else field
+
+
+def _refusal(error: dict) -> Text:
+    """Pydantic's first refusal as a sentence by key ("Temperature: input should be less than or equal to 2.")."""
+    field, kind = str(error["loc"][0]), error["type"]
+    if kind in _REFUSALS:
+        limit = (error.get("ctx") or {}).get(_REFUSALS[kind])
+        if limit is not None:
+            limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+            return t(f"page.settings.{kind}", name=_name(field), limit=limit)
+    return t("page.settings.refused", name=_name(field), reason=error["msg"].lower())
 
 
 def _number(text, name: str, kind: type):
@@ -89,8 +102,8 @@ def _number(text, name: str, kind: type):
     try:
         return kind(text)
     except ValueError:
-        key = "settings.not_a_whole_number" if kind is int else "settings.not_a_number"
-        raise InvalidInput(t(key, field=_NAMES[name], text=text)) from None
+        what = "page.settings.not_whole_number" if kind is int else "page.settings.not_number"
+        raise InvalidInput(t(what, name=_name(name), text=text)) from None
 
 
 def fields_from_settings(settings: GenerationSettings | None) -> tuple:

@@ -14,6 +14,7 @@ from domain.types import ConversationSummary
 from domain.i18n import t
 from ui.errors import said, shows_errors
 from ui.files import chat_view
+from ui.i18n import SWITCH_HTML, label
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.
 SCROLL_TO_MESSAGE_JS = """(index) => {
@@ -77,7 +78,7 @@ class SidebarHandlers:
         return gr.Radio(choices=choices, value=value, interactive=interactive)
 
     @staticmethod
-    def actions_for(dialogue: DialogueManager, conversation_id: str | None):
+    def actions_for(dialogue: DialogueManager, conversation_id: str | None, request: gr.Request | None = None):
         """(actions group, rename box, pin button, archive button) for the open conversation, hidden for a new chat."""
         if not conversation_id:
             return gr.Group(visible=False), gr.Textbox(value=""), gr.Button(), gr.Button()
@@ -85,8 +86,8 @@ class SidebarHandlers:
         return (
             gr.Group(visible=True),
             gr.Textbox(value=conversation.title),
-            gr.Button("Unpin" if conversation.pinned else "📌 Pin"),
-            gr.Button("Unarchive" if conversation.archived else "🗄 Archive"),
+            gr.Button(said(t(PIN[conversation.pinned]), request)),
+            gr.Button(said(t(ARCHIVE[conversation.archived]), request)),
         )
 
     def search(self, query: str, request: gr.Request):
@@ -95,8 +96,8 @@ class SidebarHandlers:
             return gr.Radio(choices=[], value=None, visible=False)
         hits = self.access(request).search(query)
         choices = [(f"{hit.conversation_title} — {hit.snippet}", f"{hit.conversation_id}:{hit.message_id}") for hit in hits]
-        label = f"{len(hits)} message{'s' if len(hits) != 1 else ''} found" if hits else "No message contains that"
-        return gr.Radio(choices=choices, value=None, visible=True, label=label)
+        key = "page.search.found_one" if len(hits) == 1 else "page.search.found" if hits else "page.search.none"
+        return gr.Radio(choices=choices, value=None, visible=True, label=said(t(key, n=len(hits)), request))
 
     @shows_errors
     def open_result(self, choice: str | None, request: gr.Request):
@@ -122,11 +123,11 @@ class SidebarHandlers:
         return self.list_for(dialogue, conversation_id, archived)
 
     def toggle_pin(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
-        return self._toggle("pinned", ("📌 Pin", "Unpin"), selected or conversation_id, archived, request)
+        return self._toggle("pinned", PIN, selected or conversation_id, archived, request)
 
     def toggle_archive(self, selected: str | None, conversation_id: str | None, archived: bool, request: gr.Request):
         """Archiving moves the conversation out of the list being shown; the chat stays open."""
-        return self._toggle("archived", ("🗄 Archive", "Unarchive"), selected or conversation_id, archived, request)
+        return self._toggle("archived", ARCHIVE, selected or conversation_id, archived, request)
 
     @shows_errors
     def _toggle(self, flag: str, labels: tuple[str, str], conversation_id: str | None, archived: bool, request: gr.Request):
@@ -136,7 +137,7 @@ class SidebarHandlers:
         dialogue = self.access(request)
         on = not getattr(dialogue.get_conversation(conversation_id), flag)
         (dialogue.set_pinned if flag == "pinned" else dialogue.set_archived)(conversation_id, on)
-        return self.list_for(dialogue, conversation_id, archived), gr.Button(labels[on])
+        return self.list_for(dialogue, conversation_id, archived), gr.Button(said(t(labels[on]), request))
 
     def ask_delete(self, selected: str | None, conversation_id: str | None):
         return gr.Row(visible=bool(selected or conversation_id))
@@ -152,32 +153,40 @@ class SidebarHandlers:
         return None, [], self.list_for(dialogue, None, archived), gr.Row(visible=False), gr.Group(visible=False)
 
 
+# A toggle's labels: [for the state off, for the state on].
+PIN = ("page.sidebar.pin", "page.sidebar.unpin")
+ARCHIVE = ("page.sidebar.archive", "page.sidebar.unarchive")
+
+
 def build_sidebar() -> Sidebar:
     """Declare the sidebar's components (inside a `with gr.Blocks()` block)."""
-    with gr.Sidebar(open=True, label="Conversations"):
-        new_chat = gr.Button("➕ New chat", elem_id="new-chat", variant="primary")
+    with gr.Sidebar(open=True, label=label("page.sidebar.conversations")):
+        new_chat = gr.Button(label("page.sidebar.new_chat"), elem_id="new-chat", variant="primary")
         search = gr.Textbox(
-            elem_id="search", placeholder="🔍 Search all messages", show_label=False, max_lines=1, submit_btn=False
+            elem_id="search", placeholder=label("page.search.placeholder"), show_label=False, max_lines=1, submit_btn=False
         )
-        results = gr.Radio(choices=[], elem_id="search-results", visible=False, label="Results")
-        conversations = gr.Radio(label="Conversations", choices=[], elem_id="conversation-list")
-        show_archived = gr.Checkbox(label="Show archived", value=False, elem_id="show-archived")
+        results = gr.Radio(choices=[], elem_id="search-results", visible=False, label=label("page.search.results"))
+        conversations = gr.Radio(label=label("page.sidebar.conversations"), choices=[], elem_id="conversation-list")
+        show_archived = gr.Checkbox(label=label("page.sidebar.show_archived"), value=False, elem_id="show-archived")
         with gr.Group(visible=False, elem_id="conversation-actions") as actions:
-            rename = gr.Textbox(label="Title (Enter to rename)", elem_id="rename", max_lines=1)
+            rename = gr.Textbox(label=label("page.sidebar.rename"), elem_id="rename", max_lines=1)
             with gr.Row():
-                pin = gr.Button("📌 Pin", elem_id="pin", size="sm")
-                archive = gr.Button("🗄 Archive", elem_id="archive", size="sm")
-                delete = gr.Button("🗑 Delete", elem_id="delete", size="sm", variant="stop")
-            export = gr.Button("⬇ Export this conversation", elem_id="export", size="sm")
+                pin = gr.Button(label(PIN[0]), elem_id="pin", size="sm")
+                archive = gr.Button(label(ARCHIVE[0]), elem_id="archive", size="sm")
+                delete = gr.Button(label("page.sidebar.delete"), elem_id="delete", size="sm", variant="stop")
+            export = gr.Button(label("page.sidebar.export"), elem_id="export", size="sm")
         with gr.Row(visible=False, elem_id="confirm-delete-row") as confirm_row:
-            gr.Markdown("Delete this conversation and the files only it uses? This cannot be undone.")
-            confirm_delete = gr.Button("Delete for good", elem_id="confirm-delete", variant="stop", size="sm")
-            cancel_delete = gr.Button("Cancel", elem_id="cancel-delete", size="sm")
+            gr.Markdown(label("page.sidebar.confirm_delete"))
+            confirm_delete = gr.Button(label("page.sidebar.delete_for_good"), elem_id="confirm-delete", variant="stop", size="sm")
+            cancel_delete = gr.Button(label("page.sidebar.cancel"), elem_id="cancel-delete", size="sm")
         scroll_to = gr.Number(value=-1, visible=False)
         with gr.Row():
-            export_all = gr.Button("⬇ Export all", elem_id="export-all", size="sm")
-            import_button = gr.UploadButton("⬆ Import", file_types=[".zip", ".json"], elem_id="import", size="sm")
+            export_all = gr.Button(label("page.sidebar.export_all"), elem_id="export-all", size="sm")
+            import_button = gr.UploadButton(
+                label("page.sidebar.import"), file_types=[".zip", ".json"], elem_id="import", size="sm"
+            )
         download = gr.HTML(visible=False, elem_id="download")
+        gr.HTML(SWITCH_HTML, padding=False)
     return Sidebar(
         new_chat, search, results, conversations, show_archived, actions, rename, pin, archive, delete,
         confirm_row, confirm_delete, cancel_delete, scroll_to, export, export_all, import_button, download,

@@ -15,7 +15,7 @@ from assistant.dialogue import DialogueManager
 from storage.exchange import export_zip, safe_name
 from domain.errors import InvalidInput
 from domain.i18n import t
-from ui.errors import language_of_request, shows_errors
+from ui.errors import language_of_request, said, shows_errors
 from ui.exports import ExportStore, export_url
 from ui.uploads import discard_uploads, upload_folder
 
@@ -40,12 +40,12 @@ class TransferHandlers:
         conversations = self.access(request).export([conversation_id] if conversation_id else None)
         if not conversations:
             raise InvalidInput(t("export.nothing"))
-        title = conversations[0].title if conversation_id else "all conversations"
+        title = conversations[0].title if conversation_id else said(t("page.export.all_name"), request)
         name = f"{safe_name(title, 60)} {datetime.now():%Y-%m-%d %H%M}.zip"
         # Served by the export route to this user only, once: never through Gradio's cache, open to any session.
         token = self.exports.add(self.owner(request), name, lambda path: export_zip(conversations, path))
         link = f'<a href="{html.escape(export_url(request, token))}" download>⬇ {html.escape(name)}</a>'
-        return gr.HTML(f"{link}<br><small>The link works once, within the hour.</small>", visible=True)
+        return gr.HTML(f"{link}<br><small>{html.escape(said(t('page.export.link_note'), request))}</small>", visible=True)
 
     def export_all(self, request: gr.Request):
         return self.export(None, None, request)

@@ -11,6 +11,9 @@
     const V = window.__voice = {on: false, recording: false, queue: [], timings: [], turn: null, next: 0,
                                  stopped: new Set(), noise: 0, loudRun: 0, preroll: []};
     const END_MS = cfg.end_ms;
+    const text = (cfg.text || {})[window.__assistantLanguage] || (cfg.text || {}).en || {};
+    // A sentence of the page's catalog (page.voice.*) in the page's language, its {fields} filled in.
+    const T = (key, params = {}) => (text[key] || key).replace(/\{(\w+)\}/g, (_, name) => params[name]);
     const say = (text) => { const el = $('#voice-state'); if (el) el.textContent = text; };
     const button = () => $('#voice-toggle');
     const idle = () => { const stop = $('#stop'), box = $('#composer textarea');
@@ -18,7 +21,7 @@
     const until = (test, ms) => new Promise((resolve) => { const t0 = Date.now();
         const tick = () => { if (test()) resolve(true); else if (Date.now() - t0 > ms) resolve(false); else setTimeout(tick, 50); };
         tick(); });
-    const listening = () => { if (V.on && !V.recording && !V.playing) say('🎙 Listening… ask, then pause.'); };
+    const listening = () => { if (V.on && !V.recording && !V.playing) say(T('page.voice.listening')); };
     const setMode = (on) => { const box = $('#voice-mode textarea, #voice-mode input');
         box.value = `${on ? 'on' : 'off'}:${Date.now()}`; box.dispatchEvent(new Event('input', {bubbles: true})); };
 
@@ -26,7 +29,7 @@
     V.audio.addEventListener('playing', () => {
         if (V.awaitingFirst) { V.awaitingFirst = false;
             V.timings.push({kind: 'first_audio', ms: performance.now() - V.endOfSpeech}); }
-        V.playing = true; say('🔊 Speaking… speak to interrupt.');
+        V.playing = true; say(T('page.voice.speaking'));
     });
     V.audio.addEventListener('ended', () => { V.playing = false; playNext(); });
     function playNext() {
@@ -47,20 +50,19 @@
         if (V.awaitingPiece && update.pieces.length) {
             V.awaitingPiece = false; V.timings.push({kind: 'first_piece', ms: performance.now() - V.endOfSpeech}); }
         update.pieces.forEach((piece, i) => { if (update.from + i >= V.next) { V.queue.push(piece); V.next = update.from + i + 1; } });
-        if (update.error) say('🔇 No sound: ' + update.error);
+        if (update.error) say(T('page.voice.no_sound', {error: update.error}));
         playNext();
     };
 
     async function send(wav, cut) {
-        say(cut ? `✂ You spoke for longer than ${cfg.max_seconds} s: the first ${cfg.max_seconds} s were sent. 💭 Thinking…`
-                : '💭 Thinking…');
+        say(cut ? T('page.voice.cut', {s: cfg.max_seconds}) : T('page.voice.thinking'));
         if (!await until(idle, 600000)) return;
         const input = $('#composer input[type=file]');
         const files = new DataTransfer();
         files.items.add(new File([wav], cfg.filename, {type: 'audio/wav'}));
         input.files = files.files;
         input.dispatchEvent(new Event('change', {bubbles: true}));
-        if (!await until(() => $('#composer [aria-label="File thumbnail"]'), 30000)) { say('⚠ The recording could not be attached.'); return; }
+        if (!await until(() => $('#composer [aria-label="File thumbnail"]'), 30000)) { say(T('page.voice.not_attached')); return; }
         V.awaitingFirst = true; V.awaitingPiece = true;
         V.timings.push({kind: 'sent', ms: performance.now() - V.endOfSpeech});
         $('#composer button[aria-label="Submit"]').click();
@@ -106,7 +108,7 @@
             if (V.loudRun >= 3) {
                 V.recording = true; V.chunks = V.preroll.slice(); V.preroll = []; V.lastLoud = now; V.loudRun = 0;
                 if (busy) bargeIn();
-                say('🎙 Hearing you…');
+                say(T('page.voice.hearing'));
             }
             return;
         }
@@ -123,17 +125,14 @@
 
     async function start() {
         if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-            say('🎙 The browser allows the microphone only on localhost or over HTTPS: open the app at ' +
-                'http://localhost:PORT on this machine, or serve it over HTTPS.');
+            say(T('page.voice.insecure'));
             return;
         }
         try {
             V.stream = await navigator.mediaDevices.getUserMedia(
                 {audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1}});
         } catch (error) {
-            say(error.name === 'NotAllowedError'
-                ? '🎙 The browser denied the microphone: allow it for this site (the icon in the address bar), then press Voice again.'
-                : `🎙 No microphone could be opened (${error.name}): check that one is connected and free.`);
+            say(error.name === 'NotAllowedError' ? T('page.voice.denied') : T('page.voice.no_microphone', {name: error.name}));
             return;
         }
         V.context = new AudioContext();
@@ -146,8 +145,8 @@
         source.connect(V.node); V.node.connect(V.context.destination);
         V.on = true; V.noise = 0; V.loudRun = 0; V.preroll = [];
         setMode(true);
-        button().textContent = '⏹ End voice';
-        if (!cfg.speaks) say('🎙 Listening… (answers are not spoken: the app was started with --speech off)');
+        button().textContent = T('page.voice.end');
+        if (!cfg.speaks) say(T('page.voice.listening_silent'));
         else listening();
     }
     function end() {
@@ -155,7 +154,7 @@
         if (V.stream) V.stream.getTracks().forEach((track) => track.stop());
         if (V.context) V.context.close();
         setMode(false);
-        button().textContent = '🎙 Voice';
+        button().textContent = T('page.voice.button');
         say('');
     }
     button().addEventListener('click', () => { if (V.on) end(); else start(); });

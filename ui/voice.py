@@ -26,8 +26,9 @@ from assistant.media import decode_audio
 from assistant.speech import Speech, SpeechEngine, StreamSpeaker
 from assistant.vad import SpeechDetector
 from domain.errors import AssistantError, InvalidInput
-from domain.i18n import ENGLISH, t
+from domain.i18n import ENGLISH, LANGUAGES, t
 from domain.types import Status
+from ui.i18n import label, page_keys
 from ui.uploads import discard_uploads
 
 log = logging.getLogger(__name__)
@@ -153,14 +154,16 @@ class VoiceControls:
 
 
 def toggle_button(visible: bool) -> gr.Button:
-    return gr.Button("🎙 Voice", elem_id="voice-toggle", scale=1, min_width=130, visible=visible)
+    return gr.Button(label("page.voice.button"), elem_id="voice-toggle", scale=1, min_width=130, visible=visible)
 
 
 def build_controls(dialogue) -> VoiceControls:
     """The state line and the hidden boxes the page script talks through."""
     gr.HTML('<div id="voice-state" role="status" aria-live="polite"></div>', padding=False)
+    # The script's sentences in both languages: it says them in the page's (window.__assistantLanguage, ui/i18n.py).
+    text = {lang: {k: v for k, v in page_keys(lang).items() if k.startswith("page.voice.")} for lang in LANGUAGES}
     config = {"max_seconds": dialogue.max_audio_seconds, "speaks": dialogue.speech is not None,
-              "end_ms": END_OF_SPEECH_MS, "filename": QUESTION_FILENAME}
+              "end_ms": END_OF_SPEECH_MS, "filename": QUESTION_FILENAME, "text": text}
     return VoiceControls(
         mode=gr.Textbox(visible="hidden", elem_id="voice-mode"),
         out=gr.Textbox(visible="hidden", elem_id="voice-out"),
