@@ -249,9 +249,8 @@ class TransformersEngine(AnswerLength):
 
     def _generate_reusing(self, args: dict, report: GenerationReport, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
-        cache, blocks = self.reuse.prefill(
-            self.model, self.family, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype
-        )
+        keys = {"image": model_input.image_keys, "video": model_input.video_keys, "audio": model_input.audio_keys}
+        cache, blocks = self.reuse.prefill(self.model, self.family, inputs, keys, key, self.float_dtype)
         ids = inputs["input_ids"]
         report.cached_tokens = ids.shape[1] - 1 - self.reuse.prefilled
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.

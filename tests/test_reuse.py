@@ -112,17 +112,43 @@ def test_the_cache_is_cut_before_a_different_image_of_the_same_size_and_never_in
     from assistant.reuse import Entry, _blocks, _reusable
 
     image, audio = 7, 8
+    kinds = {image: "image", audio: "audio"}
+
+    def blocks(ids, picture, clip):
+        return _blocks(ids, kinds, {"image": [picture], "audio": [clip]})
+
     cached_ids = torch.tensor([1, 2, image, image, image, 3, audio, audio, 4, 5])
-    entry = Entry(ids=cached_ids, keys=[(s, k) for s, _, _, _, k in _blocks(cached_ids, image, audio, ["red"], ["clip#0"])], cache=None)
-    same = _blocks(cached_ids, image, audio, ["red"], ["clip#0"])
+    entry = Entry(ids=cached_ids, keys=[(b[0], b[4]) for b in blocks(cached_ids, "red", "clip#0")], cache=None)
+    same = blocks(cached_ids, "red", "clip#0")
     assert _reusable(entry, cached_ids, same, limit=10) == 10
-    other_picture = _blocks(cached_ids, image, audio, ["blue"], ["clip#0"])
+    other_picture = blocks(cached_ids, "blue", "clip#0")
     assert _reusable(entry, cached_ids, other_picture, limit=10) == 2  # ids equal, media not: cut before the image
-    other_clip = _blocks(cached_ids, image, audio, ["red"], ["clip2#0"])
+    other_clip = blocks(cached_ids, "red", "clip2#0")
     assert _reusable(entry, cached_ids, other_clip, limit=10) == 6
     diverging = torch.tensor([1, 2, image, image, image, 3, audio, audio, 9, 9])
-    assert _reusable(entry, diverging, _blocks(diverging, image, audio, ["red"], ["clip#0"]), limit=10) == 8
+    assert _reusable(entry, diverging, blocks(diverging, "red", "clip#0"), limit=10) == 8
     assert _reusable(entry, cached_ids, same, limit=7) == 6  # a limit inside the audio block backs off to its start
+
+
+def test_a_video_is_one_item_over_its_frames_and_its_sound_track():
+    """A video's frames between timestamps are one item's blocks, so are its frames' and its sound's tokens
+    interleaved; its encoder output gives its frames' rows first, then its sound's."""
+    import torch
+
+    from assistant.reuse import _blocks
+
+    video, audio = 5, 8
+    kinds = {video: "video", audio: "audio"}
+    keys = {"video": ["a", "b"], "audio": ["clip#0"]}
+    # Two frames of 2 tokens between timestamps (one video), then a clip, then a video with its sound interleaved.
+    ids = torch.tensor([1, video, video, 2, 3, video, video, 4, audio, audio, 4, video, audio, audio, video, audio, 6])
+    found = _blocks(ids, kinds, keys, {"video": [4, 5], "audio": [2]})
+    assert [(start, end, kind, index, row) for start, end, kind, index, _, row in found] == [
+        (1, 3, "video", 0, 0), (5, 7, "video", 0, 2),
+        (8, 10, "audio", 0, 0),
+        (11, 12, "video", 1, 0), (12, 14, "video", 1, 2), (14, 15, "video", 1, 1), (15, 16, "video", 1, 4),
+    ]
+    assert found[0][4] == "video:a" and found[-1][4] == "video:b" and found[2][4] == "audio:clip#0"
 
 
 def test_earlier_media_are_not_processed_again_and_the_prompt_is_the_same(engine, media):
@@ -134,13 +160,13 @@ def test_earlier_media_are_not_processed_again_and_the_prompt_is_the_same(engine
     reusing, full = with_reuse(engine, Reuse(1.0, None)), with_reuse(engine, None)
     red, blue, clip = load_image(media["red"]), load_image(media["blue"]), decode_audio(media["speech"])
     question = {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "what?"}]}
-    first = ModelInput([question], [red], [clip], ["red"], ["clip#0"])
+    first = ModelInput([question], [red], [clip], image_keys=["red"], audio_keys=["clip#0"])
     assert reusing.prepare(first)["new_images"] == [0] and reusing.prepare(first)["new_audios"] == [0]
     answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
     follow_up = ModelInput(
         [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
          {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this?"}]}],
-        [red, blue], [clip], ["red", "blue"], ["clip#0"],
+        [red, blue], [clip], image_keys=["red", "blue"], audio_keys=["clip#0"],
     )
     incremental, whole = reusing.prepare(follow_up), full.prepare(follow_up)
     assert incremental["new_images"] == [1] and incremental["new_audios"] == []  # only the blue image is processed
@@ -164,12 +190,12 @@ def test_qwen2_audio_follow_ups_process_and_prefill_only_what_is_new(family_mode
     reusing, full = with_reuse(base, reuse), with_reuse(base, None)
     speech, tone = decode_audio(media["speech"]), decode_audio(write_tone(tmp_path / "tone.wav", 2.0))
     question = {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "what?"}]}
-    first = ModelInput([question], [], [speech], [], ["speech#0"])
+    first = ModelInput([question], [], [speech], audio_keys=["speech#0"])
     answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
     follow_up = ModelInput(
         [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
          {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "and this?"}]}],
-        [], [speech, tone], [], ["speech#0", "tone#0"],
+        [], [speech, tone], audio_keys=["speech#0", "tone#0"],
     )
     incremental, whole = reusing.prepare(follow_up), full.prepare(follow_up)
     assert incremental["new_audios"] == [1] and incremental["input_features"].shape[0] == 1
@@ -193,14 +219,14 @@ def test_gemma4_follow_ups_process_only_new_media_and_cut_the_cache_past_its_sli
     reusing, full = with_reuse(base, reuse), with_reuse(base, None)
     red, blue, clip = load_image(media["red"]), load_image(media["blue"]), decode_audio(media["speech"])
     question = {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "what?"}]}
-    first = ModelInput([question], [red], [clip], ["red"], ["clip#0"])
+    first = ModelInput([question], [red], [clip], image_keys=["red"], audio_keys=["clip#0"])
     answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
 
     def follow_up(reply: str) -> ModelInput:
         return ModelInput(
             [question, {"role": "assistant", "content": [{"type": "text", "text": reply}]},
              {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this?"}]}],
-            [red, blue], [clip], ["red", "blue"], ["clip#0"],
+            [red, blue], [clip], image_keys=["red", "blue"], audio_keys=["clip#0"],
         )
 
     incremental, whole = reusing.prepare(follow_up(answer)), full.prepare(follow_up(answer))
