@@ -34,6 +34,11 @@ GENERATION_FAILED = (
 )
 
 
+def _sounds(model_input: ModelInput) -> dict:
+    """Where each video's sound track falls among the prompt's audio, for a family that takes videos."""
+    return {"sounds": model_input.sound_order} if model_input.videos else {}
+
+
 class GenerationThread:
     """One long-lived thread that runs every generation, in turn.
 
@@ -171,8 +176,10 @@ class TransformersEngine(AnswerLength):
             processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
         else:
             text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-            media = self.family.processor_kwargs(model_input.images, model_input.audios, model_input.videos)
+            media = self.family.processor_kwargs(model_input.images, model_input.audios, model_input.videos, **_sounds(model_input))
             processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
+            if model_input.videos:  # as tensors, like every other input (a 0-d one for a flag)
+                processed.update({name: torch.as_tensor(value) for name, value in self.family.video_model_inputs})
         self._last_processed = (model_input, processed)
         return processed
 

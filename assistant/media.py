@@ -1,7 +1,9 @@
-"""Read images and audio files into what the model processor takes; knows nothing of storage or models.
+"""Read images, audio and video files into what the model processor takes; knows nothing of storage or models.
 
 Images: anything Pillow opens, EXIF orientation applied, RGB (first frame of animations). Audio:
-anything FFmpeg (inside PyAV) decodes, as 16 kHz mono float32. Every failure to read a file is an
+anything FFmpeg (inside PyAV) decodes, as 16 kHz mono float32. Video (assistant.video): a container with a real
+video stream, frames sampled at a family's rate up to its frame cap, with its sound track as audio; a container
+holding only sound is audio, and one holding a single frame is a picture. Every failure to read a file is an
 InvalidInput naming it.
 """
 
@@ -14,23 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.video import FRAME_PIXELS, VideoClip, probe_video, sample_frames
+from domain import limits
 from domain.errors import InvalidInput
 from domain.types import MediaKind
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-
-
-@dataclass(frozen=True)
-class VideoClip:
-    """A video as the model takes it: frames sampled at `fps` (uint8, frames × height × width × 3) and, when it has
-    one, its sound track (16 kHz mono float32) covering the same time."""
-
-    frames: np.ndarray
-    fps: float
-    seconds: float
-    audio: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -41,17 +34,30 @@ class ProbedMedia:
     height: int = 0
     seconds: float = 0.0
     peak: float = 0.0  # audio: the loudest sample, 0..1
+    frames: int = 0  # video: 2 means two or more; an image with 1 is the one frame of a video container
+    has_audio: bool = False  # video: it has a sound track
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
 
-def probe(path: Path, filename: str, max_audio_seconds: float) -> ProbedMedia:
+def probe(
+    path: Path, filename: str, max_audio_seconds: float, max_video_seconds: float = limits.MAX_VIDEO_SECONDS
+) -> ProbedMedia:
     """Tell what a file is from its header (audio: decoded up to the limit); raise InvalidInput if neither kind."""
     image = _probe_image(path, filename)
     if image is not None:
         return image
+    video = probe_video(path, filename, max_video_seconds)
+    if video is not None and video.frames == 1:
+        # One frame in a video container (an mjpeg or png still): a picture, which validation stores as a PNG.
+        return ProbedMedia(kind=MediaKind.IMAGE, mime="image/png", width=video.width, height=video.height, frames=1)
+    if video is not None:
+        return ProbedMedia(
+            kind=MediaKind.VIDEO, mime=video.mime, width=video.width, height=video.height, seconds=video.seconds,
+            frames=video.frames, has_audio=video.has_audio,
+        )  # fmt: skip
     audio = _probe_audio(path, filename, max_audio_seconds)
     if audio is not None:
         return audio
@@ -82,8 +88,6 @@ def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia |
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 return None
-            if any(not _is_cover_art(stream) for stream in container.streams.video):
-                raise InvalidInput(f"“{filename}” is a video; video files are not supported yet.", filename)
             name = container.format.name.split(",")[0]
             mime = _AUDIO_MIME.get(name, f"audio/{name}")
     except av.error.FFmpegError:
@@ -97,13 +101,6 @@ def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia |
         raise InvalidInput(f"“{filename}” contains no audio.", filename)
     peak = float(np.abs(samples).max())
     return ProbedMedia(kind=MediaKind.AUDIO, mime=mime, seconds=len(samples) / SAMPLE_RATE, peak=peak)
-
-
-def _is_cover_art(stream) -> bool:
-    # Album art in mp3/m4a/flac is a one-picture "video" stream flagged as an attached picture.
-    from av.stream import Disposition
-
-    return bool(stream.disposition & Disposition.attached_pic)
 
 
 _AUDIO_MIME = {
@@ -184,9 +181,35 @@ def decode_audio(path: Path, max_seconds: float | None = None) -> np.ndarray:
     return audio if limit is None else audio[:limit]
 
 
+def decode_video(
+    path: Path, fps: float, max_frames: int, max_seconds: float = limits.MAX_VIDEO_SECONDS, max_pixels: int = FRAME_PIXELS
+) -> VideoClip:
+    """Frames sampled at `fps` (evenly fewer past `max_frames`, an even count) and the sound track, if there is one,
+    over the first `max_seconds`; the clip's `fps` is the rate its frames were taken at."""
+    frames, seconds = sample_frames(path, fps, max_frames, max_seconds, max_pixels)
+    audio = None
+    if _has_audio(path):
+        try:
+            audio = decode_audio(path, max_seconds=seconds)
+        except InvalidInput as error:
+            log.warning("%s: its sound track is left out: %s", Path(path).name, error)  # the pictures still count
+    if audio is not None and len(audio) == 0:
+        audio = None
+    return VideoClip(frames=frames, fps=len(frames) / seconds, seconds=seconds, audio=audio)
+
+
+def _has_audio(path: Path) -> bool:
+    import av
+
+    with av.open(str(path)) as container:
+        return bool(container.streams.audio)
+
+
 class MediaLoader:
     """Decodes stored files for the model, caching by path (stored files are content-addressed, so immutable)."""
 
-    def __init__(self, cache_size: int = 64):
+    def __init__(self, cache_size: int = 64, video_cache_size: int = 4):
         self.image = lru_cache(maxsize=cache_size)(load_image)
         self.audio = lru_cache(maxsize=cache_size)(decode_audio)
+        # A clip's frames take up to ~100 MB: few are kept.
+        self.video = lru_cache(maxsize=video_cache_size)(decode_video)

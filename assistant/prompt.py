@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from assistant.families.capabilities import Capabilities
 from assistant.media import SAMPLE_RATE, MediaLoader
+from assistant.video import FRAME_PIXELS
 from assistant.validation import check_image_shape
 from domain.errors import InvalidInput
 from domain.types import Attachment, MediaKind, Message, Role, Status, TranscriptStatus
@@ -29,6 +31,9 @@ class ModelInput:
     image_keys: list[str] = field(default_factory=list)
     audio_keys: list[str] = field(default_factory=list)
     video_keys: list[str] = field(default_factory=list)
+    # The prompt's sounds in order: None for the next of `audios`, i for the sound track of videos[i] (a family that
+    # hears a video's sound in the same item needs to know where it falls among the audio).
+    sound_order: list[int | None] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +44,8 @@ class Fitting:
     # transcripts anyway gets the note.
     audio_as_text: set[tuple[int, int]] = field(default_factory=set)
     images_as_notes: set[tuple[int, int]] = field(default_factory=set)
+    videos_as_notes: set[tuple[int, int]] = field(default_factory=set)
+    video_frames: dict[tuple[int, int], int] = field(default_factory=dict)  # a video's frames, fewer than its family's cap
     first_message: int = 0  # the history from this index on; earlier turns are dropped
     last_text_chars: int | None = None  # the last question's text cut to its last N characters
 
@@ -53,6 +60,19 @@ def unreadable_note(attachment: Attachment) -> str:
 
 def unseen_note(attachment: Attachment, family: Capabilities) -> str:
     return f"[An image “{attachment.filename}” is attached here, but {family.title} cannot see images.]"
+
+
+def unwatched_note(attachment: Attachment, family: Capabilities) -> str:
+    """What a model without video gets for a video stored earlier: a note, and what its sound track said if known."""
+    note = f"[A video “{attachment.filename}” is attached here, but {family.title} cannot watch videos."
+    if has_transcript(attachment) and attachment.transcript.text:
+        return note + f" Its sound track, transcribed: {attachment.transcript.text}]"
+    return note + "]"
+
+
+def video_key(attachment: Attachment, clip) -> str:
+    """The clip as sampled: the same file taken at another rate or frame count is another input."""
+    return f"{attachment.sha256}@{clip.fps:.4g}fps×{len(clip.frames)}"
 
 
 def has_transcript(attachment: Attachment) -> bool:
@@ -84,12 +104,16 @@ def build_model_input(
     """Every earlier turn goes in, its images and audio included; answers that produced no text are left out.
 
     A model that does not hear audio gets each clip's transcript instead; one that does hears clips longer
-    than its audio window as several windows, in order. A stored file that can no longer be read
+    than its audio window as several windows, in order. Videos are sampled at the family's rate up to its frame
+    cap (fewer where the budget asks); a model without video gets a note and the sound track's transcript. A stored file that can no longer be read
     (deleted, corrupted on disk, saved before a check existed) becomes a short note to the model, so one
     bad file never breaks its conversation.
     """
     hears = family is None or family.hears()
     sees = family is None or family.sees()
+    watches = family is None or family.watches()
+    fps = family.video_fps if family is not None else 2.0
+    max_frames = family.video_max_frames if family is not None else 64
     window_s = family.audio_window_s if family is not None else 30.0
     fitting = fitting or Fitting()
     result = ModelInput(conversation=[])
@@ -104,7 +128,7 @@ def build_model_input(
         for position, attachment in enumerate(message.attachments):
             key = (message.id, position)
             try:
-                if key in fitting.images_as_notes:
+                if key in fitting.images_as_notes or key in fitting.videos_as_notes:
                     content.append({"type": "text", "text": left_out_note(attachment)})
                 elif key in fitting.audio_as_text:
                     note = transcript_text(attachment) if hears and has_transcript(attachment) else left_out_note(attachment)
@@ -118,12 +142,29 @@ def build_model_input(
                     result.images.append(image)
                     result.image_keys.append(attachment.sha256)
                     content.append({"type": "image"})
+                elif attachment.kind is MediaKind.VIDEO:
+                    if not watches:
+                        content.append({"type": "text", "text": unwatched_note(attachment, family)})
+                        continue
+                    frames = fitting.video_frames.get(key, max_frames)
+                    # Stored videos passed the length limit in force then; all of each is sampled.
+                    clip = media.video(attachment.path, fps, frames, math.inf, FRAME_PIXELS)
+                    check_image_shape(clip.frames.shape[2], clip.frames.shape[1], attachment.filename)
+                    result.videos.append(clip)
+                    result.video_keys.append(video_key(attachment, clip))
+                    result.sound_order.append(len(result.videos) - 1)
+                    content.append({"type": "video"})
+                    if not hears and has_transcript(attachment) and attachment.transcript.text:
+                        # A model that watches but does not hear gets what the sound track said.
+                        heard = f"[The sound track of “{attachment.filename}”, transcribed: {attachment.transcript.text}]"
+                        content.append({"type": "text", "text": heard})
                 elif not hears:
                     content.append({"type": "text", "text": transcript_text(attachment)})
                 else:
                     for number, window in enumerate(audio_windows(media.audio(attachment.path), window_s)):
                         result.audios.append(window)
                         result.audio_keys.append(f"{attachment.sha256}#{number}@{window_s:g}")
+                        result.sound_order.append(None)
                         content.append({"type": "audio"})
             except InvalidInput as error:
                 log.warning("left out of the prompt: %s", error)

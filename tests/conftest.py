@@ -101,6 +101,16 @@ def speech_wav(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def speech_video(tmp_path_factory, speech_wav) -> Path:
+    """An mp4 (H.264, AAC) of a square moving for three seconds while espeak-ng asks about it."""
+    from assistant.media import decode_audio
+    from tests.media_factory import write_video
+
+    path = tmp_path_factory.mktemp("video") / "question.mp4"
+    return write_video(path, seconds=3.0, audio_codec="aac", sound=decode_audio(speech_wav))
+
+
 @pytest.fixture
 def repository(tmp_path):
     from storage.blobs import BlobStore

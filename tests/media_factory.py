@@ -170,3 +170,84 @@ def silence_wav(path: Path, seconds: float = 2.0) -> Path:
         out.setframerate(16000)
         out.writeframes(b"\0\0" * int(seconds * 16000))
     return path
+
+
+# --- videos: a shape moving across the frame, optionally with a sound track ---------------------------------
+
+# (suffix, container format, video codec, audio codec)
+VIDEO_FORMATS = [
+    (".mp4", "mp4", "libx264", "aac"),
+    (".mov", "mov", "libx264", "aac"),
+    (".webm", "webm", "libvpx-vp9", "libopus"),
+    (".mkv", "matroska", "mpeg4", "libopus"),
+]
+
+
+def moving_square(index: int, size=(160, 120)) -> np.ndarray:
+    """Frame `index`: a white square on dark blue, moved 8 pixels right each frame (wrapping), so frames differ."""
+    width, height = size
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 2] = 90
+    side = height // 3
+    left = (index * 8) % (width - side)
+    image[height // 3 : height // 3 + side, left : left + side] = 255
+    return image
+
+
+def write_video(
+    path: Path,
+    seconds: float = 2.0,
+    fps: int = 10,
+    size=(160, 120),
+    fmt: str = "mp4",
+    codec: str = "libx264",
+    audio_codec: str | None = None,
+    sound: np.ndarray | None = None,
+    rotation: int | None = None,
+) -> Path:
+    """A video of `moving_square` frames; with `audio_codec`, a sound track of `sound` (16 kHz mono float, a tone by
+    default), padded or cut to the video's length."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w", format=fmt) as container:
+        video = container.add_stream(codec, rate=fps)
+        video.width, video.height = width, height
+        video.pix_fmt = {"mjpeg": "yuvj420p", "png": "rgb24"}.get(codec, "yuv420p")
+        if rotation is not None:
+            video.set_display_rotation(rotation)
+        audio = None
+        if audio_codec is not None:
+            rate = 48000
+            audio = container.add_stream(audio_codec, rate=rate, layout="mono")
+        for i in range(max(int(round(seconds * fps)), 1)):
+            frame = av.VideoFrame.from_ndarray(moving_square(i, size), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio is not None:
+            wave = _sine(seconds, 16000) if sound is None else sound
+            wave = np.resize(wave, int(seconds * 16000)) if sound is None else wave[: int(seconds * 16000)]
+            wave = np.pad(wave, (0, max(0, int(seconds * 16000) - len(wave))))
+            upsampled = np.interp(np.arange(int(seconds * rate)) / rate, np.arange(len(wave)) / 16000, wave)
+            frame_format = audio.codec_context.format.name
+            samples = (upsampled * 32767).astype(np.int16) if frame_format.startswith("s16") else upsampled.astype(np.float32)
+            _mux_mono(container, audio, samples, rate, frame_format)
+    return path
+
+
+def still_video(path: Path, codec: str = "png", fmt: str = "mov", size=(80, 60)) -> Path:
+    """A "video" of one picture (a png or mjpeg frame in a container)."""
+    return write_video(path, seconds=0.1, fps=10, size=size, fmt=fmt, codec=codec)
+
+
+def frameless_video(path: Path, fmt: str = "mp4") -> Path:
+    """A container whose video track never got a frame."""
+    import av
+
+    with av.open(str(path), "w", format=fmt) as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+    return path

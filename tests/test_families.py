@@ -12,7 +12,7 @@ from assistant.dialogue import DialogueManager, WaitingForTranscript
 from assistant.engine import TransformersEngine
 from assistant.families import families, family_of_checkpoint
 from assistant.loader import ModelSpec, Quant, load_engine
-from assistant.media import MediaLoader, decode_audio, load_image
+from assistant.media import MediaLoader, decode_audio, decode_video, load_image
 from assistant.model_host import ModelHost
 from assistant.prompt import ModelInput
 from assistant.demo_whisper import DEMO_WHISPER_OPTIONS
@@ -34,16 +34,25 @@ def load(model_dir, quant=Quant.NONE, max_new_tokens=8) -> TransformersEngine:
     )
 
 
-def media_items(family, png_file, speech_wav) -> tuple[list[dict], list, list]:
-    """(content items, images, audios) for every kind the family accepts."""
-    content, images, audios = [], [], []
+def media_items(family, png_file, speech_wav, speech_video=None) -> tuple[list[dict], ModelInput]:
+    """(content items, a model input with their media) for every kind the family accepts: audio, then a video."""
+    content, media = [], ModelInput([])
     if family.sees():
         content.append({"type": "image"})
-        images.append(load_image(png_file))
+        media.images.append(load_image(png_file))
     if family.hears():
         content.append({"type": "audio"})
-        audios.append(decode_audio(speech_wav))
-    return content, images, audios
+        media.audios.append(decode_audio(speech_wav))
+        media.sound_order.append(None)
+    if family.watches() and speech_video is not None:
+        content.append({"type": "video"})
+        media.videos.append(decode_video(speech_video, family.video_fps, family.video_max_frames))
+        media.sound_order.append(0)
+    return content, media
+
+
+def with_media(conversation: list[dict], media: ModelInput) -> ModelInput:
+    return ModelInput(conversation, media.images, media.audios, media.videos, sound_order=media.sound_order)
 
 
 def test_every_family_is_listed_with_what_people_need_to_choose():
@@ -58,7 +67,7 @@ def test_every_family_is_listed_with_what_people_need_to_choose():
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
 @pytest.mark.parametrize("name", NAMES)
-def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_model_dir, png_file, speech_wav):
+def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_model_dir, png_file, speech_wav, speech_video):
     model_dir = family_model_dir(name)
     assert family_of_checkpoint(model_dir).name == name
     engine = load(model_dir, quant)
@@ -72,9 +81,9 @@ def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_
             kept = [m for n, m in named if n == prefix or n.startswith(prefix + ".")]
             assert kept and not any(isinstance(m, bnb.nn.Linear4bit) for m in kept), prefix
 
-    content, images, audios = media_items(engine.family, png_file, speech_wav)
+    content, media = media_items(engine.family, png_file, speech_wav, speech_video)
     question = {"role": "user", "content": [*content, {"type": "text", "text": "What is in this?"}]}
-    first = ModelInput([question], images, audios)
+    first = with_media([question], media)
     text_only = ModelInput([{"role": "user", "content": [{"type": "text", "text": "Hello!"}]}])
     for model_input in (text_only, first):
         whole = generate_whole(engine, model_input)
@@ -83,17 +92,18 @@ def test_each_family_answers_text_and_each_input_it_accepts(name, quant, family_
 
     # Turn two: the first turn's media are model inputs again, before the follow-up.
     answer = generate_whole(engine, first)
-    follow_up = ModelInput(
+    follow_up = with_media(
         [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
          {"role": "user", "content": [{"type": "text", "text": "And the first one?"}]}],
-        images,
-        audios,
+        media,
     )
     again, before = engine.prepare(follow_up), engine.prepare(first)
     for key, value in before.items():
         if value.is_floating_point():  # pixel values, audio features: the same media, fed again
             assert torch.equal(again[key], value), key
     assert any(v.is_floating_point() for v in before.values())
+    if engine.family.watches():  # the clip's frames reach the vision tower
+        assert before["pixel_values_videos"].shape[0] > 0 and before["video_grid_thw"][0, 0] == 3  # 6 frames in pairs
     assert "".join(engine.stream(follow_up, threading.Event())) == generate_whole(engine, follow_up)
 
 

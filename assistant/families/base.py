@@ -19,7 +19,7 @@ from assistant.families.capabilities import Capabilities
 from assistant.families.reuse_contract import ReuseContract
 
 
-def _images_and_audio(images: list, audios: list, videos: list) -> dict:
+def _images_and_audio(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
     return {"images": images or None, "audio": audios or None}
 
 
@@ -35,7 +35,11 @@ class Family(Capabilities):
     processor_class: str = "AutoProcessor"
     # The processor's media keywords for the images, audio and videos (assistant.media.VideoClip) of a prompt (every
     # 5.x processor takes "audio"); a family that takes video passes its frames, rate and, if it hears, sound track.
-    processor_kwargs: Callable[[list, list, list], dict] = field(default=_images_and_audio)
+    # With videos, the engine also passes `sounds=` (assistant.prompt.ModelInput.sound_order): where each video's
+    # sound track falls among the audio.
+    processor_kwargs: Callable[..., dict] = field(default=_images_and_audio)
+    # Model inputs added to the processor's output when a prompt has videos (Qwen2.5-Omni: use_audio_in_video).
+    video_model_inputs: tuple[tuple[str, object], ...] = ()
     # A model that speaks for itself (a talker): the class loaded instead when answers are spoken, the modules kept out
     # of 4/8-bit in it, and `own_voice(model, processor)` -> (the model that writes the text, its speech engine).
     speech_model_class: str | None = None

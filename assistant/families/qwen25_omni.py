@@ -1,4 +1,4 @@
-"""Qwen2.5-Omni (its Thinker: text, images, audio), and the tiny random checkpoint `--demo` builds of it.
+"""Qwen2.5-Omni (its Thinker: text, images, audio, videos with their sound), and the tiny random checkpoint `--demo` builds of it.
 
 The checkpoint follows the published `Qwen/Qwen2.5-Omni-7B` layout (a `qwen2_5_omni` config with
 thinker/talker/token2wav parts, `thinker.*` weight names, the real processor classes, the real chat
@@ -15,6 +15,7 @@ from pathlib import Path
 from assistant.families.base import Family
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer
 from assistant.families.qwen_reuse import QwenVisionReuse, audio_features
+from assistant.families.video_inputs import omni_kwargs
 from domain.types import MediaKind
 
 DEMO_SEED = 1234
@@ -342,7 +343,7 @@ def own_voice(model, processor):
 FAMILY = Family(
     name="qwen2.5-omni",
     title="Qwen2.5-Omni",
-    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
+    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO}),
     context_tokens=32768,  # the published Thinker's max_position_embeddings,
     # The published checkpoints hold the whole Omni model; without speech only its Thinker is loaded.
     model_types=("qwen2_5_omni", "qwen2_5_omni_thinker"),
@@ -355,4 +356,7 @@ FAMILY = Family(
     own_voice=own_voice,
     build_demo=build_demo,
     reuse=OmniReuse(),
+    # A video's sound track is heard in the same item, interleaved with its frames two seconds at a time.
+    processor_kwargs=omni_kwargs,
+    video_model_inputs=(("use_audio_in_video", True),),
 )

@@ -1,4 +1,4 @@
-"""The Qwen2.5-VL family (text and images) and the tiny random checkpoint `--demo qwen2.5-vl` and the tests load.
+"""The Qwen2.5-VL family (text, images and videos) and the tiny random checkpoint `--demo qwen2.5-vl` and the tests load.
 
 The demo checkpoint has the published `Qwen/Qwen2.5-VL-7B-Instruct` layout: a `qwen2_5_vl` config,
 `Qwen2_5_VLForConditionalGeneration` weights, a `Qwen2_5_VLProcessor` with the published
@@ -15,6 +15,7 @@ from pathlib import Path
 from assistant.families.base import Family
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from assistant.families.qwen_reuse import QwenVisionReuse
+from assistant.families.video_inputs import qwen_vision_kwargs
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -164,11 +165,13 @@ class Qwen25VLReuse(QwenVisionReuse):
 
 
 FAMILY = Family(
-    name="qwen2.5-vl", title="Qwen2.5-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS,
+    name="qwen2.5-vl", title="Qwen2.5-VL", accepts=frozenset({MediaKind.IMAGE, MediaKind.VIDEO}),
+    context_tokens=CONTEXT_TOKENS,
     model_types=("qwen2_5_vl",),
     model_class="Qwen2_5_VLForConditionalGeneration",
     # The vision tower with its patch merger, and the head, stay in full precision.
     unquantized=("model.visual", "lm_head"),
     build_demo=build_demo,
     reuse=Qwen25VLReuse(),
+    processor_kwargs=qwen_vision_kwargs,
 )

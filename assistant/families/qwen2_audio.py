@@ -156,5 +156,5 @@ FAMILY = Family(
     reuse=Qwen2AudioReuse(),
     # Qwen2AudioProcessor has no image part; the rate is passed so a wrong one raises instead of
     # silently producing wrong features.
-    processor_kwargs=lambda images, audios, videos: {"audio": audios or None, "sampling_rate": SAMPLING_RATE},
+    processor_kwargs=lambda images, audios, videos, sounds=None: {"audio": audios or None, "sampling_rate": SAMPLING_RATE},
 )

@@ -1,4 +1,4 @@
-"""The Qwen3-VL family (text and images) and the tiny random checkpoint `--demo qwen3-vl` and the tests load.
+"""The Qwen3-VL family (text, images and videos) and the tiny random checkpoint `--demo qwen3-vl` and the tests load.
 
 The demo checkpoint has the published `Qwen/Qwen3-VL-8B-Instruct` layout: a `qwen3_vl` config,
 `Qwen3VLForConditionalGeneration` weights (a vision tower with DeepStack mergers feeding the first
@@ -16,6 +16,7 @@ from pathlib import Path
 from assistant.families.base import Family
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
 from assistant.families.qwen_reuse import VISION_INPUTS, QwenVisionReuse, vision_output
+from assistant.families.video_inputs import qwen_vision_kwargs
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -315,11 +316,13 @@ class Qwen3VLReuse(QwenVisionReuse):
 
 
 FAMILY = Family(
-    name="qwen3-vl", title="Qwen3-VL", accepts=frozenset({MediaKind.IMAGE}), context_tokens=CONTEXT_TOKENS,
+    name="qwen3-vl", title="Qwen3-VL", accepts=frozenset({MediaKind.IMAGE, MediaKind.VIDEO}),
+    context_tokens=CONTEXT_TOKENS,
     model_types=("qwen3_vl",),
     model_class="Qwen3VLForConditionalGeneration",
     # The vision tower with its merger and DeepStack mergers, and the head, stay in full precision.
     unquantized=("model.visual", "lm_head"),
     build_demo=build_demo,
     reuse=Qwen3VLReuse(),
+    processor_kwargs=qwen_vision_kwargs,
 )
