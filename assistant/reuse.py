@@ -43,8 +43,8 @@ def media_key(kind: str, key: str) -> str:
 
 
 def _media_file(media: str) -> str:
-    """The sha256 of the file a media key comes from."""
-    return media.split(":", 1)[-1].split("#", 1)[0]
+    """The sha256 of the file a media key comes from (an audio window's "#<window>", a video's "@<rate>" cut off)."""
+    return media.split(":", 1)[-1].split("#", 1)[0].split("@", 1)[0]
 
 
 

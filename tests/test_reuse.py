@@ -4,6 +4,7 @@ an edit that forces a crop, eviction, failures and a restart."""
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import pytest
@@ -262,3 +263,61 @@ def test_a_gemma4_whose_image_tokens_see_each_other_both_ways_reuses_too(quant, 
         assert with_reuse(base, Reuse(1.0, None)).reuse is None
     finally:
         text_config.use_bidirectional_attention = None
+
+
+WATCHING = [name for name, family in families().items() if family.watches()]
+
+
+@pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
+@pytest.mark.parametrize("name", WATCHING)
+def test_video_follow_ups_encode_each_clip_once_even_after_a_restart(name, quant, family_model_dir, speech_video, speech_wav, tmp_path):
+    """A video, then (for a model that hears) a clip, then another video: each turn's answer with reuse is the full
+    prefill's, earlier videos are neither processed nor encoded again, and after a restart their encoder outputs
+    come from disk. Qwen2.5-Omni hears each video's sound track in the same item, so its sounds interleave."""
+    import torch
+
+    from assistant.media import decode_audio, decode_video
+    from assistant.prompt import ModelInput
+    from tests.media_factory import write_video
+
+    base = load_engine(ModelSpec(str(family_model_dir(name)), quant, demo=True), lambda *_: None)
+    family = base.family
+    folder = tmp_path / "encoders"
+    reuse = Reuse(1.0, folder)
+    reusing, full = with_reuse(base, reuse), with_reuse(base, None)
+    other = write_video(tmp_path / "other.webm", seconds=2.0, fps=8, size=(96, 64), fmt="webm", codec="libvpx-vp9", audio_codec="libopus")
+    clips = [decode_video(path, family.video_fps, family.video_max_frames) for path in (speech_video, other)]
+    model_input = ModelInput([])
+    turns = [[("video", 0)], [("audio", 0)] if family.hears() else [], [("video", 1)], []]
+    answer = None
+    for turn, items in enumerate(turns):
+        if answer is not None:
+            model_input.conversation.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        for kind, index in items:
+            if kind == "video":
+                model_input.videos.append(clips[index])
+                model_input.video_keys.append(f"clip{index}@2fps")
+                model_input.sound_order.append(len(model_input.videos) - 1)
+            else:
+                model_input.audios.append(decode_audio(speech_wav))
+                model_input.audio_keys.append("speech#0")
+                model_input.sound_order.append(None)
+        content = [{"type": kind} for kind, _ in items] + [{"type": "text", "text": f"turn {turn}: and then?"}]
+        model_input.conversation.append({"role": "user", "content": content})
+        model_input = copy.deepcopy(model_input)  # a new input each turn, as the dialogue makes them
+        incremental, whole = reusing.prepare(model_input), full.prepare(model_input)
+        assert torch.equal(incremental["input_ids"], whole["input_ids"])
+        if turn == 2:  # only the new video is processed
+            assert incremental["new_videos"] == [1]
+            assert incremental["pixel_values_videos"].shape[0] == whole["video_grid_thw"][1].prod()
+        answer = "".join(reusing.stream(model_input, threading.Event(), reuse_key="c"))
+        assert answer == "".join(full.stream(model_input, threading.Event()))
+        if turn > 0:
+            assert reuse.prefilled < whole["input_ids"].shape[1] // 2  # the earlier videos were not prefilled again
+    assert reuse.encoders.calls == 2 + family.hears()
+
+    # A restart: no KV cache and nothing processed yet, but each encoder output is read from disk.
+    restarted = Reuse(1.0, folder)
+    again = with_reuse(base, restarted)
+    assert "".join(again.stream(model_input, threading.Event(), reuse_key="c")) == answer
+    assert restarted.encoders.calls == 0 and restarted.prefilled == whole["input_ids"].shape[1] - 1
