@@ -1,5 +1,5 @@
 """Reuse across turns: with each conversation's KV cache and each media item's encoder output kept, greedy answers
-are token for token those of a full prefill, over ten turns with images and audio, two interleaved conversations,
+are token for token those of a full prefill, over ten turns with images, audio and video, two interleaved conversations,
 an edit that forces a crop, eviction, failures and a restart."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from tests.helpers import repository_at
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
 @pytest.mark.parametrize("family", list(families()))
-def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, tmp_path):
+def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, speech_video, tmp_path):
+    media = {**media, "video": speech_video}
     base = load_engine(ModelSpec(str(family_model_dir(family)), quant, demo=True), lambda *_: None)
     reuse = Reuse(1.0, tmp_path / "encoders")
     reusing = with_reuse(base, reuse)
@@ -30,9 +31,9 @@ def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, 
     got = script(manager_for(reusing, repository_at(tmp_path / "reuse")), media)
     assert got == expected
     assert len(got) == 2 * TURNS + 2 and all(answer.strip() for answer in got)
-    # Each media item (two images, and a clip for a model that hears) went through its encoder once, in both
-    # conversations.
-    assert reuse.encoders.calls == 2 * base.family.sees() + base.family.hears()
+    # Each media item (two images, a clip for a model that hears, a video for one that watches) went through its
+    # encoder once, in both conversations.
+    assert reuse.encoders.calls == 2 * base.family.sees() + base.family.hears() + base.family.watches()
 
 
 def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder_outputs(engine, media, tmp_path):
