@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int | None:
     queue = TurnQueue(slots=args.engine_concurrency if remote else 1)
     dialogue = DialogueManager(
         stores.conversations, host, media, queue, transcriber=transcriber, speech=speech,
-        max_audio_seconds=args.max_audio_seconds,
+        max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
+        max_video_bytes=int(args.max_video_mb * 2**20),
     )
 
     # The page and the API, in one server behind one HTTP policy.

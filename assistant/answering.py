@@ -200,7 +200,8 @@ class Answering:
                 return build_model_input(history, self.media, system_prompt, engine.family, fitting)
 
             limit = engine.context_tokens - engine.answer_budget(settings)
-            model_input, left_out = fit(history, build, engine.prepare_prompt, limit, engine.family.hears())
+            family = engine.family
+            model_input, left_out = fit(history, build, engine.prepare_prompt, limit, family.hears(), family.video_max_frames)
             report = GenerationReport()
             answer.details_from = lambda status: answer_details(engine.info, settings, report, status, left_out)
             for chunk in engine.stream(

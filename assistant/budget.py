@@ -1,10 +1,10 @@
 """Fit a conversation into the model's context, leaving out the least useful parts first; knows nothing of models.
 
 Order, each step taken only while the prompt is still too long: earlier turns' audio becomes its transcript
-(or a short note), oldest first; then earlier turns' images become a short note; then the oldest turns are
-dropped (the system prompt and the latest question stay); then the latest question's own audio and images go
-the same way; last, its text is cut to its end. So it never fails with a length error. What was left out is
-returned in words for the page.
+(or a short note), oldest first; earlier turns' videos get fewer frames (halved, down to a few); then earlier turns'
+images, then their videos, become a short note; then the oldest turns are dropped (the system prompt and the latest
+question stay); then the latest question's own audio, videos and images go the same way; last, its text is cut to
+its end. So it never fails with a length error. What was left out is returned in words for the page.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from assistant.prompt import Fitting, ModelInput, has_transcript
-from domain.types import MediaKind, Message, Role
+from domain.types import Attachment, MediaKind, Message, Role
 
-Step = tuple[Callable[[Fitting], None], str]
+# (what it changes, how the page says what the model did not see, which item it is about). A video's fewer frames are
+# said once they are known (a callable on the new input); a later step about the same item replaces its line.
+Step = tuple[Callable[[Fitting], None], "str | Callable[[ModelInput], str]", str]
+
+FEWEST_FRAMES = 4  # a video is left out rather than shown in fewer frames than this
 
 
 def fit(
@@ -23,43 +27,58 @@ def fit(
     count: Callable[[ModelInput], int],
     limit: int,
     hears: bool = True,
+    max_frames: int = 64,
 ) -> tuple[ModelInput, list[str]]:
     """(the model input within `limit` tokens as `count` counts them, what was left out).
 
     `hears`: the model hears audio itself, so a clip left out can still come as its (shorter) transcript.
+    `max_frames`: the most frames the model gets of one video (its family's cap), halved while too long.
     """
     fitting = Fitting()
     model_input = build(fitting)
-    left_out: list[str] = []
-    steps = _steps(history, hears)
+    left_out: dict[str, str] = {}
+    steps = _steps(history, hears, max_frames)
     while count(model_input) > limit:
         step = next(steps, None)
         if step is None:
             break  # nothing left to take out: only possible if the limit is below the chat template itself
-        apply, description = step
+        apply, description, what = step
+        frames = _frames(model_input)
         apply(fitting)
-        left_out.append(description)
         model_input = build(fitting)
-    return model_input, _merge(left_out)
+        if callable(description):
+            if _frames(model_input) == frames:
+                continue  # a short clip already had fewer frames than that: nothing changed, nothing to count
+            description = description(model_input)
+        if left_out.get(what) != description:
+            left_out.pop(what, None)
+            left_out[what] = description
+    return model_input, list(left_out.values())
 
 
-def _steps(history: Sequence[Message], hears: bool) -> Iterator[Step]:
+def _frames(model_input: ModelInput) -> list[int]:
+    return [len(clip.frames) for clip in model_input.videos]
+
+
+def _steps(history: Sequence[Message], hears: bool, max_frames: int) -> Iterator[Step]:
     last_question = max((i for i, m in enumerate(history) if m.role is Role.USER), default=len(history))
     earlier, latest = history[:last_question], history[last_question:]
-    yield from _media_steps(earlier, MediaKind.AUDIO, hears)
-    yield from _media_steps(earlier, MediaKind.IMAGE, hears)
-    for index, message in enumerate(earlier):
-        # Dropping up to the next question keeps the conversation starting with a question.
-        if message.role is Role.USER and index > 0:
-            yield _drop_before(index), "earlier messages"
-    if earlier:
-        yield _drop_before(last_question), "earlier messages"
-    yield from _media_steps(latest, MediaKind.AUDIO, hears)
-    yield from _media_steps(latest, MediaKind.IMAGE, hears)
+    for messages in (earlier, latest):
+        if messages is latest and earlier:
+            yield _drop_before(last_question), "earlier messages", "earlier messages"
+        yield from _media_steps(messages, MediaKind.AUDIO, hears)
+        yield from _fewer_frames(messages, max_frames)
+        yield from _media_steps(messages, MediaKind.IMAGE, hears)
+        yield from _media_steps(messages, MediaKind.VIDEO, hears)
+        if messages is earlier:
+            for index, message in enumerate(earlier):
+                # Dropping up to the next question keeps the conversation starting with a question.
+                if message.role is Role.USER and index > 0:
+                    yield _drop_before(index), "earlier messages", "earlier messages"
     text = history[last_question].text if last_question < len(history) else ""
     for keep in (len(text) // 2, len(text) // 4, len(text) // 16, 0):
         if keep < len(text):
-            yield _cut_text(keep), "the start of the message"
+            yield _cut_text(keep), "the start of the message", "the start of the message"
 
 
 def _media_steps(messages: Sequence[Message], kind: MediaKind, hears: bool) -> Iterator[Step]:
@@ -68,11 +87,42 @@ def _media_steps(messages: Sequence[Message], kind: MediaKind, hears: bool) -> I
             if attachment.kind is not kind:
                 continue
             key = (message.id, position)
+            what = f"{kind.value} {key}"
             if kind is MediaKind.AUDIO:
                 how = " (as its transcript)" if hears and has_transcript(attachment) else ""
-                yield _add(lambda f: f.audio_as_text, key), f"the audio “{attachment.filename}”{how}"
+                yield _add(lambda f: f.audio_as_text, key), f"the audio “{attachment.filename}”{how}", what
+            elif kind is MediaKind.VIDEO:
+                yield _add(lambda f: f.videos_as_notes, key), f"the video “{attachment.filename}”", what
             else:
-                yield _add(lambda f: f.images_as_notes, key), f"the image “{attachment.filename}”"
+                yield _add(lambda f: f.images_as_notes, key), f"the image “{attachment.filename}”", what
+
+
+def _fewer_frames(messages: Sequence[Message], max_frames: int) -> Iterator[Step]:
+    """Each video in fewer frames, halved each step down to FEWEST_FRAMES."""
+    for message in messages:
+        for position, attachment in enumerate(message.attachments):
+            if attachment.kind is not MediaKind.VIDEO:
+                continue
+            key = (message.id, position)
+            frames = max_frames // 2
+            while frames >= FEWEST_FRAMES:
+                yield _set_frames(key, frames), _said_frames(attachment), f"video {key}"
+                frames //= 2
+
+
+def _set_frames(key: tuple[int, int], frames: int) -> Callable[[Fitting], None]:
+    def apply(fitting: Fitting) -> None:
+        fitting.video_frames[key] = frames
+
+    return apply
+
+
+def _said_frames(attachment: Attachment) -> Callable[[ModelInput], str]:
+    def say(model_input: ModelInput) -> str:
+        seen = next((k.rsplit("×", 1)[-1] for k in model_input.video_keys if k.startswith(attachment.sha256 + "@")), "?")
+        return f"most frames of the video “{attachment.filename}” (it saw {seen})"
+
+    return say
 
 
 def _add(which: Callable[[Fitting], set], key: tuple[int, int]) -> Callable[[Fitting], None]:
@@ -91,8 +141,3 @@ def _cut_text(keep: int) -> Callable[[Fitting], None]:
         fitting.last_text_chars = keep
 
     return apply
-
-
-def _merge(left_out: list[str]) -> list[str]:
-    """Repeated descriptions once, in order ("earlier messages" is one item however many turns went)."""
-    return list(dict.fromkeys(left_out))

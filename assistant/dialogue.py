@@ -32,6 +32,7 @@ from assistant.turn_queue import TurnQueue
 from assistant.validation import clean_text, validate_text, validate_turn
 from domain import limits
 from domain.errors import InvalidInput, SpeechUnavailable
+from domain.i18n import t
 from domain.settings import GenerationSettings
 from domain.types import ConversationSummary, HistoryTurn, MediaFile, MediaKind, Message, Role, SearchHit, StoredFile
 
@@ -66,6 +67,8 @@ class DialogueManager:
         transcriber: Transcriber | None = None,
         speech: SpeechEngine | None = None,
         max_audio_seconds: float = limits.MAX_AUDIO_SECONDS,
+        max_video_seconds: float = limits.MAX_VIDEO_SECONDS,
+        max_video_bytes: int = limits.MAX_VIDEO_BYTES,
     ):
         self.repository = repository
         self.host = host
@@ -74,6 +77,8 @@ class DialogueManager:
         self.speech = speech  # None: answers are not spoken
         self._spoken = SpokenAnswers(speech, media.audio) if speech is not None else None
         self.max_audio_seconds = max_audio_seconds
+        self.max_video_seconds = max_video_seconds
+        self.max_video_bytes = max_video_bytes  # a video file's own size limit (other files: limits.MAX_FILE_BYTES)
         self._answers = Answering(host, media, queue, system_prompt, transcriber)  # shared by every for_owner view
 
     def for_owner(self, owner: int | None) -> DialogueManager:
@@ -204,7 +209,9 @@ class DialogueManager:
         this answer where one first appears (the API's `stop`). `after`: the question hangs under that message
         (its conversation's, whatever its current branch) instead of the conversation's current leaf.
         """
-        text, files = validate_turn(text, uploads, self.max_audio_seconds)
+        text, files = validate_turn(
+            text, uploads, self.max_audio_seconds, max_video_seconds=self.max_video_seconds, max_video_bytes=self.max_video_bytes
+        )
         self._check_accepted(files)
         where = {}
         if after is not None:
@@ -252,6 +259,11 @@ class DialogueManager:
         for file in files:
             if file.kind in accepted:
                 continue
+            if file.kind is MediaKind.VIDEO:
+                raise InvalidInput(
+                    t("video.not_accepted", name=file.filename, model=family.title, accepts=family.describe_accepts()),
+                    file.filename,
+                )
             if file.kind is MediaKind.AUDIO:
                 why = f"audio, which {family.title} cannot hear, and audio transcripts are off (--whisper-model none)"
             else:

@@ -11,7 +11,7 @@ import numpy as np
 
 from assistant.families.capabilities import Capabilities
 from assistant.media import SAMPLE_RATE, MediaLoader
-from assistant.video import FRAME_PIXELS
+from assistant.video import FRAME_PIXELS, thinned
 from assistant.validation import check_image_shape
 from domain.errors import InvalidInput
 from domain.types import Attachment, MediaKind, Message, Role, Status, TranscriptStatus
@@ -146,9 +146,11 @@ def build_model_input(
                     if not watches:
                         content.append({"type": "text", "text": unwatched_note(attachment, family)})
                         continue
-                    frames = fitting.video_frames.get(key, max_frames)
-                    # Stored videos passed the length limit in force then; all of each is sampled.
-                    clip = media.video(attachment.path, fps, frames, math.inf, FRAME_PIXELS)
+                    # Stored videos passed the length limit in force then; all of each is sampled. Fewer frames (the
+                    # budget's) are taken from those, not decoded again.
+                    clip = media.video(attachment.path, fps, max_frames, math.inf, FRAME_PIXELS)
+                    if key in fitting.video_frames:
+                        clip = thinned(clip, fitting.video_frames[key])
                     check_image_shape(clip.frames.shape[2], clip.frames.shape[1], attachment.filename)
                     result.videos.append(clip)
                     result.video_keys.append(video_key(attachment, clip))

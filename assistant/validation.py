@@ -8,7 +8,9 @@ from pathlib import Path
 
 from domain import limits
 from assistant.media import load_image, probe
+from assistant.video import probe_video, still_frame
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.types import MediaFile, MediaKind
 
 # Tab, newline and carriage return are text; other control characters are invisible noise (or terminal escapes).
@@ -39,7 +41,11 @@ def validate_text(text: str, has_files: bool) -> str:
 
 
 def validate_turn(
-    text: str, uploads: Sequence[tuple[Path, str]], max_audio_seconds: float = limits.MAX_AUDIO_SECONDS
+    text: str,
+    uploads: Sequence[tuple[Path, str]],
+    max_audio_seconds: float = limits.MAX_AUDIO_SECONDS,
+    max_video_seconds: float = limits.MAX_VIDEO_SECONDS,
+    max_video_bytes: int = limits.MAX_VIDEO_BYTES,
 ) -> tuple[str, list[MediaFile]]:
     """Check the text and each (path, filename) upload against `domain.limits`; return the cleaned text and typed files."""
     text = validate_text(text, has_files=bool(uploads))
@@ -47,7 +53,10 @@ def validate_turn(
         raise InvalidInput(
             f"{len(uploads)} files are attached; a message can carry at most {limits.MAX_FILES_PER_MESSAGE}."
         )
-    return text, [validate_file(Path(path), clean_filename(filename), max_audio_seconds) for path, filename in uploads]
+    videos = {"max_video_seconds": max_video_seconds, "max_video_bytes": max_video_bytes}
+    return text, [
+        validate_file(Path(path), clean_filename(filename), max_audio_seconds, **videos) for path, filename in uploads
+    ]
 
 
 def clean_filename(filename: str) -> str:
@@ -59,19 +68,31 @@ def clean_filename(filename: str) -> str:
     return (name or "file")[: limits.MAX_FILENAME_CHARS]
 
 
-def validate_file(path: Path, filename: str, max_audio_seconds: float) -> MediaFile:
-    """One file, as an upload or an import brings it: fully decoded, an image or a sound within the limits."""
+def validate_file(
+    path: Path,
+    filename: str,
+    max_audio_seconds: float,
+    max_video_seconds: float = limits.MAX_VIDEO_SECONDS,
+    max_video_bytes: int = limits.MAX_VIDEO_BYTES,
+) -> MediaFile:
+    """One file, as an upload or an import brings it: fully decoded, an image or a sound within the limits; a video
+    read far enough to know its length, frame size and first frame (a one-frame video becomes a PNG picture)."""
     if not path.is_file():
         raise InvalidInput(f"“{filename}” did not arrive; please attach it again.", filename)
     size = path.stat().st_size
-    if size > limits.MAX_FILE_BYTES:
+    if size > limits.MAX_FILE_BYTES and not _video_within(path, filename, size, max_video_seconds, max_video_bytes):
         raise InvalidInput(
             f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limits.MAX_FILE_BYTES / 2**20:.0f} MB per file.",
             filename,
         )
     if size == 0:
         raise InvalidInput(f"“{filename}” is empty.", filename)
-    media = probe(path, filename, max_audio_seconds=max_audio_seconds)
+    media = probe(path, filename, max_audio_seconds=max_audio_seconds, max_video_seconds=max_video_seconds)
+    if media.kind is MediaKind.VIDEO:
+        _check_video(media, filename, size, max_video_seconds, max_video_bytes)
+        return MediaFile(path=path, filename=filename, kind=media.kind, mime=media.mime)
+    if media.kind is MediaKind.IMAGE and media.frames == 1:
+        path, filename = _still_as_png(path, filename)
     if media.kind is MediaKind.IMAGE:
         if media.pixels > limits.MAX_IMAGE_PIXELS:
             raise InvalidInput(
@@ -99,6 +120,44 @@ def _check_audio(media, filename: str, max_seconds: float) -> None:
         raise InvalidInput(
             f"“{filename}” is silent: nothing was heard. Check that the right microphone is chosen and not muted.", filename
         )
+
+
+def _video_within(path: Path, filename: str, size: int, max_seconds: float, max_bytes: int) -> bool:
+    """Whether a file past the general size limit is a video within the video size limit (videos have their own)."""
+    video = probe_video(path, filename, max_seconds)
+    if video is None or video.frames < 2:
+        return False
+    if size > max_bytes:
+        raise InvalidInput(t("video.too_big", name=filename, mb=size / 2**20, limit_mb=max_bytes / 2**20), filename)
+    return True
+
+
+def _check_video(media, filename: str, size: int, max_seconds: float, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise InvalidInput(t("video.too_big", name=filename, mb=size / 2**20, limit_mb=max_bytes / 2**20), filename)
+    if media.seconds > max_seconds:
+        raise InvalidInput(t("video.too_long", name=filename, limit=_duration_text(max_seconds)), filename)
+    if media.pixels > limits.MAX_VIDEO_FRAME_PIXELS:
+        raise InvalidInput(
+            t("video.too_many_pixels", name=filename, width=media.width, height=media.height, limit="7680×4320"),
+            filename,
+        )
+    check_image_shape(media.width, media.height, filename)
+
+
+def _duration_text(seconds: float):
+    if seconds >= 120 and seconds % 60 == 0:
+        return t("duration.minutes", n=seconds / 60)
+    return t("duration.seconds", n=seconds)
+
+
+def _still_as_png(path: Path, filename: str) -> tuple[Path, str]:
+    """A one-frame "video" (a still in a video container) is a picture: the upload becomes a PNG of its frame, in place
+    (so whoever cleans up uploads removes it as before), named "<name>.png"."""
+    partial = path.with_name(path.name + ".png.partial")
+    still_frame(path, filename).save(partial, format="PNG")
+    partial.replace(path)
+    return path, Path(filename).stem + ".png"
 
 
 def duration(seconds: float) -> str:

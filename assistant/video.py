@@ -76,6 +76,8 @@ def probe_video(path: Path, filename: str, max_seconds: float) -> VideoInfo | No
             raise InvalidInput(t("video.damaged", name=filename), filename) from None
         return None
     with container:
+        if _is_picture_demuxer(container):
+            return None  # FFmpeg reads lone pictures (png, jpeg...) as one-frame streams: Pillow's to judge
         stream = _video_stream(container)
         has_audio = bool(container.streams.audio)
         if stream is None:
@@ -89,13 +91,23 @@ def probe_video(path: Path, filename: str, max_seconds: float) -> VideoInfo | No
         if has_audio:
             return None  # only the sound plays: an audio file
         raise InvalidInput(t("video.no_frames", name=filename), filename)
-    first = _first_frame(path, filename)
+    try:
+        first = _first_frame(path, filename)
+    except InvalidInput:
+        if Path(filename).suffix.lower() not in VIDEO_SUFFIXES:
+            return None  # something FFmpeg half-recognises, named as no video: not ours to call damaged
+        raise
     if first is None:
         if has_audio:
             return None
         raise InvalidInput(t("video.no_frames", name=filename), filename)
     width, height = _upright_size(first)
     return VideoInfo(mime, width, height, seconds if seconds is not None else end, frames, has_audio)
+
+
+def _is_picture_demuxer(container) -> bool:
+    names = container.format.name.split(",")
+    return any(name in ("image2", "image2pipe") or name.endswith("_pipe") for name in names)
 
 
 def _stated_seconds(container, stream) -> float | None:
@@ -160,6 +172,15 @@ def _mime(container, filename: str) -> str:
     if "mov" in names or "mp4" in names:
         return "video/quicktime" if suffix == ".mov" else "video/mp4"
     return f"video/{names[0]}"
+
+
+def thinned(clip: VideoClip, count: int) -> VideoClip:
+    """The clip with `count` of its frames (an even number, at least 2), evenly spread; its sound unchanged."""
+    count = max(min(count, len(clip.frames)) // 2 * 2, 2)
+    if count >= len(clip.frames):
+        return clip
+    picked = np.linspace(0, len(clip.frames) - 1, count).round().astype(int)
+    return VideoClip(frames=clip.frames[picked], fps=count / clip.seconds, seconds=clip.seconds, audio=clip.audio)
 
 
 def frame_count(seconds: float, fps: float, max_frames: int) -> int:

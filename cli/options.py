@@ -61,6 +61,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=limits.MAX_AUDIO_SECONDS,
         help=f"longest audio clip accepted (default {limits.MAX_AUDIO_SECONDS:.0f}); the model hears it in windows, the transcript covers it all",
     )
+    parser.add_argument(
+        "--max-video-seconds",
+        type=float,
+        default=limits.MAX_VIDEO_SECONDS,
+        help=f"longest video accepted (default {limits.MAX_VIDEO_SECONDS:.0f}); the model sees frames sampled from all of it",
+    )
+    parser.add_argument(
+        "--max-video-mb",
+        type=float,
+        default=limits.MAX_VIDEO_BYTES / 2**20,
+        help=f"largest video file accepted, in MB (default {limits.MAX_VIDEO_BYTES / 2**20:.0f}; other files: "
+        f"{limits.MAX_FILE_BYTES / 2**20:.0f})",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="where conversations, files and the demo model live")
     parser.add_argument("--db", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")

@@ -330,6 +330,14 @@ def truncated_flac(path: Path) -> Path:
     return make.truncated(path, full, keep=0.7)  # the header and some frames parse; decoding fails later
 
 
+def long_video(path: Path) -> Path:
+    return make.write_video(path, seconds=limits.MAX_VIDEO_SECONDS + 2, fps=1, size=(32, 32))
+
+
+def truncated_mp4(path: Path) -> Path:
+    return make.truncated(path, make.write_video(path.with_suffix(".full.mp4"), seconds=1.0), keep=0.5)
+
+
 def long_wav(path: Path) -> Path:
     return make.write_tone(path, limits.MAX_AUDIO_SECONDS + 2, rate=8000)
 
@@ -346,7 +354,9 @@ CASES: dict[str, Case] = {
     "text-named-png": Case("look", one("notes.png", written(b"just some notes\n" * 20)), r"“notes.png” is not an image or audio file"),
     "pdf-named-jpg": Case("look", one("doc.jpg", written(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")), r"“doc.jpg” is not an image or audio"),
     "random-bytes-wav": Case("listen", one("noise.wav", written(bytes(range(256)) * 64)), r"“noise.wav” is not an image or audio"),
-    "video-as-audio": Case("listen", one("clip.ogg", make.video_with_sound), r"“clip.ogg” is a video"),
+    "video-without-frames": Case("watch", one("empty.mp4", make.frameless_video), r"“empty.mp4” contains no video frames"),
+    "video-over-2-minutes": Case("watch", one("long.mp4", long_video), r"“long.mp4” is longer than 2 minutes"),
+    "cut-mp4": Case("watch", one("cut.mp4", truncated_mp4), r"“cut.mp4” is damaged or incomplete"),
     "audio-over-5-minutes": Case("listen", one("long.wav", long_wav), r"“long.wav” is longer than 5 minutes"),
     "silent-recording": Case("hear anything?", one("quiet.wav", make.silence_wav), r"“quiet.wav” is silent: nothing was heard"),
     "recording-under-half-a-second": Case("hm", one("click.wav", lambda p: make.write_tone(p, 0.3)), r"“click.wav” is only 0.3 seconds long"),
@@ -365,6 +375,9 @@ CASES: dict[str, Case] = {
     "aspect-exactly-200": Case("a line", one("line.png", lambda p: make.png(p, (400, 2))), kinds=(MediaKind.IMAGE,)),
     "audio-over-30-seconds": Case("listen", one("long.wav", lambda p: make.write_tone(p, 45, rate=8000)), kinds=(MediaKind.AUDIO,)),
     "m4a-with-cover-art": Case("song", one("song.m4a", make.m4a_with_cover_art), kinds=(MediaKind.AUDIO,)),
+    "video-named-like-audio": Case("listen", one("clip.ogg", make.video_with_sound), kinds=(MediaKind.VIDEO,)),
+    "one-frame-video": Case("a still", one("still.mov", make.still_video), kinds=(MediaKind.IMAGE,)),
+    "mp4-of-sound-only": Case("listen", one("voice.mp4", lambda p: make.write_tone(p, 2.0, fmt="mp4", codec="aac")), kinds=(MediaKind.AUDIO,)),
     "control-characters": Case("red\x1b[31m alert\x00\x07 now", none, saved_text="red[31m alert now"),
     "right-to-left": Case("مرحبا \u202eשלום\u202c hello", none),
     "html-and-script-text": Case("<script>alert(1)</script> <img src=x onerror=alert(2)>", none),

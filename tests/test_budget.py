@@ -114,3 +114,28 @@ def test_a_model_that_hears_only_transcripts_has_them_left_out_when_the_chat_is_
     left_out = events[-1].message.details.left_out
     assert left_out[0] == "the audio “q.wav”"  # not "(as its transcript)": that was all this model heard of it
     assert long not in texts(small.inputs[-1])
+
+
+def test_a_video_too_long_for_the_context_first_gets_fewer_frames_then_is_left_out(engine, repository, speech_video):
+    whole = CountingEngine(engine, context=4096)
+    send(manager_for(whole, repository), None, "What happens?", [(speech_video, "clip.mp4")])
+    full, [clip] = whole.prompt_tokens[-1], whole.inputs[-1].videos
+    assert len(clip.frames) == 6  # three seconds at 2 a second
+
+    # Room for four frames (the floor) but not six: the answer says how many it saw.
+    fewer = CountingEngine(engine, context=full - 40 + ANSWER)
+    events = send(manager_for(fewer, repository), None, "What happens?", [(speech_video, "clip.mp4")])
+    answer = events[-1].message
+    assert answer.status is Status.COMPLETE
+    assert answer.details.left_out == ("most frames of the video “clip.mp4” (it saw 4)",)
+    [seen] = fewer.inputs[-1].videos
+    assert len(seen.frames) == 4 and seen.audio is not None and abs(seen.fps - 4 / 3) < 1e-6
+    shown = render.chat_message(repository.get_messages(events[0].conversation.id)[-1])["content"]
+    assert "it did not see: most frames of the video “clip.mp4” (it saw 4)" in shown
+
+    # No room even for four: left out, said once (not also as fewer frames).
+    none = CountingEngine(engine, context=120)
+    events = send(manager_for(none, repository), None, "What happens?", [(speech_video, "clip.mp4")])
+    assert events[-1].message.details.left_out == ("the video “clip.mp4”",)
+    assert none.inputs[-1].videos == []
+    assert "[The video “clip.mp4” attached here is left out: the conversation is too long.]" in texts(none.inputs[-1])

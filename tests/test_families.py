@@ -188,7 +188,7 @@ def test_a_model_without_vision_refuses_images_before_saving_anything(family_mod
 
 def test_with_transcripts_off_a_model_that_cannot_hear_refuses_audio(family_model_dir, repository, speech_wav):
     manager = manager_for(load(family_model_dir("qwen3-vl")), repository, transcriber=None)
-    assert manager.accepts() == {MediaKind.IMAGE}
+    assert manager.accepts() == {MediaKind.IMAGE, MediaKind.VIDEO}
     with pytest.raises(InvalidInput, match=r"“q.wav” is audio, which Qwen3-VL cannot hear, and audio transcripts are off"):
         list(manager.send(None, "listen", [(speech_wav, "q.wav")], threading.Event()))
     assert repository.list_conversations() == []
@@ -209,3 +209,14 @@ def test_the_composer_offers_only_what_the_model_takes(name, transcripts_on, fil
     [composer] = [c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "composer"]
     assert composer["file_types"] == file_types
     assert ("microphone" in composer["sources"]) is microphone
+
+
+def test_a_model_without_video_refuses_videos_before_saving_anything(family_model_dir, repository, speech_video, tmp_path):
+    engine = load(family_model_dir("qwen2-audio"))
+    manager = manager_for(engine, repository)
+    conversation_id = list(manager.send(None, "hello", [], threading.Event()))[0].conversation.id
+    before = repository.get_messages(conversation_id)
+    with pytest.raises(InvalidInput, match=r"“clip.mp4” is a video, which Qwen2-Audio cannot watch; it takes text and audios"):
+        list(manager.send(conversation_id, "what happens?", [(speech_video, "clip.mp4")], threading.Event()))
+    assert repository.get_messages(conversation_id) == before
+    assert not any(p.is_file() for p in (tmp_path / "files").rglob("*") if p.suffix == ".mp4")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from assistant.media import SAMPLE_RATE
+from assistant.video import thinned
 
 # The rate Qwen2.5-Omni's processor assumes (it saves none in the published checkpoint) and its family samples at.
 OMNI_FPS = 2.0
@@ -84,5 +85,4 @@ def _at_rate(clip, rate: float) -> np.ndarray:
     """The clip's frames thinned to `rate` frames a second (an even number, as sampled)."""
     if clip.fps <= rate * 1.001:
         return clip.frames
-    count = max(int(len(clip.frames) * rate / clip.fps) // 2 * 2, 2)
-    return clip.frames[np.linspace(0, len(clip.frames) - 1, count).round().astype(int)]
+    return thinned(clip, int(len(clip.frames) * rate / clip.fps)).frames
