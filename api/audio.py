@@ -25,6 +25,7 @@ from assistant.speech import SpeechEngine
 from assistant.validation import validate_file
 from domain import limits
 from domain.errors import InvalidInput, ModelLoadError, SpeechUnavailable
+from domain.i18n import t
 from domain.types import MediaKind
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class AudioApi:
             try:
                 checked = validate_file(path, filename, self.max_audio_seconds)
                 if checked.kind is not MediaKind.AUDIO:
-                    raise InvalidInput(f"“{filename}” is an image; send audio to transcribe.")
+                    raise InvalidInput(t("transcribe.image", name=filename))
                 audio = self.decode(path)
             except InvalidInput as error:
                 raise ApiError(400, str(error), "file", "invalid_file") from None

@@ -109,7 +109,7 @@ class ChatApi:
             raise ApiError(404, f"The model {chat.model!r} does not exist here; this app serves {self.model_id!r} "
                            "(GET /v1/models).", "model", "model_not_found")
         if self.host.state.phase is Phase.FAILED:
-            raise ApiError(503, self.host.state.message, code="model_not_loaded")
+            raise ApiError(503, str(self.host.state.message), code="model_not_loaded")
         queue = self.dialogue.queue
         if len(queue) >= queue.slots + self.queue_limit:  # this one would wait behind `queue_limit` others
             raise ApiError(429, f"The model is busy: {len(queue)} answers are being written or waiting; try again shortly.",
@@ -293,7 +293,7 @@ def service_unavailable(error: ServiceUnavailable) -> ApiError:
 
 def failed_answer(finished: ReplyFinished) -> ApiError:
     """An answer that ended in an error, by whose fault: the generation server's (502), the machine's (503), ours."""
-    failure, message = finished.failure, finished.message.error or "The answer failed."
+    failure, message = finished.failure, str(finished.message.error or "The answer failed.")  # English, as the API speaks
     if isinstance(failure, EngineUnavailable):
         return ApiError(502, message, code="engine_unavailable")
     if isinstance(failure, ServiceUnavailable):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from domain.i18n import Text
 from domain.limits import FINISH_WAIT_S
 from domain.settings import AnswerDetails
 from domain.types import Status
@@ -33,7 +34,7 @@ RETRY_MAX_S = 30.0
 class _End:
     text: str
     status: Status
-    error: str | None
+    error: Text | str | None
     details: AnswerDetails | None
 
 
@@ -56,7 +57,7 @@ class AnswerWriter:
             self._text = text
             self._changed.notify_all()
 
-    def finish(self, text: str, status: Status, error: str | None, details: AnswerDetails | None) -> bool:
+    def finish(self, text: str, status: Status, error: Text | str | None, details: AnswerDetails | None) -> bool:
         """Write the answer's end. Waits for it up to FINISH_WAIT_S, and not at all while writes are failing, so a
         reader gets its answer whatever storage does; returns whether it is stored (if not, the writer goes on)."""
         with self._changed:

@@ -29,6 +29,7 @@ from assistant.prompt import build_model_input
 from assistant.turn_queue import Ticket, TurnQueue
 from domain import limits
 from domain.errors import AssistantError, ConversationBusy
+from domain.i18n import Text, t
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import ConversationSummary, Message, Status
 
@@ -42,10 +43,7 @@ WAIT_POLL_S = 0.5
 # How soon Stop takes effect on a queued turn.
 QUEUE_POLL_S = 0.1
 # What an answer that failed for a reason of the app's own says (the reason goes to the log).
-ANSWER_FAILED = (
-    "The answer failed because of a fault in the app; the details are in its log. "
-    "Ask again; if it keeps failing, tell whoever runs the app."
-)
+ANSWER_FAILED = t("answer.failed")
 
 
 @dataclass(frozen=True)
@@ -101,15 +99,15 @@ class Answering:
         self._lock = threading.Lock()
 
     @contextmanager
-    def none_answering(self, conversation_id: str, what_to_do: str) -> Iterator[None]:
+    def none_answering(self, conversation_id: str, what_to_do: Text) -> Iterator[None]:
         """ConversationBusy if one of the conversation's answers is being written; else no answer to it starts until
         the block ends."""
         with self._lock:
             if self._answering[conversation_id]:
-                raise ConversationBusy(f"This conversation is being answered; {what_to_do}.")
+                raise ConversationBusy(t("conversation.busy", what_to_do=what_to_do))
             yield
 
-    def refuse_if_answering(self, conversation_id: str, what_to_do: str) -> None:
+    def refuse_if_answering(self, conversation_id: str, what_to_do: Text) -> None:
         """ConversationBusy if one of the conversation's answers is being written now."""
         with self.none_answering(conversation_id, what_to_do):
             pass
@@ -144,7 +142,7 @@ class Answering:
                 yield WaitingForModel(self.host.state.message)
             yield from self._write_answer(repository, question, reply, stop, first_token, writer, answer, stop_strings)
         except AssistantError as failure:
-            answer.end(Status.ERROR, str(failure), failure)
+            answer.end(Status.ERROR, failure.text, failure)  # kept by key: the page says it in its reader's language
         except GeneratorExit:
             answer.status = Status.STOPPED  # the page went away mid-answer: keep what was said
             raise
@@ -201,7 +199,9 @@ class Answering:
 
             limit = engine.context_tokens - engine.answer_budget(settings)
             family = engine.family
-            model_input, left_out = fit(history, build, engine.prepare_prompt, limit, family.hears(), family.video_max_frames)
+            model_input, left_out = fit(
+                history, build, engine.prepare_prompt, limit, family.hears(), family.video_max_frames
+            )
             report = GenerationReport()
             answer.details_from = lambda status: answer_details(engine.info, settings, report, status, left_out)
             for chunk in engine.stream(
@@ -257,11 +257,11 @@ class _Answer:
     def __init__(self):
         self.text = ""
         self.status = Status.COMPLETE
-        self.error: str | None = None
+        self.error: Text | str | None = None
         self.failure: BaseException | None = None
         self.details_from = None  # status -> AnswerDetails, once generation has started
 
-    def end(self, status: Status, error: str | None, failure: BaseException | None = None) -> None:
+    def end(self, status: Status, error: Text | str | None, failure: BaseException | None = None) -> None:
         self.status, self.error, self.failure = status, error, failure
 
     @property

@@ -119,7 +119,8 @@ def _set_frames(key: tuple[int, int], frames: int) -> Callable[[Fitting], None]:
 
 def _said_frames(attachment: Attachment) -> Callable[[ModelInput], str]:
     def say(model_input: ModelInput) -> str:
-        seen = next((k.rsplit("×", 1)[-1] for k in model_input.video_keys if k.startswith(attachment.sha256 + "@")), "?")
+        keys = [key for key in model_input.video_keys if key.startswith(attachment.sha256 + "@")]
+        seen = keys[0].rsplit("×", 1)[-1] if keys else "?"
         return f"most frames of the video “{attachment.filename}” (it saw {seen})"
 
     return say

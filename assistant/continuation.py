@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from assistant.validation import clean_text
-from domain.types import INTERRUPTED, Message, Role, Status
+from domain.types import Message, Role, Status, is_interrupted
 
 Turn = tuple[Role, str, tuple[str, ...]]  # (role, text, the sha256 of each attached file)
 
@@ -58,7 +58,8 @@ def _extends(message: Message, turn: Turn) -> bool:
     return (
         role is Role.ASSISTANT
         and message.role is Role.ASSISTANT
-        and (message.status, message.error) == (Status.ERROR, INTERRUPTED)
+        and message.status is Status.ERROR
+        and is_interrupted(message.error)
         and not shas
         and text.startswith(clean_text(message.text).strip())
     )

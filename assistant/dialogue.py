@@ -117,13 +117,13 @@ class DialogueManager:
     def speak(self, message_id: int, voice: str | None = None) -> SpokenAnswer:
         """The answer's spoken form (made once, then kept): see assistant.spoken_answers."""
         if self._spoken is None:
-            raise SpeechUnavailable("Speech is off in this app (started with --speech off).")
+            raise SpeechUnavailable(t("speech.off"))
         return self._spoken.speak(self.repository, message_id, voice)
 
     def keep_speech(self, message_id: int, parts: list[Speech]) -> SpokenAnswer:
         """Store the sound a voice made for an answer while it streamed as the answer's spoken form."""
         if self._spoken is None:
-            raise SpeechUnavailable("Speech is off in this app (started with --speech off).")
+            raise SpeechUnavailable(t("speech.off"))
         return self._spoken.keep(self.repository, message_id, parts)
 
     def set_settings(self, conversation_id: str, settings: GenerationSettings) -> ConversationSummary:
@@ -187,7 +187,7 @@ class DialogueManager:
 
     def delete(self, conversation_id: str) -> None:
         """Delete a conversation and the files only it used; refused while one of its answers is being written."""
-        with self._answers.none_answering(conversation_id, "stop the answer first, then delete it"):
+        with self._answers.none_answering(conversation_id, t("conversation.busy.delete")):
             deleted_files = self.repository.delete_conversation(conversation_id)  # no answer can start meanwhile
         engine = self.host.engine
         if engine is not None:  # work derived from it goes with it (the files are those it alone held)
@@ -209,9 +209,8 @@ class DialogueManager:
         this answer where one first appears (the API's `stop`). `after`: the question hangs under that message
         (its conversation's, whatever its current branch) instead of the conversation's current leaf.
         """
-        text, files = validate_turn(
-            text, uploads, self.max_audio_seconds, max_video_seconds=self.max_video_seconds, max_video_bytes=self.max_video_bytes
-        )
+        videos = {"max_video_seconds": self.max_video_seconds, "max_video_bytes": self.max_video_bytes}
+        text, files = validate_turn(text, uploads, self.max_audio_seconds, **videos)
         self._check_accepted(files)
         where = {}
         if after is not None:
@@ -240,7 +239,7 @@ class DialogueManager:
         path = self.repository.get_messages(conversation_id)
         question = next((m for m in reversed(path) if m.role is Role.USER), None)
         if question is None:
-            raise InvalidInput("There is no question in this conversation to answer again.")
+            raise InvalidInput(t("regenerate.no_question"))
         reply = self.repository.start_assistant_message(conversation_id, parent_id=question.id)
         yield from self._answers.run(self.repository, PendingTurn(conversation, question, reply), stop)
 
@@ -265,10 +264,10 @@ class DialogueManager:
                     file.filename,
                 )
             if file.kind is MediaKind.AUDIO:
-                why = f"audio, which {family.title} cannot hear, and audio transcripts are off (--whisper-model none)"
+                why = t("file.not_heard", name=file.filename, model=family.title)
             else:
-                why = f"an image, which {family.title} cannot see; it takes {family.describe_accepts()}"
-            raise InvalidInput(f"“{file.filename}” is {why}.", file.filename)
+                why = t("file.not_seen", name=file.filename, model=family.title, accepts=family.describe_accepts())
+            raise InvalidInput(why, file.filename)
 
     def _queue_transcripts(self, messages: Sequence[Message], not_before: threading.Event | None = None) -> None:
         if self.transcriber is not None:
@@ -277,7 +276,7 @@ class DialogueManager:
     def switch_version(self, message_id: int, step: int) -> str:
         """Show another version of a message (and the branch after it); returns its conversation's id."""
         message = self.repository.get_message(message_id)
-        self._answers.refuse_if_answering(message.conversation_id, "wait for it (or stop it) before switching versions")
+        self._answers.refuse_if_answering(message.conversation_id, t("conversation.busy.switch"))
         self.repository.switch_version(message_id, step)
         return message.conversation_id
 

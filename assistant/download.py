@@ -9,6 +9,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from domain.i18n import Text, t
+
 CHUNK = 1 << 20
 
 
@@ -20,7 +22,7 @@ class DownloadFailed(Exception):
         self.reason = reason
 
 
-def download(url: str, target: Path, label: str, progress: Callable[[str, float | None], None]) -> str:
+def download(url: str, target: Path, label: Text, progress: Callable[[Text | str, float | None], None]) -> str:
     """`url` into `target`, saying "Downloading {label}: n of m MB" as it goes; the sha256 of what came. Leaves
     nothing behind when it fails (DownloadFailed)."""
     partial = target.with_name(target.name + ".partial")
@@ -33,7 +35,7 @@ def download(url: str, target: Path, label: str, progress: Callable[[str, float 
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
-                progress(f"Downloading {label}: {done / 2**20:.0f} of {total / 2**20:.0f} MB", done / total if total else None)
+                progress(t("progress.downloading", what=label, mb=done / 2**20, total_mb=total / 2**20), done / total if total else None)
         if total and done != total:
             raise http.client.IncompleteRead(b"", total - done)
     except (OSError, http.client.HTTPException) as error:

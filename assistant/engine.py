@@ -23,15 +23,13 @@ from assistant.prompt import ModelInput
 from assistant.reuse import KVStore, Reuse, budget_bytes, model_fingerprint, supports_reuse
 from assistant.streaming import ChunkStreamer, StopOnEvent
 from domain.errors import GenerationError
+from domain.i18n import t
 from domain.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_STREAM_TIMEOUT_S
 from domain.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
-GENERATION_FAILED = (
-    "The model failed while answering; what it said so far is kept. Ask again (↻); if it keeps failing, the console "
-    "log says why."
-)
+GENERATION_FAILED = t("generation.failed")
 
 
 def _sounds(model_input: ModelInput) -> dict:
@@ -172,11 +170,15 @@ class TransformersEngine(AnswerLength):
         last = self._last_processed
         if last is not None and last[0] is model_input:
             return last[1]
-        if self._incremental is not None:  # earlier media whose encoder outputs are kept are not processed again
+        # Earlier media whose encoder outputs are kept are not processed again. Not yet for prompts with videos: those
+        # are processed and prefilled whole (assistant/reuse.py does not place a video's tokens yet).
+        if self._incremental is not None and not model_input.videos:
             processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
         else:
             text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
-            media = self.family.processor_kwargs(model_input.images, model_input.audios, model_input.videos, **_sounds(model_input))
+            media = self.family.processor_kwargs(
+                model_input.images, model_input.audios, model_input.videos, **_sounds(model_input)
+            )
             processed = self.processor(text=[text], **media, return_tensors="pt", padding=True)
             if model_input.videos:  # as tensors, like every other input (a 0-d one for a flag)
                 processed.update({name: torch.as_tensor(value) for name, value in self.family.video_model_inputs})
@@ -226,7 +228,7 @@ class TransformersEngine(AnswerLength):
             report.prompt_tokens = int(inputs["input_ids"].shape[1])
             report.max_new_tokens = args["max_new_tokens"]
             reuse = None
-            if self.reuse is not None and reuse_key is not None:
+            if self.reuse is not None and reuse_key is not None and not model_input.videos:
                 reuse = (reuse_key, inputs, model_input)
             done = self._generator.submit(self._run, args, streamer, on_finished, settings.seed, report, started, reuse)
         except BaseException:
@@ -283,7 +285,7 @@ class TransformersEngine(AnswerLength):
                 self._generate(args, report, reuse)
         except torch.OutOfMemoryError:
             log.exception("generation ran out of memory")
-            streamer.fail(GenerationError("The device ran out of memory while answering; try a shorter conversation or fewer/smaller files."))
+            streamer.fail(GenerationError(t("generation.out_of_memory")))
         except Exception:  # reported to the consumer, with the traceback in the log
             log.exception("generation failed")
             streamer.fail(GenerationError(GENERATION_FAILED))

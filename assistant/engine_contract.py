@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from assistant.families.capabilities import Capabilities
     from assistant.prompt import ModelInput
     from domain.settings import GenerationSettings
+    from domain.i18n import Text
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class EngineInfo:
     model: str
     quant: str
     device: str
-    voice_note: str = ""  # how answers are spoken, when the page should know (its own voice, or why not)
+    voice_note: Text | str = ""  # how answers are spoken, when the page should know (its own voice, or why not)
 
 
 @dataclass

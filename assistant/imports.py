@@ -17,6 +17,7 @@ from typing import BinaryIO
 from assistant.validation import clean_filename, validate_file
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.types import MediaFile, MediaKind
 from storage.exchange import read_archive
 from storage.interchange import ImportedConversation, ImportSummary
@@ -55,12 +56,12 @@ def check_files(conversations: Sequence[ImportedConversation], summary: ImportSu
                     continue
                 if len(kept) == limits.MAX_FILES_PER_MESSAGE:
                     summary.skipped.append(
-                        f"“{filename}”, past the {limits.MAX_FILES_PER_MESSAGE} files a message can carry (in “{conversation.title}”)"
+                        t("import.skipped.past_files", name=filename, limit=limits.MAX_FILES_PER_MESSAGE, title=conversation.title)
                     )
                     continue
                 file.filename = _named(filename, media.mime)
                 file.kind, file.mime = media.kind, media.mime
-                if media.kind is not MediaKind.AUDIO:
+                if media.kind not in (MediaKind.AUDIO, MediaKind.VIDEO):
                     file.transcript = None  # what the export called a recording's transcript, on what is not one
                 kept.append(file)
             message.files = kept
@@ -71,7 +72,7 @@ def _check(path: Path, filename: str, max_audio_seconds: float, title: str, summ
     try:
         return validate_file(path, filename, max_audio_seconds)
     except InvalidInput as error:
-        summary.skipped.append(f"{str(error).rstrip('.')} (in “{title}”)")
+        summary.skipped.append(t("import.skipped.in", what=error.text, title=title))
         return None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from domain.errors import ModelLoadError
+from domain.i18n import Text, t
 
 if TYPE_CHECKING:
     from assistant.engine import TransformersEngine
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
 ENCODER_CACHE = Path("cache") / "encoders"  # under the data dir: image and audio encoder outputs, per model
 
-Progress = Callable[[str, float | None], None]
+Progress = Callable[[Text | str, float | None], None]
 
 
 class Quant(StrEnum):
@@ -75,11 +76,8 @@ def quantization_config(quant: Quant, unquantized: tuple[str, ...], compute_dtyp
     return None
 
 
-def cannot_fetch(source: str, reason: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"Could not load the model “{source}” ({reason}). "
-        "Start with --demo to try the app with its built-in test model, or --model PATH for a checkpoint on disk."
-    )
+def cannot_fetch(source: str, reason: Text) -> ModelLoadError:
+    return ModelLoadError(t("model.cannot_load", source=source, reason=reason))
 
 
 def fetch(source: str, progress: Progress) -> Path:
@@ -87,32 +85,32 @@ def fetch(source: str, progress: Progress) -> Path:
     local = Path(source).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            raise cannot_fetch(source, "that folder has no config.json")
+            raise cannot_fetch(source, t("model.reason.no_config"))
         return local
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
-    progress(f"Downloading {source} (first start only)…", 0.0)
+    progress(t("progress.downloading_model", source=source), 0.0)
     try:
         return Path(snapshot_download(source, tqdm_class=_file_progress(source, progress)))
     except HFValidationError:
-        raise cannot_fetch(source, "not a folder on disk nor a valid Hugging Face model id") from None
+        raise cannot_fetch(source, t("model.reason.no_such_source")) from None
     except OSError as error:  # LocalEntryNotFoundError, RepositoryNotFoundError, HTTP errors are all OSErrors
         log.debug("download failed", exc_info=True)
         raise cannot_fetch(source, _reason(error)) from None
 
 
-def _reason(error: OSError) -> str:
+def _reason(error: OSError) -> Text:
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     if isinstance(error, LocalEntryNotFoundError):
-        return "no network connection and not in the local cache"
+        return t("model.reason.offline")
     if isinstance(error, GatedRepoError):
-        return "the repository is gated; log in with `hf auth login` first"
+        return t("model.reason.gated")
     if isinstance(error, RepositoryNotFoundError):
-        return "no such model on Hugging Face"
+        return t("model.reason.not_on_hub")
     log.warning("downloading the model failed: %s", error)
-    return "the download failed; the log has the details"
+    return t("model.reason.download_failed")
 
 
 def _file_progress(source: str, progress: Progress):
@@ -122,7 +120,7 @@ def _file_progress(source: str, progress: Progress):
         def update(self, n=1):
             result = super().update(n)
             if self.total:
-                progress(f"Downloading {source}: {self.n}/{self.total} files", self.n / self.total)
+                progress(t("progress.downloading_files", source=source, done=self.n, total=self.total), self.n / self.total)
             return result
 
     return FileProgress
@@ -141,7 +139,7 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     cuda = torch.cuda.is_available()
     quant = resolve_quant(spec.quant, cuda)
     device = torch.cuda.get_device_name(0) if cuda else "CPU"
-    progress(f"Loading {spec.source} ({family.title}, {quant.value}) on {device}…", None)
+    progress(t("progress.loading_model", source=spec.source, family=family.title, quant=quant.value, device=device), None)
     dtype = torch.bfloat16 if cuda else torch.float32
     placement = {"dtype": dtype, "device_map": "auto" if cuda else "cpu"}
     voice, voice_note = None, ""
@@ -150,7 +148,7 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         model = None
         if family.own_voice is not None and speaks_itself(spec.speech, cuda, spec.demo):
             if spec.speech == "auto" and cuda and not voice_fits(path, quant):
-                voice_note = "its own voice is off: the GPU's free memory does not hold it too (--speech on loads it anyway)"
+                voice_note = t("voice_note.no_free_memory")
             else:
                 model, voice, voice_note = _with_own_voice(family, path, processor, quant, placement, progress)
         if model is None:
@@ -159,12 +157,10 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
             )
     except torch.OutOfMemoryError:
         log.warning("loading %s ran out of memory", spec.source, exc_info=True)
-        raise ModelLoadError(
-            f"The model “{spec.source}” does not fit in the GPU's memory: try --quant 4bit, or a smaller model."
-        ) from None
+        raise ModelLoadError(t("model.out_of_memory", source=spec.source)) from None
     except Exception:  # noqa: BLE001 - safetensors, pickle, shape and config errors alike: the files are at fault
         log.warning("loading %s failed", spec.source, exc_info=True)
-        raise cannot_fetch(spec.source, "its files are missing, damaged or of a kind this app cannot load; the log has the details") from None
+        raise cannot_fetch(spec.source, t("model.reason.damaged")) from None
     model.eval()
     name = f"demo {family.title} (random weights)" if spec.demo else spec.source
     info = EngineInfo(model=name, quant=quant.value, device=device, voice_note=voice_note)
@@ -172,7 +168,7 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
     engine = TransformersEngine(model, processor, info, family, compile_decode=compile_decode, **engine_kwargs)
     engine.voice = voice
     if engine.compiled is not None and engine.compiled.enabled:
-        progress("Compiling the decode step, so that answers stream fast (a minute or two; quicker on later starts)…", None)
+        progress(t("progress.compiling"), None)
         engine.warm_up()
     return engine
 
@@ -213,7 +209,7 @@ def _with_own_voice(family: Family, path: Path, processor, quant: Quant, placeme
     import torch
     import transformers
 
-    progress(f"Loading {family.title} with its own voice…", None)
+    progress(t("progress.loading_own_voice", family=family.title), None)
     failed = None
     try:
         whole = getattr(transformers, family.speech_model_class).from_pretrained(
@@ -222,16 +218,16 @@ def _with_own_voice(family: Family, path: Path, processor, quant: Quant, placeme
         model, voice = family.own_voice(whole, processor)
     except torch.OutOfMemoryError:
         log.warning("no memory for %s's own voice", family.title, exc_info=True)
-        failed = "its own voice did not fit in memory, so Piper speaks its answers"
+        failed = t("voice_note.no_memory")
     except Exception:  # noqa: BLE001 - a checkpoint without its talker or speakers: the text model still loads
         log.warning("%s's own voice could not be loaded", family.title, exc_info=True)
-        failed = "its own voice could not be loaded (the log says why), so Piper speaks its answers"
+        failed = t("voice_note.failed")
     if failed is not None:  # out of the except block, whose traceback held the half-loaded model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return None, None, failed
     model.eval()
-    return model, voice, f"speaks with its own voice ({voice.label})"
+    return model, voice, t("voice_note.own", label=voice.label)
 
 
 @dataclass(frozen=True)
@@ -280,7 +276,7 @@ def local_model(
     def load(progress: Progress) -> TransformersEngine:
         checkpoint = source
         if demo_family:
-            progress("Building the demo model (first start only)…", None)
+            progress(t("progress.building_demo"), None)
             checkpoint = str(ensure_demo_model(data_dir / "models" / f"demo-{demo_family}", demo_family))
         from assistant.reuse import Reuse
 
@@ -311,7 +307,7 @@ def remote_model(
     def load(progress: Progress):
         from assistant.remote_engine import OpenAIEngine
 
-        progress(f"Connecting to {url}…", None)
+        progress(t("progress.connecting", url=url), None)
         return OpenAIEngine(
             url, model, family, api_key=api_key, audio_part=audio_part, max_new_tokens=limit, max_context=max_context
         )

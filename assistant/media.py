@@ -19,6 +19,7 @@ import numpy as np
 from assistant.video import FRAME_PIXELS, VideoClip, probe_video, sample_frames
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.types import MediaKind
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def probe(
     audio = _probe_audio(path, filename, max_audio_seconds)
     if audio is not None:
         return audio
-    raise InvalidInput(f"“{filename}” is not an image or audio file this app can read.", filename)
+    raise InvalidInput(t("file.unreadable", name=filename), filename)
 
 
 def _probe_image(path: Path, filename: str) -> ProbedMedia | None:
@@ -73,9 +74,7 @@ def _probe_image(path: Path, filename: str) -> ProbedMedia | None:
             mime = Image.MIME.get(image.format or "", "image/" + (image.format or "unknown").lower())
     except Image.DecompressionBombError:
         # Pillow refuses to even open images past twice its own limit; say what is wrong, not "unreadable".
-        raise InvalidInput(
-            f"“{filename}” has too many pixels (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels).", filename
-        ) from None
+        raise InvalidInput(t("image.bomb", name=filename, mp=2 * Image.MAX_IMAGE_PIXELS / 1e6), filename) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
     return ProbedMedia(kind=MediaKind.IMAGE, mime=mime, width=width, height=height)
@@ -96,9 +95,9 @@ def _probe_audio(path: Path, filename: str, max_seconds: float) -> ProbedMedia |
     try:
         samples = decode_audio(path, max_seconds=max_seconds + 1.0)
     except InvalidInput:
-        raise InvalidInput(f"“{filename}” is damaged: its audio cannot be decoded.", filename) from None
+        raise InvalidInput(t("audio.damaged", name=filename), filename) from None
     if len(samples) == 0:
-        raise InvalidInput(f"“{filename}” contains no audio.", filename)
+        raise InvalidInput(t("audio.none", name=filename), filename)
     peak = float(np.abs(samples).max())
     return ProbedMedia(kind=MediaKind.AUDIO, mime=mime, seconds=len(samples) / SAMPLE_RATE, peak=peak)
 
@@ -125,12 +124,12 @@ def load_image(path: Path, filename: str | None = None):
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
     except FileNotFoundError:
-        raise InvalidInput(f"“{name}” is missing from the file store.", filename) from None
+        raise InvalidInput(t("file.not_stored", name=name), filename) from None
     except Image.DecompressionBombError:
-        raise InvalidInput(f"“{name}” has too many pixels.", filename) from None
+        raise InvalidInput(t("image.too_many_pixels_short", name=name), filename) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         log.info("%s cannot be decoded as an image: %s", name, error)  # the decoder's words are for the log
-        raise InvalidInput(f"“{name}” is damaged or incomplete and cannot be read as an image.", filename) from None
+        raise InvalidInput(t("image.damaged", name=name), filename) from None
 
 
 def _to_rgb(image):
@@ -173,10 +172,10 @@ def decode_audio(path: Path, max_seconds: float | None = None) -> np.ndarray:
                 for out in resampler.resample(None):
                     chunks.append(out.to_ndarray().reshape(-1))
     except FileNotFoundError:
-        raise InvalidInput(f"“{Path(path).name}” is missing from the file store.") from None
+        raise InvalidInput(t("file.not_stored", name=Path(path).name)) from None
     except (av.error.FFmpegError, IndexError, ValueError) as error:
         log.info("%s cannot be decoded as audio: %s", Path(path).name, error)
-        raise InvalidInput(f"“{Path(path).name}” is damaged and cannot be decoded as audio.") from None
+        raise InvalidInput(t("audio.undecodable", name=Path(path).name)) from None
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
     return audio if limit is None else audio[:limit]
 
@@ -188,7 +187,7 @@ def decode_video(
     over the first `max_seconds`; the clip's `fps` is the rate its frames were taken at."""
     frames, seconds = sample_frames(path, fps, max_frames, max_seconds, max_pixels)
     audio = None
-    if _has_audio(path):
+    if has_sound(path):
         try:
             audio = decode_audio(path, max_seconds=seconds)
         except InvalidInput as error:
@@ -198,11 +197,15 @@ def decode_video(
     return VideoClip(frames=frames, fps=len(frames) / seconds, seconds=seconds, audio=audio)
 
 
-def _has_audio(path: Path) -> bool:
+def has_sound(path: Path) -> bool:
+    """Whether the file has a sound track (False when it cannot be opened: then there is nothing to hear)."""
     import av
 
-    with av.open(str(path)) as container:
-        return bool(container.streams.audio)
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
 
 
 class MediaLoader:

@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING
 
 from assistant.families.capabilities import Capabilities
 from domain.errors import AssistantError
+from domain.i18n import Text, t
 
 if TYPE_CHECKING:
     from assistant.engine_contract import Engine
 
 log = logging.getLogger(__name__)
 
-MODEL_LOAD_FAILED = (
-    "The model failed to load because of a fault in the app or a library it uses; the console log says what happened. "
-    "Restart the app, or start it with --demo to check that the rest works."
-)
+MODEL_LOAD_FAILED = t("model.load_failed")
 
 
 class Phase(StrEnum):
@@ -35,7 +33,7 @@ class Phase(StrEnum):
 @dataclass(frozen=True)
 class HostState:
     phase: Phase
-    message: str
+    message: Text | str  # said in the reader's language
     fraction: float | None = None
 
 
@@ -43,11 +41,11 @@ class ModelHost:
     """`family`, when known before loading (a checkpoint on disk), lets turns be checked while the model loads."""
 
     def __init__(
-        self, load: Callable[[Callable[[str, float | None], None]], Engine], family: Capabilities | None = None
+        self, load: Callable[[Callable[[Text | str, float | None], None]], Engine], family: Capabilities | None = None
     ):
         self._load = load
         self._family = family
-        self._state = HostState(Phase.LOADING, "Starting…")
+        self._state = HostState(Phase.LOADING, t("progress.starting"))
         self._engine: Engine | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
@@ -73,15 +71,15 @@ class ModelHost:
         """True once loading has ended (ready or failed)."""
         return self._ready.wait(timeout)
 
-    def _progress(self, message: str, fraction: float | None) -> None:
+    def _progress(self, message: Text | str, fraction: float | None) -> None:
         self._state = HostState(Phase.LOADING, message, fraction)
-        log.info(message)
+        log.info("%s", message)
 
     def _run(self) -> None:
         try:
             engine = self._load(self._progress)
         except AssistantError as error:
-            self._state = HostState(Phase.FAILED, str(error))
+            self._state = HostState(Phase.FAILED, error.text)
             log.error("%s", error)
         except Exception:  # an unexpected failure: the page says so, the log keeps the traceback
             log.exception("model loading failed")
@@ -89,8 +87,9 @@ class ModelHost:
         else:
             self._engine = engine
             info = engine.info
-            voice = f" · {info.voice_note}" if info.voice_note else ""
-            self._state = HostState(Phase.READY, f"{info.model} · {info.quant} · {info.device}{voice}", 1.0)
+            ready = t("model.ready", model=info.model, quant=info.quant, device=info.device)
+            ready = t("model.ready.voice", ready=ready, voice=info.voice_note) if info.voice_note else ready
+            self._state = HostState(Phase.READY, ready, 1.0)
             log.info("model ready: %s", self._state.message)
         finally:
             self._ready.set()

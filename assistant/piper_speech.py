@@ -21,10 +21,11 @@ import numpy as np
 from assistant.download import DownloadFailed, download
 from assistant.speech import Speech, language_of, pieces, resolve_voice
 from domain.errors import SpeechUnavailable
+from domain.i18n import Text, t
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float | None], None]
+Progress = Callable[[Text | str, float | None], None]
 VOICE_URL = "https://huggingface.co/rhasspy/piper-voices/resolve/main"
 # After a voice failed to download or load, answers within this many seconds go without it at once, with the reason.
 FAILED_RETRY_S = 300.0
@@ -63,12 +64,9 @@ def fetch_voice(code: str, folder: Path, progress: Progress, base_url: str = VOI
 
 def _download(url: str, target: Path, code: str, progress: Progress) -> None:
     try:
-        download(url, target, f"the voice {code}", progress)
+        download(url, target, t("progress.the_voice", voice=code), progress)
     except DownloadFailed as error:
-        raise SpeechUnavailable(
-            f"The voice {code} could not be downloaded ({error.reason}), so answers are not spoken; the text is "
-            "unaffected."
-        ) from None
+        raise SpeechUnavailable(t("speech.voice_download_failed", voice=code, reason=error.reason)) from None
 
 
 class PiperSpeech:
@@ -128,7 +126,7 @@ class PiperSpeech:
             try:
                 path = self._files(voice.code, self._progress)
             except SpeechUnavailable as error:
-                self._failed[voice.code] = (str(error), time.monotonic())
+                self._failed[voice.code] = (error.text, time.monotonic())
                 raise
             try:
                 from piper import PiperVoice
@@ -136,7 +134,7 @@ class PiperSpeech:
                 loaded = PiperVoice.load(path, download_dir=path.parent)
             except Exception:  # noqa: BLE001 - a damaged file: whatever onnxruntime or json says, the voice is unusable
                 log.warning("loading the voice %s failed", voice.code, exc_info=True)
-                message = f"The voice {voice.code} could not be loaded (the log says why), so answers are not spoken."
+                message = t("speech.voice_load_failed", voice=voice.code)
                 self._failed[voice.code] = (message, time.monotonic())
                 for damaged in (path, path.with_suffix(".onnx.json")):  # fetched again next time
                     damaged.unlink(missing_ok=True)

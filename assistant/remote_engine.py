@@ -27,6 +27,7 @@ from assistant.families import Capabilities, families
 from assistant.media import SAMPLE_RATE
 from assistant.prompt import ModelInput
 from domain.errors import EngineUnavailable
+from domain.i18n import Text, t
 from domain.limits import CONNECT_TIMEOUT_S, DEFAULT_MAX_NEW_TOKENS, READ_TIMEOUT_S, SAID_CHARS
 from domain.settings import GenerationSettings
 from domain.types import MediaKind
@@ -185,14 +186,11 @@ class OpenAIEngine(AnswerLength):
                     chunks += 1
                     yield text
         except httpx.ConnectError as error:
-            raise self._failed(f"The engine server at {self.base_url} is not reachable; check that it is running and "
-                               "that its address is right.", error) from None
+            raise self._failed(t("engine.unreachable", url=self.base_url), error) from None
         except httpx.TimeoutException as error:
-            raise self._failed(f"The engine server at {self.base_url} did not answer in time; try again, and check "
-                               "the server if it keeps happening.", error) from None
+            raise self._failed(t("engine.timeout", url=self.base_url), error) from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
-            raise self._failed(f"The connection to the engine server at {self.base_url} failed; try again, and check "
-                               "the server's log if it keeps happening.", error) from None
+            raise self._failed(t("engine.connection_failed", url=self.base_url), error) from None
         finally:
             report.answer_tokens = report.answer_tokens or chunks
             report.seconds = time.monotonic() - started
@@ -229,8 +227,7 @@ class OpenAIEngine(AnswerLength):
         if events == 0 and not_sse is not None:
             raise self._not_protocol(not_sse)
         log.warning("engine server %s ended its stream after %d events without finishing the answer", self.base_url, events)
-        raise EngineUnavailable(f"The engine server at {self.base_url} closed the connection mid-answer; try again, and "
-                                "check the server's log if it keeps happening.")
+        raise EngineUnavailable(t("engine.hung_up", url=self.base_url))
 
     def _parse(self, data: str) -> dict:
         try:
@@ -242,8 +239,7 @@ class OpenAIEngine(AnswerLength):
         if event.get("error"):
             log.warning("engine server %s sent an error event: %.2000s", self.base_url, data)
             said = _said_to_clients(event)
-            raise EngineUnavailable(_sentence(f"The engine server at {self.base_url} failed while answering", said,
-                                              "Try again, and check the server's log if it keeps happening."))
+            raise EngineUnavailable(_sentence(t("engine.failed", url=self.base_url), said, t("engine.advice.retry")))
         return event
 
     def _refusal(self, response) -> EngineUnavailable:
@@ -253,16 +249,14 @@ class OpenAIEngine(AnswerLength):
             said = None
         status = response.status_code
         log.warning("engine server %s refused a request with HTTP %s: %.2000s", self.base_url, status, response.text)
-        what = "answered with an error" if status >= 500 else "refused the request"
-        return EngineUnavailable(_sentence(f"The engine server at {self.base_url} {what} (HTTP {status})", said,
-                                           _refusal_advice(status)))
+        what = t("engine.errored" if status >= 500 else "engine.refused", url=self.base_url, status=status)
+        return EngineUnavailable(_sentence(what, said, _refusal_advice(status)))
 
     def _not_protocol(self, sample: str) -> EngineUnavailable:
         log.warning("engine server %s answered something that is not OpenAI's protocol: %.500r", self.base_url, sample)
-        return EngineUnavailable(f"The engine server at {self.base_url} answered something that is not OpenAI's "
-                                 "protocol; check that its address names an OpenAI-compatible server (…/v1).")
+        return EngineUnavailable(t("engine.not_openai", url=self.base_url))
 
-    def _failed(self, message: str, error: Exception) -> EngineUnavailable:
+    def _failed(self, message: Text, error: Exception) -> EngineUnavailable:
         log.warning("engine server %s: %s: %s", self.base_url, type(error).__name__, error)
         return EngineUnavailable(message)
 
@@ -303,20 +297,23 @@ def _said_to_clients(body) -> str | None:
     return line if len(line) <= SAID_CHARS else line[: SAID_CHARS - 1] + "…"
 
 
-def _sentence(what: str, said: str | None, advice: str) -> str:
-    return f"{what}: {said.rstrip('.')}. {advice}" if said else f"{what}. {advice}"
+def _sentence(what: Text, said: str | None, advice: Text) -> Text:
+    """What the server did, its own words for its clients (untranslated), what to do."""
+    if said:
+        return t("engine.sentence.said", what=what, said=said.rstrip("."), advice=advice)
+    return t("engine.sentence", what=what, advice=advice)
 
 
-def _refusal_advice(status: int) -> str:
+def _refusal_advice(status: int) -> Text:
     if status in (401, 403):
-        return "Check the API key the app gives it."
+        return t("engine.advice.key")
     if status == 404:
-        return "Check the server's address and the model's name."
+        return t("engine.advice.address")
     if status in (408, 429, 503):
-        return "It is busy; try again in a moment."
+        return t("engine.advice.busy")
     if status >= 500:
-        return "Try again, and check the server's log if it keeps happening."
-    return "Check the server's log to see why."
+        return t("engine.advice.retry")
+    return t("engine.advice.log")
 
 
 def _items(turn: dict) -> list[dict]:

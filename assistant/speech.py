@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from domain.errors import SpeechUnavailable
+from domain.i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -229,4 +230,4 @@ class StreamSpeaker:
                 self.error = error
             except Exception:  # noqa: BLE001 - the voice failing costs the sound only, never the answer
                 log.exception("speaking a sentence failed")
-                self.error = SpeechUnavailable("The voice failed (the log says why), so this answer is not spoken.")
+                self.error = SpeechUnavailable(t("speech.voice_failed"))

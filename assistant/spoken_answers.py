@@ -16,6 +16,7 @@ from assistant.media import SAMPLE_RATE
 from assistant.speech import Speech, SpeechEngine
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.types import MediaFile, MediaKind, Message, Role, Status
 
 SPOKEN_FILENAME = "spoken answer.mp3"
@@ -41,7 +42,7 @@ class SpokenAnswers:
         if message.speech is not None:
             return SpokenAnswer(message, self.decode(message.speech.path), SAMPLE_RATE)
         if message.role is not Role.ASSISTANT or message.status not in (Status.COMPLETE, Status.STOPPED):
-            raise InvalidInput("Only a finished answer can be spoken.")
+            raise InvalidInput(t("speech.unfinished"))
         try:
             voice = self.speech.resolve(voice)
         except ValueError:  # a conversation's voice the model now loaded lacks: its default speaks
@@ -51,7 +52,7 @@ class SpokenAnswers:
     def keep(self, repository, message_id: int, parts: list[Speech]) -> SpokenAnswer:
         """Store what the voice said for the answer (spoken while it streamed, say) as its spoken form."""
         if not parts:
-            raise InvalidInput("This answer has no words to speak.")
+            raise InvalidInput(t("speech.no_words"))
         rate = parts[0].rate  # voices of other rates (a Chinese voice beside an English one) are brought to it
         samples = np.concatenate([p.samples if p.rate == rate else resample(p.samples, p.rate, rate) for p in parts])
         shortest = int((limits.MIN_AUDIO_SECONDS + 0.1) * rate)  # "Yes." stays a sound an import accepts

@@ -16,6 +16,7 @@ from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from domain.errors import GenerationError
+from domain.i18n import t
 
 _END = object()
 # SentencePiece-style byte-fallback tokens (Gemma): a run of them decodes as one UTF-8 sequence, or as one U+FFFD
@@ -49,8 +50,10 @@ class DecodingStreamer(BaseStreamer):
         self._prompt_seen = False
         self.first_token_at: float | None = None  # time.monotonic() of the first new token
         self.last_token_at: float | None = None  # … and of the latest
+        # An id past the vocabulary (a padded embedding row) decodes to nothing, and a byte-fallback decoder then joins
+        # the byte tokens on either side of it: it is held back like one, or an emitted "W" could become U+FFFD.
         self._is_byte = lru_cache(maxsize=None)(
-            lambda token_id: bool(_BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or ""))
+            lambda token_id: _BYTE_TOKEN.fullmatch(tokenizer.convert_ids_to_tokens(token_id) or "<0x00>") is not None
         )
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
@@ -144,9 +147,7 @@ class ChunkStreamer(DecodingStreamer):
             try:
                 item = self._queue.get(timeout=self._timeout)
             except queue.Empty:
-                raise GenerationError(
-                    f"The model produced nothing for {self._timeout:.0f} seconds, so the answer was abandoned."
-                ) from None
+                raise GenerationError(t("generation.silent", seconds=self._timeout)) from None
             if item is _END:
                 return
             if isinstance(item, BaseException):

@@ -1,4 +1,5 @@
-"""Whisper transcripts of audio attachments, made by one background worker; knows nothing of Gradio or SQL.
+"""Whisper transcripts of audio attachments and videos' sound tracks, made by one background worker; knows nothing
+of Gradio or SQL.
 
 The worker loads openai-whisper on first need (downloading named weights into the data directory, with
 progress in `state`), transcribes each audio file once (by its sha256) and stores the result through the
@@ -19,20 +20,21 @@ from pathlib import Path
 from typing import Protocol
 
 from assistant.download import DownloadFailed, download
-from assistant.media import SAMPLE_RATE, MediaLoader
+from assistant.media import SAMPLE_RATE, MediaLoader, has_sound
 from domain.errors import AssistantError, ModelLoadError
+from domain.i18n import Text, t
 from domain.types import Attachment, MediaKind, Transcript, TranscriptStatus
 
 log = logging.getLogger(__name__)
 
 OFF = "none"
-TRANSCRIPTION_FAILED = "Whisper could not transcribe this clip (the console log says why); sending the file again retries."
+TRANSCRIPTION_FAILED = t("whisper.failed")
 DOWNLOAD_CHUNK = 1 << 20
 # The longest a transcript waits for an answer's first token (see Transcriber.submit).
 HOLD_MAX_S = 120.0
 # After Whisper failed to load (no network, say), files sent within this many seconds fail at once with the reason.
 LOAD_RETRY_S = 300.0
-Progress = Callable[[str, float | None], None]
+Progress = Callable[[Text | str, float | None], None]
 
 
 class TranscriptStore(Protocol):
@@ -46,7 +48,7 @@ def default_whisper_model(cuda: bool) -> str:
 
 @dataclass(frozen=True)
 class WhisperState:
-    message: str  # what the page shows while a transcript is pending
+    message: Text | str  # what the page shows while a transcript is pending
 
 
 def load_whisper(source: str, download_root: Path, device: str, progress: Progress):
@@ -56,20 +58,14 @@ def load_whisper(source: str, download_root: Path, device: str, progress: Progre
     path = Path(source).expanduser()
     if not path.is_file():
         if source not in whisper._MODELS:
-            raise ModelLoadError(
-                f"“{source}” is neither a Whisper checkpoint file nor one of Whisper's models "
-                f"({', '.join(whisper.available_models())})."
-            )
+            raise ModelLoadError(t("whisper.unknown", source=source, models=", ".join(whisper.available_models())))
         path = _download(source, whisper._MODELS[source], download_root, progress)
-    progress(f"Loading Whisper {path.name if path.name != source else source}…", None)
+    progress(t("progress.loading_whisper", name=path.name if path.name != source else source), None)
     try:
         return whisper.load_model(str(path), device=device)
     except Exception:  # noqa: BLE001 - whatever the file holds, it is not a checkpoint Whisper can load
         log.warning("loading the Whisper checkpoint %s failed", path, exc_info=True)
-        raise ModelLoadError(
-            f"The Whisper checkpoint {path.name} could not be loaded: it is damaged or not a Whisper checkpoint "
-            "(the log has the details)."
-        ) from None
+        raise ModelLoadError(t("whisper.damaged", name=path.name)) from None
 
 
 def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
@@ -80,12 +76,12 @@ def _download(name: str, url: str, root: Path, progress: Progress) -> Path:
         return target
     root.mkdir(parents=True, exist_ok=True)
     try:
-        digest = download(url, target, f"Whisper {name}", progress)
+        digest = download(url, target, t("progress.whisper", name=name), progress)
     except DownloadFailed as error:
-        raise ModelLoadError(f"Whisper {name} could not be downloaded ({error.reason}).") from None
+        raise ModelLoadError(t("whisper.download_failed", name=name, reason=error.reason)) from None
     if digest != expected:
         target.unlink(missing_ok=True)
-        raise ModelLoadError(f"The download of Whisper {name} was corrupted (checksum mismatch); it will be tried again.")
+        raise ModelLoadError(t("whisper.corrupted", name=name))
     return target
 
 
@@ -117,12 +113,12 @@ class Transcriber:
         self._fp16 = fp16
         self._options = dict(options or {})  # for whisper's transcribe(): e.g. a fixed temperature
         self._model = None
-        self._load_error: tuple[str, float] | None = None  # (why, when)
+        self._load_error: tuple[Text | str, float] | None = None  # (why, when)
         self._jobs: queue.Queue[tuple[str, Path, str, threading.Event | None]] = queue.Queue()
         self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._use = threading.Lock()  # one caller at a time: Whisper's decoding hangs its key-value cache on the model
-        self._state = WhisperState("Transcribing…")
+        self._state = WhisperState(t("whisper.transcribing"))
         self._thread = threading.Thread(target=self._work, name="transcriber", daemon=True)
 
     def start(self) -> Transcriber:
@@ -140,8 +136,8 @@ class Transcriber:
         which Whisper computing beside the prefill delays (1.4–1.5× on a 2-core CPU, bench/transcript_overlap.py).
         """
         for attachment in attachments:
-            if attachment.kind is not MediaKind.AUDIO:
-                continue
+            if attachment.kind is not MediaKind.AUDIO and not (attachment.kind is MediaKind.VIDEO and has_sound(attachment.path)):
+                continue  # a video is transcribed for its sound track; one without sound gets no transcript
             if attachment.transcript is not None and attachment.transcript.status is TranscriptStatus.DONE:
                 continue
             with self._lock:
@@ -160,9 +156,11 @@ class Transcriber:
             done = self._pending.get(sha256)
         return done is None or done.wait(timeout)
 
-    def _progress(self, message: str, fraction: float | None) -> None:
-        percent = f" ({fraction:.0%})" if fraction is not None else ""
-        self._state = WhisperState(f"Transcribing… {message}{percent}")
+    def _progress(self, message: Text | str, fraction: float | None) -> None:
+        if fraction is None:
+            self._state = WhisperState(t("whisper.transcribing.step", step=message))
+        else:
+            self._state = WhisperState(t("whisper.transcribing.step_done", step=message, done=fraction))
         log.info("%s", message)
 
     def _work(self) -> None:
@@ -197,7 +195,7 @@ class Transcriber:
                 model = self._ready_model()
                 result = model.transcribe(audio, fp16=self._fp16, verbose=None, **self._options)
         except AssistantError as error:
-            return Transcript(TranscriptStatus.FAILED, model=self.label, error=str(error))
+            return Transcript(TranscriptStatus.FAILED, model=self.label, error=error.text)
         except Exception:  # a Whisper failure costs this transcript only, never the chat
             log.exception("transcribing %s failed", filename)
             return Transcript(TranscriptStatus.FAILED, model=self.label, error=TRANSCRIPTION_FAILED)
@@ -216,9 +214,9 @@ class Transcriber:
             try:
                 self._model = self._load(self._progress)
             except AssistantError as error:
-                self._load_error = (str(error), time.monotonic())
-                self._state = WhisperState(f"No transcript: {error}")
+                self._load_error = (error.text, time.monotonic())
+                self._state = WhisperState(t("whisper.no_transcript", error=error.text))
                 raise
-            self._state = WhisperState("Transcribing…")
+            self._state = WhisperState(t("whisper.transcribing"))
         return self._model
 

@@ -10,7 +10,7 @@ from domain import limits
 from assistant.media import load_image, probe
 from assistant.video import probe_video, still_frame
 from domain.errors import InvalidInput
-from domain.i18n import t
+from domain.i18n import Text, t
 from domain.types import MediaFile, MediaKind
 
 # Tab, newline and carriage return are text; other control characters are invisible noise (or terminal escapes).
@@ -23,10 +23,7 @@ def clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(
-            "The message contains characters that are not valid text (a broken emoji or a lone surrogate); "
-            "please retype or paste it again."
-        ) from None
+        raise InvalidInput(t("text.not_text")) from None
     return "".join(c for c in text if c in _KEPT_CONTROLS or unicodedata.category(c) != "Cc")
 
 
@@ -34,9 +31,9 @@ def validate_text(text: str, has_files: bool) -> str:
     """The message text as it will be saved; InvalidInput if it is empty (with no files) or too long."""
     text = clean_text(text)
     if not text.strip() and not has_files:
-        raise InvalidInput("Type a message or attach an image or audio file.")
+        raise InvalidInput(t("text.empty"))
     if len(text) > limits.MAX_MESSAGE_CHARS:
-        raise InvalidInput(f"The message is {len(text):,} characters long; the limit is {limits.MAX_MESSAGE_CHARS:,}.")
+        raise InvalidInput(t("text.too_long", chars=len(text), limit=limits.MAX_MESSAGE_CHARS))
     return text
 
 
@@ -50,9 +47,7 @@ def validate_turn(
     """Check the text and each (path, filename) upload against `domain.limits`; return the cleaned text and typed files."""
     text = validate_text(text, has_files=bool(uploads))
     if len(uploads) > limits.MAX_FILES_PER_MESSAGE:
-        raise InvalidInput(
-            f"{len(uploads)} files are attached; a message can carry at most {limits.MAX_FILES_PER_MESSAGE}."
-        )
+        raise InvalidInput(t("files.too_many", count=len(uploads), limit=limits.MAX_FILES_PER_MESSAGE))
     videos = {"max_video_seconds": max_video_seconds, "max_video_bytes": max_video_bytes}
     return text, [
         validate_file(Path(path), clean_filename(filename), max_audio_seconds, **videos) for path, filename in uploads
@@ -78,15 +73,12 @@ def validate_file(
     """One file, as an upload or an import brings it: fully decoded, an image or a sound within the limits; a video
     read far enough to know its length, frame size and first frame (a one-frame video becomes a PNG picture)."""
     if not path.is_file():
-        raise InvalidInput(f"“{filename}” did not arrive; please attach it again.", filename)
+        raise InvalidInput(t("file.missing", name=filename), filename)
     size = path.stat().st_size
     if size > limits.MAX_FILE_BYTES and not _video_within(path, filename, size, max_video_seconds, max_video_bytes):
-        raise InvalidInput(
-            f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limits.MAX_FILE_BYTES / 2**20:.0f} MB per file.",
-            filename,
-        )
+        raise InvalidInput(t("file.too_big", name=filename, mb=size / 2**20, limit_mb=limits.MAX_FILE_BYTES / 2**20), filename)
     if size == 0:
-        raise InvalidInput(f"“{filename}” is empty.", filename)
+        raise InvalidInput(t("file.empty", name=filename), filename)
     media = probe(path, filename, max_audio_seconds=max_audio_seconds, max_video_seconds=max_video_seconds)
     if media.kind is MediaKind.VIDEO:
         _check_video(media, filename, size, max_video_seconds, max_video_bytes)
@@ -96,8 +88,7 @@ def validate_file(
     if media.kind is MediaKind.IMAGE:
         if media.pixels > limits.MAX_IMAGE_PIXELS:
             raise InvalidInput(
-                f"“{filename}” has {media.pixels / 1e6:.0f} megapixels; the limit is "
-                f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.",
+                t("image.too_many_pixels", name=filename, mp=media.pixels / 1e6, limit_mp=limits.MAX_IMAGE_PIXELS / 1e6),
                 filename,
             )
         check_image_shape(media.width, media.height, filename)
@@ -109,17 +100,13 @@ def validate_file(
 
 def _check_audio(media, filename: str, max_seconds: float) -> None:
     if media.seconds > max_seconds:
-        raise InvalidInput(f"“{filename}” is longer than {duration(max_seconds)}, the most one clip can be.", filename)
+        raise InvalidInput(t("audio.too_long", name=filename, limit=duration(max_seconds)), filename)
     if media.seconds < limits.MIN_AUDIO_SECONDS:
         raise InvalidInput(
-            f"“{filename}” is only {media.seconds:.1f} seconds long; record at least "
-            f"{limits.MIN_AUDIO_SECONDS:g} seconds (hold the button while you speak).",
-            filename,
+            t("audio.too_short", name=filename, seconds=media.seconds, least=limits.MIN_AUDIO_SECONDS), filename
         )
     if media.peak < limits.SILENCE_PEAK:
-        raise InvalidInput(
-            f"“{filename}” is silent: nothing was heard. Check that the right microphone is chosen and not muted.", filename
-        )
+        raise InvalidInput(t("audio.silent", name=filename), filename)
 
 
 def _video_within(path: Path, filename: str, size: int, max_seconds: float, max_bytes: int) -> bool:
@@ -136,19 +123,13 @@ def _check_video(media, filename: str, size: int, max_seconds: float, max_bytes:
     if size > max_bytes:
         raise InvalidInput(t("video.too_big", name=filename, mb=size / 2**20, limit_mb=max_bytes / 2**20), filename)
     if media.seconds > max_seconds:
-        raise InvalidInput(t("video.too_long", name=filename, limit=_duration_text(max_seconds)), filename)
+        raise InvalidInput(t("video.too_long", name=filename, limit=duration(max_seconds)), filename)
     if media.pixels > limits.MAX_VIDEO_FRAME_PIXELS:
         raise InvalidInput(
             t("video.too_many_pixels", name=filename, width=media.width, height=media.height, limit="7680×4320"),
             filename,
         )
     check_image_shape(media.width, media.height, filename)
-
-
-def _duration_text(seconds: float):
-    if seconds >= 120 and seconds % 60 == 0:
-        return t("duration.minutes", n=seconds / 60)
-    return t("duration.seconds", n=seconds)
 
 
 def _still_as_png(path: Path, filename: str) -> tuple[Path, str]:
@@ -160,18 +141,17 @@ def _still_as_png(path: Path, filename: str) -> tuple[Path, str]:
     return path, Path(filename).stem + ".png"
 
 
-def duration(seconds: float) -> str:
-    """300 -> "5 minutes", 90 -> "90 seconds"."""
+def duration(seconds: float) -> Text:
+    """300 -> "5 minutes", 90 -> "90 seconds" (said in the reader's language)."""
     if seconds >= 120 and seconds % 60 == 0:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} seconds"
+        return t("duration.minutes", n=seconds / 60)
+    return t("duration.seconds", n=seconds)
 
 
 def check_image_shape(width: int, height: int, filename: str) -> None:
     """What the vision processor accepts: raise InvalidInput for images too elongated."""
     if max(width, height) / min(width, height) > limits.MAX_IMAGE_ASPECT_RATIO:
         raise InvalidInput(
-            f"“{filename}” is {width}×{height} pixels; the model reads images at most "
-            f"{limits.MAX_IMAGE_ASPECT_RATIO} times longer than wide.",
+            t("image.too_elongated", name=filename, width=width, height=height, ratio=limits.MAX_IMAGE_ASPECT_RATIO),
             filename,
         )

@@ -4,7 +4,8 @@ The catalogs are `domain/locales/<area>.<language>.json` (`{"key": "template"}`,
 areas of a language are merged, and a key defined twice is an error. Code never writes a sentence meant for people: it
 names one, `t("file.too_big", name=..., mb=...)`, and whoever shows it says it in the reader's language (`say`). The
 API and the log say English. A parameter may itself be a `Text` (a duration, a model's note), said in the same
-language. Nothing is read at import; the catalogs load once, on first use.
+language; `{name:clause}` says a sentence without its full stop, to be part of a longer one. Nothing is read at
+import; the catalogs load once, on first use.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Text:
         return say(self, ENGLISH)
 
 
-def t(key: str, **params) -> Text:
+def t(key: str, /, **params) -> Text:
     return Text(key, params)
 
 
@@ -44,8 +45,17 @@ def say(text: Text | str, language: str = ENGLISH) -> str:
         return text
     language = language if language in LANGUAGES else ENGLISH
     template = catalog(language).get(text.key) or catalog(ENGLISH)[text.key]
-    params = {name: say(value, language) if isinstance(value, Text) else value for name, value in text.params.items()}
+    params = {
+        name: _Said(say(value, language)) if isinstance(value, Text | str) else value for name, value in text.params.items()
+    }
     return template.format(**params)
+
+
+class _Said(str):
+    """A said parameter; the format spec `clause` drops its full stop ("“a.png” is empty." -> "“a.png” is empty")."""
+
+    def __format__(self, spec: str) -> str:
+        return self.rstrip(".。") if spec == "clause" else format(str(self), spec)
 
 
 def language(requested: str | None) -> str:

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from domain.i18n import Text, t
 from domain.settings import AnswerDetails, GenerationSettings
 
 
@@ -24,7 +25,12 @@ class Status(StrEnum):
 
 # The error of an answer the app stopped writing (killed, crashed, lost power) before it was finished; its text is
 # what had been saved.
-INTERRUPTED = "The app stopped before this answer was finished."
+INTERRUPTED = t("answer.interrupted")
+
+
+def is_interrupted(error: Text | str | None) -> bool:
+    """Whether an answer's error is INTERRUPTED: as a Text, or in the English words rows stored before it was one."""
+    return error == INTERRUPTED or error == str(INTERRUPTED)
 
 
 class MediaKind(StrEnum):
@@ -66,7 +72,7 @@ class Transcript:
     language: str | None = None
     seconds: float | None = None
     model: str = ""
-    error: str | None = None
+    error: Text | str | None = None  # a Text said in the reader's language; a str (old rows, imports) as it is
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class Message:
     text: str
     status: Status
     attachments: tuple[Attachment, ...] = ()
-    error: str | None = None
+    error: Text | str | None = None  # a Text said in the reader's language; a str (old rows, imports) as it is
     created_at: datetime | None = None
     parent_id: int | None = None
     details: AnswerDetails | None = None

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from storage.database import Database, utc_now
 from storage.schema import ApiKeyRow
 
@@ -58,7 +59,7 @@ class ApiKeyRepository:
         with self._write.begin() as session:
             gone = session.execute(delete(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.user_id == user_id))
             if gone.rowcount == 0:
-                raise InvalidInput(f"There is no API key {key_id} for this user.")
+                raise InvalidInput(t("api_key.unknown", id=key_id))
 
     def user_of(self, key: str | None) -> int | None:
         """The user a key belongs to (and note its use), or None for a missing, revoked or unknown key."""

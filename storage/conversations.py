@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.settings import GenerationSettings
 from domain.types import ConversationSummary, MediaKind, SearchHit, StoredFile
 from storage.cleanup import delete_unlinked
@@ -71,7 +72,7 @@ class Conversations(OwnedRows):
     def rename_conversation(self, conversation_id: str, title: str) -> ConversationSummary:
         title = " ".join(title.split())
         if not title:
-            raise InvalidInput("A conversation needs a title.")
+            raise InvalidInput(t("conversation.no_title"))
         return self._change(conversation_id, title=title[: limits.MAX_TITLE_CHARS])
 
     def set_pinned(self, conversation_id: str, pinned: bool) -> ConversationSummary:

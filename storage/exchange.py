@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import Text, t
 from domain.types import Attachment, MediaKind, Message, Role, Transcript, TranscriptStatus
 from storage import foreign, manifest
 from storage.import_files import ImportFiles, read_member
@@ -75,7 +76,7 @@ def _conversation_json(c: ExportedConversation) -> dict:
                 "role": m.role.value,
                 "text": m.text,
                 "status": m.status.value,
-                "error": m.error,
+                "error": None if m.error is None else str(m.error),  # English, as the API says it
                 "details": m.details.model_dump(mode="json") if m.details else None,
                 "created_at": m.created_at.isoformat() if m.created_at else None,
                 "attachments": [
@@ -105,7 +106,7 @@ def _transcript_json(transcript: Transcript | None) -> dict | None:
         "language": transcript.language,
         "seconds": transcript.seconds,
         "model": transcript.model,
-        "error": transcript.error,
+        "error": None if transcript.error is None else str(transcript.error),
     }
 
 
@@ -120,7 +121,8 @@ def _markdown(c: ExportedConversation) -> str:
         lines.append("**You:**" if message.role is Role.USER else "**Assistant:**")
         for a in _files(message):
             target = "../" + _file_member(a.sha256, a.path)
-            lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[🔊 {a.filename}]({target})")
+            icon = "🎬" if a.kind is MediaKind.VIDEO else "🔊"
+            lines.append(f"![{a.filename}]({target})" if a.kind is MediaKind.IMAGE else f"[{icon} {a.filename}]({target})")
             if a.transcript is not None and a.transcript.status is TranscriptStatus.DONE:
                 lines.append(f"> 🗣 {a.transcript.text}")
         lines += [message.text, ""]
@@ -150,7 +152,7 @@ def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -
         try:
             archive = zipfile.ZipFile(source)
         except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, ValueError):  # a damaged directory
-            raise InvalidInput("The zip is damaged and cannot be read; nothing was imported.") from None
+            raise InvalidInput(t("import.damaged_zip")) from None
         with archive:
             members = _checked_members(archive)
             name = _find_manifest(members)
@@ -161,38 +163,33 @@ def _read(source: Path | BinaryIO, files: ImportFiles, summary: ImportSummary) -
     with source.open("rb") if isinstance(source, Path) else nullcontext(source) as stream:
         stream.seek(0)
         if stream.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()[:1] not in (b"[", b"{"):
-            raise InvalidInput(
-                "This is not an export this app can read: expected a .zip file (or ChatGPT's conversations.json)."
-            )
+            raise InvalidInput(t("import.not_a_zip"))
         stream.seek(0)
         data = stream.read(limits.MAX_JSON_BYTES + 1)
     if len(data) > limits.MAX_JSON_BYTES:
-        raise InvalidInput(f"The file is larger than {limits.MAX_JSON_BYTES // 1024**2} MB, the most an export's JSON may be.")
-    document = load_json(data, "the file")
+        raise InvalidInput(t("import.json_too_big", mb=limits.MAX_JSON_BYTES // 1024**2))
+    document = load_json(data, t("import.the_file"))
     if isinstance(document, dict) and document.get("format") == FORMAT:
-        raise InvalidInput("This is this app's export without its zip: import the .zip file it came in.")
+        raise InvalidInput(t("import.manifest_alone"))
     return foreign.read(document, files, summary)
 
 
 def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     infos = archive.infolist()
     if len(infos) > limits.MAX_MEMBERS:
-        raise InvalidInput(f"The zip holds {len(infos):,} files; an export holds at most {limits.MAX_MEMBERS:,}.")
+        raise InvalidInput(t("import.too_many_members", count=len(infos), limit=limits.MAX_MEMBERS))
     total = sum(info.file_size for info in infos)
     if total > limits.MAX_UNPACKED_BYTES:
-        raise InvalidInput(
-            f"The zip would unpack to {total / 1024**3:.1f} GB; the limit is {limits.MAX_UNPACKED_BYTES / 1024**3:.0f} GB "
-            "(this looks like a zip bomb)."
-        )
+        raise InvalidInput(t("import.zip_bomb", gb=total / 1024**3, limit_gb=limits.MAX_UNPACKED_BYTES / 1024**3))
     members = {}
     for info in infos:
         if not info.filename.strip("/\\"):
-            raise InvalidInput("The zip is damaged (a file in it has no name); nothing was imported.")
+            raise InvalidInput(t("import.nameless_member"))
         path = PurePosixPath(info.filename.replace("\\", "/"))
         if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", info.filename):
-            raise InvalidInput(f"The zip holds a file with an unsafe name (“{info.filename}”); nothing was imported.")
+            raise InvalidInput(t("import.unsafe_name", name=info.filename))
         if info.flag_bits & 0x1:
-            raise InvalidInput("The zip is password-protected; export it again without a password.")
+            raise InvalidInput(t("import.encrypted"))
         if not info.is_dir():
             members[str(path)] = info
     return members
@@ -201,26 +198,26 @@ def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 def _find_manifest(members: dict[str, zipfile.ZipInfo]) -> str:
     candidates = [name for name in members if PurePosixPath(name).name == MANIFEST]
     if not candidates:
-        raise InvalidInput(f"The zip has no {MANIFEST}: it is not an export of this app or of ChatGPT.")
+        raise InvalidInput(t("import.no_manifest", manifest=MANIFEST))
     name = min(candidates, key=lambda name: name.count("/"))
     # Checked on the header, before a byte is read: a small zip can hold a manifest of gigabytes.
     if members[name].file_size > limits.MAX_JSON_BYTES:
         raise InvalidInput(
-            f"{name} is {members[name].file_size / 1024**2:,.0f} MB; an export's {MANIFEST} may be at most "
-            f"{limits.MAX_JSON_BYTES // 1024**2} MB."
+            t("import.manifest_too_big", name=name, mb=members[name].file_size / 1024**2, manifest=MANIFEST,
+              limit_mb=limits.MAX_JSON_BYTES // 1024**2)
         )
     return name
 
 
-def load_json(raw: bytes | bytearray, name: str):
+def load_json(raw: bytes | bytearray, name: str | Text):
     try:
         return json.loads(raw)
     except json.JSONDecodeError as error:
-        raise InvalidInput(f"{name} is not valid JSON (the fault is at line {error.lineno}, column {error.colno}).") from None
+        raise InvalidInput(t("import.bad_json", name=name, line=error.lineno, column=error.colno)) from None
     except UnicodeDecodeError:
-        raise InvalidInput(f"{name} is not valid JSON: it is not UTF-8 text.") from None
+        raise InvalidInput(t("import.not_utf8", name=name)) from None
     except RecursionError:
         # Python's parser recurses once per level: thousands of nested lists are a hostile file, not an export.
-        raise InvalidInput(f"{name} is nested too deeply (lists or objects inside each other) to be an export.") from None
+        raise InvalidInput(t("import.too_deep", name=name)) from None
     except ValueError:  # an integer of more digits than Python converts
-        raise InvalidInput(f"{name} is not an export: it holds a number too long to read.") from None
+        raise InvalidInput(t("import.long_number", name=name)) from None

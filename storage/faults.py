@@ -14,14 +14,11 @@ import sqlite3
 from sqlalchemy import Engine, event, exc
 
 from domain.errors import ServiceUnavailable
+from domain.i18n import t
 
-DISK_FULL = (
-    "The disk is full, so nothing more can be saved. Free some space on the machine that runs the app, then try again."
-)
-DATABASE_BUSY = "The database is busy with other work (another program may be holding it). Try again in a few seconds."
-DATABASE_AWAY = (
-    "The database cannot be reached. Try again in a moment; if it goes on, check that the database server is running."
-)
+DISK_FULL = t("service.disk_full")
+DATABASE_BUSY = t("service.database_busy")
+DATABASE_AWAY = t("service.database_away")
 # Seconds a client should wait before trying again: a lock passes soon, a full disk needs someone to act.
 RETRY_BUSY_S = 5
 RETRY_AWAY_S = 10

@@ -16,6 +16,7 @@ import re
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.types import Role
 from storage.import_files import ImportFiles, too_big
 from storage.interchange import ImportedConversation, ImportedFile, ImportedMessage, ImportSummary, check_counts, parse_time
@@ -29,24 +30,21 @@ def read(document, files: ImportFiles, summary: ImportSummary) -> list[ImportedC
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list) or not document or not all(isinstance(item, dict) for item in document):
-        raise InvalidInput("The JSON is not a list of conversations from ChatGPT or Open WebUI.")
+        raise InvalidInput(t("import.not_conversations"))
     if all("mapping" in item for item in document):
         check_counts(len(document), sum(len(item["mapping"]) for item in document if isinstance(item["mapping"], dict)))
         return [chatgpt_conversation(item, files, summary) for item in document]
     if all(isinstance(item.get("chat"), dict) and "history" in item["chat"] for item in document):
         check_counts(len(document), sum(len(_dict(_dict(item["chat"]["history"]).get("messages"))) for item in document))
         return [open_webui_chat(item, files, summary) for item in document]
-    raise InvalidInput(
-        "The JSON is of a shape this app does not know: expected ChatGPT's conversations.json "
-        "(with “mapping”) or Open WebUI's chat export (with “chat.history”)."
-    )
+    raise InvalidInput(t("import.unknown_shape"))
 
 
 def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary) -> ImportedConversation:
     title = _text(item.get("title")) or "Imported chat"
     mapping = item["mapping"]
     if not isinstance(mapping, dict):
-        raise InvalidInput(f"“{title}”: its mapping is not an object.")
+        raise InvalidInput(t("import.bad_mapping", title=title))
     kept: dict[str, ImportedMessage] = {}
     # Each node's nearest kept ancestor (itself, once kept), known for a parent before its children: walking up the
     # chain for every message instead took hours on a long chain of skipped nodes.
@@ -64,7 +62,7 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
         text, attached = _chatgpt_parts(_dict(message.get("content")), title, files, summary)
         if role is None:
             if text.strip():
-                summary.skipped.append(f"a {_text(author)[:30] or 'non-text'} message in “{title}”")
+                summary.skipped.append(t("import.skipped.role", role=_text(author)[:30] or t("import.non_text"), title=title))
             continue
         if not text.strip() and not attached:
             continue  # hidden empty system-like turns
@@ -74,7 +72,7 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
             parent_key=parent,
             role=role,
             text=text,
-            created_at=parse_time(message.get("create_time"), f"“create_time” of a message in “{title}”"),
+            created_at=parse_time(message.get("create_time"), t("import.where.message_field", key="create_time", title=title)),
             files=attached,
         )
     current = _id(item.get("current_node"))
@@ -82,8 +80,8 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
         title=title,
         messages=list(kept.values()),
         current_key=nearest_kept.get(current) if current in mapping else _last(kept),
-        created_at=parse_time(item.get("create_time"), f"“create_time” of “{title}”"),
-        updated_at=parse_time(item.get("update_time"), f"“update_time” of “{title}”"),
+        created_at=parse_time(item.get("create_time"), t("import.where.field", key="create_time", title=title)),
+        updated_at=parse_time(item.get("update_time"), t("import.where.field", key="update_time", title=title)),
         archived=bool(item.get("is_archived")),
     )
 
@@ -91,7 +89,7 @@ def chatgpt_conversation(item: dict, files: ImportFiles, summary: ImportSummary)
 def _chatgpt_parts(content: dict, title: str, files: ImportFiles, summary: ImportSummary) -> tuple[str, list[ImportedFile]]:
     kind = content.get("content_type", "text")
     if kind not in ("text", "multimodal_text"):
-        summary.skipped.append(f"a “{_text(kind)[:40]}” message in “{title}”")
+        summary.skipped.append(t("import.skipped.kind", kind=_text(kind)[:40], title=title))
         return "", []
     parts = content.get("parts")
     texts, attached = [], []
@@ -100,7 +98,7 @@ def _chatgpt_parts(content: dict, title: str, files: ImportFiles, summary: Impor
             image_url = part.get("image_url")
             url = image_url if isinstance(image_url, str) else _dict(image_url).get("url")
             if not _data_url(url):
-                summary.skipped.append(f"a “{_text(part.get('content_type'))[:40] or 'non-text'}” part in “{title}”")
+                summary.skipped.append(t("import.skipped.part", kind=_text(part.get("content_type"))[:40] or t("import.non_text"), title=title))
                 continue
             part = url
         if not isinstance(part, str):
@@ -119,13 +117,13 @@ def open_webui_chat(item: dict, files: ImportFiles, summary: ImportSummary) -> I
     history = _dict(chat.get("history"))
     nodes = history.get("messages") or {}
     if not isinstance(nodes, dict):
-        raise InvalidInput(f"“{title}”: its chat.history.messages is not an object.")
+        raise InvalidInput(t("import.bad_history", title=title))
     messages: dict[str, ImportedMessage] = {}
     for node_id in _parents_first(nodes, "parentId"):
         node = nodes[node_id]
         role = _ROLES.get(node.get("role")) if isinstance(node.get("role"), str) else None
         if role is None:
-            summary.skipped.append(f"a {_text(node.get('role'))[:30] or 'non-text'} message in “{title}”")
+            summary.skipped.append(t("import.skipped.role", role=_text(node.get("role"))[:30] or t("import.non_text"), title=title))
             continue
         attached = []
         listed = node.get("files")
@@ -135,14 +133,14 @@ def open_webui_chat(item: dict, files: ImportFiles, summary: ImportSummary) -> I
                 file = _embedded(embedded, _text(entry.get("name")) or f"image-{i + 1}", files, summary, title)
                 attached += [file] if file is not None else []
             else:
-                summary.skipped.append(f"a {_text(entry.get('type'))[:30] or 'file'} in “{title}”")
+                summary.skipped.append(t("import.skipped.entry", kind=_text(entry.get("type"))[:30] or t("import.file"), title=title))
         parent = _id(node.get("parentId"))
         messages[node_id] = ImportedMessage(
             key=node_id,
             parent_key=parent if parent in messages else None,
             role=role,
             text=_text(node.get("content")),
-            created_at=parse_time(node.get("timestamp"), f"“timestamp” of a message in “{title}”"),
+            created_at=parse_time(node.get("timestamp"), t("import.where.message_field", key="timestamp", title=title)),
             files=attached,
         )
     current = _id(history.get("currentId"))
@@ -150,8 +148,8 @@ def open_webui_chat(item: dict, files: ImportFiles, summary: ImportSummary) -> I
         title=title,
         messages=list(messages.values()),
         current_key=current if current in messages else _last(messages),
-        created_at=parse_time(item.get("created_at"), f"“created_at” of “{title}”"),
-        updated_at=parse_time(item.get("updated_at"), f"“updated_at” of “{title}”"),
+        created_at=parse_time(item.get("created_at"), t("import.where.field", key="created_at", title=title)),
+        updated_at=parse_time(item.get("updated_at"), t("import.where.field", key="updated_at", title=title)),
         pinned=bool(item.get("pinned")),
         archived=bool(item.get("archived")),
     )
@@ -164,7 +162,7 @@ def _parents_first(nodes: dict, parent_field: str) -> list[str]:
     order, placed = [], set()
     for start in nodes:
         if not isinstance(nodes[start], dict):
-            raise InvalidInput("A conversation's message tree holds something that is not a message.")
+            raise InvalidInput(t("import.not_a_message"))
         chain, on_chain, node_id = [], set(), start
         # Walk up to the first ancestor already placed (or the root, a dangling parent, a cycle) ...
         while node_id in nodes and node_id not in placed and node_id not in on_chain:
@@ -187,15 +185,15 @@ def _embedded(match: re.Match, name: str, files: ImportFiles, summary: ImportSum
     too large. The type the URL declares is not used."""
     encoded = match["data"]
     if len(encoded) * 3 // 4 > limits.MAX_FILE_BYTES + 3:  # before decoding it
-        summary.skipped.append(f"{too_big(name, len(encoded) * 3 // 4)[:-1]} (in “{title}”)")
+        summary.skipped.append(t("import.skipped.in", what=too_big(name, len(encoded) * 3 // 4), title=title))
         return None
     try:
         data = base64.b64decode(encoded, validate=False)
     except (binascii.Error, ValueError):
-        summary.skipped.append(f"an unreadable embedded file in “{title}”")
+        summary.skipped.append(t("import.skipped.unreadable", title=title))
         return None
     if len(data) > limits.MAX_FILE_BYTES:
-        summary.skipped.append(f"{too_big(name, len(data))[:-1]} (in “{title}”)")
+        summary.skipped.append(t("import.skipped.in", what=too_big(name, len(data)), title=title))
         return None
     kept = files.data(data)
     return ImportedFile(kept.path, kept.sha256, name)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import Text, t
 
 _CHUNK = 1 << 20
 # What a damaged or unusual member raises while being read (a bad CRC, a cut deflate stream, an unknown
@@ -32,9 +33,9 @@ class KeptFile:
     sha256: str
 
 
-def too_big(filename: str, size: int) -> str:
+def too_big(filename: str, size: int) -> Text:
     """The sentence for a file over the per-file limit (the same words an upload gets)."""
-    return f"“{filename}” is {size / 2**20:.1f} MB; the limit is {limits.MAX_FILE_BYTES / 2**20:.0f} MB per file."
+    return t("file.too_big", name=filename, mb=size / 2**20, limit_mb=limits.MAX_FILE_BYTES / 2**20)
 
 
 class ImportFiles:
@@ -63,7 +64,7 @@ class ImportFiles:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > limits.MAX_FILE_BYTES:  # callers check sizes first: this holds should a header lie
-                        raise InvalidInput(f"The zip is damaged: “{name}” in it is larger than its header says.")
+                        raise InvalidInput(t("import.member_too_big", name=name))
                     digest.update(chunk)
                     out.write(chunk)
             target = self.folder / digest.hexdigest()
@@ -89,7 +90,7 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> 
         for chunk in _chunks(source, info.filename, limit + 1):
             data += chunk
     if len(data) > limit:  # zipfile stops at the declared size; this holds should it ever not
-        raise InvalidInput(f"The zip is damaged: “{info.filename}” in it is larger than its header says.")
+        raise InvalidInput(t("import.member_too_big", name=info.filename))
     return data
 
 
@@ -108,5 +109,5 @@ def _chunks(source, name: str, limit: int | None = None):
 
 
 def damaged(name: str) -> InvalidInput:
-    return InvalidInput(f"The zip is damaged: “{name}” in it cannot be read; nothing was imported.")
+    return InvalidInput(t("import.member_damaged", name=name))
 

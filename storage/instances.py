@@ -17,6 +17,7 @@ from sqlalchemy import delete, or_, select, update
 
 from domain.types import INTERRUPTED, Status
 from storage.database import Database, utc_now
+from storage.records import stored_text
 from storage.schema import InstanceRow, MessageRow
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Instances:
             result = session.execute(
                 update(MessageRow)
                 .where(MessageRow.status == Status.STREAMING.value, orphaned)
-                .values(status=Status.ERROR.value, error=INTERRUPTED, writer=None)
+                .values(status=Status.ERROR.value, error=stored_text(INTERRUPTED), writer=None)
             )
             return result.rowcount
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import ENGLISH, Text, say, t
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import MediaKind, Message, Role, Status, Transcript
 
@@ -70,19 +71,22 @@ class ImportSummary:
     conversations: int = 0
     messages: int = 0
     files: int = 0  # distinct files (the same bytes attached twice count once)
-    skipped: list[str] = field(default_factory=list)  # what the source held that did not come over, by name
+    skipped: list[Text] = field(default_factory=list)  # what the source held that did not come over, by name
 
     def count(self, conversations: list[ImportedConversation]) -> None:
         self.conversations = len(conversations)
         self.messages = sum(len(c.messages) for c in conversations)
         self.files = len({f.sha256 for c in conversations for m in c.messages for f in m.files})
 
-    def sentence(self) -> str:
-        text = f"Imported {self.conversations} conversation(s), {self.messages} message(s), {self.files} file(s)."
-        if self.skipped:
-            shown = "; ".join(self.skipped[:10]) + (f"; and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else "")
-            text += f" Not imported: {shown}."
-        return text
+    def sentence(self, language: str = ENGLISH) -> str:
+        """What came over and, of the first ten things that did not, each by name; in `language`."""
+        text = say(t("import.summary", conversations=self.conversations, messages=self.messages, files=self.files), language)
+        if not self.skipped:
+            return text
+        shown = say(t("import.separator"), language).join(say(skipped, language) for skipped in self.skipped[:10])
+        if len(self.skipped) > 10:
+            shown = say(t("import.and_more", items=shown, n=len(self.skipped) - 10), language)
+        return say(t("import.summary.skipped", summary=text, items=shown), language)
 
 
 @dataclass
@@ -103,14 +107,12 @@ class ExportedConversation:
 def check_counts(conversations: int, messages: int) -> None:
     """Refuse, before anything is built, an import larger than one transaction may be."""
     if conversations > limits.MAX_IMPORT_CONVERSATIONS:
-        raise InvalidInput(
-            f"The export holds {conversations:,} conversations; one import takes at most {limits.MAX_IMPORT_CONVERSATIONS:,}."
-        )
+        raise InvalidInput(t("import.too_many_conversations", count=conversations, limit=limits.MAX_IMPORT_CONVERSATIONS))
     if messages > limits.MAX_IMPORT_MESSAGES:
-        raise InvalidInput(f"The export holds {messages:,} messages; one import takes at most {limits.MAX_IMPORT_MESSAGES:,}.")
+        raise InvalidInput(t("import.too_many_messages", count=messages, limit=limits.MAX_IMPORT_MESSAGES))
 
 
-def parse_time(value, what: str) -> datetime | None:
+def parse_time(value, what: Text) -> datetime | None:
     """ISO text, or seconds (or milliseconds) since the epoch, as naive UTC; InvalidInput naming `what` otherwise."""
     if value in (None, ""):
         return None
@@ -123,14 +125,12 @@ def parse_time(value, what: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
         return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
     except (ValueError, OverflowError, OSError):  # NaN, beyond year 9999 or the platform's time_t, not a date at all
-        raise InvalidInput(
-            f"The export's {what} ({shown(value)}) is not a date and time this app can read; nothing was imported."
-        ) from None
+        raise InvalidInput(t("import.bad_time", what=what, value=shown(value))) from None
 
 
-def shown(value, length: int = 40) -> str:
+def shown(value, length: int = 40) -> str | Text:
     """A value from an export as a person reads it in a sentence: short, and never recursing into containers."""
     if isinstance(value, list | dict):
-        return "a list" if isinstance(value, list) else "an object"
+        return t("import.a_list") if isinstance(value, list) else t("import.an_object")
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= length else text[: length - 1] + "…"

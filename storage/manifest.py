@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import Text, t
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import Role, Status, Transcript, TranscriptStatus
 from storage.import_files import ImportFiles, too_big
@@ -30,21 +31,21 @@ from storage.interchange import (
     shown,
 )
 
-_WHAT = {list: "a list", dict: "an object", str: "text"}
+_WHAT = {list: "import.a_list", dict: "import.an_object", str: "import.text"}
 
 
 def read(
     document: dict, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], files: ImportFiles, summary: ImportSummary
 ) -> list[ImportedConversation]:
     if document.get("version") != FORMAT_VERSION:
-        raise InvalidInput(f"This export has format version {shown(document.get('version'))}; this app reads version {FORMAT_VERSION}.")
-    conversations = _typed(document, "conversations", "the export", list)
+        raise InvalidInput(t("import.bad_version", version=shown(document.get("version")), supported=FORMAT_VERSION))
+    conversations = _typed(document, "conversations", t("import.where.export"), list)
     check_counts(
         len(conversations),
         sum(len(c["messages"]) for c in conversations if isinstance(c, dict) and isinstance(c.get("messages"), list)),
     )
     reader = _Reader(archive, members, files, summary)
-    return [reader.conversation(c, f"conversation {i + 1}") for i, c in enumerate(conversations)]
+    return [reader.conversation(c, t("import.where.conversation", n=i + 1)) for i, c in enumerate(conversations)]
 
 
 class _Reader:
@@ -52,35 +53,36 @@ class _Reader:
         self.archive, self.members, self.files, self.summary = archive, members, files, summary
         self.noted: set[str] = set()  # members already named in the summary as left out
 
-    def conversation(self, c, where: str) -> ImportedConversation:
+    def conversation(self, c, where: Text) -> ImportedConversation:
         if not isinstance(c, dict):
-            raise _fault(where, "is not an object")
+            raise _fault(where, t("import.fault.not_object"))
         title = _typed(c, "title", where, str)
-        where = f"{where} (“{title[:60]}”)"
+        where = t("import.where.titled", where=where, title=title[:60])
         messages = [
-            self.message(m, f"message {j + 1} of {where}", title) for j, m in enumerate(_typed(c, "messages", where, list))
+            self.message(m, t("import.where.message", n=j + 1, where=where), title)
+            for j, m in enumerate(_typed(c, "messages", where, list))
         ]
         current = _key(c, "current_message_id", where)
         return ImportedConversation(
             title=title,
             messages=messages,
             current_key=current,
-            created_at=parse_time(_field(c, "created_at", where), f"“created_at” of {where}"),
-            updated_at=parse_time(_field(c, "updated_at", where), f"“updated_at” of {where}"),
+            created_at=parse_time(_field(c, "created_at", where), t("import.where.key", key="created_at", where=where)),
+            updated_at=parse_time(_field(c, "updated_at", where), t("import.where.key", key="updated_at", where=where)),
             pinned=bool(_field(c, "pinned", where)),
             archived=bool(_field(c, "archived", where)),
             settings=_model(GenerationSettings, _typed(c, "settings", where, dict, optional=True)),
         )
 
-    def message(self, m, where: str, title: str) -> ImportedMessage:
+    def message(self, m, where: Text, title: str) -> ImportedMessage:
         if not isinstance(m, dict):
-            raise _fault(where, "is not an object")
+            raise _fault(where, t("import.fault.not_object"))
         key = _key(m, "id", where)
         if key is None:
-            raise _fault(where, "has no “id”")
+            raise _fault(where, t("import.fault.no_id"))
         files = []
         for k, a in enumerate(_typed(m, "attachments", where, list)):
-            file = self.attachment(a, f"attachment {k + 1} of {where}", title)
+            file = self.attachment(a, t("import.where.attachment", n=k + 1, where=where), title)
             if file is not None:
                 files.append(file)
         return ImportedMessage(
@@ -91,35 +93,35 @@ class _Reader:
             status=_choice(m, "status", where, Status),
             error=_typed(m, "error", where, str, optional=True),
             details=_model(AnswerDetails, _typed(m, "details", where, dict, optional=True)),
-            created_at=parse_time(_field(m, "created_at", where), f"“created_at” of {where}"),
+            created_at=parse_time(_field(m, "created_at", where), t("import.where.key", key="created_at", where=where)),
             files=files,
         )
 
-    def attachment(self, a, where: str, title: str) -> ImportedFile | None:
+    def attachment(self, a, where: Text, title: str) -> ImportedFile | None:
         if not isinstance(a, dict):
-            raise _fault(where, "is not an object")
+            raise _fault(where, t("import.fault.not_object"))
         member, filename = _typed(a, "file", where, str), _typed(a, "filename", where, str)
         info = self.members.get(member)
         if info is None:
-            raise InvalidInput(f"The zip lacks {member} (“{filename}”), which a message needs; nothing was imported.")
+            raise InvalidInput(t("import.member_missing", member=member, name=filename))
         if info.file_size > limits.MAX_FILE_BYTES:  # on the header: never unpacked
             if member not in self.noted:
                 self.noted.add(member)
-                self.summary.skipped.append(f"{too_big(filename, info.file_size)[:-1]} (in “{title}”)")
+                self.summary.skipped.append(t("import.skipped.in", what=too_big(filename, info.file_size), title=title))
             return None
         kept = self.files.member(self.archive, info)
         return ImportedFile(kept.path, kept.sha256, filename, _transcript(a.get("transcript"), where))
 
 
-def _transcript(value, where: str) -> Transcript | None:
+def _transcript(value, where: Text) -> Transcript | None:
     if not value:
         return None
-    where = f"the transcript of {where}"
+    where = t("import.where.transcript", where=where)
     if not isinstance(value, dict):
-        raise _fault(where, "is not an object")
+        raise _fault(where, t("import.fault.not_object"))
     seconds = value.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds)):
-        raise _fault(where, "has “seconds” that are not a number")
+        raise _fault(where, t("import.fault.seconds"))
     return Transcript(
         status=_choice(value, "status", where, TranscriptStatus),
         text=_typed(value, "text", where, str, optional=True) or "",
@@ -137,41 +139,41 @@ def _model(model: type[BaseModel], value: dict | None):
     try:
         return model.model_validate(value)
     except ValidationError as error:
-        raise InvalidInput(f"The export holds settings or answer details of an unknown shape ({error.errors()[0]['msg']}).") from None
+        raise InvalidInput(t("import.bad_settings", problem=error.errors()[0]["msg"])) from None
 
 
-def _fault(where: str, problem: str) -> InvalidInput:
-    return InvalidInput(f"{MANIFEST} is not in the shape this app writes: {where} {problem}; nothing was imported.")
+def _fault(where: Text, problem: Text) -> InvalidInput:
+    return InvalidInput(t("import.fault", manifest=MANIFEST, where=where, problem=problem))
 
 
-def _field(obj: dict, key: str, where: str):
+def _field(obj: dict, key: str, where: Text):
     if key not in obj:
-        raise _fault(where, f"lacks “{key}”")
+        raise _fault(where, t("import.fault.lacks", key=key))
     return obj[key]
 
 
-def _typed(obj: dict, key: str, where: str, kind: type, optional: bool = False):
+def _typed(obj: dict, key: str, where: Text, kind: type, optional: bool = False):
     """obj[key] if it is of `kind`; an optional one may also be null or absent."""
     value = obj.get(key) if optional else _field(obj, key, where)
     if value is None and optional:
         return None
     if not isinstance(value, kind):
-        raise _fault(where, f"has a “{key}” that is not {_WHAT[kind]}{' or null' if optional else ''}")
+        raise _fault(where, t("import.fault.type_or_null" if optional else "import.fault.type", key=key, kind=t(_WHAT[kind])))
     return value
 
 
-def _key(obj: dict, key: str, where: str) -> str | None:
+def _key(obj: dict, key: str, where: Text) -> str | None:
     """A message id (ours are numbers; any text or whole number will do), or None."""
     value = _field(obj, key, where)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _fault(where, f"has a “{key}” that is not a message id")
+        raise _fault(where, t("import.fault.not_an_id", key=key))
     return str(value)
 
 
-def _choice(obj: dict, key: str, where: str, kind: type[StrEnum]):
+def _choice(obj: dict, key: str, where: Text, kind: type[StrEnum]):
     value = _field(obj, key, where)
     if not isinstance(value, str) or value not in {member.value for member in kind}:
-        raise _fault(where, f"has an unknown “{key}” ({shown(value)})")
+        raise _fault(where, t("import.fault.unknown", key=key, value=shown(value)))
     return kind(value)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from domain import limits
 from domain.errors import ConversationNotFound, MessageNotFound
+from domain.i18n import t
 from domain.settings import GenerationSettings
 from domain.types import Message
 from storage.blobs import BlobStore
@@ -60,7 +61,7 @@ class OwnedRows:
     def _conversation(self, session: Session, conversation_id: str) -> ConversationRow:
         row = session.get(ConversationRow, conversation_id)
         if row is None or row.user_id != self._owner:
-            raise ConversationNotFound(f"Conversation {conversation_id} does not exist.")
+            raise ConversationNotFound(t("conversation.not_found", id=conversation_id))
         return row
 
     def _new_conversation(self, session: Session, title: str, settings: GenerationSettings | None = None) -> ConversationRow:
@@ -84,7 +85,7 @@ class OwnedRows:
         row = session.scalar(select(MessageRow).where(MessageRow.id == message_id).options(_WITH_ATTACHMENTS))
         owner = session.get(ConversationRow, row.conversation_id) if row is not None else None
         if row is None or owner is None or owner.user_id != self._owner:
-            raise MessageNotFound(f"Message {message_id} does not exist.")
+            raise MessageNotFound(t("message.not_found", id=message_id))
         return row
 
     def _message(self, row: MessageRow, tree: Tree | None = None) -> Message:

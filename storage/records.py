@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
 from domain import limits
+from domain.i18n import ENGLISH, Text, catalog
 from domain.settings import AnswerDetails, GenerationSettings
 from domain.types import Attachment, ConversationSummary, MediaKind, Message, Role, Status, Transcript, TranscriptStatus
 from storage.blobs import BlobStore, StoredBlob
@@ -18,6 +20,39 @@ class Leaf:
 
 
 LEAF = Leaf()
+
+
+def stored_text(text: Text | str | None) -> str | None:
+    """A sentence as a text column keeps it: a Text as JSON ({"key": ..., "params": ...}) so it can be said in any
+    language later; a str (an old row's English, an import's words) as it is."""
+    if not isinstance(text, Text):
+        return text
+    return json.dumps(_encoded(text), ensure_ascii=False, default=str)
+
+
+def read_text(value: str | None) -> Text | str | None:
+    """A text column's sentence back: the Text it was stored as, else the plain words (old rows, imports)."""
+    if not value or not value.startswith("{"):
+        return value
+    try:
+        text = _decoded(json.loads(value))
+    except ValueError:
+        return value
+    return text if isinstance(text, Text) and text.key in catalog(ENGLISH) else value
+
+
+def _encoded(value):
+    if isinstance(value, Text):
+        return {"key": value.key, "params": {name: _encoded(param) for name, param in value.params.items()}}
+    return value
+
+
+def _decoded(value):
+    if isinstance(value, dict) and set(value) == {"key", "params"} and isinstance(value["key"], str) and isinstance(
+        value["params"], dict
+    ):
+        return Text(value["key"], {name: _decoded(param) for name, param in value["params"].items()})
+    return value
 
 
 def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> Message:
@@ -47,7 +82,7 @@ def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> M
         status=Status(row.status),
         attachments=attachments,
         speech=speech,
-        error=row.error,
+        error=read_text(row.error),
         created_at=row.created_at,
         parent_id=row.parent_id,
         details=AnswerDetails.model_validate(row.details) if row.details else None,
@@ -65,7 +100,7 @@ def to_transcript(row: TranscriptRow | None) -> Transcript | None:
         language=row.language,
         seconds=row.seconds,
         model=row.model,
-        error=row.error,
+        error=read_text(row.error),
     )
 
 
@@ -86,7 +121,7 @@ def attach(
         attachment = AttachmentRow(sha256=blob.sha256, kind=kind.value, mime=mime, size_bytes=blob.size, created_at=row.created_at)
         session.add(attachment)
         session.flush()
-    if transcript is not None and kind is MediaKind.AUDIO and attachment.transcript is None:
+    if transcript is not None and kind in (MediaKind.AUDIO, MediaKind.VIDEO) and attachment.transcript is None:
         attachment.transcript = TranscriptRow(
             sha256=blob.sha256,
             status=transcript.status.value,

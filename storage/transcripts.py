@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from domain.types import Transcript
 from storage.database import Database
-from storage.records import to_transcript
+from storage.records import stored_text, to_transcript
 from storage.schema import AttachmentRow, TranscriptRow
 
 
@@ -39,6 +39,6 @@ class TranscriptRepository:
             row.language = transcript.language
             row.seconds = transcript.seconds
             row.model = transcript.model
-            row.error = transcript.error
+            row.error = stored_text(transcript.error)
             row.created_at = datetime.now(UTC).replace(tzinfo=None)
             return True

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ConversationNotFound
+from domain.i18n import t
 from domain.settings import GenerationSettings
 from domain.types import ConversationSummary, HistoryTurn, Status
 from storage.blobs import StoredBlob
@@ -33,7 +34,7 @@ class Transfer(OwnedRows):
                 query = query.where(ConversationRow.id.in_(conversation_ids))
             conversations = session.scalars(query).all()
             if conversation_ids is not None and len(conversations) != len(set(conversation_ids)):
-                raise ConversationNotFound("Some of those conversations do not exist.")
+                raise ConversationNotFound(t("conversation.some_not_found"))
             exported = []
             for row in conversations:
                 tree = Tree(self._rows(session, row.id))

@@ -13,13 +13,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import InvalidInput
+from domain.i18n import t
+from domain.i18n import Text
 from domain.settings import AnswerDetails, GenerationSettings
-from domain.types import INTERRUPTED, ConversationSummary, MediaFile, Message, Role, Status
+from domain.types import ConversationSummary, MediaFile, Message, Role, Status, is_interrupted
 from storage.blobs import StoredBlob
 from storage.cleanup import discard_unreferenced
 from storage.database import utc_now
 from storage.owned import OwnedRows, settings_json
-from storage.records import LEAF, Leaf, Tree, attach, branch, to_summary
+from storage.records import LEAF, Leaf, Tree, attach, branch, read_text, stored_text, to_summary
 from storage.schema import ConversationRow, MessageAttachmentRow, MessageRow
 
 
@@ -146,7 +148,7 @@ class MessageTree(OwnedRows):
             with self._write.begin() as session:
                 row = self._message_row(session, message_id)
                 if row.role != Role.ASSISTANT.value:
-                    raise InvalidInput("Only answers can be spoken.")
+                    raise InvalidInput(t("speech.not_an_answer"))
                 if not any(link.attachment.kind == file.kind.value for link in row.links):
                     blob = self._blobs.put(file.path, file.mime)
                     stored.append(blob)
@@ -170,10 +172,11 @@ class MessageTree(OwnedRows):
             row is None
             or row.conversation_id != conversation.id
             or row.role != Role.ASSISTANT.value
-            or (row.status, row.error) != (Status.ERROR.value, INTERRUPTED)
+            or row.status != Status.ERROR.value
+            or not is_interrupted(read_text(row.error))
             or not text.strip().startswith(row.content.strip())
         ):
-            raise InvalidInput("That answer cannot be continued from the text given for it.")
+            raise InvalidInput(t("continue.mismatch"))
         row.content = text
         row.updated_at = utc_now()
 
@@ -207,7 +210,7 @@ class MessageTree(OwnedRows):
         with self._write.begin() as session:
             original = self._message_row(session, message_id)
             if original.role != Role.USER.value:
-                raise InvalidInput("Only your own messages can be edited.")
+                raise InvalidInput(t("edit.not_yours"))
             conversation = self._conversation(session, original.conversation_id)
             row = self._new_message(session, conversation, Role.USER, text, Status.COMPLETE, original.parent_id)
             for link in original.links:
@@ -260,7 +263,7 @@ class MessageTree(OwnedRows):
             session.execute(update(MessageRow).where(MessageRow.id == message_id).values(content=text, updated_at=utc_now()))
 
     def finish_message(
-        self, message_id: int, text: str, status: Status, error: str | None = None, details: AnswerDetails | None = None
+        self, message_id: int, text: str, status: Status, error: Text | str | None = None, details: AnswerDetails | None = None
     ) -> None:
         with self._write.begin() as session:
             session.execute(
@@ -269,7 +272,7 @@ class MessageTree(OwnedRows):
                 .values(
                     content=text,
                     status=status.value,
-                    error=error,
+                    error=stored_text(error),
                     details=details.model_dump(mode="json") if details else None,
                     updated_at=utc_now(),
                     writer=None,

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, update
 
 from domain import limits
 from domain.errors import InvalidInput
+from domain.i18n import t
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.schema import AttachmentRow, ConversationRow, MessageAttachmentRow, UserRow
@@ -50,11 +51,11 @@ class UserRepository:
     def add(self, name: str, password: str) -> int:
         """A new user; the first one also takes over the conversations made before accounts existed."""
         if not NAME.match(name or ""):
-            raise InvalidInput("A user name is 1–64 letters, digits or . _ @ -, starting with a letter or digit.")
+            raise InvalidInput(t("user.bad_name"))
         password_hash = _hash(password)
         with self._write.begin() as session:
             if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-                raise InvalidInput(f"There is already a user called {name}.")
+                raise InvalidInput(t("user.exists", name=name))
             first = session.scalar(select(func.count()).select_from(UserRow)) == 0
             row = UserRow(name=name, password_hash=password_hash, created_at=datetime.now(UTC).replace(tzinfo=None))
             session.add(row)
@@ -68,7 +69,7 @@ class UserRepository:
         with self._write.begin() as session:
             row = session.scalar(select(UserRow).where(UserRow.name == name))
             if row is None:
-                raise InvalidInput(f"There is no user called {name}.")
+                raise InvalidInput(t("user.unknown", name=name))
             row.password_hash = password_hash
 
     def delete(self, name: str) -> list[str]:
@@ -76,7 +77,7 @@ class UserRepository:
         with self._write.begin() as session:
             row = session.scalar(select(UserRow).where(UserRow.name == name))
             if row is None:
-                raise InvalidInput(f"There is no user called {name}.")
+                raise InvalidInput(t("user.unknown", name=name))
             session.delete(row)  # conversations, messages and links follow by ON DELETE CASCADE
             session.flush()
             orphans = session.scalars(
@@ -112,5 +113,5 @@ class UserRepository:
 
 def _hash(password: str) -> str:
     if len(password or "") < limits.MIN_PASSWORD_CHARS:
-        raise InvalidInput(f"A password needs at least {limits.MIN_PASSWORD_CHARS} characters.")
+        raise InvalidInput(t("user.short_password", least=limits.MIN_PASSWORD_CHARS))
     return _hasher().hash(password)

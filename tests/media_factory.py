@@ -204,13 +204,14 @@ def write_video(
     audio_codec: str | None = None,
     sound: np.ndarray | None = None,
     rotation: int | None = None,
+    live: bool = False,
 ) -> Path:
     """A video of `moving_square` frames; with `audio_codec`, a sound track of `sound` (16 kHz mono float, a tone by
-    default), padded or cut to the video's length."""
+    default), padded or cut to the video's length. `live` (WebM/Matroska): no duration or index, as browsers record."""
     import av
 
     width, height = size
-    with av.open(str(path), "w", format=fmt) as container:
+    with av.open(str(path), "w", format=fmt, options={"live": "1"} if live else {}) as container:
         video = container.add_stream(codec, rate=fps)
         video.width, video.height = width, height
         video.pix_fmt = {"mjpeg": "yuvj420p", "png": "rgb24"}.get(codec, "yuv420p")

@@ -37,7 +37,7 @@ def compiled(demo_model_dir, tmp_path_factory):
         generation_kwargs=GREEDY,
         reuse=reuse,
     )
-    assert any(message.startswith("Compiling the decode step") for message in messages)
+    assert any(str(message).startswith("Compiling the decode step") for message in messages)
     assert engine.compiled.enabled and engine.compiled.compile_seconds > 0, engine.compiled.failure
     return engine
 

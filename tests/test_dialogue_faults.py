@@ -59,7 +59,7 @@ def test_an_unexpected_exception_ends_the_turn_as_a_saved_error(engine, reposito
     assert isinstance(final, ReplyFinished) and final.message.status is Status.ERROR
     # A sentence that says what happened and what to do; the exception's type and text only in the log.
     assert final.message.error == answering_module.ANSWER_FAILED
-    assert "RuntimeError" not in final.message.error and "planted bug" not in final.message.error
+    assert "RuntimeError" not in str(final.message.error) and "planted bug" not in str(final.message.error)
     assert "planted bug" in caplog.text and "RuntimeError" in caplog.text
     assert isinstance(final.failure, RuntimeError)
     assert repository.get_messages(final.message.conversation_id)[-1] == final.message

@@ -23,7 +23,7 @@ def test_speech_on_loads_the_whole_model_and_it_speaks_in_the_published_speakers
     talker = speaking_engine.voice
     assert isinstance(talker, OmniTalker)
     assert talker.voices == ("Chelsie", "Ethan") and talker.resolve("alloy") == "Chelsie"
-    assert speaking_engine.info.voice_note == "speaks with its own voice (Qwen2.5-Omni Talker)"
+    assert str(speaking_engine.info.voice_note) == "speaks with its own voice (Qwen2.5-Omni Talker)"
     assert type(speaking_engine.model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
     parts = list(talker.speak("Hello there. 你好。", "Ethan"))
     assert [(p.text, p.rate, p.voice) for p in parts] == [("Hello there.", RATE, "Ethan"), ("你好。", RATE, "Ethan")]
@@ -62,7 +62,7 @@ def test_without_its_speakers_file_the_thinker_alone_loads_and_says_why(demo_mod
     (folder / "spk_dict.pt").unlink()
     engine = load_engine(ModelSpec(str(folder), Quant.NONE, demo=True, speech="on"), lambda *_: None, max_new_tokens=4)
     assert engine.voice is None
-    assert "could not be loaded (the log says why), so Piper speaks its answers" in engine.info.voice_note
+    assert "could not be loaded (the log says why), so Piper speaks its answers" in str(engine.info.voice_note)
     off = load_engine(ModelSpec(str(demo_model_dir), Quant.NONE, demo=True, speech="off"), lambda *_: None, max_new_tokens=4)
     assert off.voice is None and off.info.voice_note == ""
 

@@ -74,7 +74,7 @@ def test_a_failing_server_ends_the_answer_with_a_clear_error_and_keeps_what_was_
         conversation, answer = send(manager, None, "Hello?")
     finally:
         server.shutdown()
-    assert answer.status is Status.ERROR and message in answer.error
+    assert answer.status is Status.ERROR and message in str(answer.error)
     assert answer.text == expected
     assert [m.role for m in repository.get_messages(conversation)] == [Role.USER, Role.ASSISTANT]
 
@@ -102,7 +102,7 @@ def test_a_server_that_is_down_gives_a_clear_message(repository):
     host = ModelHost(lambda progress: engine).start()
     host.wait()
     _, answer = send(manager, None, "Anyone there?")
-    assert answer.status is Status.ERROR and f"127.0.0.1:{port}" in answer.error and "not reachable" in answer.error
+    assert answer.status is Status.ERROR and f"127.0.0.1:{port}" in str(answer.error) and "not reachable" in str(answer.error)
     assert repository.get_messages(answer.conversation_id)[0].text == "Anyone there?"
 
 

@@ -100,7 +100,7 @@ def test_a_voice_is_fetched_once_with_progress_then_speaks(voice_server, tmp_pat
     assert list(engine.speak("Three.", "demo"))
     assert fetches == ["en_US-demo-x_low"]
     assert sorted(p.name for p in folder.iterdir()) == ["en_US-demo-x_low.onnx", "en_US-demo-x_low.onnx.json"]
-    assert any("Downloading the voice en_US-demo-x_low" in m and f == 1.0 for m, f in seen)
+    assert any("Downloading the voice en_US-demo-x_low" in str(m) and f == 1.0 for m, f in seen)
 
 
 def test_an_unreachable_voice_says_why_and_leaves_no_partial_file(tmp_path):

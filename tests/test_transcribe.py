@@ -140,7 +140,7 @@ def test_when_whisper_cannot_be_had_the_chat_works_and_the_transcript_says_why(s
     wait_for(transcriber, [events[0].message])
     messages = repository.get_messages(events[0].conversation.id)
     transcript = messages[0].attachments[0].transcript
-    assert transcript.status is TranscriptStatus.FAILED and "could not be downloaded" in transcript.error
+    assert transcript.status is TranscriptStatus.FAILED and "could not be downloaded" in str(transcript.error)
     chat = render.chat_messages(messages, notes=render.audio_notes(manager))
     assert any("No transcript" in item and "no network" in item for item in chat[0]["content"] if isinstance(item, str))
     assert send(manager, events[0].conversation.id, "still there?")[-1].message.status is Status.COMPLETE
@@ -255,13 +255,13 @@ def test_named_whisper_weights_are_downloaded_once_into_the_data_dir_with_progre
     events = send(manager, None, "", [(speech_wav, "q.wav")])
     wait_for(transcriber, [events[0].message])
     assert (downloads / "tiny-test.pt").read_bytes() == data
-    assert any(m.startswith("Downloading Whisper tiny-test") and f == 1.0 for m, f in seen), seen
+    assert any(str(m).startswith("Downloading Whisper tiny-test") and f == 1.0 for m, f in seen), seen
     assert repository.get_messages(events[0].conversation.id)[0].attachments[0].transcript.status is TranscriptStatus.DONE
 
     # Already there and intact: not fetched again.
     seen.clear()
     load_whisper("tiny-test", downloads, "cpu", lambda m, f: seen.append((m, f)))
-    assert not any(m.startswith("Downloading") for m, _ in seen)
+    assert not any(str(m).startswith("Downloading") for m, _ in seen)
     # A corrupted download is refused and removed; a name Whisper does not know gets the list of those it does.
     with pytest.raises(ModelLoadError, match="corrupted"):
         load_whisper("corrupt-test", downloads, "cpu", lambda *_: None)

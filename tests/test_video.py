@@ -74,6 +74,19 @@ def test_a_phone_clip_stored_sideways_is_turned_upright(tmp_path):
     assert decode_video(path, 2.0, 64).frames.shape[1:3] == (160, 120)
 
 
+def test_a_browser_recording_that_states_no_length_is_measured(tmp_path):
+    import av
+
+    path = write_video(tmp_path / "rec.webm", seconds=3.0, fmt="webm", codec="libvpx", audio_codec="libopus", live=True)
+    with av.open(str(path)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    _, [file] = validate_turn("", [(path, path.name)])
+    assert file.kind is MediaKind.VIDEO
+    clip = decode_video(path, 2.0, 64)
+    assert len(clip.frames) == 6 and abs(clip.seconds - 3.0) < 0.1 and clip.audio is not None
+    expect_invalid("“rec.webm” is longer than 2 seconds", [(path, "rec.webm")], max_video_seconds=2)
+
+
 def test_a_video_without_sound_has_no_sound_track(tmp_path):
     path = write_video(tmp_path / "quiet.webm", fmt="webm", codec="libvpx-vp9")
     _, [file] = validate_turn("", [(path, path.name)])

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ui.errors import shows_errors
+from domain.i18n import t
+from ui.errors import said, shows_errors
 
 
 @dataclass
@@ -67,8 +68,7 @@ class ApiKeyHandlers:
     def create(self, name: str, request: gr.Request):
         user = self._user(request)
         if user is None:
-            raise gr.Error("Keys belong to accounts; this app has none (no key is needed from this machine).",
-                           print_exception=False)
+            raise gr.Error(said(t("api_key.no_accounts"), request), print_exception=False)
         _, key = self._keys.create(user, name)
         return "", gr.Textbox(value=key, visible=True), self._choices(user)
 
@@ -76,9 +76,9 @@ class ApiKeyHandlers:
     def revoke(self, key_id, request: gr.Request):
         user = self._user(request)
         if user is None or key_id is None:
-            raise gr.Error("Choose a key to revoke.", print_exception=False)
+            raise gr.Error(said(t("api_key.choose"), request), print_exception=False)
         self._keys.revoke(user, int(key_id))
-        gr.Info("The key is revoked: requests with it are refused from now on.")
+        gr.Info(said(t("api_key.revoked"), request))
         return gr.Textbox(value="", visible=False), self._choices(user)
 
 

@@ -27,10 +27,11 @@ from assistant.dialogue import (
 from assistant.model_host import ModelHost, Phase
 from assistant.validation import clean_filename
 from domain.errors import AssistantError, InvalidInput
+from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, render, script_api, settings, sidebar, voice
-from ui.errors import shows_errors
+from ui.errors import language_of_request, said, shows_errors
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
@@ -45,10 +46,7 @@ TITLE = "Local Assistant"
 # At most ~20 updates a second: faster is invisible, and each one costs the server a round of work.
 MIN_UPDATE_INTERVAL_S = 0.05
 # A turn that failed for a reason of the app's own (the details go to the log).
-TURN_FAILED = (
-    "Your message could not be handled because of a fault in the app; the details are in its log. "
-    "Try again; if it keeps failing, tell whoever runs the app."
-)
+TURN_FAILED = t("turn.failed")
 # Uploads left in a composer that was never sent are swept after a day (checked hourly).
 UPLOAD_SWEEP = (3600, 86400)
 
@@ -136,7 +134,7 @@ class ChatHandlers:
     def regenerate(self, conversation_id: str | None, archived: bool, request: gr.Request, *fields):
         """The chat's ↻ button: answer the last question again; the earlier answer stays as a version."""
         if not conversation_id:
-            raise gr.Error("Open a conversation first.", print_exception=False)
+            raise InvalidInput(t("conversation.open_first"))
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         dialogue = self.access(request)
@@ -149,7 +147,7 @@ class ChatHandlers:
         dialogue = self.access(request)
         messages = dialogue.open_messages(conversation_id) if conversation_id else []
         if not 0 <= edited.index < len(messages):
-            raise gr.Error("That message is no longer there; reload the conversation.", print_exception=False)
+            raise InvalidInput(t("message.gone"))
         settings = settings_from_fields(*fields)
         stop = self._stops[request.session_hash] = threading.Event()
         text = edited.value if isinstance(edited.value, str) else ""
@@ -170,7 +168,8 @@ class ChatHandlers:
         unlocks the page (see enable_input). Its callers show the AssistantError it lets through (@shows_errors)."""
         history: list[dict] = []
         last_update = 0.0
-        spoken = self.voice.out_for(dialogue, request.session_hash, self._stops.get(request.session_hash), voice)
+        stop = self._stops.get(request.session_hash)
+        spoken = self.voice.out_for(dialogue, request.session_hash, stop, voice, language_of_request(request))
         finished = None
         try:
             for event in events:
@@ -210,7 +209,7 @@ class ChatHandlers:
                     stored = dialogue.open_messages(event.message.conversation_id)
                     history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
-                        gr.Warning(event.message.error or "The answer failed.")
+                        gr.Warning(said(event.message.error or t("answer.failed.plain"), request))
                 last_update = time.monotonic()
                 yield history, *[gr.skip()] * 6, (spoken and spoken.update()) or gr.skip()
             if spoken is not None and finished is not None:
@@ -227,7 +226,7 @@ class ChatHandlers:
             raise  # the person's to read, not a fault of the app
         except Exception:  # a fault of the app: a sentence for the person, the details for the log; the page unlocks after
             log.exception("the turn failed before its answer started")
-            raise gr.Error(TURN_FAILED, print_exception=False) from None
+            raise gr.Error(said(TURN_FAILED, request), print_exception=False) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)

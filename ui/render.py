@@ -90,7 +90,9 @@ def chat_message(message: Message, file_url: FileUrl | None = None, notes: Audio
         content: list = []
         for attachment in message.attachments:
             content.append(_file(attachment, file_url))
-            line = transcript_line(attachment, notes) if attachment.kind is MediaKind.AUDIO else None
+            # A video's sound track has a transcript once Whisper heard one (a silent video never gets one).
+            heard = attachment.kind is MediaKind.AUDIO or (attachment.kind is MediaKind.VIDEO and attachment.transcript)
+            line = transcript_line(attachment, notes) if heard else None
             if line:
                 content.append(line)
         text = defuse_remote_images(message.text) + footer

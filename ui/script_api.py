@@ -15,8 +15,9 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from assistant.dialogue import DialogueManager, ReplyFinished
+from domain.i18n import t
 from domain.types import Status
-from ui.errors import shows_errors
+from ui.errors import said, shows_errors
 from ui.uploads import discard_uploads, upload_folder
 
 API_NAME = "chat"
@@ -48,7 +49,7 @@ class ScriptApi:
             # Stored as blobs by now, or refused: either way no longer needed (a refused one is sent again).
             discard_uploads([file["path"] for file in files or [] if isinstance(file, dict) and "path" in file])
         if reply is None or reply.status is Status.ERROR:
-            raise gr.Error((reply and reply.error) or "The answer failed.", print_exception=False)
+            raise gr.Error(said((reply and reply.error) or t("answer.failed.plain"), request), print_exception=False)
         return reply.text, reply.conversation_id
 
     @shows_errors  # refused input, an unknown conversation, one being answered already
@@ -70,7 +71,7 @@ def _uploaded_paths(files: list) -> list[tuple[Path, str]]:
     for file in files:
         path = Path(file["path"]).resolve() if isinstance(file, dict) and isinstance(file.get("path"), str) else None
         if path is None or not path.is_relative_to(root):
-            raise gr.Error("Send each file with gradio_client.handle_file(path).", print_exception=False)
+            raise gr.Error(str(t("script.handle_file")), print_exception=False)  # for a script's author: English
         paths.append((path, file.get("orig_name") or path.name))
     return paths
 

@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from domain.errors import NotSignedIn
+from domain.i18n import Text, say, t
 from domain.limits import (
     FAILURE_WINDOW_S,
     FAILURES_PER_ADDRESS,
@@ -24,13 +25,11 @@ from domain.limits import (
     MAX_TRACKED,
     VERIFY_THREADS,
 )
+from ui.i18n import language_of
 
 LOGIN_PATHS = ("/login", "/login/")
 LOGIN_NOTE = f"After {FAILURES_PER_USER} wrong passwords an account waits up to {FAILURE_WINDOW_S // 60} minutes before its next try."
-SIGNED_OUT = (
-    "You are not signed in: your session ended (you signed out, or your account or password changed). "
-    "Reload the page and sign in."
-)
+SIGNED_OUT = t("session.signed_out")
 
 class FailureLimit:
     """Failed attempts per key (a user name, an address) in a sliding window."""
@@ -159,7 +158,7 @@ class Sessions:
             self._verifying = anyio.CapacityLimiter(VERIFY_THREADS)
         return await anyio.to_thread.run_sync(self._users.verify, name, password, limiter=self._verifying)
 
-    def attempt(self, name: str, address: str) -> tuple[str, int] | None:
+    def attempt(self, name: str, address: str) -> tuple[Text, int] | None:
         """A sign-in is about to be tried: (why, seconds to wait) if it must not be, else None, and it is counted as
         failed already, so that attempts sent all at once cannot all pass the check while the first are verified.
         `settled` takes the count back when it was not a failure."""
@@ -170,8 +169,8 @@ class Sessions:
             self.per_address.fail(address)
             return None
         wait = max(user_wait, address_wait)
-        whom = "for this account" if user_wait > 0 else "from this address"
-        return f"Too many failed sign-ins {whom}: try again in {_duration(wait)}.", max(1, round(wait))
+        key = "signin.too_many.account" if user_wait > 0 else "signin.too_many.address"
+        return t(key, wait=_duration(wait)), max(1, round(wait))
 
     def settled(self, name: str, address: str, outcome: str) -> None:
         """`outcome`: "accepted", "refused" (a wrong password: it stays counted) or "unchecked" (the request failed
@@ -216,9 +215,18 @@ def _address_key(address: str) -> str:
     return str(parsed)
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float) -> Text:
     minutes = round(seconds / 60)
-    return f"{minutes} minutes" if minutes > 1 else "a minute" if minutes == 1 else f"{max(1, round(seconds))} seconds"
+    if minutes > 1:
+        return t("duration.minutes", n=minutes)
+    return t("signin.a_minute") if minutes == 1 else t("duration.seconds", n=max(1, round(seconds)))
+
+
+def _said(text: Text, scope) -> str:
+    """The sentence in the language of the request `scope` belongs to (its cookie, else its Accept-Language)."""
+    from starlette.requests import Request
+
+    return say(text, language_of(Request(scope)))
 
 
 def cookies_of(scope) -> dict[str, str]:
@@ -264,18 +272,18 @@ class LoginGuard:
 
         body = await _read_body(receive, MAX_LOGIN_BODY)
         if body is None:
-            return await JSONResponse({"detail": "The sign-in request is too large."}, status_code=413)(scope, receive, send)
+            return await JSONResponse({"detail": _said(t("signin.too_large"), scope)}, status_code=413)(scope, receive, send)
         replay = _replay(body)
         try:
             form = await Request(scope, replay()).form()
         except Exception:  # noqa: BLE001 - a multipart body without a boundary, a broken encoding…
-            return await JSONResponse({"detail": "The sign-in request is malformed."}, status_code=400)(scope, receive, send)
+            return await JSONResponse({"detail": _said(t("signin.malformed"), scope)}, status_code=400)(scope, receive, send)
         name = str(form.get("username") or "").strip()[:MAX_LOGIN_NAME_CHARS]
         address = scope["client"][0] if scope.get("client") else "unknown"
         refused = self.sessions.attempt(name, address)
         if refused is not None:
             why, wait = refused
-            response = JSONResponse({"detail": why}, status_code=429, headers={"Retry-After": str(wait)})
+            response = JSONResponse({"detail": _said(why, scope)}, status_code=429, headers={"Retry-After": str(wait)})
             return await response(scope, receive, send)
         status = 0
         cookies: dict[str, str] = {}

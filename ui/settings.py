@@ -8,6 +8,7 @@ import gradio as gr
 from pydantic import ValidationError
 
 from domain.errors import InvalidInput
+from domain.i18n import t
 from domain.settings import GenerationSettings
 
 _NAMES = {
@@ -78,7 +79,7 @@ def settings_from_fields(system_prompt, temperature, top_p, max_new_tokens, seed
     except ValidationError as error:
         first = error.errors()[0]
         name = _NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
-        raise InvalidInput(f"{name}: {first['msg'].lower()}.") from None
+        raise InvalidInput(t("settings.invalid", field=name, problem=first["msg"].lower())) from None
 
 
 def _number(text, name: str, kind: type):
@@ -88,8 +89,8 @@ def _number(text, name: str, kind: type):
     try:
         return kind(text)
     except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise InvalidInput(f"{_NAMES[name]}: “{text}” is not {what}.") from None
+        key = "settings.not_a_whole_number" if kind is int else "settings.not_a_number"
+        raise InvalidInput(t(key, field=_NAMES[name], text=text)) from None
 
 
 def fields_from_settings(settings: GenerationSettings | None) -> tuple:

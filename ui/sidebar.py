@@ -11,7 +11,8 @@ import gradio as gr
 
 from assistant.dialogue import DialogueManager
 from domain.types import ConversationSummary
-from ui.errors import shows_errors
+from domain.i18n import t
+from ui.errors import said, shows_errors
 from ui.files import chat_view
 
 # Scrolls the chat to the message a search result points at, and marks it for a moment.
@@ -147,7 +148,7 @@ class SidebarHandlers:
         dialogue = self.access(request)
         if conversation_id:
             dialogue.delete(conversation_id)
-            gr.Info("Conversation deleted.")
+            gr.Info(said(t("conversation.deleted"), request))
         return None, [], self.list_for(dialogue, None, archived), gr.Row(visible=False), gr.Group(visible=False)
 
 

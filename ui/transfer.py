@@ -13,7 +13,9 @@ import gradio as gr
 
 from assistant.dialogue import DialogueManager
 from storage.exchange import export_zip, safe_name
-from ui.errors import shows_errors
+from domain.errors import InvalidInput
+from domain.i18n import t
+from ui.errors import language_of_request, shows_errors
 from ui.exports import ExportStore, export_url
 from ui.uploads import discard_uploads, upload_folder
 
@@ -37,7 +39,7 @@ class TransferHandlers:
         conversation_id = selected or conversation_id
         conversations = self.access(request).export([conversation_id] if conversation_id else None)
         if not conversations:
-            raise gr.Error("There is no conversation to export yet.", print_exception=False)
+            raise InvalidInput(t("export.nothing"))
         title = conversations[0].title if conversation_id else "all conversations"
         name = f"{safe_name(title, 60)} {datetime.now():%Y-%m-%d %H%M}.zip"
         # Served by the export route to this user only, once: never through Gradio's cache, open to any session.
@@ -58,5 +60,5 @@ class TransferHandlers:
             summary = self.access(request).import_archive(Path(upload), scratch=upload_folder() / "imports")
         finally:
             discard_uploads([upload])
-        gr.Info(summary.sentence())
+        gr.Info(summary.sentence(language_of_request(request)))
         return gr.skip()

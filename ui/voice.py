@@ -26,6 +26,7 @@ from assistant.media import decode_audio
 from assistant.speech import Speech, SpeechEngine, StreamSpeaker
 from assistant.vad import SpeechDetector
 from domain.errors import AssistantError, InvalidInput
+from domain.i18n import ENGLISH, t
 from domain.types import Status
 from ui.uploads import discard_uploads
 
@@ -67,12 +68,14 @@ class VoiceSessions:
         with self._lock:
             return session in self._on
 
-    def out_for(self, dialogue, session: str, stop: threading.Event | None, voice: str | None = None) -> VoiceOut | None:
-        """The answer's sound for a session in voice mode (in `voice`, else the default); None outside voice mode, or
-        when the app has no voice."""
+    def out_for(
+        self, dialogue, session: str, stop: threading.Event | None, voice: str | None = None, language: str = ENGLISH
+    ) -> VoiceOut | None:
+        """The answer's sound for a session in voice mode (in `voice`, else the default; its failure said in
+        `language`); None outside voice mode, or when the app has no voice."""
         if dialogue.speech is None or stop is None or not self.active(session):
             return None
-        return VoiceOut(dialogue.speech, voice or dialogue.speech.default_voice, stop, uuid.uuid4().hex)
+        return VoiceOut(dialogue.speech, voice or dialogue.speech.default_voice, stop, uuid.uuid4().hex, language)
 
     def check(self, paths: list[str], max_seconds: float) -> None:
         """Refuse a voice-mode question that holds no speech (a door, a cough, a fan), its recording discarded. Only
@@ -86,15 +89,15 @@ class VoiceSessions:
                 continue  # the turn's own validation names what is wrong with the file
             if not heard:
                 discard_uploads([path])
-                raise InvalidInput("Only noise was heard, no speech, so nothing was sent; voice mode is listening again.",
-                                   QUESTION_FILENAME)
+                raise InvalidInput(t("voice.only_noise"), QUESTION_FILENAME)
 
 
 class VoiceOut:
     """One answer's sound for the page, spoken while the answer streams (assistant.speech.StreamSpeaker)."""
 
-    def __init__(self, engine: SpeechEngine, voice: str, stop: threading.Event, turn: str):
+    def __init__(self, engine: SpeechEngine, voice: str, stop: threading.Event, turn: str, language: str = ENGLISH):
         self.turn = turn
+        self.language = language  # the voice's failure is said in it
         self._pieces: list[str] = []  # made, not yet sent
         self._sent = 0  # sent before them
         self._lock = threading.Lock()
@@ -117,7 +120,7 @@ class VoiceOut:
             return None
         self._error_sent = self._error_sent or error is not None
         return json.dumps({"turn": self.turn, "from": start, "pieces": new, "done": done,
-                           "error": str(error) if error is not None else None})
+                           "error": error.said(self.language) if error is not None else None})
 
     def to_the_end(self, dialogue, message) -> Iterator[str]:
         """After the answer's last token: its last sentences are spoken and sent as they come (Stop still ends them),

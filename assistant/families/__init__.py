@@ -22,6 +22,7 @@ from assistant.families.base import Family
 from assistant.families.capabilities import Capabilities
 from assistant.families.demo_marker import demo_family
 from domain.errors import ModelLoadError
+from domain.i18n import t
 
 __all__ = ["Capabilities", "Family", "families", "family_named", "family_of_checkpoint", "listing"]
 
@@ -35,7 +36,7 @@ def _extra_modules() -> list[str]:
     names = [name.strip() for name in os.environ.get(EXTRA_FAMILIES_VARIABLE, "").split(",") if name.strip()]
     for name in names:
         if not _MODULE_NAME.fullmatch(name):
-            raise ModelLoadError(f"{EXTRA_FAMILIES_VARIABLE} names “{name}”, which is not a Python module name.")
+            raise ModelLoadError(t("family.bad_module_name", variable=EXTRA_FAMILIES_VARIABLE, name=name))
     return names
 
 
@@ -47,9 +48,9 @@ def families() -> dict[str, Family]:
         try:
             family = getattr(importlib.import_module(module), "FAMILY", None)
         except ImportError as error:
-            raise ModelLoadError(f"The model family module {module} cannot be imported ({error}).") from None
+            raise ModelLoadError(t("family.import_failed", module=module, error=str(error))) from None
         if not isinstance(family, Family) or family.name in found:
-            raise ModelLoadError(f"The module {module} does not define a model family of a new name as FAMILY.")
+            raise ModelLoadError(t("family.not_defined", module=module))
         found[family.name] = family
     return found
 
@@ -58,7 +59,7 @@ def family_named(name: str) -> Family:
     try:
         return families()[name]
     except KeyError:
-        raise ModelLoadError(f"There is no model family “{name}”; the supported ones are {listing()}.") from None
+        raise ModelLoadError(t("family.unknown", name=name, supported=listing())) from None
 
 
 def family_of_checkpoint(path: Path) -> Family:
@@ -67,7 +68,7 @@ def family_of_checkpoint(path: Path) -> Family:
     try:
         model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"The checkpoint's config.json cannot be read ({error}).") from None
+        raise ModelLoadError(t("family.config_unreadable", error=str(error))) from None
     known = families()
     builder = known.get(demo_family(path))
     if builder is not None and model_type in builder.model_types:
@@ -75,7 +76,7 @@ def family_of_checkpoint(path: Path) -> Family:
     for family in known.values():
         if model_type in family.model_types:
             return family
-    raise ModelLoadError(f"The checkpoint is a “{model_type}” model, which this app does not run; it runs {listing()}.")
+    raise ModelLoadError(t("family.unsupported", model_type=model_type, supported=listing()))
 
 
 def listing() -> str:

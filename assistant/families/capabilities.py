@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.i18n import Text, t
 from domain.types import MediaKind
 
 
@@ -29,7 +30,6 @@ class Capabilities:
     def watches(self) -> bool:
         return MediaKind.VIDEO in self.accepts
 
-    def describe_accepts(self) -> str:
-        """"text, images and audios": what people are told the model takes."""
-        kinds = ["text"] + [kind.value + "s" for kind in MediaKind if kind in self.accepts]
-        return ", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1 else kinds[0]
+    def describe_accepts(self) -> Text:
+        """"text, images and audios": what people are told the model takes (said in their language)."""
+        return t("accepts." + "_".join(["text"] + [kind.value for kind in MediaKind if kind in self.accepts]))

@@ -1,4 +1,4 @@
-"""The Gemma 4 family (google/gemma-4-E2B-it, gemma-4-E4B-it): text, images and audio in, text out.
+"""The Gemma 4 family (google/gemma-4-E2B-it, gemma-4-E4B-it): text, images, audio and video in, text out.
 
 Its demo checkpoint follows the published layout: a `gemma4` config (vision tower, audio tower,
 their embedders, and the language model with per-layer embeddings and shared KV layers),
@@ -19,6 +19,7 @@ from pathlib import Path
 from assistant.families.base import Family
 from assistant.families.demo_parts import CORPUS, DEMO_VOCAB_SIZE, padded_vocab, save_demo
 from assistant.families.reuse_contract import ReuseContract
+from assistant.families.video_inputs import sampled_kwargs
 from domain.types import MediaKind
 
 # Bump when the builder changes, so a cached demo checkpoint is rebuilt.
@@ -241,8 +242,12 @@ class Gemma4Reuse(ReuseContract):
 FAMILY = Family(
     name="gemma4",
     title="Gemma 4",
-    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO}),
+    accepts=frozenset({MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO}),
     context_tokens=CONTEXT_TOKENS,
+    # The published video processor takes 32 frames of a clip (70 soft tokens each, timestamped): 1 a second up to 32.
+    video_fps=1.0,
+    video_max_frames=32,
+    processor_kwargs=sampled_kwargs,
     # The feature extractor cuts clips at 480,000 samples (30 s, 750 soft tokens).
     audio_window_s=30.0,
     model_types=("gemma4",),

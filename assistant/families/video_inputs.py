@@ -30,16 +30,24 @@ def video_metadata(clip) -> dict:
     }  # fmt: skip
 
 
-def qwen_vision_kwargs(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
-    """Images and videos (frames as they were sampled, each with its rate) for the Qwen vision processors."""
+def sampled_kwargs(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
+    """Images, audio and videos (frames as they were sampled, each with its rate and so its timestamps)."""
     kwargs = {"images": images or None, "audio": audios or None}
     if videos:
         kwargs.update(
             videos=[clip.frames for clip in videos],
             video_metadata=[video_metadata(clip) for clip in videos],
             do_sample_frames=False,
-            cap_pixels_per_frame=True,  # qwen-vl-utils' per-frame budget, as the published models were trained
         )
+    return kwargs
+
+
+def qwen_vision_kwargs(images: list, audios: list, videos: list, sounds: list | None = None) -> dict:
+    """As `sampled_kwargs`, with the Qwen vision processors' per-frame pixel budget of qwen-vl-utils, as the published
+    models were trained."""
+    kwargs = sampled_kwargs(images, audios, videos)
+    if videos:
+        kwargs["cap_pixels_per_frame"] = True
     return kwargs
 
 
