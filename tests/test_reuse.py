@@ -310,7 +310,7 @@ def test_video_follow_ups_encode_each_clip_once_even_after_a_restart(name, quant
         assert torch.equal(incremental["input_ids"], whole["input_ids"])
         if turn == 2:  # only the new video is processed
             assert incremental["new_videos"] == [1]
-            assert incremental["pixel_values_videos"].shape[0] == whole["video_grid_thw"][1].prod()
+            assert 0 < incremental["pixel_values_videos"].shape[0] < whole["pixel_values_videos"].shape[0]
         answer = "".join(reusing.stream(model_input, threading.Event(), reuse_key="c"))
         assert answer == "".join(full.stream(model_input, threading.Event()))
         if turn > 0:
