@@ -170,9 +170,7 @@ class TransformersEngine(AnswerLength):
         last = self._last_processed
         if last is not None and last[0] is model_input:
             return last[1]
-        # Earlier media whose encoder outputs are kept are not processed again. Not yet for prompts with videos: those
-        # are processed and prefilled whole (assistant/reuse.py does not place a video's tokens yet).
-        if self._incremental is not None and not model_input.videos:
+        if self._incremental is not None:  # earlier media whose encoder outputs are kept are not processed again
             processed = BatchFeature(self._incremental(model_input, self.reuse.encoders.has))
         else:
             text = self.processor.apply_chat_template(model_input.conversation, add_generation_prompt=True, tokenize=False)
@@ -228,7 +226,7 @@ class TransformersEngine(AnswerLength):
             report.prompt_tokens = int(inputs["input_ids"].shape[1])
             report.max_new_tokens = args["max_new_tokens"]
             reuse = None
-            if self.reuse is not None and reuse_key is not None and not model_input.videos:
+            if self.reuse is not None and reuse_key is not None:
                 reuse = (reuse_key, inputs, model_input)
             done = self._generator.submit(self._run, args, streamer, on_finished, settings.seed, report, started, reuse)
         except BaseException:
@@ -258,9 +256,8 @@ class TransformersEngine(AnswerLength):
 
     def _generate_reusing(self, args: dict, report: GenerationReport, key: str, inputs, model_input: ModelInput) -> None:
         """Prefill only what the conversation's cache lacks, then generate from it; keep the cache on success."""
-        cache, blocks = self.reuse.prefill(
-            self.model, self.family, inputs, model_input.image_keys, model_input.audio_keys, key, self.float_dtype
-        )
+        keys = {"image": model_input.image_keys, "video": model_input.video_keys, "audio": model_input.audio_keys}
+        cache, blocks = self.reuse.prefill(self.model, self.family, inputs, keys, key, self.float_dtype)
         ids = inputs["input_ids"]
         report.cached_tokens = ids.shape[1] - 1 - self.reuse.prefilled
         # The media are in the cache now; generate takes the whole prompt, of which only the last token is new.

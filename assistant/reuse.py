@@ -1,8 +1,11 @@
 """Work kept across turns: each conversation's KV cache, and each media item's encoder output.
 
 A new turn prefills only the tokens its conversation's cache does not already hold: the cache is cropped
-to the longest common prefix of the cached and the new token ids, never inside an image or audio block,
-and only up to the first block whose media differ (ids alone cannot tell two same-size images apart).
+to the longest common prefix of the cached and the new token ids, never inside a block (a run of one media
+item's placeholder tokens), and only up to the first block whose media differ (ids alone cannot tell two
+same-size images apart). One item may span several blocks: a video's frames between timestamps, or its
+frames interleaved with its sound track's tokens; its encoder output gives the rows of its own kind's tokens
+first, then those of any other kind within it, each in order.
 The new part goes in as embeddings, media scattered in from the encoder cache (memory, then disk, then
 the encoder itself), with rotary positions computed for the whole prompt; then `generate` continues from
 the cache with the last prompt token, the model's `rope_deltas` (where it has them) set for this
@@ -31,14 +34,17 @@ from domain.limits import ENCODER_MEMORY_BYTES
 
 log = logging.getLogger(__name__)
 
+KINDS = ("image", "video", "audio")
+
+
 def media_key(kind: str, key: str) -> str:
-    """"image:<sha256>" or "audio:<sha256>#<window>@<seconds>": what an encoder output belongs to."""
+    """"image:<sha256>", "video:<sha256>" or "audio:<sha256>#<window>@<seconds>": what an encoder output belongs to."""
     return f"{kind}:{key}"
 
 
 def _media_file(media: str) -> str:
-    """The sha256 of the file a media key comes from."""
-    return media.split(":", 1)[-1].split("#", 1)[0]
+    """The sha256 of the file a media key comes from (an audio window's "#<window>", a video's "@<rate>" cut off)."""
+    return media.split(":", 1)[-1].split("#", 1)[0].split("@", 1)[0]
 
 
 
@@ -46,7 +52,7 @@ def _media_file(media: str) -> str:
 @dataclass
 class Entry:
     ids: torch.Tensor  # (n,) the token ids the cache holds
-    keys: list[tuple[int, str]]  # (start, media key) of each image/audio block in `ids`, in order
+    keys: list[tuple[int, str]]  # (start, media key) of each media block in `ids`, in order
     cache: object  # transformers DynamicCache
 
     @property
@@ -211,8 +217,9 @@ class Reuse:
         folder = None if self._encoder_folder is None else self._encoder_folder / fingerprint
         self.encoders = EncoderCache(folder)
 
-    def prefill(self, model, family: Family, inputs, image_keys: list[str], audio_keys: list[str], key: str, float_dtype):
-        """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, (start, media key) per block)."""
+    def prefill(self, model, family: Family, inputs, media_keys: dict[str, list[str]], key: str, float_dtype):
+        """Bring `key`'s cache up to all prompt tokens but the last; returns (cache, (start, media key) per block).
+        `media_keys`: kind -> what each item of that kind is, in prompt order (ModelInput's image/video/audio keys)."""
         from transformers import DynamicCache
 
         inner = model.model
@@ -220,7 +227,9 @@ class Reuse:
         length = ids.shape[1]
         config = model.config
         text_config = config.get_text_config()
-        blocks = _blocks(ids[0], getattr(config, "image_token_id", None), getattr(config, "audio_token_id", None), image_keys, audio_keys)
+        placeholders = {getattr(config, f"{kind}_token_id", None): kind for kind in KINDS}
+        placeholders.pop(None, None)
+        blocks = _blocks(ids[0], placeholders, media_keys, inputs.get("media_tokens"))
         contract = family.reuse
         positions, deltas = contract.positions(inner, inputs)
         entry = self.kv.take(key)
@@ -240,12 +249,17 @@ class Reuse:
             embeds = inner.get_input_embeddings()(text_ids)
             # Media processed earlier have no pixels or features in `inputs`: fetch theirs before new ones can evict.
             needed.sort(key=lambda b: b[3] in inputs[f"new_{b[2]}s"])
+            fetched = {}  # media key -> its encoder output, fetched once for all of the item's blocks
             levels = {}  # block start -> an encoder's further levels, which the family's prefill adds
-            for block_start, block_end, kind, index, media_key in needed:
-                features = self.encoders.get(media_key, lambda: _encode(contract, inner, inputs, kind, index, float_dtype))
+            for block_start, block_end, kind, index, media_key, row in needed:
+                if media_key not in fetched:
+                    compute = lambda kind=kind, index=index: _encode(contract, inner, inputs, kind, index, float_dtype)
+                    fetched[media_key] = self.encoders.get(media_key, compute)
+                features = fetched[media_key]
+                rows = slice(row, row + block_end - block_start)
                 if features.dim() == 3:
-                    features, levels[block_start] = features[0], features[1:]
-                embeds[0, block_start - start : block_end - start] = features.to(embeds.device, embeds.dtype)
+                    features, levels[block_start] = features[0], features[1:, rows]
+                embeds[0, block_start - start : block_end - start] = features[rows].to(embeds.device, embeds.dtype)
             mask = torch.ones(1, length - 1, dtype=torch.long, device=ids.device)
             # The inner model: the cache is what this pass is for, so the output head (152k wide) is skipped.
             args = dict(
@@ -258,7 +272,7 @@ class Reuse:
             contract.prefill(inner, Segment(args, inputs, text_ids, start, length - 1, blocks, levels))
         if deltas is not None:
             inner.rope_deltas = deltas
-        return cache, [(s, k) for s, _, _, _, k in blocks]
+        return cache, [(b[0], b[4]) for b in blocks]
 
     def keep(self, key: str, sequence: torch.Tensor, cache, keys: list[tuple[int, str]]) -> None:
         held = cache.get_seq_length()
@@ -280,25 +294,47 @@ def forget_encoded(folder: Path, media: list[str]) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _blocks(ids: torch.Tensor, image_id: int, audio_id: int, image_keys: list[str], audio_keys: list[str]):
-    """(start, end, kind, index, key) of each run of image or audio placeholder tokens, in order."""
-    blocks, counters = [], {"image": 0, "audio": 0}
+def _blocks(ids: torch.Tensor, placeholders: dict[int, str], keys: dict[str, list[str]], tokens: dict[str, list[int]] | None = None):
+    """(start, end, kind, index, key, row) of each run of one placeholder token, in order: the `index`-th item of
+    `kind`, whose encoder output's rows from `row` go over the run.
+
+    `placeholders`: token id -> kind. Runs that touch form one group, an item's or part of one; a group of a kind
+    starts the next item of that kind unless the item before is still short of its `tokens` (every placeholder
+    token it has: a video's frames come as groups between timestamps). Without `tokens` each group is an item."""
     values = ids.tolist()
-    i = 0
+    runs, i = [], 0
     while i < len(values):
-        token = values[i]
-        if token in (image_id, audio_id):
-            j = i
-            while j < len(values) and values[j] == token:
-                j += 1
-            kind = "image" if token == image_id else "audio"
+        j = i
+        while j < len(values) and values[j] == values[i]:
+            j += 1
+        if values[i] in placeholders:
+            runs.append((i, j, values[i]))
+        i = j
+    items: list[list] = []  # [kind, index, runs]
+    counters = {kind: 0 for kind in KINDS}
+    owed = 0  # placeholder tokens the current item still lacks
+    for n, (start, end, token) in enumerate(runs):
+        touching = n > 0 and runs[n - 1][1] == start
+        if not touching and owed <= 0:
+            kind = placeholders[token]
             index = counters[kind]
             counters[kind] += 1
-            keys = image_keys if kind == "image" else audio_keys
-            blocks.append((i, j, kind, index, media_key(kind, keys[index])))
-            i = j
-        else:
-            i += 1
+            owed = tokens[kind][index] if tokens is not None and index < len(tokens.get(kind, ())) else 0
+            items.append([kind, index, []])
+        items[-1][2].append((start, end, token))
+        owed -= end - start
+    blocks = []
+    for kind, index, item_runs in items:
+        own = next(token for token, each in placeholders.items() if each == kind)
+        # Rows: the item's own kind's tokens first, then each other kind's, in the order of KINDS.
+        order = [own] + [t for k in KINDS for t, each in placeholders.items() if each == k and t != own]
+        base, total = {}, 0
+        for token in order:
+            base[token] = total
+            total += sum(end - start for start, end, t in item_runs if t == token)
+        for start, end, token in item_runs:
+            blocks.append((start, end, kind, index, media_key(kind, keys[kind][index]), base[token]))
+            base[token] += end - start
     return blocks
 
 
@@ -337,7 +373,7 @@ def _reusable(entry: Entry, ids: torch.Tensor, blocks, limit: int) -> int:
     equal = (old[:n] == ids[:n]).long()
     start = int(equal.cumprod(0).sum())
     cached = dict(entry.keys)
-    for block_start, block_end, _, _, key in blocks:
+    for block_start, block_end, _, _, key, _ in blocks:
         if block_start >= start:
             break
         if cached.get(block_start) != key or block_end > start:

@@ -1,9 +1,11 @@
 """Follow-ups with and without reuse: a scripted 10-turn conversation through the app's dialogue manager.
 
-Turn 1 carries an image, turn 3 an audio clip, turn 6 another image; the rest is text. The same script runs
-twice on one randomly initialised Qwen2.5-Omni Thinker: with reuse (KV cache and encoder outputs kept) and
-with --no-reuse. Per turn it prints prompt tokens, prefilled tokens, encoder calls and time to first token
-both ways, and decode speed in the app and from raw `model.generate` on the same input. Sizes: `demo`;
+Turn 1 carries an image, turn 3 an audio clip, turn 6 another image, turn 8 a video with a sound track (heard in
+the same item); the rest is text. The same script runs twice on one randomly initialised Qwen2.5-Omni Thinker:
+with reuse (KV cache and encoder outputs kept) and with --no-reuse. Per turn it prints prompt tokens, prefilled
+tokens, encoder calls (forward passes of the vision and audio towers: a video with sound takes both) and time to
+first token both ways, and decode speed in the app and from raw `model.generate` on the same input. The summary's
+`encoder_calls_per_item` counts items encoded with reuse (each video once, though two towers run for it). Sizes: `demo`;
 `small` (about 100M parameters, for a CPU); `3b` and `7b`, the published shapes (for a GPU; weights are
 written to a temporary folder and loaded through the app's loader, so nf4 is the real quantized path).
 Run: .venv/bin/python bench/multiturn.py --size small [--quant none|4bit] [--compile] [--json out.json]
@@ -156,7 +158,36 @@ def media(folder: Path) -> dict[int, list[tuple[Path, str]]]:
     samples = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000 * 8) / 16000) * 32767).astype(np.int16)
     with wave.open(str(clip), "wb") as out:
         out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000), out.writeframes(samples.tobytes())
-    return {1: [(first, "first.png")], 3: [(clip, "clip.wav")], 6: [(second, "second.png")]}
+    video = write_video(folder / "video.mp4", rng)
+    return {1: [(first, "first.png")], 3: [(clip, "clip.wav")], 6: [(second, "second.png")], 8: [(video, "video.mp4")]}
+
+
+def write_video(path: Path, rng, seconds: int = 4, fps: int = 10, size: int = 224) -> Path:
+    """An mp4 (H.264, AAC) of random frames with a 330 Hz tone as its sound track."""
+    import av
+
+    rate = 48000
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("aac", rate=rate, layout="mono")
+        for _ in range(seconds * fps):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        tone = (0.3 * np.sin(2 * np.pi * 330 * np.arange(rate * seconds) / rate)).astype(np.float32)
+        step = audio.codec_context.frame_size or 1024
+        for start in range(0, len(tone), step):
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + step], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return path
 
 
 def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, tokens: int, repeats: int) -> list[dict]:
@@ -172,7 +203,7 @@ def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, 
     manager = DialogueManager(repository, host, MediaLoader(), TurnQueue())
     conversation, rows = None, []
     for turn in range(1, TURNS + 1):
-        before = counter.calls
+        before, encoded = counter.calls, reuse.encoders.calls if reuse is not None else 0
         events = list(manager.send(conversation, f"Turn {turn}: tell me more.", uploads.get(turn, []), threading.Event()))
         conversation = events[0].conversation.id
         answer = events[-1].message
@@ -183,6 +214,7 @@ def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, 
             "prompt_tokens": details.prompt_tokens,
             "prefilled": reuse.prefilled if reuse is not None else details.prompt_tokens,
             "encoder_calls": counter.calls - before,
+            "items_encoded": reuse.encoders.calls - encoded if reuse is not None else None,
             "ttft_s": details.first_token_s,
             "app_tokens_per_s": details.tokens_per_s,
             "raw_tokens_per_s": raw_decode_rate(engine, history, tokens, repeats),
@@ -196,13 +228,17 @@ def run(engine: TransformersEngine, reuse: Reuse | None, uploads, folder: Path, 
 
 
 def warm_up(engine: TransformersEngine, uploads) -> None:
-    """One answer with an image and a clip first, so neither run pays the first call's one-off costs."""
-    from assistant.media import decode_audio, load_image
+    """One answer with an image, a clip and a video first, so neither run pays the first call's one-off costs."""
+    from assistant.media import decode_audio, decode_video, load_image
     from assistant.prompt import ModelInput
 
-    (image, _), (clip, _) = uploads[1][0], uploads[3][0]
-    content = [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "warm up"}]
-    model_input = ModelInput([{"role": "user", "content": content}], [load_image(image)], [decode_audio(clip)])
+    (image, _), (clip, _), (video, _) = uploads[1][0], uploads[3][0], uploads[8][0]
+    family = engine.family
+    content = [{"type": "image"}, {"type": "audio"}, {"type": "video"}, {"type": "text", "text": "warm up"}]
+    model_input = ModelInput(
+        [{"role": "user", "content": content}], [load_image(image)], [decode_audio(clip)],
+        [decode_video(video, family.video_fps, family.video_max_frames)], sound_order=[None, 0],
+    )
     for _ in engine.stream(model_input, threading.Event()):
         pass
 
@@ -289,7 +325,8 @@ def main() -> None:
         "device": base.info.device,
         "parameters": params,
         "ttft_ratio_turn10": with_reuse[-1]["ttft_s"] / without[-1]["ttft_s"],
-        "encoder_calls_per_item": sum(r["encoder_calls"] for r in with_reuse) / sum(len(u) for u in uploads.values()),
+        "encoder_calls_per_item": sum(r["items_encoded"] for r in with_reuse) / sum(len(u) for u in uploads.values()),
+        "tower_calls": {"reuse": sum(r["encoder_calls"] for r in with_reuse), "no_reuse": sum(f["encoder_calls"] for f in without)},
         "identical": [r["answer"] for r in with_reuse] == [f["answer"] for f in without],
         "decode_ratio": statistics.median(r["app_tokens_per_s"] / r["raw_tokens_per_s"] for r in with_reuse),
         "weights_gpu_gib": weights_gib,

@@ -90,10 +90,12 @@ def with_reuse(engine, reuse: Reuse | None, compile_decode: bool = False) -> Tra
 
 
 def script(manager: DialogueManager, media) -> list[str]:
-    """Ten turns in each of two interleaved conversations (image on 1, audio on 3, image on 6), then an edit of
-    turn 2 in the first, which sends the conversation down another branch. Returns every answer, in order."""
+    """Ten turns in each of two interleaved conversations (image on 1, audio on 3, image on 6, and where `media` has
+    a video, the video on 2 in the first and on 8 in the second), then an edit of turn 2 in the first, which sends
+    the conversation down another branch. Returns every answer, in order."""
     answers, conversations = [], {"first": None, "second": None}
     pictures = {"first": ("red", "blue"), "second": ("blue", "red")}
+    video_turns = {"first": 2, "second": 8}
     for turn in range(1, TURNS + 1):
         for name in conversations:
             uploads = []
@@ -102,6 +104,8 @@ def script(manager: DialogueManager, media) -> list[str]:
                 uploads = [(media[picture], f"{picture}.png")]
             elif turn == 3 and manager.host.family.hears():
                 uploads = [(media["speech"], "question.wav")]
+            elif turn == video_turns[name] and "video" in media and manager.host.family.watches():
+                uploads = [(media["video"], "clip.mp4")]
             events = list(manager.send(conversations[name], f"{name} turn {turn}: and then?", uploads, threading.Event()))
             conversations[name] = events[0].conversation.id
             assert events[-1].message.status is Status.COMPLETE, events[-1].message.error

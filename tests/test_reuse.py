@@ -1,9 +1,10 @@
 """Reuse across turns: with each conversation's KV cache and each media item's encoder output kept, greedy answers
-are token for token those of a full prefill, over ten turns with images and audio, two interleaved conversations,
+are token for token those of a full prefill, over ten turns with images, audio and video, two interleaved conversations,
 an edit that forces a crop, eviction, failures and a restart."""
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import pytest
@@ -20,7 +21,8 @@ from tests.helpers import repository_at
 
 @pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
 @pytest.mark.parametrize("family", list(families()))
-def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, tmp_path):
+def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, quant, family_model_dir, media, speech_video, tmp_path):
+    media = {**media, "video": speech_video}
     base = load_engine(ModelSpec(str(family_model_dir(family)), quant, demo=True), lambda *_: None)
     reuse = Reuse(1.0, tmp_path / "encoders")
     reusing = with_reuse(base, reuse)
@@ -29,9 +31,9 @@ def test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill(family, 
     got = script(manager_for(reusing, repository_at(tmp_path / "reuse")), media)
     assert got == expected
     assert len(got) == 2 * TURNS + 2 and all(answer.strip() for answer in got)
-    # Each media item (two images, and a clip for a model that hears) went through its encoder once, in both
-    # conversations.
-    assert reuse.encoders.calls == 2 * base.family.sees() + base.family.hears()
+    # Each media item (two images, a clip for a model that hears, a video for one that watches) went through its
+    # encoder once, in both conversations.
+    assert reuse.encoders.calls == 2 * base.family.sees() + base.family.hears() + base.family.watches()
 
 
 def test_follow_ups_prefill_only_what_the_cache_lacks_and_restarts_reuse_encoder_outputs(engine, media, tmp_path):
@@ -112,17 +114,43 @@ def test_the_cache_is_cut_before_a_different_image_of_the_same_size_and_never_in
     from assistant.reuse import Entry, _blocks, _reusable
 
     image, audio = 7, 8
+    kinds = {image: "image", audio: "audio"}
+
+    def blocks(ids, picture, clip):
+        return _blocks(ids, kinds, {"image": [picture], "audio": [clip]})
+
     cached_ids = torch.tensor([1, 2, image, image, image, 3, audio, audio, 4, 5])
-    entry = Entry(ids=cached_ids, keys=[(s, k) for s, _, _, _, k in _blocks(cached_ids, image, audio, ["red"], ["clip#0"])], cache=None)
-    same = _blocks(cached_ids, image, audio, ["red"], ["clip#0"])
+    entry = Entry(ids=cached_ids, keys=[(b[0], b[4]) for b in blocks(cached_ids, "red", "clip#0")], cache=None)
+    same = blocks(cached_ids, "red", "clip#0")
     assert _reusable(entry, cached_ids, same, limit=10) == 10
-    other_picture = _blocks(cached_ids, image, audio, ["blue"], ["clip#0"])
+    other_picture = blocks(cached_ids, "blue", "clip#0")
     assert _reusable(entry, cached_ids, other_picture, limit=10) == 2  # ids equal, media not: cut before the image
-    other_clip = _blocks(cached_ids, image, audio, ["red"], ["clip2#0"])
+    other_clip = blocks(cached_ids, "red", "clip2#0")
     assert _reusable(entry, cached_ids, other_clip, limit=10) == 6
     diverging = torch.tensor([1, 2, image, image, image, 3, audio, audio, 9, 9])
-    assert _reusable(entry, diverging, _blocks(diverging, image, audio, ["red"], ["clip#0"]), limit=10) == 8
+    assert _reusable(entry, diverging, blocks(diverging, "red", "clip#0"), limit=10) == 8
     assert _reusable(entry, cached_ids, same, limit=7) == 6  # a limit inside the audio block backs off to its start
+
+
+def test_a_video_is_one_item_over_its_frames_and_its_sound_track():
+    """A video's frames between timestamps are one item's blocks, so are its frames' and its sound's tokens
+    interleaved; its encoder output gives its frames' rows first, then its sound's."""
+    import torch
+
+    from assistant.reuse import _blocks
+
+    video, audio = 5, 8
+    kinds = {video: "video", audio: "audio"}
+    keys = {"video": ["a", "b"], "audio": ["clip#0"]}
+    # Two frames of 2 tokens between timestamps (one video), then a clip, then a video with its sound interleaved.
+    ids = torch.tensor([1, video, video, 2, 3, video, video, 4, audio, audio, 4, video, audio, audio, video, audio, 6])
+    found = _blocks(ids, kinds, keys, {"video": [4, 5], "audio": [2]})
+    assert [(start, end, kind, index, row) for start, end, kind, index, _, row in found] == [
+        (1, 3, "video", 0, 0), (5, 7, "video", 0, 2),
+        (8, 10, "audio", 0, 0),
+        (11, 12, "video", 1, 0), (12, 14, "video", 1, 2), (14, 15, "video", 1, 1), (15, 16, "video", 1, 4),
+    ]
+    assert found[0][4] == "video:a" and found[-1][4] == "video:b" and found[2][4] == "audio:clip#0"
 
 
 def test_earlier_media_are_not_processed_again_and_the_prompt_is_the_same(engine, media):
@@ -134,13 +162,13 @@ def test_earlier_media_are_not_processed_again_and_the_prompt_is_the_same(engine
     reusing, full = with_reuse(engine, Reuse(1.0, None)), with_reuse(engine, None)
     red, blue, clip = load_image(media["red"]), load_image(media["blue"]), decode_audio(media["speech"])
     question = {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "what?"}]}
-    first = ModelInput([question], [red], [clip], ["red"], ["clip#0"])
+    first = ModelInput([question], [red], [clip], image_keys=["red"], audio_keys=["clip#0"])
     assert reusing.prepare(first)["new_images"] == [0] and reusing.prepare(first)["new_audios"] == [0]
     answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
     follow_up = ModelInput(
         [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
          {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this?"}]}],
-        [red, blue], [clip], ["red", "blue"], ["clip#0"],
+        [red, blue], [clip], image_keys=["red", "blue"], audio_keys=["clip#0"],
     )
     incremental, whole = reusing.prepare(follow_up), full.prepare(follow_up)
     assert incremental["new_images"] == [1] and incremental["new_audios"] == []  # only the blue image is processed
@@ -164,12 +192,12 @@ def test_qwen2_audio_follow_ups_process_and_prefill_only_what_is_new(family_mode
     reusing, full = with_reuse(base, reuse), with_reuse(base, None)
     speech, tone = decode_audio(media["speech"]), decode_audio(write_tone(tmp_path / "tone.wav", 2.0))
     question = {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "what?"}]}
-    first = ModelInput([question], [], [speech], [], ["speech#0"])
+    first = ModelInput([question], [], [speech], audio_keys=["speech#0"])
     answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
     follow_up = ModelInput(
         [question, {"role": "assistant", "content": [{"type": "text", "text": answer}]},
          {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "and this?"}]}],
-        [], [speech, tone], [], ["speech#0", "tone#0"],
+        [], [speech, tone], audio_keys=["speech#0", "tone#0"],
     )
     incremental, whole = reusing.prepare(follow_up), full.prepare(follow_up)
     assert incremental["new_audios"] == [1] and incremental["input_features"].shape[0] == 1
@@ -193,14 +221,14 @@ def test_gemma4_follow_ups_process_only_new_media_and_cut_the_cache_past_its_sli
     reusing, full = with_reuse(base, reuse), with_reuse(base, None)
     red, blue, clip = load_image(media["red"]), load_image(media["blue"]), decode_audio(media["speech"])
     question = {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "what?"}]}
-    first = ModelInput([question], [red], [clip], ["red"], ["clip#0"])
+    first = ModelInput([question], [red], [clip], image_keys=["red"], audio_keys=["clip#0"])
     answer = "".join(reusing.stream(first, threading.Event(), reuse_key="c"))
 
     def follow_up(reply: str) -> ModelInput:
         return ModelInput(
             [question, {"role": "assistant", "content": [{"type": "text", "text": reply}]},
              {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this?"}]}],
-            [red, blue], [clip], ["red", "blue"], ["clip#0"],
+            [red, blue], [clip], image_keys=["red", "blue"], audio_keys=["clip#0"],
         )
 
     incremental, whole = reusing.prepare(follow_up(answer)), full.prepare(follow_up(answer))
@@ -236,3 +264,61 @@ def test_a_gemma4_whose_image_tokens_see_each_other_both_ways_reuses_too(quant, 
         assert with_reuse(base, Reuse(1.0, None)).reuse is None
     finally:
         text_config.use_bidirectional_attention = None
+
+
+WATCHING = [name for name, family in families().items() if family.watches()]
+
+
+@pytest.mark.parametrize("quant", [Quant.NONE, Quant.NF4], ids=["fp32", "nf4"])
+@pytest.mark.parametrize("name", WATCHING)
+def test_video_follow_ups_encode_each_clip_once_even_after_a_restart(name, quant, family_model_dir, speech_video, speech_wav, tmp_path):
+    """A video, then (for a model that hears) a clip, then another video: each turn's answer with reuse is the full
+    prefill's, earlier videos are neither processed nor encoded again, and after a restart their encoder outputs
+    come from disk. Qwen2.5-Omni hears each video's sound track in the same item, so its sounds interleave."""
+    import torch
+
+    from assistant.media import decode_audio, decode_video
+    from assistant.prompt import ModelInput
+    from tests.media_factory import write_video
+
+    base = load_engine(ModelSpec(str(family_model_dir(name)), quant, demo=True), lambda *_: None)
+    family = base.family
+    folder = tmp_path / "encoders"
+    reuse = Reuse(1.0, folder)
+    reusing, full = with_reuse(base, reuse), with_reuse(base, None)
+    other = write_video(tmp_path / "other.webm", seconds=2.0, fps=8, size=(96, 64), fmt="webm", codec="libvpx-vp9", audio_codec="libopus")
+    clips = [decode_video(path, family.video_fps, family.video_max_frames) for path in (speech_video, other)]
+    model_input = ModelInput([])
+    turns = [[("video", 0)], [("audio", 0)] if family.hears() else [], [("video", 1)], []]
+    answer = None
+    for turn, items in enumerate(turns):
+        if answer is not None:
+            model_input.conversation.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        for kind, index in items:
+            if kind == "video":
+                model_input.videos.append(clips[index])
+                model_input.video_keys.append(f"clip{index}@2fps")
+                model_input.sound_order.append(len(model_input.videos) - 1)
+            else:
+                model_input.audios.append(decode_audio(speech_wav))
+                model_input.audio_keys.append("speech#0")
+                model_input.sound_order.append(None)
+        content = [{"type": kind} for kind, _ in items] + [{"type": "text", "text": f"turn {turn}: and then?"}]
+        model_input.conversation.append({"role": "user", "content": content})
+        model_input = copy.deepcopy(model_input)  # a new input each turn, as the dialogue makes them
+        incremental, whole = reusing.prepare(model_input), full.prepare(model_input)
+        assert torch.equal(incremental["input_ids"], whole["input_ids"])
+        if turn == 2:  # only the new video is processed
+            assert incremental["new_videos"] == [1]
+            assert 0 < incremental["pixel_values_videos"].shape[0] < whole["pixel_values_videos"].shape[0]
+        answer = "".join(reusing.stream(model_input, threading.Event(), reuse_key="c"))
+        assert answer == "".join(full.stream(model_input, threading.Event()))
+        if turn > 0:
+            assert reuse.prefilled < whole["input_ids"].shape[1] // 2  # the earlier videos were not prefilled again
+    assert reuse.encoders.calls == 2 + family.hears()
+
+    # A restart: no KV cache and nothing processed yet, but each encoder output is read from disk.
+    restarted = Reuse(1.0, folder)
+    again = with_reuse(base, restarted)
+    assert "".join(again.stream(model_input, threading.Event(), reuse_key="c")) == answer
+    assert restarted.encoders.calls == 0 and restarted.prefilled == whole["input_ids"].shape[1] - 1

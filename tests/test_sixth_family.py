@@ -30,6 +30,7 @@ def test_the_sixth_family_passes_the_family_parametrised_tests(tmp_path):
         "test_each_family_answers_text_and_each_input_it_accepts",
         "test_demo_checkpoints_are_built_deterministically",
         "test_answers_with_reuse_are_token_for_token_those_of_a_full_prefill",  # reuse gives a full prefill's tokens
+        "test_video_follow_ups_encode_each_clip_once_even_after_a_restart",  # it watches videos, as its twin does
     }, run.stdout[-4000:]
 
 

@@ -202,7 +202,10 @@ class Gemma4Reuse(ReuseContract):
     begin/end tokens by the processor. Its sliding-window layers keep every token (assistant/reuse.py), so the cache
     can be cut anywhere."""
 
-    media_inputs = ("pixel_values", "image_position_ids", "input_features", "input_features_mask")
+    media_inputs = (
+        "pixel_values", "image_position_ids", "input_features", "input_features_mask",
+        "pixel_values_videos", "video_position_ids", "num_frames_per_video",
+    )  # fmt: skip
 
     def supports(self, model) -> bool:
         """Not where every token attends both ways (`use_bidirectional_attention="all"`): a cached token would
@@ -212,6 +215,14 @@ class Gemma4Reuse(ReuseContract):
     def encode(self, inner, inputs, kind: str, j: int, float_dtype):
         if kind == "image":  # one row of patches per image
             output = inner.get_image_features(inputs["pixel_values"][j : j + 1].to(float_dtype), inputs["image_position_ids"][j : j + 1])
+            return output.pooler_output[0]
+        if kind == "video":  # its frames' rows of patches, counted per video
+            counts = inputs["num_frames_per_video"]
+            first, frames = int(counts[:j].sum()), int(counts[j])
+            rows = slice(first, first + frames)
+            output = inner.get_video_features(
+                inputs["pixel_values_videos"][rows].to(float_dtype), inputs["video_position_ids"][rows], num_frames_per_video=counts[j : j + 1]
+            )
             return output.pooler_output[0]
         if kind == "audio":  # the tokens of the clip's valid frames
             output = inner.get_audio_features(inputs["input_features"][j : j + 1].to(float_dtype), inputs["input_features_mask"][j : j + 1])

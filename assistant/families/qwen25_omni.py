@@ -257,33 +257,79 @@ def _build_config(tokenizer):
 
 
 class OmniReuse(QwenVisionReuse):
-    """Images by grid, audio through its tower; the 3-D positions need every image's grid and every clip's
-    feature length, old ones included (kept by the incremental processor)."""
+    """Images and videos by grid, audio through its tower; the 3-D positions need every image's and video's grid and
+    every clip's feature length, old ones included (kept by the incremental processor). A video heard with its sound
+    track (`use_audio_in_video`) has its frames' and its sound's tokens interleaved in its placeholder; its encoder
+    output is its frames' rows, then its sound's."""
 
-    media_inputs = ("pixel_values", "input_features", "feature_attention_mask")
+    media_inputs = ("pixel_values", "pixel_values_videos", "input_features", "feature_attention_mask")
+    video_seconds = "video_second_per_grid"
 
     def positions(self, inner, inputs):
-        seqlens = inputs.get("audio_feature_lengths")
+        import torch
+
+        sounds = inputs.get("video_sound_lengths")
+        heard = sounds is not None and bool((sounds > 0).any())
         return inner.get_rope_index(
-            inputs["input_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"], False, seqlens, None
+            inputs["input_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"), inputs["attention_mask"],
+            heard, _audio_lengths(inner.config, inputs, torch), inputs.get("video_second_per_grid"),
         )
 
     def encode(self, inner, inputs, kind: str, j: int, float_dtype):
         if kind == "audio":
             return audio_features(inner, inputs, j, float_dtype)
-        return super().encode(inner, inputs, kind, j, float_dtype)
+        frames = super().encode(inner, inputs, kind, j, float_dtype)
+        if kind != "video" or "video_sound_lengths" not in inputs:
+            return frames
+        import torch
+
+        # The feature rows: the new clips', then the sound tracks of the new videos that have one, in order.
+        heard = [int(inputs["video_sound_lengths"][i]) > 0 for i in inputs["new_videos"]]
+        if not heard[j]:
+            return frames
+        row = len(inputs["new_audios"]) + sum(heard[:j])
+        return torch.cat([frames, audio_features(inner, inputs, row, float_dtype).to(frames.dtype)])
 
     def remember(self, fresh, kind: str, j: int) -> dict:
         if kind == "audio":
             return {"feature_length": int(fresh["feature_attention_mask"][j].sum())}
-        return super().remember(fresh, kind, j)
+        facts = super().remember(fresh, kind, j)
+        if kind == "video":
+            # Which new videos came with their sound (their placeholders hold audio tokens), and where its features are.
+            replaced = [o for o in fresh.get("text_replacement_offsets", [[]])[0]]
+            heard = [MODALITY_TOKENS["audio_token"] in o["replacement"] for o in replaced if o["type"] == "video"]
+            if j < len(heard) and heard[j]:
+                row = sum(o["type"] == "audio" for o in replaced) + sum(heard[:j])
+                facts["sound_length"] = int(fresh["feature_attention_mask"][row].sum())
+        return facts
 
     def position_inputs(self, kind: str, remembered: list[dict]) -> dict:
         import torch
 
         if kind == "audio" and remembered:
             return {"audio_feature_lengths": torch.tensor([facts["feature_length"] for facts in remembered])}
-        return super().position_inputs(kind, remembered)
+        result = super().position_inputs(kind, remembered)
+        if kind == "video" and remembered:
+            result["video_sound_lengths"] = torch.tensor([facts.get("sound_length", 0) for facts in remembered])
+        return result
+
+
+def _audio_lengths(config, inputs, torch):
+    """Every clip's and every heard video's sound track's feature length, in the order their tokens come."""
+    clips, sounds = inputs.get("audio_feature_lengths"), inputs.get("video_sound_lengths")
+    if sounds is None or not bool((sounds > 0).any()):
+        return clips
+    ids = inputs["input_ids"][0].tolist()
+    clips, sounds = iter((clips if clips is not None else torch.zeros(0)).tolist()), iter(sounds.tolist())
+    lengths = []
+    for n, token in enumerate(ids[:-1]):
+        if token == config.vision_start_token_id and ids[n + 1] in (config.video_token_id, config.audio_start_token_id):
+            sound = next(sounds)  # a video, with its sound track where its tokens begin with the audio start
+            if ids[n + 1] == config.audio_start_token_id:
+                lengths.append(sound)
+        elif token == config.audio_start_token_id and ids[n + 1] == config.audio_token_id:
+            lengths.append(next(clips))
+    return torch.tensor(lengths, dtype=torch.long)
 
 
 def own_voice(model, processor):

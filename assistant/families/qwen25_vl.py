@@ -152,11 +152,15 @@ def _config(tokenizer):
 
 
 class Qwen25VLReuse(QwenVisionReuse):
-    """3-D rotary positions over the whole prompt, images found by their token types and placed by their grids."""
+    """3-D rotary positions over the whole prompt, images and videos found by their token types and placed by their
+    grids, a video's frames spaced by its seconds per grid."""
+
+    video_seconds = "second_per_grid_ts"
 
     def positions(self, inner, inputs):
         return inner.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, None, inputs["attention_mask"]
+            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"),
+            inputs.get("second_per_grid_ts"), inputs["attention_mask"],
         )
 
 

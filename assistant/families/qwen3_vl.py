@@ -15,7 +15,7 @@ from pathlib import Path
 
 from assistant.families.base import Family
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer, save_demo
-from assistant.families.qwen_reuse import QwenVisionReuse, image_output
+from assistant.families.qwen_reuse import VISION_INPUTS, QwenVisionReuse, vision_output
 from assistant.families.video_inputs import qwen_vision_kwargs
 from domain.types import MediaKind
 
@@ -275,28 +275,30 @@ def _config(tokenizer):
 
 
 class Qwen3VLReuse(QwenVisionReuse):
-    """Interleaved 3-D positions; each image's DeepStack levels kept with its features and added in the first layers."""
+    """Interleaved 3-D positions; each image's or video's DeepStack levels kept with its features and added in the
+    first layers."""
 
     def positions(self, inner, inputs):
         return inner.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), None, inputs["attention_mask"]
+            inputs["input_ids"], inputs["mm_token_type_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"),
+            inputs["attention_mask"],
         )
 
     def encode(self, inner, inputs, kind: str, j: int, float_dtype):
-        """An image's merged features and each DeepStack level's, kept together: (levels, tokens, hidden)."""
-        if kind != "image":
+        """An item's merged features and each DeepStack level's, kept together: (levels, tokens, hidden)."""
+        if kind not in VISION_INPUTS:
             return super().encode(inner, inputs, kind, j, float_dtype)
         import torch
 
-        output = image_output(inner, inputs, j, float_dtype)
+        output = vision_output(inner, inputs, kind, j, float_dtype)
         levels = getattr(output, "deepstack_features", None)
         if levels:
             return torch.stack([output.pooler_output[0], *(level[0] for level in levels)])
         return output.pooler_output[0]
 
     def prefill(self, inner, segment) -> None:
-        """The language model adds each image's levels to its tokens' hidden states in the first layers: where the
-        segment's image tokens are, and their levels in order."""
+        """The language model adds each item's levels to its tokens' hidden states in the first layers: where the
+        segment's image and video tokens are, and their levels in order."""
         if not segment.levels:
             inner(**segment.args)
             return
@@ -309,7 +311,7 @@ class Qwen3VLReuse(QwenVisionReuse):
             if block_start in segment.levels:
                 where[0, block_start - segment.start : block_end - segment.start] = True
                 ordered.append(segment.levels[block_start])
-        levels = torch.cat(ordered, dim=1).to(embeds.device, embeds.dtype)  # (levels, tokens of every image, hidden)
+        levels = torch.cat(ordered, dim=1).to(embeds.device, embeds.dtype)  # (levels, tokens of every item, hidden)
         inner.language_model(**segment.args, visual_pos_masks=where, deepstack_visual_embeds=list(levels))
 
 

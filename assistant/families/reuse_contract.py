@@ -45,7 +45,9 @@ class ReuseContract:
 
     def encode(self, inner, inputs, kind: str, j: int, float_dtype):
         """The `j`-th new item of `kind` in `inputs` through its encoder: (tokens, hidden), or (levels, tokens,
-        hidden) whose first level goes over the placeholders and the rest to `prefill` as `Segment.levels`."""
+        hidden) whose first level goes over the placeholders and the rest to `prefill` as `Segment.levels`. An item
+        whose placeholders mix kinds (a video heard with its sound track) gives the rows of its own kind's tokens
+        first, then each other kind's (in the order image, video, audio), each in the order the tokens come."""
         raise NotImplementedError(f"this family encodes no {kind} for reuse")
 
     def prefill(self, inner, segment: Segment) -> None:
@@ -54,12 +56,15 @@ class ReuseContract:
 
     def wrap(self, processor, kind: str) -> tuple[str, str]:
         """What the processor writes before and after an item's run of placeholder tokens (the chat template's own
-        begin and end tokens are already in the text)."""
+        begin and end tokens are already in the text); needed only where the processor does not report what it
+        replaced each placeholder with (`return_text_replacement_offsets`)."""
         return "", ""
 
     def remember(self, fresh, kind: str, j: int) -> dict:
         """What the prompt's processor outputs will need later of the `j`-th new item of `kind` in the processor's
-        output `fresh` (an image grid, a clip's feature length), once the item is no longer processed."""
+        output `fresh` (an image or video grid, a clip's feature length), once the item is no longer processed.
+        `fresh` holds the new images, then clips, then videos, each placeholder's replacement in
+        `fresh["text_replacement_offsets"]`."""
         return {}
 
     def position_inputs(self, kind: str, remembered: list[dict]) -> dict:

@@ -3,7 +3,9 @@
 Clips arrive decoded and sampled (assistant.media.VideoClip), so the processors are told not to sample again and
 given each clip's real rate, which places its frames in time (Qwen2.5-VL's seconds per grid, Qwen3-VL's
 timestamps). Qwen2.5-Omni also hears a video's sound track in the same item (`load_audio_from_video`, the processor
-interleaving frames and sound two seconds at a time); its processor takes one rate for all the videos of a prompt.
+interleaving frames and sound two seconds at a time); its processor takes one rate for all the videos of a prompt,
+so it gets a fixed one: a clip must come out the same whatever else its prompt holds, or its placeholder and
+encoder output could not be kept across turns (assistant/reuse.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 from assistant.media import SAMPLE_RATE
 from assistant.video import thinned
 
+# The rate Qwen2.5-Omni's processor assumes (it saves none in the published checkpoint) and its family samples at.
+OMNI_FPS = 2.0
 # The 30-second window the Whisper feature extractor pads and cuts to; a longer sound track asks for more.
 _WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
@@ -52,12 +56,12 @@ def omni_kwargs(images: list, audios: list, videos: list, sounds: list | None = 
 
     `sounds` lists the prompt's sounds in order: None for the next of `audios`, i for the sound track of `videos[i]`
     (assistant.prompt.ModelInput.sound_order). A video without sound hears silence of its length: the model places a
-    prompt's videos either all with sound or all without. One rate for all: clips taken faster are thinned to the
-    slowest one's rate.
+    prompt's videos either all with sound or all without. One fixed rate for all (OMNI_FPS): a clip taken faster is
+    thinned to it; one taken slower (a long clip past the frame cap) is placed as if taken at it.
     """
     if not videos:
         return {"images": images or None, "audio": audios or None}
-    rate = min(clip.fps for clip in videos)
+    rate = OMNI_FPS
     order = list(sounds) if sounds is not None else [None] * len(audios) + list(range(len(videos)))
     standalone = iter(audios)
     slots = [next(standalone) if source is None else _sound_track(videos[source]) for source in order]
