@@ -56,7 +56,7 @@ class PendingTurn:
 
 
 def answer_details(
-    info: EngineInfo, settings: GenerationSettings, report: GenerationReport, status: Status, left_out: Sequence[str] = ()
+    info: EngineInfo, settings: GenerationSettings, report: GenerationReport, status: Status, left_out: Sequence[Text] = ()
 ) -> AnswerDetails:
     if status is Status.ERROR:
         finish = "error"

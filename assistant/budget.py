@@ -4,7 +4,8 @@ Order, each step taken only while the prompt is still too long: earlier turns' a
 (or a short note), oldest first; earlier turns' videos get fewer frames (halved, down to a few); then earlier turns'
 images, then their videos, become a short note; then the oldest turns are dropped (the system prompt and the latest
 question stay); then the latest question's own audio, videos and images go the same way; last, its text is cut to
-its end. So it never fails with a length error. What was left out is returned in words for the page.
+its end. So it never fails with a length error. What was left out is returned as sentences for the page (Texts,
+said in the reader's language where they are shown).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from assistant.prompt import Fitting, ModelInput, has_transcript
+from domain.i18n import Text, t
 from domain.types import Attachment, MediaKind, Message, Role
 
 # (what it changes, how the page says what the model did not see, which item it is about). A video's fewer frames are
 # said once they are known (a callable on the new input); a later step about the same item replaces its line.
-Step = tuple[Callable[[Fitting], None], "str | Callable[[ModelInput], str]", str]
+Step = tuple[Callable[[Fitting], None], "Text | Callable[[ModelInput], Text]", str]
 
 FEWEST_FRAMES = 4  # a video is left out rather than shown in fewer frames than this
+EARLIER_MESSAGES = t("budget.earlier_messages")
 
 
 def fit(
@@ -28,7 +31,7 @@ def fit(
     limit: int,
     hears: bool = True,
     max_frames: int = 64,
-) -> tuple[ModelInput, list[str]]:
+) -> tuple[ModelInput, list[Text]]:
     """(the model input within `limit` tokens as `count` counts them, what was left out).
 
     `hears`: the model hears audio itself, so a clip left out can still come as its (shorter) transcript.
@@ -36,7 +39,7 @@ def fit(
     """
     fitting = Fitting()
     model_input = build(fitting)
-    left_out: dict[str, str] = {}
+    left_out: dict[str, Text] = {}
     steps = _steps(history, hears, max_frames)
     while count(model_input) > limit:
         step = next(steps, None)
@@ -65,7 +68,7 @@ def _steps(history: Sequence[Message], hears: bool, max_frames: int) -> Iterator
     earlier, latest = history[:last_question], history[last_question:]
     for messages in (earlier, latest):
         if messages is latest and earlier:
-            yield _drop_before(last_question), "earlier messages", "earlier messages"
+            yield _drop_before(last_question), EARLIER_MESSAGES, "earlier messages"
         yield from _media_steps(messages, MediaKind.AUDIO, hears)
         yield from _fewer_frames(messages, max_frames)
         yield from _media_steps(messages, MediaKind.IMAGE, hears)
@@ -74,11 +77,11 @@ def _steps(history: Sequence[Message], hears: bool, max_frames: int) -> Iterator
             for index, message in enumerate(earlier):
                 # Dropping up to the next question keeps the conversation starting with a question.
                 if message.role is Role.USER and index > 0:
-                    yield _drop_before(index), "earlier messages", "earlier messages"
+                    yield _drop_before(index), EARLIER_MESSAGES, "earlier messages"
     text = history[last_question].text if last_question < len(history) else ""
     for keep in (len(text) // 2, len(text) // 4, len(text) // 16, 0):
         if keep < len(text):
-            yield _cut_text(keep), "the start of the message", "the start of the message"
+            yield _cut_text(keep), t("budget.message_start"), "the start of the message"
 
 
 def _media_steps(messages: Sequence[Message], kind: MediaKind, hears: bool) -> Iterator[Step]:
@@ -89,12 +92,13 @@ def _media_steps(messages: Sequence[Message], kind: MediaKind, hears: bool) -> I
             key = (message.id, position)
             what = f"{kind.value} {key}"
             if kind is MediaKind.AUDIO:
-                how = " (as its transcript)" if hears and has_transcript(attachment) else ""
-                yield _add(lambda f: f.audio_as_text, key), f"the audio “{attachment.filename}”{how}", what
+                as_transcript = hears and has_transcript(attachment)
+                said = t("budget.audio_as_transcript" if as_transcript else "budget.audio", name=attachment.filename)
+                yield _add(lambda f: f.audio_as_text, key), said, what
             elif kind is MediaKind.VIDEO:
-                yield _add(lambda f: f.videos_as_notes, key), f"the video “{attachment.filename}”", what
+                yield _add(lambda f: f.videos_as_notes, key), t("budget.video", name=attachment.filename), what
             else:
-                yield _add(lambda f: f.images_as_notes, key), f"the image “{attachment.filename}”", what
+                yield _add(lambda f: f.images_as_notes, key), t("budget.image", name=attachment.filename), what
 
 
 def _fewer_frames(messages: Sequence[Message], max_frames: int) -> Iterator[Step]:
@@ -117,11 +121,11 @@ def _set_frames(key: tuple[int, int], frames: int) -> Callable[[Fitting], None]:
     return apply
 
 
-def _said_frames(attachment: Attachment) -> Callable[[ModelInput], str]:
-    def say(model_input: ModelInput) -> str:
+def _said_frames(attachment: Attachment) -> Callable[[ModelInput], Text]:
+    def say(model_input: ModelInput) -> Text:
         keys = [key for key in model_input.video_keys if key.startswith(attachment.sha256 + "@")]
         seen = keys[0].rsplit("×", 1)[-1] if keys else "?"
-        return f"most frames of the video “{attachment.filename}” (it saw {seen})"
+        return t("budget.video_frames", name=attachment.filename, seen=seen)
 
     return say
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, PlainSerializer
 
+from domain.i18n import Text
 from domain.limits import MAX_NEW_TOKENS_LIMIT, MAX_SYSTEM_PROMPT_CHARS
 
 
@@ -24,6 +25,11 @@ class GenerationSettings(BaseModel):
 
 Finish = Literal["finished", "length", "stopped", "error"]
 
+# A sentence for people: a Text, said in the reader's language where it is shown; or plain words (an answer stored
+# before its sentences had keys, an import's). As JSON (an export, the API) it is English; storage keeps the key
+# (storage.records.stored_details), so the page can say it in any language later.
+Sentence = Annotated[InstanceOf[Text] | str, PlainSerializer(str, return_type=str, when_used="json")]
+
 
 class AnswerDetails(BaseModel):
     """What produced an answer and how it went; shown under the answer."""
@@ -40,4 +46,4 @@ class AnswerDetails(BaseModel):
     tokens_per_s: float | None = None
     finish: Finish = "finished"
     # Earlier items the model did not see because the conversation is longer than its context, for people.
-    left_out: tuple[str, ...] = ()
+    left_out: tuple[Sentence, ...] = ()

@@ -41,6 +41,30 @@ def read_text(value: str | None) -> Text | str | None:
     return text if isinstance(text, Text) and text.key in catalog(ENGLISH) else value
 
 
+def stored_details(details: AnswerDetails | None) -> dict | None:
+    """An answer's details as its JSON column keeps them: what it left out by key ({"key": ..., "params": ...}), as
+    stored_text keeps a sentence, so it can be said in any language later (the details' own JSON says English)."""
+    if details is None:
+        return None
+    return {**details.model_dump(mode="json"), "left_out": [_encoded(item) for item in details.left_out]}
+
+
+def read_details(value: dict | None) -> AnswerDetails | None:
+    """A details column back, what was left out as the Texts it was stored as (plain words: older rows, imports)."""
+    if not value:
+        return None
+    return AnswerDetails.model_validate({**value, "left_out": [_read_item(item) for item in value.get("left_out") or ()]})
+
+
+def _read_item(item) -> Text | str:
+    if isinstance(item, str):
+        return item
+    text = _decoded(item)
+    if isinstance(text, Text) and text.key in catalog(ENGLISH):
+        return text
+    return json.dumps(item, ensure_ascii=False)  # a key this version does not know: shown as stored, as read_text does
+
+
 def _encoded(value):
     if isinstance(value, Text):
         return {"key": value.key, "params": {name: _encoded(param) for name, param in value.params.items()}}
@@ -85,7 +109,7 @@ def to_message(row: MessageRow, blobs: BlobStore, tree: Tree | None = None) -> M
         error=read_text(row.error),
         created_at=row.created_at,
         parent_id=row.parent_id,
-        details=AnswerDetails.model_validate(row.details) if row.details else None,
+        details=read_details(row.details),
         version=siblings.index(row) + 1 if row in siblings else 1,
         versions=max(len(siblings), 1),
     )

@@ -21,7 +21,7 @@ from storage.cleanup import discard_unreferenced
 from storage.database import utc_now
 from storage.interchange import ExportedConversation, ImportedConversation, ImportedMessage
 from storage.owned import OwnedRows
-from storage.records import Tree, attach, to_summary
+from storage.records import Tree, attach, stored_details, to_summary
 from storage.schema import ConversationRow, MessageRow
 
 
@@ -131,7 +131,7 @@ class Transfer(OwnedRows):
                 "content": message.text,
                 "status": (Status.STOPPED if message.status is Status.STREAMING else message.status).value,
                 "error": message.error,
-                "details": message.details.model_dump(mode="json") if message.details else None,
+                "details": stored_details(message.details),
                 "created_at": message.created_at or now,
                 "updated_at": message.created_at or now,
             }

@@ -21,7 +21,7 @@ from storage.blobs import StoredBlob
 from storage.cleanup import discard_unreferenced
 from storage.database import utc_now
 from storage.owned import OwnedRows, settings_json
-from storage.records import LEAF, Leaf, Tree, attach, branch, read_text, stored_text, to_summary
+from storage.records import LEAF, Leaf, Tree, attach, branch, read_text, stored_details, stored_text, to_summary
 from storage.schema import ConversationRow, MessageAttachmentRow, MessageRow
 
 
@@ -273,7 +273,7 @@ class MessageTree(OwnedRows):
                     content=text,
                     status=status.value,
                     error=stored_text(error),
-                    details=details.model_dump(mode="json") if details else None,
+                    details=stored_details(details),
                     updated_at=utc_now(),
                     writer=None,
                 )

@@ -36,6 +36,11 @@ def send(manager, conversation_id, text, uploads=()):
     return list(manager.send(conversation_id, text, list(uploads), threading.Event()))
 
 
+def english(left_out) -> tuple[str, ...]:
+    """What an answer left out, as the API and exports say it (the page says it in its reader's language)."""
+    return tuple(str(item) for item in left_out)
+
+
 def texts(model_input) -> str:
     return " ".join(item.get("text", "") for turn in model_input.conversation for item in turn["content"])
 
@@ -54,7 +59,7 @@ def test_a_conversation_longer_than_the_context_is_answered_leaving_out_audio_th
         answer = events[-1].message
         assert answer.status is Status.COMPLETE, answer.error  # never a length error
         assert answer.details.prompt_tokens + answer.details.answer_tokens <= CONTEXT
-        seen.append(answer.details.left_out)
+        seen.append(english(answer.details.left_out))
     assert all(tokens <= CONTEXT - ANSWER for tokens in small.prompt_tokens)
     # Audio went first, then the image, then the oldest turns; each answer lists what its model did not see.
     growing = [items for items in seen if items]
@@ -77,7 +82,7 @@ def test_earlier_audio_is_replaced_by_its_transcript_before_anything_else(engine
     sha = first[0].message.attachments[0].sha256
     transcripts.save(sha, Transcript(TranscriptStatus.DONE, text="what colour is the car", language="en", seconds=2.4, model="m"))
     events = send(manager, first[0].conversation.id, "And?")
-    assert events[-1].message.details.left_out == ("the audio “q.wav” (as its transcript)",)
+    assert english(events[-1].message.details.left_out) == ("the audio “q.wav” (as its transcript)",)
     assert "[Audio “q.wav”, transcribed: what colour is the car]" in texts(small.inputs[-1])
 
 
@@ -87,7 +92,7 @@ def test_a_single_message_longer_than_the_context_keeps_its_end(engine, reposito
     question = "word " * 400 + "THE ACTUAL QUESTION?"
     events = send(manager, None, question)
     answer = events[-1].message
-    assert answer.status is Status.COMPLETE and answer.details.left_out == ("the start of the message",)
+    assert answer.status is Status.COMPLETE and english(answer.details.left_out) == ("the start of the message",)
     assert texts(small.inputs[-1]).rstrip().endswith("THE ACTUAL QUESTION?")
     assert repository.get_messages(events[0].conversation.id)[0].text == question  # stored whole
 
@@ -111,7 +116,7 @@ def test_a_model_that_hears_only_transcripts_has_them_left_out_when_the_chat_is_
     transcripts.save(with_audio.attachments[0].sha256, Transcript(TranscriptStatus.DONE, text=long, language="en", seconds=2.4, model="m"))
     events = list(manager.send(first[0].conversation.id, "And?", [], threading.Event()))
     assert events[-1].message.status is Status.COMPLETE
-    left_out = events[-1].message.details.left_out
+    left_out = english(events[-1].message.details.left_out)
     assert left_out[0] == "the audio “q.wav”"  # not "(as its transcript)": that was all this model heard of it
     assert long not in texts(small.inputs[-1])
 
@@ -127,7 +132,7 @@ def test_a_video_too_long_for_the_context_first_gets_fewer_frames_then_is_left_o
     events = send(manager_for(fewer, repository), None, "What happens?", [(speech_video, "clip.mp4")])
     answer = events[-1].message
     assert answer.status is Status.COMPLETE
-    assert answer.details.left_out == ("most frames of the video “clip.mp4” (it saw 4)",)
+    assert english(answer.details.left_out) == ("most frames of the video “clip.mp4” (it saw 4)",)
     [seen] = fewer.inputs[-1].videos
     assert len(seen.frames) == 4 and seen.audio is not None and abs(seen.fps - 4 / 3) < 1e-6
     shown = render.chat_message(repository.get_messages(events[0].conversation.id)[-1])["content"]
@@ -136,6 +141,62 @@ def test_a_video_too_long_for_the_context_first_gets_fewer_frames_then_is_left_o
     # No room even for four: left out, said once (not also as fewer frames).
     none = CountingEngine(engine, context=120)
     events = send(manager_for(none, repository), None, "What happens?", [(speech_video, "clip.mp4")])
-    assert events[-1].message.details.left_out == ("the video “clip.mp4”",)
+    assert english(events[-1].message.details.left_out) == ("the video “clip.mp4”",)
     assert none.inputs[-1].videos == []
     assert "[The video “clip.mp4” attached here is left out: the conversation is too long.]" in texts(none.inputs[-1])
+
+
+def test_what_was_left_out_is_stored_by_key_said_in_the_readers_language_and_exported_in_english(repository, tmp_path):
+    """The page says it in the request's language; the details' JSON (exports, the API) says English; an answer stored
+    before these sentences had keys keeps its English words."""
+    import io
+    import json
+    import zipfile
+
+    import gradio as gr
+    from starlette.requests import Request
+
+    from domain.i18n import t
+    from domain.settings import AnswerDetails, GenerationSettings
+    from storage.exchange import export_zip
+    from ui.i18n import language_of
+
+    def answered(left_out) -> None:
+        question = repository.add_user_message(conversation_id, "Hi", [])
+        reply = repository.start_assistant_message(conversation_id, parent_id=question.id)
+        details = AnswerDetails(model="demo", quant="none", settings=GenerationSettings(), left_out=left_out)
+        repository.finish_message(reply.id, "Hello", Status.COMPLETE, details=details)
+
+    def request(accept_language: str) -> gr.Request:
+        headers = [(b"accept-language", accept_language.encode())]
+        return gr.Request(request=Request({"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b""}))
+
+    conversation_id = repository.add_user_message(None, "First", [], new_title="budget").conversation_id
+    keyed = (t("budget.audio_as_transcript", name="q.wav"), t("budget.video_frames", name="clip.mp4", seen=4), t("budget.earlier_messages"))
+    answered(keyed)
+    answered(("the image “old.png”", "earlier messages"))  # as answers were stored before
+    new, old = [m for m in repository.get_messages(conversation_id) if m.details is not None]
+    assert new.details.left_out == keyed  # read back as the sentences they were, not as words
+
+    def shown(message, accept_language: str) -> str:
+        return render.chat_messages([message], language=language_of(request(accept_language)))[0]["content"]
+
+    assert (
+        "✂ 超出模型的上下文长度，模型没有看到：音频“q.wav”（只看到了它的文字稿）；视频“clip.mp4”的大部分画面（只看到了 4 帧）；较早的消息"
+        in shown(new, "zh-CN,zh;q=0.9")
+    )
+    english_line = (
+        "✂ Too long for the model's context; it did not see: the audio “q.wav” (as its transcript); "
+        "most frames of the video “clip.mp4” (it saw 4); earlier messages"
+    )
+    assert english_line in shown(new, "en-GB")
+    assert "模型没有看到：the image “old.png”；earlier messages" in shown(old, "zh-CN")  # old words, as they are
+
+    said = ["the audio “q.wav” (as its transcript)", "most frames of the video “clip.mp4” (it saw 4)", "earlier messages"]
+    assert json.loads(new.details.model_dump_json())["left_out"] == said
+    out = io.BytesIO()
+    export_zip(repository.export_conversations(), out)
+    with zipfile.ZipFile(out) as archive:
+        [conversation] = json.loads(archive.read("conversations.json"))["conversations"]
+    exported = [m["details"]["left_out"] for m in conversation["messages"] if m["details"]]
+    assert exported == [said, ["the image “old.png”", "earlier messages"]]

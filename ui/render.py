@@ -132,7 +132,8 @@ def message_footer(message: Message, speaks: bool = False, language: str = ENGLI
         parts.append(f"[{say(FORK_LABEL, language)}](#msg-{message.id}-fork)")
     footer = "\n\n<small>" + " · ".join(parts) + "</small>" if parts else ""
     if message.details is not None and message.details.left_out:
-        footer += f"\n\n<small>{say(LEFT_OUT_LABEL, language)} " + html.escape("; ".join(message.details.left_out)) + "</small>"
+        items = html.escape(say(LIST_SEPARATOR, language).join(say(item, language) for item in message.details.left_out))
+        footer += f"\n\n<small>{say(t(LEFT_OUT, items=items), language)}</small>"
     if message.details is not None:
         summary = say(t("page.details.summary"), language)
         footer += f"\n\n<details><summary>{summary}</summary>\n\n{details_text(message.details, language)}\n\n</details>"
@@ -167,7 +168,8 @@ def details_text(details: AnswerDetails, language: str = ENGLISH) -> str:
 
 FORK_LABEL = t("page.chat.fork")
 SPEAK_LABEL = t("page.chat.speak")
-LEFT_OUT_LABEL = t("page.chat.left_out")
+LEFT_OUT = "page.chat.left_out"
+LIST_SEPARATOR = t("page.chat.list_separator")
 
 
 def answer_text(text: str, status: Status, error: str | None = None, language: str = ENGLISH) -> str:
