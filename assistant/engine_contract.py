@@ -23,6 +23,9 @@ class EngineInfo:
     quant: str
     device: str
     voice_note: Text | str = ""  # how answers are spoken, when the page should know (its own voice, or why not)
+    # The model's name as the page's status line says it, where it is a sentence (a demo's); None: `model`, which
+    # stays the English name that answers' details, exports and the API keep.
+    shown_name: Text | None = None
 
 
 @dataclass

@@ -162,8 +162,9 @@ def load_engine(spec: ModelSpec, progress: Progress, **engine_kwargs) -> Transfo
         log.warning("loading %s failed", spec.source, exc_info=True)
         raise cannot_fetch(spec.source, t("model.reason.damaged")) from None
     model.eval()
-    name = f"demo {family.title} (random weights)" if spec.demo else spec.source
-    info = EngineInfo(model=name, quant=quant.value, device=device, voice_note=voice_note)
+    shown_name = t("model.demo_name", family=family.title) if spec.demo else None
+    name = str(shown_name) if shown_name is not None else spec.source
+    info = EngineInfo(model=name, quant=quant.value, device=device, voice_note=voice_note, shown_name=shown_name)
     compile_decode = cuda if spec.compile is None else spec.compile
     engine = TransformersEngine(model, processor, info, family, compile_decode=compile_decode, **engine_kwargs)
     engine.voice = voice

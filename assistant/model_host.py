@@ -87,7 +87,7 @@ class ModelHost:
         else:
             self._engine = engine
             info = engine.info
-            ready = t("model.ready", model=info.model, quant=info.quant, device=info.device)
+            ready = t("model.ready", model=info.shown_name or info.model, quant=info.quant, device=info.device)
             ready = t("model.ready.voice", ready=ready, voice=info.voice_note) if info.voice_note else ready
             self._state = HostState(Phase.READY, ready, 1.0)
             log.info("model ready: %s", self._state.message)

@@ -283,3 +283,14 @@ def test_the_models_loading_line_and_its_failure_are_said_in_chinese():
     assert host.wait(10) and host.state.phase is Phase.FAILED
     assert say(host.state.message, CHINESE) == "GPU 显存装不下模型“Qwen/Qwen2.5-Omni-3B”：请尝试 --quant 4bit，或换一个更小的模型。"
     assert str(host.state.message).startswith("The model “Qwen/Qwen2.5-Omni-3B” does not fit in the GPU's memory")
+
+
+def test_a_demo_models_name_on_the_status_line_is_said_in_chinese_and_stays_english_in_answers(engine):
+    from assistant.model_host import ModelHost
+
+    host = ModelHost(lambda progress: engine)
+    host.start()
+    assert host.wait(30)
+    assert engine.info.model == "demo Qwen2.5-Omni (random weights)"  # what answers' details and exports keep
+    assert str(host.state.message).startswith("demo Qwen2.5-Omni (random weights) · none · ")
+    assert say(host.state.message, CHINESE).startswith("演示模型 Qwen2.5-Omni（随机权重） · none · ")
