@@ -31,8 +31,9 @@ def server(tmp_path, monkeypatch):
     return parent, tmp_path / "uploads"
 
 
-def post(app, files: list[tuple[str, str, int]], chunk: int = 1000) -> tuple[int, bytes]:
-    """POST (name, content type, size) files to the upload route in `chunk`-byte messages, as a browser streams them."""
+def post(app, files: list[tuple[str, str, int]], chunk: int = 1000, headers: tuple = ()) -> tuple[int, bytes]:
+    """POST (name, content type, size) files to the upload route in `chunk`-byte messages, as a browser streams them
+    (with `headers` besides its own)."""
     boundary = uuid.uuid4().hex
     body = b""
     for name, content_type, size in files:
@@ -45,7 +46,7 @@ def post(app, files: list[tuple[str, str, int]], chunk: int = 1000) -> tuple[int
         "root_path": "", "scheme": "http", "query_string": b"", "http_version": "1.1",
         "server": ("127.0.0.1", 7860), "client": ("127.0.0.1", 5000),
         "headers": [(b"host", b"127.0.0.1:7860"), (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
-                    (b"content-length", str(len(body)).encode())],
+                    (b"content-length", str(len(body)).encode()), *headers],
     }
     sent: list[dict] = []
 
@@ -89,6 +90,17 @@ def test_a_file_past_its_limit_is_refused_as_it_arrives_and_nothing_is_kept(serv
     assert status == 413
     assert f"“{named}” is larger than".encode() in body
     assert kept(folder) == []
+
+
+def test_the_refusal_is_in_the_pages_language_its_switch_first(server):
+    app, _ = server
+    files = [("photo.png", "image/png", FILE_LIMIT + 1)]
+    status, body = post(app, files, headers=((b"accept-language", b"zh-CN,zh;q=0.9"),))
+    assert status == 413 and "“photo.png”大于".encode() in body
+    chosen = ((b"accept-language", b"zh-CN"), (b"cookie", b"assistant-lang=en"))
+    assert "“photo.png” is larger than".encode() in post(app, files, headers=chosen)[1]
+    chosen = ((b"accept-language", b"en-GB"), (b"cookie", b"assistant-lang=zh-CN"))
+    assert "“photo.png”大于".encode() in post(app, files, headers=chosen)[1]
 
 
 def test_the_limit_for_a_name_or_type():

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from domain import limits
-from domain.i18n import accepted_language, say, t
+from domain.i18n import say, t
+from ui.i18n import language_of
 
 UPLOAD_PATH = "/gradio_api/upload"
 # A header line longer than python-multipart (4 KB) and Gradio (8 KB) allow: either parser refuses it.
@@ -51,9 +52,11 @@ class UploadLimits:
             if watch.refusal is None:
                 raise
         if watch.refusal is not None:
+            from starlette.requests import Request
             from starlette.responses import PlainTextResponse
 
-            language = accepted_language(_header(scope, b"accept-language"))
+            # The page's language: its switch's cookie, else the browser's, as every other sentence of the page.
+            language = language_of(Request(scope))
             await PlainTextResponse(say(watch.refusal, language), status_code=413)(scope, receive, send)
 
 
