@@ -29,15 +29,15 @@ PAGE_TEXT = """() => {
 
 
 def english_fragments() -> dict[str, list[str]]:
-    """Per page key, the pieces of its English sentence that a Chinese page must not show: the words between its
-    fields and its Markdown, where they differ from the Chinese sentence (names such as "Top-p" or "API" are the
-    same in both)."""
+    """Per page key (and what an answer left out, budget.*), the pieces of its English sentence that a Chinese page
+    must not show: the words between its fields and its Markdown, where they differ from the Chinese sentence (names
+    such as "Top-p" or "API" are the same in both)."""
     from domain.i18n import catalog
 
     english, chinese = catalog("en"), catalog(CHINESE)
     fragments = {}
     for key, sentence in english.items():
-        if not key.startswith("page.") or sentence == chinese[key]:
+        if not key.startswith(("page.", "budget.")) or sentence == chinese[key]:
             continue
         pieces = re.split(r"\{[^}]*\}|[*`_“”()\[\]:;,.…]", sentence)
         kept = [p.strip() for p in pieces if len(p.strip()) >= 4 and re.search("[A-Za-z]{3}", p) and p.strip() not in chinese[key]]
@@ -68,7 +68,8 @@ def test_a_chinese_browser_sees_the_page_in_chinese(browser, start_app, demo_mod
 
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"not an image")
-    app = start_ready_app(start_app, demo_model_dir, tmp_path / "data")
+    # A small context, so that a long question is cut and the answer says what its model did not see.
+    app = start_ready_app(start_app, demo_model_dir, tmp_path / "data", "--max-context", "400")
     context = chinese_context(browser)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -103,6 +104,15 @@ def test_a_chinese_browser_sees_the_page_in_chinese(browser, start_app, demo_mod
     expect(bot.locator("details")).to_contain_text("结束方式")
 
     # No English string of the page's catalog anywhere on it.
+    assert english_on(page.evaluate(PAGE_TEXT)) == {}
+
+    # Too long for the context: the line under the answer says, in Chinese, what the model did not see (the earlier
+    # messages may go too, before the start of this question).
+    page.locator("#composer textarea").fill("长" * 3000)
+    page.locator("#composer textarea").press("Enter")
+    wait_for_answer(page, bot_rows=2)
+    left_out = bot.last.locator("small", has_text=zh("page.chat.left_out", items=""))
+    expect(left_out).to_contain_text(zh("budget.message_start"))
     assert english_on(page.evaluate(PAGE_TEXT)) == {}
 
     # A refused file: the dialogue manager's error, said in Chinese.
