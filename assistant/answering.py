@@ -200,7 +200,8 @@ class Answering:
             limit = engine.context_tokens - engine.answer_budget(settings)
             family = engine.family
             model_input, left_out = fit(
-                history, build, engine.prepare_prompt, limit, family.hears(), family.video_max_frames
+                history, build, engine.prepare_prompt, limit, family.hears(), family.video_max_frames,
+                family.fixed_video_rate(),
             )
             report = GenerationReport()
             answer.details_from = lambda status: answer_details(engine.info, settings, report, status, left_out)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.video import FRAME_PIXELS, VideoClip, probe_video, sample_frames
+from assistant.video import FRAME_PIXELS, VIDEO_MIN_PIXELS, VideoClip, probe_video, sample_frames
 from domain import limits
 from domain.errors import InvalidInput
 from domain.i18n import t
@@ -181,11 +181,19 @@ def decode_audio(path: Path, max_seconds: float | None = None) -> np.ndarray:
 
 
 def decode_video(
-    path: Path, fps: float, max_frames: int, max_seconds: float = limits.MAX_VIDEO_SECONDS, max_pixels: int = FRAME_PIXELS
+    path: Path,
+    fps: float,
+    max_frames: int,
+    max_seconds: float = limits.MAX_VIDEO_SECONDS,
+    max_pixels: int = FRAME_PIXELS,
+    total_pixels: int | None = None,
+    min_pixels: int = VIDEO_MIN_PIXELS,
+    shrink: int = 1,
 ) -> VideoClip:
     """Frames sampled at `fps` (evenly fewer past `max_frames`, an even count) and the sound track, if there is one,
-    over the first `max_seconds`; the clip's `fps` is the rate its frames were taken at."""
-    frames, seconds = sample_frames(path, fps, max_frames, max_seconds, max_pixels)
+    over the first `max_seconds`; the clip's `fps` is the rate its frames were taken at. With `total_pixels`, the
+    frames share that many pixels, each at least `min_pixels` and `shrink` times fewer (assistant.video.frame_pixels)."""
+    frames, seconds = sample_frames(path, fps, max_frames, max_seconds, max_pixels, total_pixels, min_pixels, shrink)
     audio = None
     if has_sound(path):
         try:

@@ -46,6 +46,8 @@ class Fitting:
     images_as_notes: set[tuple[int, int]] = field(default_factory=set)
     videos_as_notes: set[tuple[int, int]] = field(default_factory=set)
     video_frames: dict[tuple[int, int], int] = field(default_factory=dict)  # a video's frames, fewer than its family's cap
+    # A video of a family with a fixed rate keeps its frames: each is this many times fewer pixels instead.
+    video_shrink: dict[tuple[int, int], int] = field(default_factory=dict)
     first_message: int = 0  # the history from this index on; earlier turns are dropped
     last_text_chars: int | None = None  # the last question's text cut to its last N characters
 
@@ -71,8 +73,9 @@ def unwatched_note(attachment: Attachment, family: Capabilities) -> str:
 
 
 def video_key(attachment: Attachment, clip) -> str:
-    """The clip as sampled: the same file taken at another rate or frame count is another input."""
-    return f"{attachment.sha256}@{clip.fps:.4g}fps×{len(clip.frames)}"
+    """The clip as sampled: the same file taken at another rate, frame count or frame size is another input."""
+    count, height, width = clip.frames.shape[:3]
+    return f"{attachment.sha256}@{clip.fps:.4g}fps×{count}×{width}x{height}"
 
 
 def has_transcript(attachment: Attachment) -> bool:
@@ -105,15 +108,17 @@ def build_model_input(
 
     A model that does not hear audio gets each clip's transcript instead; one that does hears clips longer
     than its audio window as several windows, in order. Videos are sampled at the family's rate up to its frame
-    cap (fewer where the budget asks); a model without video gets a note and the sound track's transcript. A stored file that can no longer be read
-    (deleted, corrupted on disk, saved before a check existed) becomes a short note to the model, so one
-    bad file never breaks its conversation.
+    cap (fewer where the budget asks); a family with a fixed rate gets all of each at that rate, its frames sharing
+    a pixel budget (smaller where the budget asks). A model without video gets a note and the sound track's
+    transcript. A stored file that can no longer be read (deleted, corrupted on disk, saved before a check existed)
+    becomes a short note to the model, so one bad file never breaks its conversation.
     """
     hears = family is None or family.hears()
     sees = family is None or family.sees()
     watches = family is None or family.watches()
     fps = family.video_fps if family is not None else 2.0
     max_frames = family.video_max_frames if family is not None else 64
+    total_pixels = family.video_total_pixels if family is not None else None
     window_s = family.audio_window_s if family is not None else 30.0
     fitting = fitting or Fitting()
     result = ModelInput(conversation=[])
@@ -147,8 +152,15 @@ def build_model_input(
                         content.append({"type": "text", "text": unwatched_note(attachment, family)})
                         continue
                     # Stored videos passed the length limit in force then; all of each is sampled. Fewer frames (the
-                    # budget's) are taken from those, not decoded again.
-                    clip = media.video(attachment.path, fps, max_frames, math.inf, FRAME_PIXELS)
+                    # budget's) are taken from those, not decoded again. A family with a fixed rate gets every frame
+                    # at it (a clip past its frame cap is cut, not sampled sparser), smaller ones when the budget asks.
+                    if total_pixels is not None:
+                        shrink = fitting.video_shrink.get(key, 1)
+                        clip = media.video(
+                            attachment.path, fps, max_frames, max_frames / fps, FRAME_PIXELS, total_pixels, shrink=shrink
+                        )
+                    else:
+                        clip = media.video(attachment.path, fps, max_frames, math.inf, FRAME_PIXELS)
                     if key in fitting.video_frames:
                         clip = thinned(clip, fitting.video_frames[key])
                     check_image_shape(clip.frames.shape[2], clip.frames.shape[1], attachment.filename)

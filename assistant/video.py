@@ -25,6 +25,16 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv")
 # A frame is scaled down to at most this many pixels on decode: the Qwen video processors' own per-frame ceiling
 # (768 merged 28-pixel patches), so their resize afterwards changes little.
 FRAME_PIXELS = 768 * 28 * 28
+# A family that keeps its rate for a clip's whole length (Qwen2.5-Omni) holds the clip's cost by scaling its frames
+# down instead, as qwen-vl-utils does (vision_process.fetch_video): each frame at most
+# max(VIDEO_MIN_PIXELS, min(FRAME_PIXELS, VIDEO_TOTAL_PIXELS * FRAME_FACTOR / frames)). VIDEO_MIN_PIXELS and
+# FRAME_FACTOR are qwen-vl-utils' (128 merged patches, the Qwen video processors' own floor, below which they scale
+# a frame back up; frames go in pairs, so the total counts pairs). The total is qwen-vl-utils' 0.9 of a token budget,
+# here 24,576 tokens: what a clip capped at 64 frames of FRAME_PIXELS cost (32 pairs x 768), so a long clip at the
+# full rate costs no more than a capped one did (a 120 s clip: 240 frames of ~144,000 pixels, ~100 MB decoded).
+VIDEO_MIN_PIXELS = 128 * 28 * 28
+FRAME_FACTOR = 2
+VIDEO_TOTAL_PIXELS = int(24576 * 28 * 28 * 0.9)
 
 
 @dataclass(frozen=True)
@@ -197,10 +207,34 @@ def scaled_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+def frame_pixels(
+    count: int,
+    total_pixels: int | None,
+    max_pixels: int = FRAME_PIXELS,
+    min_pixels: int = VIDEO_MIN_PIXELS,
+    shrink: int = 1,
+) -> int:
+    """The most pixels each of `count` frames may have so they share `total_pixels` (None: each `max_pixels`), divided
+    by `shrink` (the context budget's), never below `min_pixels`."""
+    if total_pixels is None:
+        return max_pixels
+    share = min(max_pixels, total_pixels * FRAME_FACTOR // max(count, 1))
+    return max(min_pixels, share // shrink)
+
+
 def sample_frames(
-    path: Path, fps: float, max_frames: int, max_seconds: float, max_pixels: int = FRAME_PIXELS
+    path: Path,
+    fps: float,
+    max_frames: int,
+    max_seconds: float,
+    max_pixels: int = FRAME_PIXELS,
+    total_pixels: int | None = None,
+    min_pixels: int = VIDEO_MIN_PIXELS,
+    shrink: int = 1,
 ) -> tuple[np.ndarray, float]:
-    """(frames × height × width × 3 uint8 sampled uniformly over the first `max_seconds`, the seconds they cover)."""
+    """(frames × height × width × 3 uint8 sampled uniformly over the first `max_seconds`, the seconds they cover).
+
+    With `total_pixels`, the frames share that many pixels (see frame_pixels), each scaled as it is decoded."""
     import av
 
     name = Path(path).name
@@ -215,6 +249,8 @@ def sample_frames(
                 container.seek(0)
             seconds = min(seconds, max_seconds)
             stream.thread_type = "AUTO"
+            count = frame_count(seconds, fps, max_frames)
+            max_pixels = frame_pixels(count, total_pixels, max_pixels, min_pixels, shrink)
             frames = _pick(container.decode(stream), seconds, fps, max_frames, max_pixels)
     except FileNotFoundError:
         raise InvalidInput(t("video.missing", name=name), name) from None

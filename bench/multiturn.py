@@ -237,7 +237,8 @@ def warm_up(engine: TransformersEngine, uploads) -> None:
     content = [{"type": "image"}, {"type": "audio"}, {"type": "video"}, {"type": "text", "text": "warm up"}]
     model_input = ModelInput(
         [{"role": "user", "content": content}], [load_image(image)], [decode_audio(clip)],
-        [decode_video(video, family.video_fps, family.video_max_frames)], sound_order=[None, 0],
+        [decode_video(video, family.video_fps, family.video_max_frames, total_pixels=family.video_total_pixels)],
+        sound_order=[None, 0],
     )
     for _ in engine.stream(model_input, threading.Event()):
         pass

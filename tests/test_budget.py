@@ -121,14 +121,20 @@ def test_a_model_that_hears_only_transcripts_has_them_left_out_when_the_chat_is_
     assert long not in texts(small.inputs[-1])
 
 
-def test_a_video_too_long_for_the_context_first_gets_fewer_frames_then_is_left_out(engine, repository, speech_video):
-    whole = CountingEngine(engine, context=4096)
+def test_a_video_too_long_for_the_context_gets_fewer_frames(family_model_dir, repository, speech_video):
+    """On a family whose processor times each video by its own rate (Qwen2.5-VL), fewer frames are fine. (Its tiny
+    frames cost less than the note that would replace them: leaving a video out is shown on Omni, below.)"""
+    from assistant.loader import ModelSpec, Quant, load_engine
+
+    vl = load_engine(ModelSpec(str(family_model_dir("qwen2.5-vl")), Quant.NONE, demo=True), lambda *_: None)
+    whole = CountingEngine(vl, context=4096)
     send(manager_for(whole, repository), None, "What happens?", [(speech_video, "clip.mp4")])
     full, [clip] = whole.prompt_tokens[-1], whole.inputs[-1].videos
     assert len(clip.frames) == 6  # three seconds at 2 a second
 
-    # Room for four frames (the floor) but not six: the answer says how many it saw.
-    fewer = CountingEngine(engine, context=full - 40 + ANSWER)
+    # Room for four frames (the floor) but not six (a pair of these small frames is 24 tokens): the answer says how
+    # many it saw.
+    fewer = CountingEngine(vl, context=full - 12 + ANSWER)
     events = send(manager_for(fewer, repository), None, "What happens?", [(speech_video, "clip.mp4")])
     answer = events[-1].message
     assert answer.status is Status.COMPLETE
@@ -138,12 +144,39 @@ def test_a_video_too_long_for_the_context_first_gets_fewer_frames_then_is_left_o
     shown = render.chat_message(repository.get_messages(events[0].conversation.id)[-1])["content"]
     assert "it did not see: most frames of the video “clip.mp4” (it saw 4)" in shown
 
-    # No room even for four: left out, said once (not also as fewer frames).
+
+def test_on_omni_a_video_too_long_for_the_context_keeps_its_frames_in_smaller_ones(engine, repository, tmp_path, speech_wav):
+    """Qwen2.5-Omni times every frame at 2 a second and pairs its sound by that: the budget shrinks the frames, never
+    drops any, and says so. Frames of 640×480 (above the processor's 128-token floor) so that shrinking saves tokens."""
+    from assistant.media import decode_audio
+    from tests.media_factory import write_video
+
+    video = write_video(tmp_path / "clip.mp4", seconds=3.0, fps=4, size=(640, 480), audio_codec="aac", sound=decode_audio(speech_wav))
+    whole = CountingEngine(engine, context=4096)
+    send(manager_for(whole, repository), None, "What happens?", [(video, "clip.mp4")])
+    full, [clip] = whole.prompt_tokens[-1], whole.inputs[-1].videos
+    assert clip.frames.shape == (6, 480, 640, 3)
+
+    smaller = CountingEngine(engine, context=full - 40 + ANSWER)
+    events = send(manager_for(smaller, repository), None, "What happens?", [(video, "clip.mp4")])
+    answer = events[-1].message
+    assert answer.status is Status.COMPLETE
+    [seen] = smaller.inputs[-1].videos
+    count, height, width = seen.frames.shape[:3]
+    assert count == 6 and height * width <= 640 * 480 // 2 and seen.audio is not None  # all 6, at 2 a second
+    said = f"the detail of the video “clip.mp4” (it saw its frames at {width}×{height})"
+    assert english(answer.details.left_out) == (said,)
+    assert smaller.inputs[-1].video_keys[0].endswith(f"@2fps×6×{width}x{height}")  # another input than the whole one
+    shown = render.chat_message(repository.get_messages(events[0].conversation.id)[-1])["content"]
+    assert f"it did not see: {said}" in shown
+    shown = render.chat_message(repository.get_messages(events[0].conversation.id)[-1], language="zh-CN")["content"]
+    assert f"模型没有看到：视频“clip.mp4”的画面细节（只看到了 {width}×{height} 的画面）" in shown
+
+    # No room even at the processor's floor: left out, said once (not also as smaller frames).
     none = CountingEngine(engine, context=120)
-    events = send(manager_for(none, repository), None, "What happens?", [(speech_video, "clip.mp4")])
+    events = send(manager_for(none, repository), None, "What happens?", [(video, "clip.mp4")])
     assert english(events[-1].message.details.left_out) == ("the video “clip.mp4”",)
     assert none.inputs[-1].videos == []
-    assert "[The video “clip.mp4” attached here is left out: the conversation is too long.]" in texts(none.inputs[-1])
 
 
 def test_what_was_left_out_is_stored_by_key_said_in_the_readers_language_and_exported_in_english(repository, tmp_path):

@@ -47,7 +47,7 @@ def media_items(family, png_file, speech_wav, speech_video=None) -> tuple[list[d
         media.sound_order.append(None)
     if family.watches() and speech_video is not None:
         content.append({"type": "video"})
-        media.videos.append(decode_video(speech_video, family.video_fps, family.video_max_frames))
+        media.videos.append(decode_video(speech_video, family.video_fps, family.video_max_frames, total_pixels=family.video_total_pixels))
         media.sound_order.append(0)
     return content, media
 

@@ -287,7 +287,9 @@ def test_video_follow_ups_encode_each_clip_once_even_after_a_restart(name, quant
     reuse = Reuse(1.0, folder)
     reusing, full = with_reuse(base, reuse), with_reuse(base, None)
     other = write_video(tmp_path / "other.webm", seconds=2.0, fps=8, size=(96, 64), fmt="webm", codec="libvpx-vp9", audio_codec="libopus")
-    clips = [decode_video(path, family.video_fps, family.video_max_frames) for path in (speech_video, other)]
+    clips = [
+        decode_video(path, family.video_fps, family.video_max_frames, total_pixels=family.video_total_pixels) for path in (speech_video, other)
+    ]
     model_input = ModelInput([])
     turns = [[("video", 0)], [("audio", 0)] if family.hears() else [], [("video", 1)], []]
     answer = None

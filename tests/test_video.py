@@ -7,7 +7,7 @@ import pytest
 
 from assistant.media import SAMPLE_RATE, decode_video, load_image, probe
 from assistant.validation import validate_turn
-from assistant.video import frame_count, scaled_size
+from assistant.video import frame_count, frame_pixels, scaled_size
 from domain import limits
 from domain.errors import InvalidInput
 from domain.types import MediaKind
@@ -51,6 +51,21 @@ def test_a_long_video_gets_fewer_frames_evenly_and_always_an_even_number(tmp_pat
     assert len(clip.frames) == 16 and abs(clip.fps - 0.8) < 0.01 and abs(clip.seconds - 20.0) < 0.1
     assert len(decode_video(path, fps=2.0, max_frames=15).frames) == 14
     assert [frame_count(s, 2.0, 64) for s in (0.2, 1.0, 1.6, 3.0, 40.0)] == [2, 2, 2, 6, 64]
+
+
+def test_at_a_fixed_rate_a_long_clip_keeps_its_rate_in_smaller_frames(tmp_path):
+    """A family that times frames by its rate (Qwen2.5-Omni) gets all of a 40 s clip at 2 a second, its frames sharing a
+    pixel budget: smaller than a short clip's. Figures scaled to tiny frames: 8 frames' worth of pixels, shared."""
+    total, floor = 160 * 120 * 8 // 2, 28 * 28  # the budget counts pairs of frames (qwen-vl-utils' FRAME_FACTOR)
+    long = decode_video(write_video(tmp_path / "long.mp4", seconds=40.0, fps=4), 2.0, 768, 384.0, total_pixels=total, min_pixels=floor)
+    short = decode_video(write_video(tmp_path / "short.mp4", seconds=3.0, fps=4), 2.0, 768, 384.0, total_pixels=total, min_pixels=floor)
+    assert len(long.frames) == 80 and abs(long.fps - 2.0) < 1e-6 and abs(long.seconds - 40.0) < 0.1
+    assert short.frames.shape == (6, 120, 160, 3)  # a short clip's share is more than its frames: kept whole
+    height, width = long.frames.shape[1:3]
+    assert height * width <= total * 2 // 80 and height * width < 160 * 120 and abs(width / height - 4 / 3) < 0.1
+    # The budget's shrink halves a frame's pixels, never below the floor; without a total, each frame has the ceiling.
+    assert frame_pixels(80, total, min_pixels=floor, shrink=2) == total // 80 and frame_pixels(80, total, shrink=64) == 128 * 28 * 28
+    assert frame_pixels(6, None) == 768 * 28 * 28
 
 
 def test_only_the_first_seconds_are_sampled_when_asked(tmp_path):

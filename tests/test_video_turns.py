@@ -59,7 +59,7 @@ def test_omni_answers_a_video_hearing_its_sound_in_the_same_item(engine, reposit
     [model_input], [prepared] = recording.inputs, recording.prepared
     [clip] = model_input.videos
     assert model_input.sound_order == [0] and clip.audio is not None
-    assert model_input.video_keys == [f"{attachment.sha256}@2fps×6"]
+    assert model_input.video_keys == [f"{attachment.sha256}@2fps×6×160x120"]
     # Frames and sound interleaved in one item: <|vision_bos|><|audio_bos|> video and audio tokens <|audio_eos|>...
     tokens = engine.processor.tokenizer.convert_ids_to_tokens(prepared["input_ids"][0].tolist())
     start = tokens.index("<|vision_bos|>")
@@ -184,7 +184,11 @@ def test_omni_places_each_sound_where_it_is_in_the_prompt(engine, speech_wav, sp
     from tests.engine_helpers import generate_whole
 
     speech = decode_audio(speech_wav)
-    quiet = decode_video(write_video(tmp_path / "quiet.mp4", seconds=8.0, fps=4, size=(64, 48)), 2.0, 8)  # 1 a second
+    family = engine.family
+    quiet = decode_video(
+        write_video(tmp_path / "quiet.mp4", seconds=8.0, fps=4, size=(64, 48)), family.video_fps, family.video_max_frames,
+        total_pixels=family.video_total_pixels,
+    )  # fmt: skip
     talking = decode_video(speech_video, 2.0, 64)
     items = [{"type": "audio"}, {"type": "video"}, {"type": "audio"}, {"type": "video"}, {"type": "text", "text": "Well?"}]
     model_input = ModelInput(
@@ -196,8 +200,8 @@ def test_omni_places_each_sound_where_it_is_in_the_prompt(engine, speech_wav, sp
     expected = [len(speech), 3.0 * 16000, len(speech) // 2, 8.0 * 16000]  # in prompt order; silence for the quiet one
     assert [round(n / 100) for n in lengths] == [round(n / 160 / 100) for n in expected]
     # One fixed rate (2 a second), whatever else the prompt holds, so that each clip is processed once across turns:
-    # the talking clip keeps its 6 frames (3 pairs), the quiet one its 8, placed as if taken at 2 a second.
-    assert prepared["video_grid_thw"][:, 0].tolist() == [3, 4]
+    # the talking clip has its 6 frames (3 pairs), the quiet one its 16 (8 s at 2 a second, as it is timed).
+    assert prepared["video_grid_thw"][:, 0].tolist() == [3, 8]
     assert generate_whole(engine, model_input).strip()
 
 
@@ -209,3 +213,18 @@ def test_omni_hears_a_sound_track_longer_than_thirty_seconds_whole(engine, tmp_p
     model_input = ModelInput([{"role": "user", "content": [{"type": "video"}]}], videos=[clip], sound_order=[0])
     prepared = engine.prepare(model_input)
     assert int(prepared["feature_attention_mask"].sum()) == 4000  # 40 s of 10 ms frames, not cut at 30 s
+
+
+def test_omni_gets_all_of_a_long_clip_at_its_rate_so_frames_and_sound_stay_paired(engine, repository, tmp_path):
+    """Past 32 s (64 frames at 2 a second), a clip is not sampled sparser: its processor times every frame at 2 a
+    second and pairs the sound track by that. Its frames are scaled to share a pixel budget instead."""
+    from assistant.prompt import build_model_input
+
+    path = write_video(tmp_path / "long.mp4", seconds=40.0, fps=2, size=(64, 48), audio_codec="aac")
+    message = repository.add_user_message(None, "What happens?", [MediaFile(path, "long.mp4", MediaKind.VIDEO, "video/mp4")])
+    model_input = build_model_input(repository.get_messages(message.conversation_id), MediaLoader(), None, engine.family)
+    [clip] = model_input.videos
+    assert len(clip.frames) == 80 and abs(clip.fps - 2.0) < 1e-6 and abs(len(clip.audio) / 16000 - 40.0) < 0.1
+    prepared = engine.prepare(model_input)
+    assert prepared["video_grid_thw"][0, 0] == 40  # 40 pairs: 40 s timed at 2 a second, as long as its sound
+    assert model_input.video_keys == [f"{message.attachments[0].sha256}@2fps×80×64x48"]

@@ -20,6 +20,14 @@ class Capabilities:
     audio_window_s: float = 30.0  # longest clip one audio item may be; longer clips go in as several, in order
     video_fps: float = 2.0  # frames a second sampled from a video (the family's published rate)
     video_max_frames: int = 64  # at most this many frames of one video; a longer one is sampled more sparsely
+    # Set for a family whose processor times every video at `video_fps` (Qwen2.5-Omni pairs frames with sound by it):
+    # its videos keep that rate for their whole length (`video_max_frames` then only cuts one past that many frames),
+    # their frames scaled down to share this many pixels (assistant.video.frame_pixels), and the context budget cuts
+    # their resolution, never their frames.
+    video_total_pixels: int | None = None
+
+    def fixed_video_rate(self) -> bool:
+        return self.video_total_pixels is not None
 
     def hears(self) -> bool:
         return MediaKind.AUDIO in self.accepts

@@ -15,7 +15,8 @@ from pathlib import Path
 from assistant.families.base import Family
 from assistant.families.demo_parts import padded_vocab, qwen2_tokenizer
 from assistant.families.qwen_reuse import QwenVisionReuse, audio_features
-from assistant.families.video_inputs import omni_kwargs
+from assistant.families.video_inputs import OMNI_FPS, omni_kwargs
+from assistant.video import VIDEO_TOTAL_PIXELS
 from domain.types import MediaKind
 
 DEMO_SEED = 1234
@@ -359,4 +360,10 @@ FAMILY = Family(
     # A video's sound track is heard in the same item, interleaved with its frames two seconds at a time.
     processor_kwargs=omni_kwargs,
     video_model_inputs=(("use_audio_in_video", True),),
+    # Its processor times every video at one rate (video_inputs.OMNI_FPS) and pairs frames with sound by it: all of a
+    # clip at that rate, its frames sharing qwen-vl-utils' pixel budget; past 768 frames (qwen-vl-utils'
+    # FPS_MAX_FRAMES, 384 s, only if --max-video-seconds allows) a clip is cut rather than sampled sparser.
+    video_fps=OMNI_FPS,
+    video_max_frames=768,
+    video_total_pixels=VIDEO_TOTAL_PIXELS,
 )

@@ -56,8 +56,9 @@ def omni_kwargs(images: list, audios: list, videos: list, sounds: list | None = 
 
     `sounds` lists the prompt's sounds in order: None for the next of `audios`, i for the sound track of `videos[i]`
     (assistant.prompt.ModelInput.sound_order). A video without sound hears silence of its length: the model places a
-    prompt's videos either all with sound or all without. One fixed rate for all (OMNI_FPS): a clip taken faster is
-    thinned to it; one taken slower (a long clip past the frame cap) is placed as if taken at it.
+    prompt's videos either all with sound or all without. One fixed rate for all (OMNI_FPS), which the family samples
+    every clip at for its whole length (Capabilities.video_total_pixels), so frames and sound stay paired; a clip
+    taken faster is thinned to it.
     """
     if not videos:
         return {"images": images or None, "audio": audios or None}
