@@ -41,7 +41,7 @@ def test_voice_mode_answers_aloud_without_a_click_and_speech_interrupts_an_answe
     browser, start_app, demo_model_dir, speech_wav, tmp_path
 ):
     looped = tmp_path / "question-then-silence.wav"
-    subprocess.run(["sox", str(speech_wav), "-r", "48000", "-c", "1", str(looped), "pad", "0.3", "8"], check=True)
+    subprocess.run(["sox", str(speech_wav), "-r", "48000", "-c", "1", str(looped), "pad", "0.3", "12"], check=True)
     data_dir = tmp_path / "data"
     app = start_ready_app(start_app, demo_model_dir, data_dir, "--max-new-tokens", "2000")
     repository = open_repository(data_dir)

@@ -200,7 +200,11 @@ def test_with_transcripts_off_a_model_that_cannot_hear_refuses_audio(family_mode
 
 @pytest.mark.parametrize(
     "name, transcripts_on, file_types, microphone",
-    [("qwen2-audio", True, ["audio"], True), ("qwen2.5-vl", True, ["image", "audio"], True), ("qwen3-vl", False, ["image"], False)],
+    [
+        ("qwen2-audio", True, ["audio"], True),
+        ("qwen2.5-vl", True, ["image", "audio", "video"], True),
+        ("qwen3-vl", False, ["image", "video"], False),
+    ],
 )
 def test_the_composer_offers_only_what_the_model_takes(name, transcripts_on, file_types, microphone, family_model_dir, repository, transcripts):
     from ui.app import build_app

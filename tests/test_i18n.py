@@ -3,13 +3,13 @@ keys handed to Gradio, and the served pages (the chat page's first script, the s
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
 import pytest
 
 from domain.i18n import CHINESE, ENGLISH, LANGUAGES, catalog, fields_of, say, t
+from tests.helpers import run_coroutine
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALES = ROOT / "domain" / "locales"
@@ -89,7 +89,7 @@ def test_the_page_starts_in_the_requests_language(cookie, accept, expected):
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""}
-    asyncio.run(PageLanguage(gradio)(scope, None, send))
+    run_coroutine(PageLanguage(gradio)(scope, None, send))
     start, body = sent
     served = body["body"].decode()
     assert f'lang="{expected}"' in served

@@ -3,7 +3,6 @@ few refusals said in Chinese, stored answer errors kept by key, and the page's e
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import re
@@ -16,6 +15,7 @@ import pytest
 from domain.errors import EngineUnavailable, InvalidInput
 from domain.i18n import CHINESE, ENGLISH, LANGUAGES, Text, catalog, fields_of, say, t
 from domain.types import INTERRUPTED, MediaKind, Status, is_interrupted
+from tests.helpers import run_coroutine
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCALES = ROOT / "domain" / "locales"
@@ -240,9 +240,9 @@ def test_the_page_says_a_handlers_error_in_the_language_of_the_request():
 
     def shown(fn, request) -> str:
         with pytest.raises(gr.Error) as error:
-            result = asyncio.run(demo.process_api(block_fn=fn, inputs=["a.wav"], state=None, request=request))
+            result = run_coroutine(demo.process_api(block_fn=fn, inputs=["a.wav"], state=None, request=request))
             while True:  # a generator: each call runs it to its next update
-                result = asyncio.run(demo.process_api(
+                result = run_coroutine(demo.process_api(
                     block_fn=fn, inputs=["a.wav"], state=None, request=request, iterator=result["iterator"]))
         return error.value.message
 

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from domain import limits
+from tests.helpers import run_coroutine
 
 FILE_LIMIT, VIDEO_LIMIT = 3000, 20_000
 
@@ -58,7 +59,7 @@ def post(app, files: list[tuple[str, str, int]], chunk: int = 1000, headers: tup
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    run_coroutine(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
