@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from domain.i18n import CHINESE, ENGLISH, LANGUAGES, catalog, fields_of, say, t
-from tests.helpers import run_coroutine
+from tests.loops import run_coroutine
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALES = ROOT / "domain" / "locales"

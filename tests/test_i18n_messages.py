@@ -15,7 +15,7 @@ import pytest
 from domain.errors import EngineUnavailable, InvalidInput
 from domain.i18n import CHINESE, ENGLISH, LANGUAGES, Text, catalog, fields_of, say, t
 from domain.types import INTERRUPTED, MediaKind, Status, is_interrupted
-from tests.helpers import run_coroutine
+from tests.loops import run_coroutine
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCALES = ROOT / "domain" / "locales"

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from domain import limits
-from tests.helpers import run_coroutine
+from tests.loops import run_coroutine
 
 FILE_LIMIT, VIDEO_LIMIT = 3000, 20_000
 
