@@ -285,7 +285,7 @@ def build_app(
     handlers = ChatHandlers(dialogue, host, demo, owner_of)
     side = handlers.sidebar
     accepted = dialogue.accepts()  # the composer offers only what the model takes (audio: heard, or as a transcript)
-    sources, file_types, _ = composer.offers(accepted)
+    sources, file_types = composer.offers(accepted)
     # One sentence per combination ("page.composer.image_audio"...): what may be attached, and whether recorded.
     placeholder = label("page.composer." + ("_".join(file_types) or "text"))
     if exports is None:  # a page built without run.py (tests): kept out of Gradio's folders, which it serves by path

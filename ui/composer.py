@@ -17,17 +17,11 @@ from ui.errors import shows_errors
 KINDS = (MediaKind.IMAGE, MediaKind.AUDIO, MediaKind.VIDEO)
 
 
-def offers(accepted) -> tuple[list[str], list[str], str]:
-    """(sources, file types, "images, audio or video") for a model that takes `accepted`."""
+def offers(accepted) -> tuple[list[str], list[str]]:
+    """(sources, file types) for a model that takes `accepted`; the placeholder saying them is keyed by the types."""
     sources = ["upload", "microphone"] if MediaKind.AUDIO in accepted else ["upload"]
     file_types = [kind.value for kind in KINDS if kind in accepted]
-    return sources, file_types, hint(file_types)
-
-
-def hint(kinds) -> str:
-    """["image", "audio", "video"] -> "images, audio or video"."""
-    names = [{"image": "images"}.get(kind, kind) for kind in kinds]
-    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
+    return sources, file_types
 
 
 class VideoRefusal:
