@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from domain.i18n import t
-from ui.errors import said, shows_errors
+from ui.errors import inform, said, shown_error, shows_errors
 from ui.i18n import label
 
 
@@ -74,7 +74,7 @@ class ApiKeyHandlers:
     def create(self, name: str, request: gr.Request):
         user = self._user(request)
         if user is None:
-            raise gr.Error(said(t("api_key.no_accounts"), request), print_exception=False)
+            raise shown_error(t("api_key.no_accounts"), request)
         _, key = self._keys.create(user, name)
         return "", gr.Textbox(value=key, visible=True), self._choices(user, request)
 
@@ -82,9 +82,9 @@ class ApiKeyHandlers:
     def revoke(self, key_id, request: gr.Request):
         user = self._user(request)
         if user is None or key_id is None:
-            raise gr.Error(said(t("api_key.choose"), request), print_exception=False)
+            raise shown_error(t("api_key.choose"), request)
         self._keys.revoke(user, int(key_id))
-        gr.Info(said(t("api_key.revoked"), request))
+        inform(t("api_key.revoked"), request)
         return gr.Textbox(value="", visible=False), self._choices(user, request)
 
 

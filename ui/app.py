@@ -31,7 +31,7 @@ from domain.i18n import t
 from domain.types import MediaKind, Status
 from ui import api_keys as api_key_panel
 from ui import branches, composer, render, script_api, settings, sidebar, voice
-from ui.errors import said, shows_errors
+from ui.errors import shown_error, shows_errors, warn
 from ui.settings import fields_from_settings, settings_from_fields, voice_choices
 from ui.sidebar import SidebarHandlers
 from ui.exports import ExportStore
@@ -210,7 +210,7 @@ class ChatHandlers:
                     stored = dialogue.open_messages(event.message.conversation_id)
                     history = chat_view(dialogue, [event.message if m.id == event.message.id else m for m in stored], request)
                     if event.message.status is Status.ERROR:
-                        gr.Warning(said(event.message.error or t("answer.failed.plain"), request))
+                        warn(event.message.error or t("answer.failed.plain"), request)
                 last_update = time.monotonic()
                 yield history, *[gr.skip()] * 6, (spoken and spoken.update()) or gr.skip()
             if spoken is not None and finished is not None:
@@ -227,7 +227,7 @@ class ChatHandlers:
             raise  # the person's to read, not a fault of the app
         except Exception:  # a fault of the app: a sentence for the person, the details for the log; the page unlocks after
             log.exception("the turn failed before its answer started")
-            raise gr.Error(said(TURN_FAILED, request), print_exception=False) from None
+            raise shown_error(TURN_FAILED, request) from None
         finally:
             events.close()
             self._stops.pop(request.session_hash, None)

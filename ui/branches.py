@@ -9,7 +9,7 @@ import gradio as gr
 
 from domain.errors import AssistantError
 from domain.i18n import t
-from ui.errors import said, shows_errors
+from ui.errors import inform, shows_errors, warn
 from ui.files import chat_view
 
 
@@ -33,13 +33,13 @@ class MessageLinks:
                 voice = dialogue.get_conversation(conversation_id).settings.voice if conversation_id else None
                 spoken = dialogue.speak(int(message_id), voice)
             except AssistantError as error:  # no voice to be had, or not an answer: the text stays as it was
-                gr.Warning(said(t("speech.no_sound", error=error.text), request))
+                warn(t("speech.no_sound", error=error.text), request)
                 return gr.skip(), gr.skip(), gr.skip()
             chat = chat_view(dialogue, dialogue.open_messages(spoken.message.conversation_id), request)
             return gr.skip(), chat, gr.skip()
         if verb == "fork":
             conversation_id = dialogue.fork(int(message_id)).id
-            gr.Info(said(t("conversation.forked"), request))
+            inform(t("conversation.forked"), request)
         else:
             conversation_id = dialogue.switch_version(int(message_id), -1 if verb == "prev" else 1)
         chat = chat_view(dialogue, dialogue.open_messages(conversation_id), request)

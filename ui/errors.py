@@ -12,7 +12,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from domain.errors import AssistantError
-from domain.i18n import ENGLISH, Text, say
+from domain.i18n import ENGLISH, Text, say, t
 from ui.i18n import language_of
 
 # The parameter shows_errors adds to a handler that takes no gr.Request, so that Gradio passes one in.
@@ -30,6 +30,22 @@ def language_of_request(request) -> str:
 def said(text: Text | str, request) -> str:
     """A sentence in the language of the person who made `request`."""
     return say(text, language_of_request(request))
+
+
+def shown_error(text: Text | str, request) -> gr.Error:
+    """A gr.Error to raise, its sentence and its title in the request's language."""
+    language = language_of_request(request)
+    return gr.Error(say(text, language), title=say(t("page.toast.error"), language), print_exception=False)
+
+
+def warn(text: Text | str, request) -> None:
+    language = language_of_request(request)
+    gr.Warning(say(text, language), title=say(t("page.toast.warning"), language))
+
+
+def inform(text: Text | str, request) -> None:
+    language = language_of_request(request)
+    gr.Info(say(text, language), title=say(t("page.toast.info"), language))
 
 
 def shows_errors(handler: Callable) -> Callable:
@@ -59,8 +75,8 @@ def shows_errors(handler: Callable) -> Callable:
             request, args, kwargs = request_of(args, kwargs)
             try:
                 yield from handler(*args, **kwargs)
-            except AssistantError as error:
-                raise gr.Error(error.said(language_of_request(request)), print_exception=False) from None
+            except AssistantError as failure:
+                raise shown_error(failure.text, request) from None
 
         wrapper = stream
     else:
@@ -70,8 +86,8 @@ def shows_errors(handler: Callable) -> Callable:
             request, args, kwargs = request_of(args, kwargs)
             try:
                 return handler(*args, **kwargs)
-            except AssistantError as error:
-                raise gr.Error(error.said(language_of_request(request)), print_exception=False) from None
+            except AssistantError as failure:
+                raise shown_error(failure.text, request) from None
 
         wrapper = call
     if added:

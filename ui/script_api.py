@@ -17,7 +17,7 @@ from gradio.data_classes import FileData
 from assistant.dialogue import DialogueManager, ReplyFinished
 from domain.i18n import t
 from domain.types import Status
-from ui.errors import said, shows_errors
+from ui.errors import shown_error, shows_errors
 from ui.uploads import discard_uploads, upload_folder
 
 API_NAME = "chat"
@@ -49,7 +49,7 @@ class ScriptApi:
             # Stored as blobs by now, or refused: either way no longer needed (a refused one is sent again).
             discard_uploads([file["path"] for file in files or [] if isinstance(file, dict) and "path" in file])
         if reply is None or reply.status is Status.ERROR:
-            raise gr.Error(said((reply and reply.error) or t("answer.failed.plain"), request), print_exception=False)
+            raise shown_error((reply and reply.error) or t("answer.failed.plain"), request)
         return reply.text, reply.conversation_id
 
     @shows_errors  # refused input, an unknown conversation, one being answered already

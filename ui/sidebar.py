@@ -12,7 +12,7 @@ import gradio as gr
 from assistant.dialogue import DialogueManager
 from domain.types import ConversationSummary
 from domain.i18n import t
-from ui.errors import said, shows_errors
+from ui.errors import inform, said, shows_errors
 from ui.files import chat_view
 from ui.i18n import SWITCH_HTML, label
 
@@ -149,7 +149,7 @@ class SidebarHandlers:
         dialogue = self.access(request)
         if conversation_id:
             dialogue.delete(conversation_id)
-            gr.Info(said(t("conversation.deleted"), request))
+            inform(t("conversation.deleted"), request)
         return None, [], self.list_for(dialogue, None, archived), gr.Row(visible=False), gr.Group(visible=False)
 
 

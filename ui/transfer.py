@@ -15,7 +15,7 @@ from assistant.dialogue import DialogueManager
 from storage.exchange import export_zip, safe_name
 from domain.errors import InvalidInput
 from domain.i18n import t
-from ui.errors import language_of_request, said, shows_errors
+from ui.errors import inform, language_of_request, said, shows_errors
 from ui.exports import ExportStore, export_url
 from ui.uploads import discard_uploads, upload_folder
 
@@ -60,5 +60,5 @@ class TransferHandlers:
             summary = self.access(request).import_archive(Path(upload), scratch=upload_folder() / "imports")
         finally:
             discard_uploads([upload])
-        gr.Info(summary.sentence(language_of_request(request)))
+        inform(summary.sentence(language_of_request(request)), request)
         return gr.skip()
